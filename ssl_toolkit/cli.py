@@ -1,0 +1,82 @@
+"""The ``ssl-toolkit`` command: train | recipe | list."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import yaml
+
+from .recipe import RecipeError, import_components, load_recipe, to_plain
+from .registry import ALL_REGISTRIES, RegistryError
+
+
+def _cmd_train(args) -> int:
+    from .train.trainer import Trainer
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    Trainer(recipe, out_dir=args.out, resume=args.resume, quiet=args.quiet).fit()
+    return 0
+
+
+def _cmd_recipe(args) -> int:
+    recipe = load_recipe(args.recipe, args.overrides)
+    sys.stdout.write(yaml.safe_dump(to_plain(recipe.to_dict()), sort_keys=False))
+    return 0
+
+
+def _cmd_list(args) -> int:
+    import_components()
+    kinds = [args.kind] if args.kind else list(ALL_REGISTRIES)
+    for kind in kinds:
+        if kind not in ALL_REGISTRIES:
+            from .registry import did_you_mean
+
+            raise RegistryError(f"unknown kind '{kind}'{did_you_mean(kind, ALL_REGISTRIES)}; "
+                                f"known: {', '.join(ALL_REGISTRIES)}")
+        registry = ALL_REGISTRIES[kind]
+        print(f"{kind} ({len(registry)}):")
+        for entry in registry:
+            print(f"  {entry.name:<24} {entry.description}")
+            print(f"  {'':<24} ({entry.signature_text()})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ssl-toolkit", description="Self-supervised learning (BYOL family) "
+                                     "for images and audio, driven by YAML recipes.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="pretrain with a recipe")
+    p.add_argument("recipe")
+    p.add_argument("overrides", nargs="*", help="key.sub=value (YAML scalars)")
+    p.add_argument("--out", help="run directory (default runs/<recipe-name>-<timestamp>)")
+    p.add_argument("--resume", help="'auto' (last valid checkpoint in --out) or a checkpoint / run dir")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("recipe", help="print a recipe after inheritance and overrides")
+    p.add_argument("recipe")
+    p.add_argument("overrides", nargs="*")
+    p.set_defaults(func=_cmd_recipe)
+
+    p = sub.add_parser("list", help="registered components with descriptions and parameters")
+    p.add_argument("kind", nargs="?", help=", ".join(ALL_REGISTRIES))
+    p.set_defaults(func=_cmd_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (RecipeError, RegistryError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - known failure kinds get one clear line
+        from .train.checkpoint import CheckpointError
+        from .train.trainer import TrainingError
+
+        if isinstance(e, (TrainingError, CheckpointError)):
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        raise

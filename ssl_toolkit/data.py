@@ -1,0 +1,88 @@
+"""Modality-agnostic data plumbing: resumable epoch sampling and collation that skips bad items.
+
+Dataset contract (every registered dataset follows it):
+- ``dataset[i]`` returns ``(x, label)`` with ``x`` a tensor of a fixed shape (images stay uint8)
+  and ``label`` an int (−1 when unknown), or a :class:`BadItem` when the file cannot be used
+  (unreadable, empty, NaN...) and the dataset was asked to skip such files.
+- Optional ``set_epoch(epoch)``: datasets with random per-item choices (e.g. audio segment crops)
+  derive them from (seed, epoch, index) so that a resumed run draws exactly what it would have.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import Sampler, default_collate
+
+log = logging.getLogger("ssl_toolkit.data")
+
+
+@dataclass(frozen=True)
+class BadItem:
+    """A dataset item that could not be used, with the file and the reason."""
+
+    path: str
+    reason: str
+
+
+class BadFileError(RuntimeError):
+    """Raised instead of returning a BadItem when a recipe asks for ``on_bad_file: fail``."""
+
+
+def collate_skipping_bad(items):
+    """Collate ``(x, label)`` pairs, dropping BadItems; returns ``(x, labels, bad_items)``."""
+    good = [it for it in items if not isinstance(it, BadItem)]
+    bad = [it for it in items if isinstance(it, BadItem)]
+    if not good:
+        return None, None, bad
+    x, y = default_collate(good)
+    return x, y, bad
+
+
+class EpochSampler(Sampler[int]):
+    """Shuffled indices for one epoch, sharded over DDP ranks, resumable mid-epoch.
+
+    The order of epoch ``e`` is a permutation drawn from ``seed + e`` (the same on every rank);
+    rank ``r`` of ``w`` takes positions ``r, r+w, ...``. ``set_position(epoch, batches_done)``
+    makes the next iteration skip the batches a run had already consumed.
+    """
+
+    def __init__(self, length: int, batch_size: int, *, seed: int = 0, shuffle: bool = True,
+                 drop_last: bool = True, rank: int = 0, world_size: int = 1):
+        self.length, self.batch_size, self.seed = length, batch_size, seed
+        self.shuffle, self.drop_last, self.rank, self.world_size = shuffle, drop_last, rank, world_size
+        self.epoch, self.skip_batches = 0, 0
+
+    @property
+    def per_rank(self) -> int:
+        if self.drop_last:
+            return self.length // self.world_size
+        return math.ceil(self.length / self.world_size)
+
+    def batches_per_epoch(self) -> int:
+        n = self.per_rank
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def set_position(self, epoch: int, batches_done: int = 0) -> None:
+        self.epoch, self.skip_batches = epoch, batches_done
+
+    def __iter__(self):
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.length, generator=g).tolist()
+        else:
+            order = list(range(self.length))
+        total = self.per_rank * self.world_size
+        if total > len(order):  # pad by wrapping so that every rank gets the same count
+            order += order[: total - len(order)]
+        mine = order[self.rank:total:self.world_size]
+        usable = self.batches_per_epoch() * self.batch_size if self.drop_last else len(mine)
+        start = self.skip_batches * self.batch_size
+        self.skip_batches = 0
+        return iter(mine[start:usable])
+
+    def __len__(self) -> int:
+        usable = self.batches_per_epoch() * self.batch_size if self.drop_last else self.per_rank
+        return max(0, usable - self.skip_batches * self.batch_size)

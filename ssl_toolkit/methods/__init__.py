@@ -1,0 +1,2 @@
+"""One file per method; each registers itself in METHODS."""
+from . import byol  # noqa: F401

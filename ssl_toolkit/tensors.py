@@ -1,0 +1,93 @@
+"""Plain-tensor components: a synthetic dataset, an MLP encoder and vector augmentations.
+
+They let the engine be used and tested on tensors alone, without any modality.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .engine.heads import feature_norm
+from .registry import AUGMENTATIONS, DATASETS, ENCODERS
+from .views import BatchAugmentation
+
+
+@DATASETS.register("gaussian_clusters")
+class GaussianClusters(torch.utils.data.Dataset):
+    """Synthetic vectors around `num_classes` random centres (labels known), for tests and smoke runs."""
+
+    def __init__(self, size: int = 512, dim: int = 16, num_classes: int = 4, spread: float = 0.5, seed: int = 0):
+        if size <= 0:
+            raise ValueError(f"gaussian_clusters: size must be positive, got {size}")
+        g = torch.Generator().manual_seed(seed)
+        centres = torch.randn(num_classes, dim, generator=g) * 2
+        self.labels = torch.randint(num_classes, (size,), generator=g)
+        self.x = centres[self.labels] + spread * torch.randn(size, dim, generator=g)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        return self.x[i], int(self.labels[i])
+
+
+@ENCODERS.register("mlp_encoder")
+class MLPEncoder(nn.Module):
+    """Vector encoder: (Linear → norm → ReLU) × depth; feature_dim = hidden_dim."""
+
+    def __init__(self, in_dim: int = 16, hidden_dim: int = 64, depth: int = 2, norm: str = "bn"):
+        super().__init__()
+        layers, dim = [], in_dim
+        for _ in range(depth):
+            layers += [nn.Linear(dim, hidden_dim), feature_norm(norm, hidden_dim), nn.ReLU(inplace=True)]
+            dim = hidden_dim
+        self.net = nn.Sequential(*layers)
+        self.feature_dim = hidden_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.flatten(1))
+
+
+@AUGMENTATIONS.register("gaussian_noise")
+class GaussianNoise(BatchAugmentation):
+    """x + σ·N(0, 1), σ ~ U[0, max_std) drawn per sample."""
+
+    def __init__(self, max_std: float = 0.1):
+        super().__init__()
+        self.max_std = max_std
+
+    def sample_params(self, batch_size: int, device, generator=None) -> dict:
+        return {"std": torch.rand(batch_size, device=device, generator=generator) * self.max_std}
+
+    def apply(self, x: torch.Tensor, params: dict, generator=None) -> torch.Tensor:
+        noise = torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
+        return x + params["std"].view(-1, *[1] * (x.ndim - 1)).to(x.dtype) * noise
+
+    def forward(self, x, generator=None):
+        return self.apply(x, self.sample_params(x.shape[0], x.device, generator), generator)
+
+
+@AUGMENTATIONS.register("random_scale")
+class RandomScale(BatchAugmentation):
+    """x · s, s ~ U[low, high) drawn per sample."""
+
+    def __init__(self, low: float = 0.8, high: float = 1.2):
+        super().__init__()
+        self.low, self.high = low, high
+
+    def sample_params(self, batch_size: int, device, generator=None) -> dict:
+        return {"scale": self.low + (self.high - self.low) * torch.rand(batch_size, device=device, generator=generator)}
+
+    def apply(self, x: torch.Tensor, params: dict) -> torch.Tensor:
+        return x * params["scale"].view(-1, *[1] * (x.ndim - 1)).to(x.dtype)
+
+    def forward(self, x, generator=None):
+        return self.apply(x, self.sample_params(x.shape[0], x.device, generator))
+
+
+@AUGMENTATIONS.register("identity")
+class Identity(BatchAugmentation):
+    """Returns its input unchanged."""
+
+    def forward(self, x, generator=None):
+        return x

@@ -1,0 +1,77 @@
+"""Atomic checkpoints that load with ``weights_only=True``.
+
+A checkpoint is written to a temporary file in the same folder, flushed and fsynced, then moved
+into place with ``os.replace``, so a crash or a full disk mid-write leaves the previous file intact.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be loaded, with its path and the reason."""
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Load with ``weights_only=True``; any failure becomes a CheckpointError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"{path}: refused — the file holds objects other than tensors and plain containers "
+            f"(weights_only loading; it may carry code). Details: {str(e).splitlines()[0]}"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({str(e).splitlines()[0]})") from None
+
+
+_STEP = re.compile(r"step_(\d+)\.pt$")
+
+
+def checkpoint_candidates(run_dir: str | os.PathLike) -> list[Path]:
+    """Checkpoints of a run, newest first: last.pt, then step_*.pt by decreasing step."""
+    folder = Path(run_dir) / "checkpoints"
+    if not folder.is_dir():
+        return []
+    periodic = sorted((p for p in folder.glob("step_*.pt") if _STEP.search(p.name)),
+                      key=lambda p: int(_STEP.search(p.name).group(1)), reverse=True)
+    last = folder / "last.pt"
+    return ([last] if last.exists() else []) + periodic
+
+
+def prune_periodic(run_dir: str | os.PathLike, keep: int) -> None:
+    for old in checkpoint_candidates(run_dir):
+        if old.name != "last.pt":
+            if keep > 0:
+                keep -= 1
+                continue
+            old.unlink(missing_ok=True)

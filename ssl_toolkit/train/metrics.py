@@ -1,0 +1,48 @@
+"""Run metrics: ``metrics.csv`` (one row per logged step) and TensorBoard events."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+COLUMNS = ["step", "epoch", "loss", "lr", "tau", "samples_per_s", "collapse", "skipped_files", "elapsed_s"]
+
+
+class MetricsWriter:
+    """Appends rows to metrics.csv; on resume, rows after the resumed step are dropped first
+    (they will be produced again), so the file always reads as one continuous run."""
+
+    def __init__(self, run_dir: Path, resume_step: int | None, tensorboard: bool):
+        self.path = run_dir / "metrics.csv"
+        kept: list[dict] = []
+        if resume_step is not None and self.path.exists():
+            with self.path.open(newline="") as f:
+                kept = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
+        self._file = self.path.open("w", newline="")
+        self._csv = csv.DictWriter(self._file, fieldnames=COLUMNS)
+        self._csv.writeheader()
+        for row in kept:
+            self._csv.writerow(row)
+        self._file.flush()
+        self._tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=resume_step)
+
+    def write(self, row: dict) -> None:
+        self._csv.writerow({k: row.get(k, "") for k in COLUMNS})
+        self._file.flush()
+        if self._tb is not None:
+            for k, v in row.items():
+                if k not in ("step", "epoch") and isinstance(v, (int, float)):
+                    self._tb.add_scalar(f"train/{k}", v, row["step"])
+
+    def close(self) -> None:
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    with (Path(run_dir) / "metrics.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
