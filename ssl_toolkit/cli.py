@@ -66,7 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    unknown = [e for e in extra if e.startswith("-") or not hasattr(args, "overrides")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if extra:  # overrides written after an option (argparse stops the positional list there)
+        args.overrides = [*args.overrides, *extra]
     try:
         return args.func(args)
     except (RecipeError, RegistryError) as e:

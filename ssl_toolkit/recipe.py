@@ -424,7 +424,27 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] = ()) -> Recipe:
     if not (isinstance(imports, list) and all(isinstance(m, str) for m in imports)):
         raise RecipeError("expected a list of module names", file=origins.of(("imports",)), key="imports")
     import_components(imports)
-    return _Validator(origins).dataclass(Recipe, tree, ())
+    validator = _Validator(origins)
+    recipe = validator.dataclass(Recipe, tree, ())
+    _check_optimizer(recipe, validator)
+    return recipe
+
+
+def _check_optimizer(recipe: Recipe, validator: _Validator) -> None:
+    """``optimizer.name`` must be registered and ``optimizer.options`` must be its parameters."""
+    registry = ALL_REGISTRIES["optimizers"]
+    try:
+        entry = registry.get(recipe.optimizer.name)
+    except RegistryError as e:
+        validator.fail(("optimizer", "name"), str(e))
+    generic = {"params", "lr", "weight_decay"}
+    choices = [p for p in entry.parameters() if p not in generic]
+    for key in recipe.optimizer.options:
+        if key not in choices:
+            hint = " (set it as optimizer.weight_decay / optimizer.lr)" if key in generic else ""
+            validator.fail(("optimizer", "options", key),
+                           f"optimizer '{entry.name}' has no option '{key}'{did_you_mean(key, choices)}{hint}; "
+                           f"it takes: {', '.join(choices) or 'nothing'}")
 
 
 def validate(cls: type, tree: dict, source: str = "recipe"):

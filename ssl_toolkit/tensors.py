@@ -17,8 +17,8 @@ class GaussianClusters(torch.utils.data.Dataset):
     """Synthetic vectors around `num_classes` random centres (labels known), for tests and smoke runs."""
 
     def __init__(self, size: int = 512, dim: int = 16, num_classes: int = 4, spread: float = 0.5, seed: int = 0):
-        if size <= 0:
-            raise ValueError(f"gaussian_clusters: size must be positive, got {size}")
+        if size < 0:
+            raise ValueError(f"gaussian_clusters: size must be >= 0, got {size}")
         g = torch.Generator().manual_seed(seed)
         centres = torch.randn(num_classes, dim, generator=g) * 2
         self.labels = torch.randint(num_classes, (size,), generator=g)

@@ -9,6 +9,7 @@ import os
 import pickle
 import re
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint (not a complete torch.save archive)")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
+        if "weights only" not in str(e).lower():
+            raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({str(e).splitlines()[0]})") from None
         raise CheckpointError(
             f"{path}: refused — the file holds objects other than tensors and plain containers "
             f"(weights_only loading; it may carry code). Details: {str(e).splitlines()[0]}"

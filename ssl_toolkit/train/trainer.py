@@ -31,6 +31,7 @@ from . import checkpoint as ckpt
 from .distributed import DistInfo, barrier, broadcast_object, init_distributed
 from .metrics import MetricsWriter
 from .optim import build_optimizer
+from .sync_bn import convert_to_global_bn
 
 CHECKPOINT_FORMAT = "ssl_toolkit.checkpoint/1"
 
@@ -116,6 +117,9 @@ class _Position:
     epoch: int = 0
     batches_done: int = 0
     skipped: dict = field(default_factory=dict)
+    window_loss: float = 0.0
+    """Sum of step losses since the last logged row (so a resumed run logs the same averages)."""
+    window_steps: int = 0
 
 
 class Trainer:
@@ -138,7 +142,10 @@ class Trainer:
 
     def _build_data(self):
         r = self.recipe
-        dataset = DATASETS.build(r.data.dataset.name, **r.data.dataset.params)
+        try:
+            dataset = DATASETS.build(r.data.dataset.name, **r.data.dataset.params)
+        except (OSError, ValueError) as e:  # missing folders/files, unreadable metadata...
+            raise TrainingError(f"data.dataset ({r.data.dataset.name}): {e}") from e
         if len(dataset) == 0:
             raise TrainingError(f"data.dataset ({r.data.dataset.name}) has zero items: nothing to train on")
         sampler = EpochSampler(len(dataset), r.data.batch_size, seed=r.seed, shuffle=r.data.shuffle,
@@ -211,6 +218,7 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler is not None else {},
             "rng": _rng_state(),
             "skipped": [[p, r] for p, r in pos.skipped.items()],
+            "window": [float(self._loss_sum) + pos.window_loss, pos.window_steps],
         }
         path = ckpt.atomic_save(state, self.run_dir / "checkpoints" / name)
         if name != "last.pt":
@@ -237,7 +245,8 @@ class Trainer:
         if t.channels_last:
             self.method = self.method.to(memory_format=torch.channels_last)
         if self.dist.enabled and t.sync_batchnorm:
-            self.method = nn.SyncBatchNorm.convert_sync_batchnorm(self.method)
+            self.method = (nn.SyncBatchNorm.convert_sync_batchnorm(self.method) if self.device.type == "cuda"
+                           else convert_to_global_bn(self.method))
         self.optimizer, lr_rule = build_optimizer(r.optimizer, self.method, global_batch)
         lr_factor = SCHEDULES.build(r.schedule.name, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
                                     **r.schedule.params)
@@ -259,7 +268,8 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
             if self.scaler is not None and state["scaler"]:
                 self.scaler.load_state_dict(state["scaler"])
-            pos = _Position(state["step"], state["epoch"], state["batches_done"], dict(map(tuple, state["skipped"])))
+            pos = _Position(state["step"], state["epoch"], state["batches_done"], dict(map(tuple, state["skipped"])),
+                            *state["window"])
             _set_rng_state(state["rng"])
 
         model: nn.Module = self.method
@@ -286,8 +296,8 @@ class Trainer:
 
         gen = torch.Generator(device=self.device)
         bad_step = torch.full((), -1, dtype=torch.long, device=self.device)
-        loss_sum = torch.zeros((), device=self.device)
-        window_steps, window_samples, window_start = 0, 0, time.perf_counter()
+        loss_sum = self._loss_sum = torch.zeros((), device=self.device)
+        window_samples, window_start = 0, time.perf_counter()
         run_start = time.perf_counter()
         collapse = torch.zeros((), device=self.device)
         skipped_log = (self.run_dir / "skipped_files.txt") if self.is_main else None
@@ -353,12 +363,12 @@ class Trainer:
                         self.optimizer.zero_grad(set_to_none=True)
                         tau = self.method.update_targets(pos.step, total_steps)
                         pos.step += 1
-                        window_steps += 1
+                        pos.window_steps += 1
                         done = pos.step >= total_steps
                         if pos.step % t.log_every == 0 or done:
                             check_finite()
                             elapsed = time.perf_counter() - window_start
-                            row = {"step": pos.step, "epoch": pos.epoch, "loss": float(loss_sum) / window_steps,
+                            row = {"step": pos.step, "epoch": pos.epoch, "loss": (float(loss_sum) + pos.window_loss) / pos.window_steps,
                                    "lr": self.optimizer.param_groups[0]["lr"], "tau": tau,
                                    "samples_per_s": window_samples / max(elapsed, 1e-9),
                                    "collapse": float(collapse), "skipped_files": len(pos.skipped),
@@ -375,7 +385,8 @@ class Trainer:
                                 progress.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.3g}",
                                                      tau=f"{tau:.4f}", sps=f"{row['samples_per_s']:.0f}")
                             loss_sum.zero_()
-                            window_steps, window_samples, window_start = 0, 0, time.perf_counter()
+                            pos.window_loss, pos.window_steps = 0.0, 0
+                            window_samples, window_start = 0, time.perf_counter()
                         if progress is not None:
                             progress.update(1)
                         if pos.step % t.checkpoint_every == 0 and not done:

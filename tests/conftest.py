@@ -1,0 +1,23 @@
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+RECIPES = ROOT / "recipes"
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture
+def shared_data():
+    data = SHARED / "data"
+    if not data.is_dir():
+        pytest.skip(f"real data not found at {data} (../shared/data beside the checkout)")
+    return data
+
+
+@pytest.fixture
+def tensor_recipe():
+    return RECIPES / "tensors" / "byol_gaussian.yaml"

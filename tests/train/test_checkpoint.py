@@ -1,0 +1,58 @@
+import os
+
+import pytest
+import torch
+
+from ssl_toolkit.train import checkpoint as ckpt
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_round_trip_weights_only(tmp_path):
+    state = {"w": torch.arange(4.0), "step": 3, "nested": {"a": [1, 2]}}
+    path = ckpt.atomic_save(state, tmp_path / "c.pt")
+    back = ckpt.load_checkpoint(path)
+    assert torch.equal(back["w"], state["w"]) and back["step"] == 3 and back["nested"] == {"a": [1, 2]}
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = ckpt.atomic_save({"v": torch.ones(2)}, tmp_path / "last.pt")
+
+    def disk_full(obj, f):
+        f.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        ckpt.atomic_save({"v": torch.zeros(2)}, path)
+    monkeypatch.undo()
+    assert torch.equal(ckpt.load_checkpoint(path)["v"], torch.ones(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left behind
+
+
+def test_truncated_and_pickled_code_checkpoints_are_refused(tmp_path):
+    good = ckpt.atomic_save({"v": torch.ones(1000)}, tmp_path / "good.pt")
+    data = good.read_bytes()
+    (tmp_path / "trunc.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ckpt.CheckpointError, match="trunc.pt: truncated or corrupt"):
+        ckpt.load_checkpoint(tmp_path / "trunc.pt")
+    torch.save({"x": Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(ckpt.CheckpointError, match="evil.pt: refused"):
+        ckpt.load_checkpoint(tmp_path / "evil.pt")
+    with pytest.raises(ckpt.CheckpointError, match="not found"):
+        ckpt.load_checkpoint(tmp_path / "none.pt")
+
+
+def test_candidates_newest_first_and_pruning(tmp_path):
+    for step in (5, 10, 15):
+        ckpt.atomic_save({}, tmp_path / "checkpoints" / f"step_{step:08d}.pt")
+    ckpt.atomic_save({}, tmp_path / "checkpoints" / "last.pt")
+    assert [p.name for p in ckpt.checkpoint_candidates(tmp_path)] == [
+        "last.pt", "step_00000015.pt", "step_00000010.pt", "step_00000005.pt"]
+    ckpt.prune_periodic(tmp_path, keep=2)
+    assert [p.name for p in ckpt.checkpoint_candidates(tmp_path)] == ["last.pt", "step_00000015.pt",
+                                                                     "step_00000010.pt"]

@@ -1,0 +1,48 @@
+import pytest
+import torch
+from torch import nn
+
+from ssl_toolkit.train.optim import LARS, applied_lr, param_groups
+from ssl_toolkit.train.schedules import constant, warmup_cosine
+
+
+def test_bias_and_norm_parameters_are_excluded():
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+    groups = param_groups(model, weight_decay=0.1, exclude_bias_and_norm=True)
+    decay, no_decay = groups
+    assert {p.ndim for p in decay["params"]} == {2} and decay["weight_decay"] == 0.1
+    assert len(no_decay["params"]) == 4 and no_decay["weight_decay"] == 0.0 and no_decay["lars_exclude"]
+    assert len(param_groups(model, 0.1, exclude_bias_and_norm=False)) == 1
+
+
+def test_lars_step_matches_hand_computation():
+    w = nn.Parameter(torch.tensor([[3.0, 4.0]]))  # ‖w‖ = 5
+    b = nn.Parameter(torch.tensor([1.0]))
+    w.grad = torch.tensor([[0.0, 1.0]])
+    b.grad = torch.tensor([2.0])
+    opt = LARS([{"params": [w], "weight_decay": 0.5, "lars_exclude": False},
+                {"params": [b], "weight_decay": 0.0, "lars_exclude": True}], lr=0.1, momentum=0.9,
+               trust_coefficient=0.001)
+    opt.step()
+    g = torch.tensor([[0.0, 1.0]]) + 0.5 * torch.tensor([[3.0, 4.0]])  # decayed gradient (1.5, 3)
+    trust = 0.001 * 5 / g.norm()
+    assert torch.allclose(w, torch.tensor([[3.0, 4.0]]) - 0.1 * trust * g, atol=1e-7)
+    assert torch.allclose(b, torch.tensor([1.0 - 0.1 * 2.0]))  # excluded: plain SGD, no decay, no trust
+    w.grad = torch.tensor([[0.0, 1.0]])
+    b.grad = torch.tensor([2.0])
+    opt.step()
+    assert torch.allclose(b, torch.tensor([0.8 - 0.1 * (0.9 * 2.0 + 2.0)]))  # momentum
+
+
+def test_lr_scaling_is_explicit():
+    assert applied_lr(0.2, "linear", 4096)[0] == pytest.approx(3.2)
+    assert "× 4096/256" in applied_lr(0.2, "linear", 4096)[1]
+    assert applied_lr(0.2, "none", 4096)[0] == 0.2
+
+
+def test_warmup_cosine_values():
+    f = warmup_cosine(total_steps=110, steps_per_epoch=10, warmup_epochs=1)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(10) == pytest.approx(1.0) and f(60) == pytest.approx(0.5) and f(110) == pytest.approx(0.0)
+    assert warmup_cosine(100, 10, final_ratio=0.1)(100) == pytest.approx(0.1)
+    assert constant(100, 10)(50) == 1.0 and constant(100, 10, warmup_steps=4)(1) == 0.5

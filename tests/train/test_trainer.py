@@ -1,0 +1,147 @@
+"""The trainer on the tensor recipe: outputs, exact resume, kill/resume, bad input."""
+import csv
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+
+from ssl_toolkit.recipe import load_recipe
+from ssl_toolkit.train.checkpoint import load_checkpoint
+from ssl_toolkit.train.trainer import NonFiniteLossError, Trainer, TrainingError
+
+FAST = ["trainer.tensorboard=false", "trainer.progress=false"]
+
+
+def train(recipe_path, out, overrides=(), resume=None):
+    recipe = load_recipe(recipe_path, [*FAST, *overrides])
+    return Trainer(recipe, out_dir=out, resume=resume, quiet=True).fit()
+
+
+def rows(run_dir):
+    with open(run_dir / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def assert_same_weights(a, b):
+    sa, sb = load_checkpoint(a)["method"], load_checkpoint(b)["method"]
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+
+
+def test_run_writes_everything_and_learns(tensor_recipe, tmp_path):
+    out = train(tensor_recipe, tmp_path / "run", ["trainer.tensorboard=true"])
+    for name in ("recipe.yaml", "metrics.csv", "checkpoints/last.pt", "encoder.pt"):
+        assert (out / name).exists(), name
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    r = rows(out)
+    assert [int(x["step"]) for x in r] == list(range(4, 41, 4))
+    assert set(r[0]) >= {"step", "epoch", "loss", "lr", "tau", "samples_per_s", "collapse"}
+    assert float(r[-1]["loss"]) < 0.5 * float(r[0]["loss"])
+    assert float(r[-1]["collapse"]) > 0.25
+    assert float(r[-1]["tau"]) == pytest.approx(1 - 0.01 * (torch.cos(torch.tensor(torch.pi * 39 / 40)) + 1) / 2)
+    enc = torch.load(out / "encoder.pt", weights_only=True)
+    assert set(enc) == {k.removeprefix("online.encoder.") for k in load_checkpoint(out / "checkpoints/last.pt")
+                        ["method"] if k.startswith("online.encoder.")}
+    assert load_recipe(out / "recipe.yaml").trainer.epochs == 5  # the stored recipe is complete and valid
+
+
+def test_max_steps_overrides_epochs_and_accumulation(tensor_recipe, tmp_path):
+    out = train(tensor_recipe, tmp_path / "run", ["trainer.max_steps=6", "trainer.grad_accum_steps=2",
+                                                  "trainer.log_every=3"])
+    assert [int(x["step"]) for x in rows(out)] == [3, 6]
+    assert load_checkpoint(out / "checkpoints/last.pt")["step"] == 6
+
+
+def test_resume_mid_epoch_is_bit_exact(tensor_recipe, tmp_path):
+    full = train(tensor_recipe, tmp_path / "full", ["trainer.max_steps=22", "trainer.checkpoint_every=5"])
+    part = tmp_path / "part"
+    train(tensor_recipe, part, ["trainer.max_steps=22", "trainer.checkpoint_every=5"])
+    # roll the second run back to its step-15 checkpoint (mid-epoch: 8 steps per epoch) and resume
+    (part / "checkpoints/step_00000015.pt").replace(part / "checkpoints/last.pt")
+    (part / "encoder.pt").unlink()
+    assert load_checkpoint(part / "checkpoints/last.pt")["batches_done"] == 7
+    train(tensor_recipe, part, ["trainer.max_steps=22", "trainer.checkpoint_every=5"], resume="auto")
+    assert_same_weights(full / "checkpoints/last.pt", part / "checkpoints/last.pt")
+    assert [r["loss"] for r in rows(full)] == [r["loss"] for r in rows(part)]
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import os, signal, sys
+    from ssl_toolkit.train import checkpoint
+    real = checkpoint.atomic_save
+    def save_then_die(obj, path):
+        out = real(obj, path)
+        if str(path).endswith("step_00000010.pt"):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return out
+    checkpoint.atomic_save = save_then_die
+    from ssl_toolkit.cli import main
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+def test_sigkill_then_resume_ends_with_the_same_weights(tensor_recipe, tmp_path):
+    args = [str(tensor_recipe), *FAST, "trainer.max_steps=20", "trainer.checkpoint_every=10"]
+    killed = subprocess.run([sys.executable, "-c", KILL_SCRIPT, "train", *args, "--out", str(tmp_path / "k"),
+                             "--quiet"], capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not (tmp_path / "k" / "encoder.pt").exists()
+    resumed = subprocess.run([sys.executable, "-m", "ssl_toolkit", "train", *args, "--out", str(tmp_path / "k"),
+                              "--resume", "auto"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from" in resumed.stderr and "(step 10)" in resumed.stderr
+    train(tensor_recipe, tmp_path / "ref", ["trainer.max_steps=20", "trainer.checkpoint_every=10"])
+    assert_same_weights(tmp_path / "ref/checkpoints/last.pt", tmp_path / "k/checkpoints/last.pt")
+
+
+def test_sigterm_checkpoints_and_exits_zero(tensor_recipe, tmp_path):
+    out = tmp_path / "pre"
+    proc = subprocess.Popen([sys.executable, "-m", "ssl_toolkit", "train", str(tensor_recipe), *FAST,
+                             "trainer.max_steps=100000", "data.dataset.size=4096", "--out", str(out)],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (out / "metrics.csv").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "received signal SIGTERM" in err and "--resume auto" in err
+    state = load_checkpoint(out / "checkpoints/last.pt")
+    assert 0 < state["step"] < 100000
+
+
+def test_missing_data_file_and_empty_dataset_fail_clearly(tensor_recipe, tmp_path):
+    with pytest.raises(TrainingError, match="zero items"):
+        train(tensor_recipe, tmp_path / "a", ["data.dataset.size=0"])
+    with pytest.raises(TrainingError, match="fewer than one batch"):
+        train(tensor_recipe, tmp_path / "b", ["data.dataset.size=8"])
+
+
+def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tensor_recipe, tmp_path):
+    out = tmp_path / "nan"
+    with pytest.raises(NonFiniteLossError, match=r"NaN/inf at step \d+.*optimizer.lr"):
+        train(tensor_recipe, out, ["optimizer.lr=1e30", "optimizer.name=sgd", "optimizer.options={}",
+                                   "trainer.checkpoint_every=1", "trainer.log_every=1", "schedule.name=constant"])
+    last = load_checkpoint(out / "checkpoints/last.pt")
+    assert all(torch.isfinite(v).all() for v in last["method"].values() if v.is_floating_point())
+
+
+def test_resume_auto_falls_back_from_a_corrupt_last_checkpoint(tensor_recipe, tmp_path, capsys):
+    out = train(tensor_recipe, tmp_path / "c", ["trainer.max_steps=20", "trainer.checkpoint_every=10"])
+    (out / "checkpoints/last.pt").write_bytes(b"garbage")
+    recipe = load_recipe(tensor_recipe, [*FAST, "trainer.max_steps=20", "trainer.checkpoint_every=10"])
+    Trainer(recipe, out_dir=out, resume="auto").fit()
+    err = capsys.readouterr().err
+    assert "truncated or corrupt" in err and "step_00000010.pt (step 10)" in err
+
+
+def test_bf16_autocast_runs(tensor_recipe, tmp_path):
+    out = train(tensor_recipe, tmp_path / "bf16", ["precision=bf16", "trainer.max_steps=4"])
+    assert all(float(r["loss"]) == float(r["loss"]) for r in rows(out))
