@@ -365,6 +365,9 @@ class _Validator:
             value = {"name": value}
         if not isinstance(value, dict) or "name" not in value:
             self.fail(path, f"expected a mapping with a 'name' key, got {value!r}")
+        if not isinstance(value["name"], str):
+            self.fail(path + ("name",), f"expected a component name (str), got {value['name']!r}")
+        value = dict(value)
         registry: Registry | None = ALL_REGISTRIES.get(meta.get("registry", ""))
         if registry is not None:
             name = value["name"]

@@ -9,6 +9,7 @@ uses the global RNG, whose states are saved in checkpoints; the data order is a 
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import signal
 import sys
@@ -129,6 +130,8 @@ class Trainer:
                  quiet: bool = False):
         self.recipe, self.resume, self.quiet = recipe, resume, quiet
         self.dist, self.device = init_distributed(recipe.device)
+        if resume is None and int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0:
+            self.resume = resume = "auto"  # torchrun restarted the workers: continue where the job was
         if resume == "auto" and out_dir is None and recipe.out_dir is None:
             raise TrainingError("--resume auto needs the run directory: pass --out DIR (or set out_dir)")
         run_dir = Path(out_dir) if out_dir is not None else default_run_dir(recipe)
