@@ -278,7 +278,7 @@ class Trainer:
         model: nn.Module = self.method
         if self.dist.enabled:
             model = nn.parallel.DistributedDataParallel(
-                model, device_ids=[self.device.index] if use_cuda else None, broadcast_buffers=False)
+                model, device_ids=[self.device.index] if use_cuda else None, forward_sync_buffers=False)
         if t.compile:
             model = torch.compile(model)
 

@@ -145,3 +145,11 @@ def test_resume_auto_falls_back_from_a_corrupt_last_checkpoint(tensor_recipe, tm
 def test_bf16_autocast_runs(tensor_recipe, tmp_path):
     out = train(tensor_recipe, tmp_path / "bf16", ["precision=bf16", "trainer.max_steps=4"])
     assert all(float(r["loss"]) == float(r["loss"]) for r in rows(out))
+
+
+def test_same_recipe_and_seed_give_the_same_metrics(tensor_recipe, tmp_path):
+    a = rows(train(tensor_recipe, tmp_path / "a", ["trainer.max_steps=12"]))
+    b = rows(train(tensor_recipe, tmp_path / "b", ["trainer.max_steps=12"]))
+    timing = {"samples_per_s", "elapsed_s"}
+    assert [{k: v for k, v in r.items() if k not in timing} for r in a] == \
+           [{k: v for k, v in r.items() if k not in timing} for r in b]
