@@ -47,7 +47,12 @@ def init_distributed(device_name: str) -> tuple[DistInfo, torch.device]:
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group(backend=backend)
+        # A store namespace per torchrun attempt: after an elastic restart the new workers must not
+        # read the previous attempt's (dead) peer addresses from the agent's long-lived store.
+        store, rank, world_size = next(dist.rendezvous("env://"))
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        dist.init_process_group(backend=backend, store=dist.PrefixStore(f"ssl_toolkit/attempt_{attempt}", store),
+                                rank=rank, world_size=world_size)
     return info, device
 
 
@@ -63,3 +68,10 @@ def broadcast_object(obj, info: DistInfo):
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
+
+
+def shutdown(info: DistInfo) -> None:
+    """Leave the process group cleanly (all ranks together), so no rank aborts at exit."""
+    if info.enabled and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
