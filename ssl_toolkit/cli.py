@@ -1,4 +1,4 @@
-"""The ``ssl-toolkit`` command: train | recipe | list."""
+"""The ``ssl-toolkit`` command: train | recipe | stats | list | eval | plot."""
 from __future__ import annotations
 
 import argparse
@@ -21,6 +21,15 @@ def _cmd_train(args) -> int:
 def _cmd_recipe(args) -> int:
     recipe = load_recipe(args.recipe, args.overrides)
     sys.stdout.write(yaml.safe_dump(to_plain(recipe.to_dict()), sort_keys=False))
+    return 0
+
+
+def _cmd_stats(args) -> int:
+    from .audio.stats import compute_stats
+
+    stats = compute_stats(args.recipe, args.overrides, n_stats=args.n, device=args.device, force=args.force)
+    where = stats["path"] or "not stored (no writable location)"
+    print(f"mean {stats['mean']:.6f}  std {stats['std']:.6f}  ({stats['source']}; {where})")
     return 0
 
 
@@ -58,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe")
     p.add_argument("overrides", nargs="*")
     p.set_defaults(func=_cmd_recipe)
+
+    p = sub.add_parser("stats", help="compute (or show cached) pre-normalization statistics of a recipe")
+    p.add_argument("recipe")
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--n", type=int, default=None, help="number of random training segments (default: the recipe's)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--force", action="store_true", help="recompute even when cached")
+    p.set_defaults(func=_cmd_stats)
 
     p = sub.add_parser("list", help="registered components with descriptions and parameters")
     p.add_argument("kind", nargs="?", help=", ".join(ALL_REGISTRIES))

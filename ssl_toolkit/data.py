@@ -86,3 +86,20 @@ class EpochSampler(Sampler[int]):
     def __len__(self) -> int:
         usable = self.batches_per_epoch() * self.batch_size if self.drop_last else self.per_rank
         return max(0, usable - self.skip_batches * self.batch_size)
+
+
+def preparation_batches(dataset, batch_size: int, num_workers: int, seed: int, device: torch.device):
+    """A callable yielding raw training batches on ``device`` in a fixed random order (seed + 7919),
+    for ops that compute statistics before training (e.g. BYOL-A's pre_norm). It never touches the
+    global RNG, so preparing (or loading cached statistics) does not change a run's randomness."""
+    from torch.utils.data import DataLoader
+
+    def batches():
+        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed + 7919))
+        loader = DataLoader(dataset, batch_size=batch_size, sampler=order.tolist(), num_workers=num_workers,
+                            collate_fn=collate_skipping_bad, generator=torch.Generator().manual_seed(seed))
+        for x, _, _ in loader:
+            if x is not None:
+                yield x.to(device, non_blocking=True)
+
+    return batches

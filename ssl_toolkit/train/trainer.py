@@ -24,7 +24,7 @@ import yaml
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..data import BadItem, EpochSampler, collate_skipping_bad
+from ..data import EpochSampler, collate_skipping_bad, preparation_batches
 from ..recipe import Recipe, to_plain
 from ..registry import DATASETS, ENCODERS, HEADS, METHODS, SCHEDULES
 from ..views import ViewMaker
@@ -166,19 +166,6 @@ class Trainer:
         )
         return dataset, sampler, loader
 
-    def _prepare_batches(self, dataset, sampler):
-        """Raw training batches (random order, fixed seed) for ops that compute statistics."""
-
-        def batches():
-            order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(self.recipe.seed + 7919))
-            loader = DataLoader(dataset, batch_size=self.recipe.data.batch_size, sampler=order.tolist(),
-                                num_workers=self.recipe.data.num_workers, collate_fn=collate_skipping_bad)
-            for x, _, _ in loader:
-                if x is not None:
-                    yield x.to(self.device, non_blocking=True)
-
-        return batches
-
     def _find_resume_checkpoint(self) -> dict | None:
         if self.resume is None:
             return None
@@ -263,7 +250,8 @@ class Trainer:
 
         state = self._find_resume_checkpoint()
         pos = _Position()
-        self.views.prepare(self._prepare_batches(dataset, sampler), self.device,
+        self.views.prepare(preparation_batches(dataset, r.data.batch_size, r.data.num_workers, r.seed, self.device),
+                           self.device,
                            self.run_dir if self.is_main else None, dataset)
         if state is not None:
             self.method.load_state_dict(state["method"])
