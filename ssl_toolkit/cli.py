@@ -6,6 +6,7 @@ import sys
 
 import yaml
 
+from .eval.command import add_eval_parser, add_plot_parser
 from .recipe import RecipeError, import_components, load_recipe, to_plain
 from .registry import ALL_REGISTRIES, RegistryError
 
@@ -75,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--force", action="store_true", help="recompute even when cached")
     p.set_defaults(func=_cmd_stats)
+
+    add_eval_parser(sub)
+    add_plot_parser(sub)
 
     p = sub.add_parser("list", help="registered components with descriptions and parameters")
     p.add_argument("kind", nargs="?", help=", ".join(ALL_REGISTRIES))

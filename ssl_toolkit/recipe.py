@@ -157,7 +157,7 @@ def to_plain(obj: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------- loading
-class _Origins:
+class Origins:
     """Which file set each key path (the most specific recorded prefix wins)."""
 
     def __init__(self):
@@ -210,12 +210,12 @@ def deep_merge(base: dict, update: dict) -> dict:
     return out
 
 
-def load_tree(path: str | os.PathLike, origins: _Origins | None = None, _chain: tuple = ()) -> dict:
+def load_tree(path: str | os.PathLike, origins: Origins | None = None, _chain: tuple = ()) -> dict:
     """The raw merged mapping of ``path`` after resolving ``base:`` (relative to the file)."""
     path = Path(path).resolve()
     if path in _chain:
         raise RecipeError("circular 'base:' inheritance: " + " -> ".join(map(str, _chain + (path,))), file=str(path))
-    origins = origins if origins is not None else _Origins()
+    origins = origins if origins is not None else Origins()
     data = _read_yaml(path)
     bases = data.pop("base", None)
     if bases is None:
@@ -248,7 +248,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return parts, parsed
 
 
-def apply_override(tree: dict, parts: list[str], value: Any, origins: _Origins) -> None:
+def apply_override(tree: dict, parts: list[str], value: Any, origins: Origins) -> None:
     node: Any = tree
     path: tuple = ()
     for i, part in enumerate(parts):
@@ -293,8 +293,8 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-class _Validator:
-    def __init__(self, origins: _Origins):
+class Validator:
+    def __init__(self, origins: Origins):
         self.origins = origins
 
     def fail(self, path: tuple, message: str):
@@ -417,7 +417,7 @@ def import_components(modules: list[str] = ()) -> None:
 
 def load_recipe(path: str | os.PathLike, overrides: list[str] = ()) -> Recipe:
     """Load, inherit, override and validate a training recipe."""
-    origins = _Origins()
+    origins = Origins()
     tree = load_tree(path, origins)
     for text in overrides:
         apply_override(tree, *parse_override(text), origins)
@@ -427,13 +427,13 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] = ()) -> Recipe:
     if not (isinstance(imports, list) and all(isinstance(m, str) for m in imports)):
         raise RecipeError("expected a list of module names", file=origins.of(("imports",)), key="imports")
     import_components(imports)
-    validator = _Validator(origins)
+    validator = Validator(origins)
     recipe = validator.dataclass(Recipe, tree, ())
     _check_optimizer(recipe, validator)
     return recipe
 
 
-def _check_optimizer(recipe: Recipe, validator: _Validator) -> None:
+def _check_optimizer(recipe: Recipe, validator: Validator) -> None:
     """``optimizer.name`` must be registered and ``optimizer.options`` must be its parameters."""
     registry = ALL_REGISTRIES["optimizers"]
     try:
@@ -452,9 +452,9 @@ def _check_optimizer(recipe: Recipe, validator: _Validator) -> None:
 
 def validate(cls: type, tree: dict, source: str = "recipe"):
     """Validate a mapping against any schema dataclass (used by eval recipes too)."""
-    origins = _Origins()
+    origins = Origins()
     origins.record(tree, source)
-    return _Validator(origins).dataclass(cls, tree, ())
+    return Validator(origins).dataclass(cls, tree, ())
 
 
 def expand_path(path: str | os.PathLike) -> Path:

@@ -1,3 +1,4 @@
+from pathlib import Path
 import textwrap
 
 import pytest
@@ -132,7 +133,7 @@ def test_expand_path_only_home_and_variables(monkeypatch, tmp_path):
 
 
 def test_shipped_recipes_all_validate():
-    from conftest import RECIPES
+    RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
     files = sorted(RECIPES.rglob("*.yaml"))
     assert files

@@ -1,4 +1,5 @@
 """Fuzzing the recipe loader: any YAML document and any override give a Recipe or a RecipeError."""
+from pathlib import Path
 import textwrap
 
 import yaml
@@ -7,7 +8,7 @@ from hypothesis import strategies as st
 
 from ssl_toolkit.recipe import Recipe, RecipeError, load_recipe
 
-from conftest import RECIPES
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 KEYS = st.sampled_from(["name", "data", "views", "model", "optimizer", "trainer", "ema", "method", "schedule",
                         "seed", "device", "precision", "dataset", "batch_size", "branches", "encoder", "lr",

@@ -1,0 +1,400 @@
+"""What ``--checkpoint`` names, turned into a frozen encoder plus its deterministic front end.
+
+Accepted: a run directory (its newest valid ``checkpoints/*.pt``, else ``encoder.pt`` with the run's
+``recipe.yaml``), a training checkpoint ``*.pt`` (holds the resolved recipe), an ``encoder.pt``
+(encoder weights only; a ``recipe.yaml`` beside it is used when present), an official BYOL-A weight
+file (``features.*``/``fc.*``; the AudioNTT encoder is inferred from the tensor shapes), or the word
+``random`` (the eval recipe's ``model`` with random initialization).
+
+The front end is the deterministic part of the training views: the ``views.input`` ops (uint8→float,
+wave→log-mel, pre_norm) plus the ``normalize`` ops of ``views.joint``; random augmentations and
+batch-statistics ops (post_norm) are left out. An eval recipe's ``model`` section supplies the
+encoder and front end when the checkpoint has no recipe, or always with ``override: true``.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import yaml
+from torch import nn
+
+from ..recipe import Component, import_components
+from ..registry import AUGMENTATIONS, ENCODERS, RegistryError
+from ..train import checkpoint as ckpt
+from .errors import EvalError
+
+log = logging.getLogger("ssl_toolkit.eval")
+
+# joint ops that are deterministic per sample and belong to the eval front end
+EVAL_JOINT_OPS = ("normalize",)
+# views.input ops that are never part of the eval front end
+SKIP_INPUT_OPS = ("post_norm",)
+
+
+@dataclass
+class ModelSource:
+    """Where the evaluated weights come from and what they are."""
+
+    spec: str                       # what the user passed
+    kind: str                       # random | checkpoint | encoder | official
+    path: Optional[Path] = None     # the weight file
+    checksum: str = ""              # sha256 of the weight file, or a description hash for random
+    recipe: Optional[dict] = None   # the training recipe, when known
+    encoder_state: Optional[dict] = None
+    views_state: Optional[dict] = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EvalModel:
+    """A frozen encoder and its front end, ready to embed raw batches."""
+
+    name: str                       # 'model', 'random', ...
+    encoder: nn.Module
+    frontend: list[nn.Module]
+    encoder_spec: dict
+    frontend_spec: list[dict]
+    identity: str                   # cache identity: weights checksum + architecture
+    source: str = ""                # 'checkpoint recipe', 'eval recipe', 'inferred', ...
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.encoder.feature_dim)
+
+    def to(self, device) -> "EvalModel":
+        self.encoder.to(device)
+        for op in self.frontend:
+            op.to(device)
+        return self
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def _load(path: Path) -> Any:
+    try:
+        return ckpt.load_checkpoint(path)
+    except ckpt.CheckpointError as e:
+        raise EvalError(f"--checkpoint: {e}") from None
+
+
+def _tensor_dict(obj) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def _sibling_recipe(path: Path) -> Optional[dict]:
+    for cand in (path.parent / "recipe.yaml", path.parent.parent / "recipe.yaml"):
+        if cand.is_file():
+            try:
+                tree = yaml.safe_load(cand.read_text())
+            except (OSError, yaml.YAMLError):
+                continue
+            if isinstance(tree, dict) and "model" in tree:
+                return tree
+    return None
+
+
+def resolve_checkpoint(spec: str) -> ModelSource:
+    """Find and load what ``--checkpoint spec`` names (no model is built yet)."""
+    if spec == "random":
+        return ModelSource(spec=spec, kind="random")
+    path = Path(os.path.expanduser(spec))
+    if path.is_dir():
+        candidates = ckpt.checkpoint_candidates(path)
+        errors = []
+        for cand in candidates:
+            try:
+                state = ckpt.load_checkpoint(cand)
+            except ckpt.CheckpointError as e:
+                errors.append(str(e))
+                log.warning("%s; trying an older checkpoint", e)
+                continue
+            return _from_state(spec, cand, state)
+        if (path / "encoder.pt").is_file():
+            return _from_state(spec, path / "encoder.pt", _load(path / "encoder.pt"))
+        detail = ("; ".join(errors)) if errors else "no checkpoints/*.pt and no encoder.pt in it"
+        raise EvalError(f"--checkpoint {spec}: a directory but not a usable run directory ({detail})")
+    if not path.exists():
+        close = ""
+        if path.parent.is_dir():
+            from ..registry import did_you_mean
+
+            close = did_you_mean(path.name, [p.name for p in path.parent.iterdir()])
+        raise EvalError(f"--checkpoint {spec}: no such file or directory{close} "
+                        "(give a run directory, a checkpoint .pt, an encoder.pt, official weights, or 'random')")
+    return _from_state(spec, path, _load(path))
+
+
+def _from_state(spec: str, path: Path, state: Any) -> ModelSource:
+    checksum = sha256_file(path)
+    if isinstance(state, dict) and "format" in state and "method" in state:
+        method = state["method"]
+        enc = {k[len("online.encoder."):]: v for k, v in method.items() if k.startswith("online.encoder.")}
+        if not enc:
+            raise EvalError(f"--checkpoint {path}: the checkpoint's method has no 'online.encoder.*' weights")
+        return ModelSource(spec, "checkpoint", path, checksum, recipe=state.get("recipe"), encoder_state=enc,
+                           views_state=state.get("views"))
+    if _tensor_dict(state):
+        recipe = _sibling_recipe(path)
+        keys = list(state)
+        looks_official = any(k.startswith(("features.", "fc.")) for k in keys) and path.name != "encoder.pt"
+        src = ModelSource(spec, "official" if looks_official and recipe is None else "encoder", path, checksum,
+                          recipe=recipe, encoder_state=dict(state))
+        if recipe is not None:
+            src.notes.append(f"recipe from {path.parent}/recipe.yaml beside the weights")
+        return src
+    if isinstance(state, dict):
+        from ..audio.encoders import official_state_dict
+
+        try:
+            inner = official_state_dict(state)
+        except ValueError:
+            inner = None
+        if inner and _tensor_dict(inner):
+            return ModelSource(spec, "official", path, checksum, encoder_state=dict(inner))
+    raise EvalError(f"--checkpoint {path}: not a training checkpoint, an encoder state dict or BYOL-A weights "
+                    f"(found {type(state).__name__} with keys {list(state)[:6] if isinstance(state, dict) else '-'})")
+
+
+# ----------------------------------------------------------------------------- architecture inference
+def infer_audiontt(state: dict) -> Optional[dict]:
+    """An ``audiontt2020``/``audiontt2022`` component fitting an official BYOL-A state dict, or None."""
+    if "fc.0.weight" not in state or "features.0.weight" not in state:
+        return None
+    convs = sorted(int(m.group(1)) for k in state if (m := re.match(r"features\.(\d+)\.weight$", k))
+                   and state[k].ndim == 4)
+    fc0 = state["fc.0.weight"]
+    has_bn = any(k.endswith("running_mean") for k in state)
+    gn = not has_bn and any(re.match(r"features\.\d+\.weight$", k) and state[k].ndim == 1 for k in state)
+    norm = "bn" if has_bn else ("gn_ws" if gn else "none")
+    hidden, in_d = fc0.shape
+    if len(convs) == 3:
+        n_mels = in_d // 64 * 8
+        feature_d = state["fc.3.weight"].shape[0] if "fc.3.weight" in state else hidden
+        return {"name": "audiontt2020", "n_mels": int(n_mels), "feature_d": int(feature_d), "norm": norm}
+    if len(convs) == 2:
+        n_mels = in_d // 64 * 4
+        out = state["fc.3.weight"].shape[0]
+        return {"name": "audiontt2022", "n_mels": int(n_mels), "feature_d": int(in_d + out),
+                "mlp_hidden_d": int(hidden), "norm": norm}
+    return None
+
+
+def default_audio_frontend(encoder_spec: dict) -> list[dict]:
+    """The official BYOL-A front ends: v1 (audiontt2020) torchaudio, v2 (audiontt2022) nnAudio."""
+    fe = "nnaudio_mel" if encoder_spec.get("name") == "audiontt2022" else "torchaudio_mel"
+    return [{"name": "log_mel", "frontend": fe, "sample_rate": 16000, "n_fft": 1024, "win_length": 1024,
+             "hop_length": 160, "n_mels": int(encoder_spec.get("n_mels", 64)), "f_min": 60.0, "f_max": 7800.0},
+            {"name": "pre_norm"}]
+
+
+def frontend_from_recipe(recipe: dict) -> list[dict]:
+    """The deterministic eval front end of a (resolved) training recipe's views."""
+    views = recipe.get("views") or {}
+    ops = []
+    for op in views.get("input") or []:
+        name = op.get("name") if isinstance(op, dict) else op
+        if name in SKIP_INPUT_OPS:
+            continue
+        try:
+            builder = AUGMENTATIONS.get(name).builder
+        except RegistryError as e:
+            raise EvalError(f"the checkpoint's recipe names views.input op {name!r}: {e}") from None
+        if hasattr(builder, "sample_params"):
+            log.warning("front end: leaving out the random op '%s' of views.input", name)
+            continue
+        ops.append(dict(op) if isinstance(op, dict) else {"name": op})
+    for op in views.get("joint") or []:
+        if isinstance(op, dict) and op.get("name") in EVAL_JOINT_OPS:
+            ops.append(dict(op))
+    return ops
+
+
+def frontend_states(fe_spec: list[dict], views_state: Optional[dict], recipe: Optional[dict]) -> dict[int, dict]:
+    """Stored states (pre_norm statistics) of the front-end ops that are the recipe's views.input
+    ops, by position in ``fe_spec``."""
+    if not views_state or not recipe:
+        return {}
+    by_input: dict[int, dict] = {}
+    for k, v in views_state.items():
+        m = re.match(r"input\.ops\.(\d+)\.(.+)$", k)
+        if m:
+            by_input.setdefault(int(m.group(1)), {})[m.group(2)] = v
+    inputs = [dict(op) if isinstance(op, dict) else {"name": op} for op in (recipe.get("views") or {}).get("input") or []]
+    out, used = {}, set()
+    for i, spec in enumerate(fe_spec):
+        for j, op in enumerate(inputs):
+            if j not in used and op == spec and j in by_input:
+                out[i] = by_input[j]
+                used.add(j)
+                break
+    return out
+
+
+def build_frontend(specs: list[dict], op_states: dict[int, dict] | None = None) -> list[nn.Module]:
+    ops = []
+    for i, spec in enumerate(specs):
+        params = {k: v for k, v in spec.items() if k != "name"}
+        try:
+            op = AUGMENTATIONS.build(spec["name"], **params)
+        except (RegistryError, TypeError, ValueError) as e:
+            raise EvalError(f"front end op {spec.get('name')!r}: {e}") from None
+        if op_states and i in op_states:
+            try:
+                op.load_state_dict(op_states[i], strict=False)
+            except Exception as e:  # noqa: BLE001 - shapes of another op: keep it fresh
+                log.warning("front end op %s: could not restore its stored state (%s)", spec["name"], e)
+        op.eval()
+        ops.append(op)
+    return ops
+
+
+def build_encoder(spec: dict, state: Optional[dict], where: str, seed: int = 0) -> nn.Module:
+    params = {k: v for k, v in spec.items() if k != "name"}
+    try:
+        with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG
+            torch.manual_seed(seed)
+            encoder = ENCODERS.build(spec["name"], **params)
+    except (RegistryError, TypeError, ValueError) as e:
+        raise EvalError(f"{where}: cannot build encoder {spec.get('name')!r}: {e}") from None
+    if state is not None:
+        own = encoder.state_dict()
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+        if missing or unexpected or wrong:
+            parts = []
+            if missing:
+                parts.append(f"missing {missing[:4]}{'…' if len(missing) > 4 else ''}")
+            if unexpected:
+                parts.append(f"unexpected {unexpected[:4]}{'…' if len(unexpected) > 4 else ''}")
+            if wrong:
+                parts.append("shape mismatch " + ", ".join(f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+                                                           for k in wrong[:3]))
+            raise EvalError(f"{where}: the weights do not fit encoder {spec}: " + "; ".join(parts))
+        encoder.load_state_dict(state)
+    if not hasattr(encoder, "feature_dim"):
+        raise EvalError(f"{where}: encoder {spec['name']!r} has no feature_dim attribute")
+    encoder.eval()
+    for p in encoder.parameters():
+        p.requires_grad_(False)
+    return encoder
+
+
+def fits(spec: dict, state: dict) -> bool:
+    """Whether ``state`` has exactly the tensors (names and shapes) of encoder ``spec``."""
+    params = {k: v for k, v in spec.items() if k != "name"}
+    try:
+        with torch.device("meta"):
+            own = ENCODERS.build(spec["name"], **params).state_dict()
+    except Exception:  # noqa: BLE001 - unbuildable spec: it does not fit
+        return False
+    return set(own) == set(state) and all(tuple(own[k].shape) == tuple(state[k].shape) for k in own)
+
+
+def _spec(c) -> Optional[dict]:
+    if c is None:
+        return None
+    return dict(c) if isinstance(c, (dict, Component)) else {"name": str(c)}
+
+
+def resolve_specs(source: ModelSource, model_cfg) -> tuple[dict, list[dict], str]:
+    """(encoder spec, front-end specs, where they come from) for a checkpoint and the eval recipe's
+    ``model`` section."""
+    recipe = source.recipe
+    override = bool(getattr(model_cfg, "override", False))
+    cfg_enc, cfg_fe = _spec(model_cfg.encoder), model_cfg.frontend
+    cfg_fe = [dict(c) for c in cfg_fe] if cfg_fe is not None else None
+    if recipe is not None:
+        import_components(list(recipe.get("imports") or []))
+    if recipe is not None and not override:
+        try:
+            enc = dict(recipe["model"]["encoder"])
+        except (KeyError, TypeError):
+            raise EvalError(f"--checkpoint {source.spec}: its recipe has no model.encoder") from None
+        fe = frontend_from_recipe(recipe)
+        return enc, fe, "checkpoint recipe"
+    inferred = (infer_audiontt(source.encoder_state)
+                if source.kind in ("official", "encoder") and source.encoder_state is not None else None)
+    if cfg_enc is not None and inferred is not None and not override and not fits(cfg_enc, source.encoder_state):
+        source.notes.append(f"the eval recipe's model.encoder {cfg_enc} does not fit these weights; using the "
+                            f"architecture inferred from them: {inferred} (official front end)")
+        return inferred, default_audio_frontend(inferred), "inferred from the weights"
+    if cfg_enc is not None:
+        enc = cfg_enc
+        if cfg_fe is not None:
+            fe = cfg_fe
+        elif recipe is not None:
+            fe = frontend_from_recipe(recipe)
+        else:
+            fe = default_audio_frontend(enc) if enc["name"].startswith("audiontt") else []
+        return enc, fe, "eval recipe (model)"
+    if inferred is not None:
+        fe = cfg_fe if cfg_fe is not None else default_audio_frontend(inferred)
+        source.notes.append(f"encoder inferred from the weight shapes: {inferred}")
+        return inferred, fe, "inferred from the weights"
+    what = {"random": "'random' needs an encoder to initialize",
+            "encoder": f"{source.path} holds encoder weights only, with no recipe to say which encoder they are",
+            "official": f"{source.path} holds weights without a recipe"}.get(source.kind, "no recipe")
+    raise EvalError(f"--checkpoint {source.spec}: {what}: name the encoder in the eval recipe, e.g.\n"
+                    "  model:\n    encoder: {name: audiontt2020, feature_d: 2048}\n"
+                    "or on the command line: model.encoder.name=... (or pass the run directory / a "
+                    "checkpoints/*.pt file, which carry their recipe)")
+
+
+def make_models(source: ModelSource, model_cfg, seed: int = 0, want_random: bool = True,
+                prenorm: str = "task") -> tuple[EvalModel, Optional[EvalModel]]:
+    """The evaluated model and (if asked) its random-init twin (same encoder and front end)."""
+    enc_spec, fe_spec, origin = resolve_specs(source, model_cfg)
+    op_states = frontend_states(fe_spec, source.views_state, source.recipe) if prenorm == "checkpoint" else {}
+    if source.kind == "random":
+        model = EvalModel("random", build_encoder(enc_spec, None, "random", seed), build_frontend(fe_spec),
+                          enc_spec, fe_spec, _random_identity(enc_spec, seed), origin)
+        return model, None
+    model = EvalModel("model", build_encoder(enc_spec, source.encoder_state, f"--checkpoint {source.spec}"),
+                      build_frontend(fe_spec, op_states), enc_spec, fe_spec,
+                      "sha256:" + source.checksum + ":" + _hash(enc_spec), origin)
+    rnd = None
+    if want_random:
+        # same front end (and stored statistics) as the model: only the encoder weights differ
+        rnd = EvalModel("random", build_encoder(enc_spec, None, "random baseline", seed),
+                        build_frontend(fe_spec, op_states), enc_spec, fe_spec, _random_identity(enc_spec, seed), origin)
+    return model, rnd
+
+
+def _hash(obj) -> str:
+    return hashlib.sha256(yaml.safe_dump(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _random_identity(enc_spec: dict, seed: int) -> str:
+    return f"random:{_hash(enc_spec)}:seed{seed}:torch{torch.__version__.split('+')[0]}"
+
+
+def write_random_checkpoint(recipe, path: str | os.PathLike, seed: int = 0) -> Path:
+    """Write a training-format checkpoint of a freshly initialized method for ``recipe`` (a Recipe):
+    the random-init model as a file (tests, sharing a baseline)."""
+    from ..train.trainer import CHECKPOINT_FORMAT, build_method
+    from ..views import ViewMaker
+
+    torch.manual_seed(seed)
+    method = build_method(recipe)
+    views = ViewMaker.from_config(recipe.views)
+    state = {"format": CHECKPOINT_FORMAT, "recipe": recipe.to_dict(), "step": 0, "epoch": 0,
+             "batches_done": 0, "method": method.state_dict(), "views": views.state_dict()}
+    return ckpt.atomic_save(copy.deepcopy(state), Path(path))

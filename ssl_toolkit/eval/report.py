@@ -1,0 +1,157 @@
+"""results.json, results.md and the plots of an evaluation.
+
+results.json (format ``ssl_toolkit.eval.results/1``)::
+
+    {"format": ..., "name": <eval recipe name>, "checkpoint": <as given>,
+     "checkpoint_info": {"kind": random|checkpoint|encoder|official, "path", "sha256", "encoder", "frontend", ...},
+     "tasks": {<key>: ENTRY, ...},                       # the evaluated model
+     "baselines": {"random": {"label": ..., "tasks": {<key>: ENTRY}},
+                   "logmel": {"label": ..., "tasks": {<key>: ENTRY}}},
+     "protocol": {...}, "environment": {...}, "recipe": {...}, "created": ..., "elapsed_s": ..., "cache": {...}}
+
+    ENTRY = {"task", "kind", "protocol": linear|knn, "metric": accuracy|mAP, "mean", "std", "runs": [per seed],
+             "n_train", "n_valid", "n_test", "num_classes", "embedding_dim", ... ,
+             "folds": {<fold>: [per seed]} (k-fold tasks)}
+
+``<key>`` is the task name, or ``<task>/<protocol>`` for an image task with several protocols.
+Scores are fractions (0–1); ``std`` is the sample standard deviation over the seeds (k-fold: of the
+per-seed means over the folds). With ``--checkpoint random`` the evaluated model is the random
+baseline: it is under "tasks" and "baselines" has no "random" entry.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+
+log = logging.getLogger("ssl_toolkit.eval")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _finite(obj):
+    """JSON without NaN/inf (they become null)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
+        return _finite(obj.item())
+    return obj
+
+
+def systems_of(results: dict) -> list[tuple[str, str, dict]]:
+    """(key, column label, task entries) for the model and each baseline, in table order."""
+    first = "random" if results.get("checkpoint_info", {}).get("kind") == "random" else "model"
+    label = "random init (evaluated)" if first == "random" else "model"
+    out = [(first, label, results["tasks"])]
+    for name, b in results.get("baselines", {}).items():
+        out.append((name, b.get("label", name), b["tasks"]))
+    return out
+
+
+def _pct(entry: dict | None) -> str:
+    if not entry or entry.get("mean") is None:
+        return "–"
+    if len(entry.get("runs", [])) > 1:
+        return f"{100 * entry['mean']:.2f} ± {100 * (entry.get('std') or 0):.2f}"
+    return f"{100 * entry['mean']:.2f}"
+
+
+def markdown(results: dict) -> str:
+    systems = systems_of(results)
+    info = results.get("checkpoint_info", {})
+    lines = [f"# Evaluation `{results['name']}` — checkpoint `{results['checkpoint']}`", ""]
+    enc = info.get("encoder") or {}
+    lines.append(f"- encoder: `{enc.get('name', '?')}` "
+                 f"({', '.join(f'{k}={v}' for k, v in enc.items() if k != 'name') or 'defaults'}), "
+                 f"from the {info.get('from', '?')}")
+    fe = info.get("frontend") or []
+    lines.append(f"- front end: {' → '.join(f['name'] for f in fe) or 'none'}")
+    if info.get("sha256"):
+        lines.append(f"- weights: `{info.get('path')}` (sha256 {info['sha256'][:12]}…)")
+    proto = results.get("protocol", {})
+    lin = proto.get("linear", {})
+    lines.append(f"- linear evaluation: Adam lr {lin.get('lr')}, weight decay {lin.get('weight_decay')}, batch "
+                 f"min({lin.get('batch_size')}, N), ≤ {lin.get('epochs')} epochs, early stopping patience "
+                 f"{lin.get('patience')} on the validation score, {lin.get('runs')} seeds (mean ± std); pre_norm "
+                 f"statistics from the {'task training clips' if proto.get('prenorm') == 'task' else 'checkpoint'}")
+    knn = proto.get("knn", {})
+    lines.append(f"- kNN (image tasks): cosine, k={knn.get('k')}, temperature {knn.get('temperature')}")
+    env = results.get("environment", {})
+    lines.append(f"- {env.get('device')}, {env.get('precision')} embedding, {results.get('elapsed_s')} s in all")
+    lines.append("")
+    header = ["task", "metric"] + [label for _, label, _ in systems] + ["train / valid / test", "classes"]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join(["---"] * 2 + ["---:"] * (len(systems)) + ["---:", "---:"]) + "|")
+    keys = list(results["tasks"])
+    for _, _, entries in systems[1:]:
+        keys += [k for k in entries if k not in keys]
+    for key in keys:
+        ref = next((e[key] for _, _, e in systems if key in e), {})
+        metric = ref.get("metric", "?") + (" (kNN)" if ref.get("protocol") == "knn" else "")
+        cells = [key, metric] + [_pct(e.get(key)) for _, _, e in systems]
+        sizes = f"{ref.get('n_train', '?')} / {ref.get('n_valid', '?')} / {ref.get('n_test', '?')}"
+        if "folds" in ref:
+            sizes += f" ({len(ref['folds'])}-fold)"
+        cells += [sizes, str(ref.get("num_classes", "?"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("Scores in %. Every column uses the same front end, embedding and protocol; `random init` is the "
+                 "same encoder with random weights, `log-mel` the time-mean and time-max of each log-mel bin.")
+    skipped = {k: e.get("skipped_files") for k, e in results["tasks"].items() if e.get("skipped_files")}
+    for k, files in skipped.items():
+        lines.append("")
+        lines.append(f"Task `{k}`: {len(files)} unreadable file(s) left out: "
+                     + ", ".join(f"`{p}` ({r})" for p, r in list(files.items())[:5]))
+    plots = results.get("plots") or []
+    if plots:
+        lines.append("")
+        lines.append("## Plots")
+        lines.append("")
+        for p in plots:
+            lines.append(f"- [{p}]({p})")
+    return "\n".join(lines) + "\n"
+
+
+def safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "task"
+
+
+def write_reports(results: dict, artifacts: dict, out: Path, plot_cfg=None, progress: bool = True,
+                  start: float | None = None) -> None:
+    """Plots, then results.json and results.md (``elapsed_s`` measured from ``start``, plots included)."""
+    import time
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    plots: list[str] = []
+    if plot_cfg is None or plot_cfg.enabled:
+        from . import plots as plotting
+
+        try:
+            plots = plotting.eval_plots(results, artifacts, out / "plots", plot_cfg, progress=progress)
+        except Exception as e:  # noqa: BLE001 - a plot must never lose the numbers
+            log.warning("plots failed (%s: %s); results are written without them", type(e).__name__, e)
+        plots = [str(Path(p).relative_to(out)) for p in plots]
+    results["plots"] = plots
+    if start is not None:
+        results["elapsed_s"] = round(time.perf_counter() - start, 2)
+    _atomic_write(out / "results.json", json.dumps(_finite(results), indent=2) + "\n")
+    _atomic_write(out / "results.md", markdown(results))

@@ -1,0 +1,237 @@
+"""Eval recipes: a typed schema validated with the training recipes' machinery.
+
+An eval recipe names the downstream tasks and the protocol settings::
+
+    name: fsdd
+    model:                       # the model when the checkpoint brings no recipe (random, encoder.pt,
+      encoder: {name: audiontt2020, feature_d: 2048}     #  official weights); override: true forces it
+      frontend: [{name: log_mel, frontend: torchaudio_mel}, {name: pre_norm}]
+    tasks:
+      - {name: digits, kind: audio_classification, metadata: ../shared/data/fsdd/metadata.csv,
+         audio_dir: recordings, unit_sec: 1.0}
+
+Every error is a :class:`~ssl_toolkit.recipe.RecipeError` naming the file and key path, with a
+did-you-mean for misspelled keys, task kinds and component names. Task paths (``metadata``,
+``audio_dir``, dataset ``path``/``root``) are relative to the working directory, like training
+recipes; ``~`` and ``$VARS`` are expanded.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+from ..recipe import (Component, RecipeError, Origins, Validator, apply_override, import_components,
+                      load_tree, parse_override, to_plain)
+from ..registry import did_you_mean
+
+TASK_KINDS = ("audio_classification", "image_classification")
+
+
+@dataclasses.dataclass
+class ModelSpec:
+    """What to evaluate when the checkpoint has no stored recipe (``random``, a bare ``encoder.pt``,
+    official BYOL-A weights), or always when ``override: true``."""
+
+    encoder: Optional[Component] = dataclasses.field(default=None, metadata={"registry": "encoders"})
+    frontend: Optional[list[Component]] = dataclasses.field(default=None, metadata={"registry": "augmentations"})
+    """Deterministic ops from the raw batch to the encoder input (e.g. log_mel + pre_norm, or
+    to_float + normalize). Default: the training recipe's views.input ops plus its normalize ops."""
+    override: bool = False
+    """true: use encoder/frontend even when the checkpoint has a recipe (its weights must fit)."""
+
+
+@dataclasses.dataclass
+class LinearConfig:
+    """EVAR's linear evaluation: one linear layer on standardized frozen embeddings."""
+
+    lr: float = 3e-4
+    weight_decay: float = 1e-8
+    batch_size: int = 200
+    """Mini-batch size; min(batch_size, number of training items)."""
+    epochs: int = 200
+    patience: int = 20
+    """Stop after this many epochs without a better validation score; the best weights are restored."""
+    runs: int = 3
+    """Seeds (seed, seed+1, ...); the table reports mean ± std over them."""
+    valid_fraction: float = 0.1
+    """Held out of the training items (stratified) for early stopping when a task has no valid rows."""
+
+
+@dataclasses.dataclass
+class KnnConfig:
+    """Weighted kNN (InstDisc / solo-learn): cosine similarity, top-k neighbours weighted exp(s / T)."""
+
+    k: int = 200
+    temperature: float = 0.1
+
+
+@dataclasses.dataclass
+class PlotConfig:
+    enabled: bool = True
+    confusion: bool = True
+    tsne: bool = True
+    tsne_points: int = 1500
+    """Test items drawn (stratified, fixed seed) for the t-SNE map."""
+
+
+@dataclasses.dataclass
+class AudioTask:
+    """An audio classification task in EVAR's metadata format (file_name, label, split | fold)."""
+
+    name: str
+    kind: Literal["audio_classification"]
+    metadata: str
+    """CSV with a file_name column (relative to audio_dir), the label column and split or fold."""
+    unit_sec: float
+    """Clip length embedded at once: shorter clips are zero-padded, longer ones handled by long_clips."""
+    audio_dir: Optional[str] = None
+    """Where file_name resolves; default: the CSV's folder. Relative paths are relative to the CSV's folder."""
+    label_column: str = "label"
+    split_column: str = "split"
+    """Values train / valid / test (or mapped with split_values). Ignored when fold_column is set."""
+    split_values: Optional[dict] = None
+    """Derive the split from another column: {test: [values], valid: [values], train: [values]}.
+    Values may be "a-b" integer ranges; rows not listed go to train unless train is listed."""
+    fold_column: Optional[str] = None
+    """k-fold cross-validation: each fold value is the test set once, the others train."""
+    multi_label: bool = False
+    """Labels are comma-joined class lists; the metric is mAP."""
+    long_clips: Literal["chunks", "whole", "crop"] = "chunks"
+    """Clips longer than unit_sec: 'chunks' embeds unit_sec windows and averages them, 'whole' embeds
+    the clip at once (the encoder pools over time), 'crop' keeps the first unit_sec (as EVAR)."""
+    on_bad_file: Literal["fail", "skip"] = "fail"
+    """An unreadable clip stops the evaluation (fail) or is left out and reported (skip)."""
+
+
+@dataclasses.dataclass
+class ImageTask:
+    """An image classification task on a registered image dataset (as in training recipes)."""
+
+    name: str
+    kind: Literal["image_classification"]
+    dataset: Component = dataclasses.field(metadata={"registry": "datasets", "supplied": ("split",)})
+    protocols: list[Literal["linear", "knn"]] = dataclasses.field(default_factory=lambda: ["linear", "knn"])
+    train_split: Optional[str] = "train"
+    test_split: Optional[str] = "test"
+    valid_split: Optional[str] = None
+    """A split used for early stopping; default: valid_fraction of train held out."""
+
+
+Task = Union[AudioTask, ImageTask]
+
+
+@dataclasses.dataclass
+class EvalRecipe:
+    name: str
+    tasks: list[dict]
+    """Audio or image tasks, each with a unique name and a kind."""
+    description: str = ""
+    model: ModelSpec = dataclasses.field(default_factory=ModelSpec)
+    linear: LinearConfig = dataclasses.field(default_factory=LinearConfig)
+    knn: KnnConfig = dataclasses.field(default_factory=KnnConfig)
+    baselines: list[Literal["random", "logmel"]] = dataclasses.field(default_factory=lambda: ["random", "logmel"])
+    """Shown beside the model in every table: 'random' (the model's encoder, random init) and, for
+    audio tasks, 'logmel' (no learning: time-mean and time-max of each log-mel bin)."""
+    prenorm: Literal["task", "checkpoint"] = "task"
+    """pre_norm statistics: from the task's training clips (EVAR) or as stored in the checkpoint."""
+    seed: int = 0
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """Encoder autocast while embedding (the front end always runs in fp32); auto = bf16."""
+    batch_size: int = 64
+    """Clips / images per embedding batch."""
+    num_workers: int = 0
+    cache: bool = True
+    cache_dir: Optional[str] = None
+    """Embedding cache; default $SSL_TOOLKIT_CACHE or ~/.cache/ssl_toolkit/embeddings."""
+    plots: PlotConfig = dataclasses.field(default_factory=PlotConfig)
+    out_dir: Optional[str] = None
+    """Default: runs/eval-<name>-<checkpoint>-<timestamp>."""
+    imports: list[str] = dataclasses.field(default_factory=list)
+
+    # set by load_eval_recipe
+    parsed_tasks: list = dataclasses.field(default_factory=list, repr=False)
+
+    def to_dict(self) -> dict:
+        d = to_plain(self)
+        d.pop("parsed_tasks", None)
+        return d
+
+
+def _check_task_list(tasks: Any, validator: Validator) -> list:
+    if not isinstance(tasks, list) or not tasks:
+        validator.fail(("tasks",), "expected a non-empty list of tasks")
+    parsed, seen = [], {}
+    for i, t in enumerate(tasks):
+        path = ("tasks", i)
+        if not isinstance(t, dict):
+            validator.fail(path, f"expected a task mapping, got {type(t).__name__} {t!r}")
+        kind = t.get("kind")
+        if kind is None:
+            validator.fail(path + ("kind",), f"required value missing (one of {', '.join(TASK_KINDS)})")
+        if kind not in TASK_KINDS:
+            validator.fail(path + ("kind",), f"unknown task kind {kind!r}{did_you_mean(kind, TASK_KINDS)}; "
+                                             f"known: {', '.join(TASK_KINDS)}")
+        cls = AudioTask if kind == "audio_classification" else ImageTask
+        task = validator.dataclass(cls, t, path)
+        if task.name in seen:
+            validator.fail(path + ("name",), f"task name {task.name!r} is used twice (tasks {seen[task.name]} and {i})")
+        if "/" in task.name or not task.name.strip():
+            validator.fail(path + ("name",), f"task names must be non-empty and free of '/', got {task.name!r}")
+        seen[task.name] = i
+        if isinstance(task, AudioTask):
+            if not task.unit_sec > 0:
+                validator.fail(path + ("unit_sec",), f"must be > 0, got {task.unit_sec}")
+            if task.split_values is not None:
+                bad = [k for k in task.split_values if k not in ("train", "valid", "test")]
+                if bad:
+                    validator.fail(path + ("split_values", bad[0]),
+                                   f"split names are train, valid, test{did_you_mean(bad[0], ('train', 'valid', 'test'))}")
+                if task.fold_column is not None:
+                    validator.fail(path + ("split_values",), "split_values and fold_column exclude each other")
+        else:
+            if not task.protocols:
+                validator.fail(path + ("protocols",), "expected at least one of linear, knn")
+        parsed.append(task)
+    return parsed
+
+
+def validate_eval_tree(tree: dict, origins: Origins) -> EvalRecipe:
+    imports = tree.get("imports", [])
+    if not (isinstance(imports, list) and all(isinstance(m, str) for m in imports)):
+        raise RecipeError("expected a list of module names", file=origins.of(("imports",)), key="imports")
+    import_components(imports)
+    validator = Validator(origins)
+    recipe = validator.dataclass(EvalRecipe, tree, ())
+    recipe.parsed_tasks = _check_task_list(tree.get("tasks"), validator)
+    lin = recipe.linear
+    for key, ok in (("epochs", lin.epochs >= 1), ("runs", lin.runs >= 1), ("batch_size", lin.batch_size >= 1),
+                    ("patience", lin.patience >= 1), ("lr", lin.lr > 0),
+                    ("valid_fraction", 0 < lin.valid_fraction < 1)):
+        if not ok:
+            validator.fail(("linear", key), f"out of range: {getattr(lin, key)!r}")
+    if recipe.knn.k < 1 or not recipe.knn.temperature > 0:
+        validator.fail(("knn",), "k must be >= 1 and temperature > 0")
+    if recipe.batch_size < 1:
+        validator.fail(("batch_size",), f"must be >= 1, got {recipe.batch_size}")
+    return recipe
+
+
+def load_eval_recipe(path: str | os.PathLike, overrides: list[str] = ()) -> EvalRecipe:
+    """Load (with ``base:`` inheritance and ``key=value`` overrides) and validate an eval recipe."""
+    origins = Origins()
+    tree = load_tree(path, origins)
+    for text in overrides:
+        apply_override(tree, *parse_override(text), origins)
+    tree.setdefault("name", Path(path).stem)
+    origins.by_path.setdefault(("name",), str(Path(path).resolve()))
+    return validate_eval_tree(tree, origins)
+
+
+def eval_recipe_from_dict(tree: dict, source: str = "eval recipe") -> EvalRecipe:
+    """Validate an in-memory eval recipe mapping (tests, notebooks)."""
+    origins = Origins()
+    origins.record(tree, source)
+    return validate_eval_tree(dict(tree), origins)

@@ -1,0 +1,122 @@
+"""ssl_toolkit.hear against the HEAR 2021 API, checked by PyPI's hearvalidator (2021.0.2).
+
+hearvalidator imports tensorflow at module top only for TensorFlow models; it is installed with
+``pip install --no-deps hearvalidator==2021.0.2`` and a stub stands in for tensorflow here.
+"""
+import importlib.machinery
+import sys
+import types
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+import ssl_toolkit.hear as hear
+from ssl_toolkit.eval.models import write_random_checkpoint
+from ssl_toolkit.recipe import load_recipe
+from ssl_toolkit.registry import ENCODERS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_checkpoint(path: Path, encoder: str = "audiontt2020", stats: bool = True, **enc) -> Path:
+    recipe = ROOT / "recipes" / "audio" / ("byola_v2.yaml" if encoder == "audiontt2022" else "byola_v1.yaml")
+    overrides = ["data.dataset.root=data/demo/fsdd_mini", "model.projector.hidden_dim=32",
+                 "model.predictor.hidden_dim=32", *[f"model.encoder.{k}={v}" for k, v in enc.items()]]
+    if stats:
+        overrides += ["views.input.1.mean=-6.0", "views.input.1.std=4.5"]
+    return write_random_checkpoint(load_recipe(recipe, overrides), path)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return tiny_checkpoint(tmp_path_factory.mktemp("hear") / "checkpoints" / "last.pt", feature_d=64)
+
+
+def import_validator(monkeypatch):
+    try:
+        import hearvalidator  # noqa: F401
+    except ImportError:
+        pytest.skip("hearvalidator is not installed (pip install --no-deps hearvalidator==2021.0.2)")
+    tf = types.ModuleType("tensorflow")
+    tf.__spec__ = importlib.machinery.ModuleSpec("tensorflow", None)
+
+    class Module:  # what the validator tests isinstance() against for TF models
+        pass
+
+    tf.Module = Module
+    monkeypatch.setitem(sys.modules, "tensorflow", tf)
+    sys.modules.pop("hearvalidator.validate", None)
+    from hearvalidator.validate import ValidateModel
+
+    return ValidateModel
+
+
+def test_hearvalidator_passes(checkpoint, monkeypatch, capsys):
+    ValidateModel = import_validator(monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # incl. the validator's '> 50 ms between timestamps' warning
+        ValidateModel("ssl_toolkit.hear", str(checkpoint), device="cpu")()
+    out = capsys.readouterr().out
+    assert "Interval between timestamps is 40.0ms" in out
+
+
+def test_hearvalidator_on_a_run_dir_of_a_v2_model(tmp_path, monkeypatch):
+    ValidateModel = import_validator(monkeypatch)
+    ckpt = tiny_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", "audiontt2022", feature_d=1040,
+                           mlp_hidden_d=32)
+    ValidateModel("ssl_toolkit.hear", str(ckpt.parent.parent), device="cpu")()
+
+
+def test_api_contract(checkpoint):
+    model = hear.load_model(str(checkpoint))
+    assert isinstance(model, torch.nn.Module)
+    for name in ("sample_rate", "scene_embedding_size", "timestamp_embedding_size"):
+        assert type(getattr(model, name)) is int
+    assert model.sample_rate == 16000 and model.scene_embedding_size == 64
+    sr = model.sample_rate
+    audio = torch.rand(3, int(1.3 * sr)) * 2 - 1
+    emb, ts = hear.get_timestamp_embeddings(audio, model)
+    assert emb.dtype == torch.float32 and ts.dtype == torch.float32
+    assert emb.shape[:2] == ts.shape and emb.shape[0] == 3 and emb.shape[2] == model.timestamp_embedding_size
+    diffs = torch.diff(ts, dim=1)
+    assert torch.allclose(diffs, diffs[0, 0].expand_as(diffs)) and float(diffs[0, 0]) <= 50.0
+    assert float(ts.min()) >= 0.0 and float(ts.max()) <= 1300.0  # inside the audio
+    scene = hear.get_scene_embeddings(audio, model)
+    assert scene.shape == (3, 64) and scene.dtype == torch.float32
+    # the scene embedding is the encoder's clip embedding of the normalized log-mel
+    with torch.no_grad():
+        ref = model.encoder(model.features(audio))
+    assert torch.allclose(scene, ref, atol=1e-5)
+    # one sound at a time gives the same embeddings (no batch statistics)
+    assert torch.allclose(hear.get_scene_embeddings(audio[1:2], model), scene[1:2], atol=1e-5)
+    # very short sounds still give at least one frame
+    e2, t2 = hear.get_timestamp_embeddings(torch.zeros(2, 400), model)
+    assert e2.shape[1] >= 1 and t2.shape == e2.shape[:2]
+
+
+def test_pre_norm_statistics_come_from_the_checkpoint(checkpoint):
+    model = hear.load_model(str(checkpoint))
+    norm = model.frontend[1]
+    assert float(norm.mean) == -6.0 and float(norm.std) == 4.5
+
+
+def test_official_weights_without_statistics_use_per_clip_normalization(tmp_path):
+    enc = ENCODERS.build("audiontt2020", feature_d=48)
+    path = tmp_path / "AudioNTT2020-BYOLA-64x96d48.pth"
+    torch.save(enc.state_dict(), path)
+    with pytest.warns(UserWarning, match="no pre_norm statistics"):
+        model = hear.load_model(str(path))
+    assert model.scene_embedding_size == 48 and type(model.frontend[1]).__name__ == "ClipNorm"
+    assert hear.get_scene_embeddings(torch.rand(2, 16000), model).shape == (2, 48)
+
+
+def test_load_model_default_and_errors(tmp_path):
+    with pytest.warns(UserWarning):
+        model = hear.load_model()
+    assert model.scene_embedding_size == 2048
+    enc = ENCODERS.build("resnet18", cifar_stem=True, width=0.125)
+    torch.save(enc.state_dict(), tmp_path / "encoder.pt")
+    with pytest.raises(Exception, match="name the encoder"):
+        hear.load_model(str(tmp_path / "encoder.pt"))
