@@ -102,7 +102,6 @@ class BootstrapMethod(nn.Module):
             raise ValueError(f"this method needs {self.num_views} views, got {len(views)}")
         online_views = sorted({p.online_view for p in self.pairs})
         z_online = {v: self.online.projector(self.online.encoder(views[v])) for v in online_views}
-        p_online = {v: self.online.predictor(z) for v, z in z_online.items()}
         needed = sorted({(p.target, p.target_view) for p in self.pairs})
         with torch.no_grad():
             if self.target_mode == "ema":
@@ -111,6 +110,13 @@ class BootstrapMethod(nn.Module):
                 z_target = {(k, v): (z_online[v] if v in z_online else
                                      self.online.projector(self.online.encoder(views[v]))).detach()
                             for k, v in needed}
+        # Predictor hook: a predictor with ``observe`` (the closed-form heads of engine/predictors.py)
+        # sees every pair's online projection and its regression target before it predicts.
+        observe = getattr(self.online.predictor, "observe", None)
+        if observe is not None:
+            observe([z_online[p.online_view] for p in self.pairs],
+                    [z_target[(p.target, p.target_view)] for p in self.pairs])
+        p_online = {v: self.online.predictor(z) for v, z in z_online.items()}
         loss = sum(p.weight * regression_loss(p_online[p.online_view], z_target[(p.target, p.target_view)]).mean()
                    for p in self.pairs)
         return {"loss": loss, "collapse": collapse_metric(z_online[online_views[0]]),

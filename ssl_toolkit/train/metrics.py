@@ -9,28 +9,41 @@ COLUMNS = ["step", "epoch", "loss", "lr", "tau", "samples_per_s", "collapse", "s
 
 class MetricsWriter:
     """Appends rows to metrics.csv; on resume, rows after the resumed step are dropped first
-    (they will be produced again), so the file always reads as one continuous run."""
+    (they will be produced again), so the file always reads as one continuous run.
+
+    The columns are COLUMNS plus any scalar diagnostics the method reports (e.g. CCSL's
+    ``sl_selected``), fixed by the first row written."""
 
     def __init__(self, run_dir: Path, resume_step: int | None, tensorboard: bool):
         self.path = run_dir / "metrics.csv"
-        kept: list[dict] = []
+        self._kept: list[dict] = []
+        self._columns: list[str] | None = None
         if resume_step is not None and self.path.exists():
             with self.path.open(newline="") as f:
-                kept = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
-        self._file = self.path.open("w", newline="")
-        self._csv = csv.DictWriter(self._file, fieldnames=COLUMNS)
-        self._csv.writeheader()
-        for row in kept:
-            self._csv.writerow(row)
-        self._file.flush()
+                reader = csv.DictReader(f)
+                self._kept = [r for r in reader if int(r["step"]) <= resume_step]
+                self._columns = list(reader.fieldnames or []) or None
+        self._file = None
+        self._csv = None
         self._tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
             self._tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=resume_step)
 
+    def _open(self, row: dict) -> None:
+        if self._columns is None:
+            self._columns = COLUMNS + sorted(k for k in row if k not in COLUMNS)
+        self._file = self.path.open("w", newline="")
+        self._csv = csv.DictWriter(self._file, fieldnames=self._columns, extrasaction="ignore")
+        self._csv.writeheader()
+        for kept in self._kept:
+            self._csv.writerow(kept)
+
     def write(self, row: dict) -> None:
-        self._csv.writerow({k: row.get(k, "") for k in COLUMNS})
+        if self._csv is None:
+            self._open(row)
+        self._csv.writerow({k: row.get(k, "") for k in self._columns})
         self._file.flush()
         if self._tb is not None:
             for k, v in row.items():
@@ -38,7 +51,8 @@ class MetricsWriter:
                     self._tb.add_scalar(f"train/{k}", v, row["step"])
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
         if self._tb is not None:
             self._tb.close()
 

@@ -119,7 +119,7 @@ class _Position:
     batches_done: int = 0
     skipped: dict = field(default_factory=dict)
     window_loss: float = 0.0
-    """Sum of step losses since the last logged row (so a resumed run logs the same averages)."""
+    """Sum of step losses since the last logged row, as restored from a checkpoint."""
     window_steps: int = 0
 
 
@@ -208,7 +208,7 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler is not None else {},
             "rng": _rng_state(),
             "skipped": [[p, r] for p, r in pos.skipped.items()],
-            "window": [float(self._loss_sum) + pos.window_loss, pos.window_steps],
+            "window": [float(self._loss_sum), pos.window_steps],
         }
         path = ckpt.atomic_save(state, self.run_dir / "checkpoints" / name)
         if name != "last.pt":
@@ -287,7 +287,8 @@ class Trainer:
 
         gen = torch.Generator(device=self.device)
         bad_step = torch.full((), -1, dtype=torch.long, device=self.device)
-        loss_sum = self._loss_sum = torch.zeros((), device=self.device)
+        # float32 on the device, continued from the checkpoint, so a resumed run logs the same bits
+        loss_sum = self._loss_sum = torch.full((), pos.window_loss, device=self.device)
         window_samples, window_start = 0, time.perf_counter()
         run_start = time.perf_counter()
         collapse = torch.zeros((), device=self.device)
@@ -302,6 +303,8 @@ class Trainer:
                     f"a longer warmup, or precision: fp32.")
 
         self.model = model
+        wants_labels = getattr(self.method, "accepts_labels", False)
+        extra: dict[str, torch.Tensor] = {}  # the method's scalar diagnostics, summed over the log window
         stop = _StopSignal()
         self.model.train()
         with stop:
@@ -310,7 +313,7 @@ class Trainer:
                 if hasattr(dataset, "set_epoch"):
                     dataset.set_epoch(pos.epoch)
                 micro = 0
-                for x, _, bad in loader:
+                for x, y, bad in loader:
                     pos.batches_done += 1
                     for item in bad:
                         if item.path not in pos.skipped:
@@ -332,13 +335,16 @@ class Trainer:
                             sync = model.no_sync()
                         with sync:
                             with autocast:
-                                out = model(views)
+                                out = model(views, labels=y.to(self.device)) if wants_labels else model(views)
                             loss = out["loss"] / accum
                             (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
                         loss_sum += out["loss"].detach().float() / accum
                         bad_step.copy_(torch.where((bad_step < 0) & ~torch.isfinite(out["loss"].detach()),
                                                    pos.step, bad_step))
                         collapse = out["collapse"]
+                        for k, v in out.items():
+                            if k not in ("loss", "collapse") and torch.is_tensor(v) and v.ndim == 0:
+                                extra[k] = extra.get(k, 0.0) + v.detach().float() / accum
                         window_samples += x.shape[0] * self.dist.world_size
                         micro += 1
                     if micro == accum:
@@ -359,11 +365,13 @@ class Trainer:
                         if pos.step % t.log_every == 0 or done:
                             check_finite()
                             elapsed = time.perf_counter() - window_start
-                            row = {"step": pos.step, "epoch": pos.epoch, "loss": (float(loss_sum) + pos.window_loss) / pos.window_steps,
+                            row = {"step": pos.step, "epoch": pos.epoch, "loss": float(loss_sum) / pos.window_steps,
                                    "lr": self.optimizer.param_groups[0]["lr"], "tau": tau,
                                    "samples_per_s": window_samples / max(elapsed, 1e-9),
                                    "collapse": float(collapse), "skipped_files": len(pos.skipped),
                                    "elapsed_s": time.perf_counter() - run_start}
+                            row.update({k: float(v) / pos.window_steps for k, v in extra.items()})
+                            extra.clear()
                             if self.dist.enabled:
                                 row["collapse"] = float(_mean_over_ranks(collapse))
                             if metrics is not None:
@@ -376,7 +384,7 @@ class Trainer:
                                 progress.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.3g}",
                                                      tau=f"{tau:.4f}", sps=f"{row['samples_per_s']:.0f}")
                             loss_sum.zero_()
-                            pos.window_loss, pos.window_steps = 0.0, 0
+                            pos.window_steps = 0
                             window_samples, window_start = 0, time.perf_counter()
                         if progress is not None:
                             progress.update(1)

@@ -153,3 +153,14 @@ def test_same_recipe_and_seed_give_the_same_metrics(tensor_recipe, tmp_path):
     timing = {"samples_per_s", "elapsed_s"}
     assert [{k: v for k, v in r.items() if k not in timing} for r in a] == \
            [{k: v for k, v in r.items() if k not in timing} for r in b]
+
+
+def test_method_diagnostics_and_labels_reach_metrics(tensor_recipe, tmp_path):
+    """CCSL takes the batch labels (for its label-agreement diagnostic); its scalars become columns."""
+    out = train(tensor_recipe, tmp_path / "ccsl", ["method.name=ccsl", "method.gamma=0.5", "trainer.max_steps=8"])
+    r = rows(out)
+    assert {"sl_selected", "sl_label_agreement"} <= set(r[0])
+    assert all(0.0 <= float(x["sl_selected"]) <= 1.0 for x in r)
+    # resumed runs keep the same columns
+    train(tensor_recipe, out, ["method.name=ccsl", "method.gamma=0.5", "trainer.max_steps=12"], resume="auto")
+    assert list(rows(out)[0]) == list(r[0]) and len(rows(out)) == 3

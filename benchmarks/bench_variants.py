@@ -1,0 +1,262 @@
+"""Compare the paper variants with BYOL on the CPU-sized settings: pretrain each recipe for the same
+number of epochs with several seeds, evaluate the frozen encoder with the downstream runner
+(``ssl_toolkit.eval``: linear probe + weighted kNN), and write JSON + markdown (mean ± std over seeds).
+
+Groups (``--groups``, default all):
+  tribyol        BYOL vs TriBYOL at batch 16 / 32 / 64 / 256 (image only: the paper's small-batch claim)
+  predictors     BYOL vs each closed-form predictor (directpred, directcopy, ne, visser, ns, ns2, stiefel)
+  self_labeling  BYOL vs CCSL / CSSL, with the self-labeling diagnostic measured after training (fraction of
+                 batch pairs selected and the fraction of those whose labels agree, on training batches)
+  norm           BatchNorm vs GroupNorm + weight standardization vs no normalization (collapse expected)
+  simsiam        BYOL vs SimSiam
+
+    python benchmarks/bench_variants.py                 # the full comparison: hours on a CPU
+    python benchmarks/bench_variants.py --quick         # a smoke-sized version (2,048 images, 2 epochs, 2 seeds)
+    python benchmarks/bench_variants.py --quick --modality audio --groups predictors norm
+
+Every run is the ordinary trainer on a shipped recipe plus command-line style overrides; runs that are
+identical across groups (the BYOL baseline) are trained once per seed. Results go to
+``--out`` (default runs/bench_variants-<modality>[-quick]): ``results.json``, ``results.md`` and the run folders.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+PREDICTORS = ("directpred", "directcopy", "ne", "visser", "ns", "ns2", "stiefel")
+GROUPS = ("tribyol", "predictors", "self_labeling", "norm", "simsiam")
+BATCHES = (16, 32, 64, 256)
+
+SETTINGS = {
+    "image": {
+        "byol": "recipes/image/byol_cifar10_cpu.yaml",
+        "variant": "recipes/variants/image/{}_cifar10_cpu.yaml",
+        "eval": "recipes/eval/cifar10.yaml",
+        "task": "cifar10",
+        "quick_train": ["data.dataset.limit=2048", "trainer.epochs=2", "trainer.log_every=8"],
+        "quick_eval": ["tasks.0.dataset.limit=2000", "linear.epochs=50", "linear.patience=10"],
+        "quick_batch": 64,
+    },
+    "audio": {
+        "byol": "recipes/audio/byola_fsdd.yaml",
+        "variant": "recipes/variants/audio/{}_fsdd.yaml",
+        "eval": "recipes/eval/fsdd_demo.yaml",
+        "task": "fsdd_mini_digits",
+        "quick_train": ["trainer.epochs=2", "trainer.log_every=2", "views.input.1.n_stats=200"],
+        "quick_eval": ["linear.epochs=50", "linear.patience=10"],
+        "quick_batch": 32,
+    },
+}
+EVAL_COMMON = ["baselines=[]", "plots.enabled=false", "cache=false", "device=cpu", "linear.runs=1"]
+
+
+def plan(groups: list[str], modality: str, quick: bool) -> list[tuple[str, str, str, list[str]]]:
+    """(group, label, recipe path, overrides) for every run of one seed."""
+    s = SETTINGS[modality]
+    v = s["variant"].format
+    bs = [f"data.batch_size={s['quick_batch']}"] if quick else []
+    runs = []
+    for g in groups:
+        if g == "tribyol":
+            if modality != "image":
+                print("note: the TriBYOL batch-size sweep is defined on the image setting; audio runs it at the "
+                      "recipe's batch size", file=sys.stderr)
+                runs += [(g, "byol", s["byol"], bs), (g, "tribyol", v("tribyol"), bs)]
+                continue
+            for b in BATCHES:
+                runs += [(g, f"byol bs{b}", s["byol"], [f"data.batch_size={b}"]),
+                         (g, f"tribyol bs{b}", v("tribyol"), [f"data.batch_size={b}"])]
+        elif g == "predictors":
+            runs += [(g, "byol (MLP predictor)", s["byol"], bs)] + [(g, h, v(h), bs) for h in PREDICTORS]
+        elif g == "self_labeling":
+            runs += [(g, "byol", s["byol"], bs), (g, "ccsl", v("ccsl"), bs), (g, "cssl", v("cssl"), bs)]
+        elif g == "norm":
+            runs += [(g, "bn", s["byol"], bs), (g, "gn_ws", v("gn_ws"), bs), (g, "none", v("nonorm"), bs)]
+        elif g == "simsiam":
+            runs += [(g, "byol", s["byol"], bs), (g, "simsiam", v("simsiam"), bs)]
+    return runs
+
+
+def _last_metrics(run_dir: Path) -> dict:
+    from ssl_toolkit.train.metrics import read_metrics
+
+    rows = read_metrics(run_dir)
+    last = rows[-1]
+    return {"loss": float(last["loss"]), "collapse": float(last["collapse"]), "steps": int(last["step"]),
+            "train_s": float(last["elapsed_s"]), "collapse_min": min(float(r["collapse"]) for r in rows)}
+
+
+@torch.no_grad()
+def self_label_diagnostic(run_dir: Path, n_batches: int = 4, batch_size: int = 128) -> dict:
+    """Selected-pair fraction and label agreement of a trained CCSL/CSSL method on training batches
+    (the trainer does not pass labels to the method, so this is measured after training), with the
+    chance level (the probability that two random training items share a label)."""
+    from ssl_toolkit.recipe import load_recipe
+    from ssl_toolkit.registry import DATASETS
+    from ssl_toolkit.train.checkpoint import load_checkpoint
+    from ssl_toolkit.train.trainer import build_method
+    from ssl_toolkit.views import ViewMaker
+
+    recipe = load_recipe(run_dir / "recipe.yaml")
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    method = build_method(recipe)
+    method.load_state_dict(state["method"])
+    views = ViewMaker.from_config(recipe.views)
+    views.load_state_dict(state["views"])
+    method.train()  # as the loss sees them: batch statistics (eval-mode BN running stats can differ a lot early on)
+    ds = DATASETS.build(recipe.data.dataset.name, **recipe.data.dataset.params)
+    order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(0)
+    sel, agree = [], []
+    for b in range(n_batches):
+        idx = order[b * batch_size:(b + 1) * batch_size].tolist()
+        if len(idx) < 2:
+            break
+        items = [ds[i] for i in idx]
+        x = torch.stack([torch.as_tensor(it[0]) for it in items])
+        y = torch.tensor([int(it[1]) for it in items])
+        out = method(views(x, gen), labels=y)
+        sel.append(float(out["sl_selected"]))
+        agree.append(float(out["sl_label_agreement"]))
+    chance = None
+    labels = torch.tensor([int(ds[i][1]) for i in order[:2000].tolist()])
+    if (labels >= 0).all():
+        p = torch.bincount(labels).double() / len(labels)
+        chance = float((p ** 2).sum())
+    finite = [a for a in agree if not math.isnan(a)]
+    return {"sl_selected": sum(sel) / max(len(sel), 1),
+            "sl_label_agreement": sum(finite) / len(finite) if finite else float("nan"),
+            "label_agreement_chance": chance}
+
+
+def train_and_eval(recipe_path: str, overrides: list[str], seed: int, run_dir: Path, modality: str, quick: bool,
+                   label: str) -> dict:
+    from ssl_toolkit.eval.runner import run_eval
+    from ssl_toolkit.eval.schema import load_eval_recipe
+    from ssl_toolkit.recipe import load_recipe
+    from ssl_toolkit.train.trainer import Trainer
+
+    s = SETTINGS[modality]
+    train_ov = ["trainer.progress=false", "trainer.tensorboard=false", f"seed={seed}", "device=cpu",
+                *(s["quick_train"] if quick else []), *overrides]
+    t0 = time.perf_counter()
+    if not (run_dir / "encoder.pt").exists():
+        Trainer(load_recipe(ROOT / recipe_path, train_ov), out_dir=run_dir, quiet=True).fit()
+        if not (run_dir / "encoder.pt").exists():  # SIGTERM/SIGUSR1: the trainer checkpointed and returned early
+            raise SystemExit(f"training of {run_dir} was interrupted (signal); rerun the same command to redo it")
+    res = {"recipe": recipe_path, "overrides": train_ov, **_last_metrics(run_dir)}
+    eval_ov = [*EVAL_COMMON, *(s["quick_eval"] if quick else [])]
+    ev = run_eval(load_eval_recipe(ROOT / s["eval"], eval_ov), str(run_dir), out_dir=run_dir / "eval", quiet=True)
+    for key, entry in ev["tasks"].items():
+        res[entry["protocol"]] = entry["mean"]
+    if label in ("ccsl", "cssl"):
+        res.update(self_label_diagnostic(run_dir))
+    res["wall_s"] = round(time.perf_counter() - t0, 1)
+    return res
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    if not vals:
+        return float("nan"), float("nan")
+    m = sum(vals) / len(vals)
+    sd = (sum((v - m) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5 if len(vals) > 1 else 0.0
+    return m, sd
+
+
+METRICS = [("linear", "linear acc %", 100), ("knn", "kNN acc %", 100), ("loss", "final loss", 1),
+           ("collapse", "collapse", 1), ("sl_selected", "pairs selected %", 100),
+           ("sl_label_agreement", "selected pairs same label %", 100),
+           ("label_agreement_chance", "same label by chance %", 100), ("train_s", "train s", 1)]
+
+
+def summarize(runs: list[dict]) -> dict:
+    out: dict = {}
+    for r in runs:
+        out.setdefault(r["group"], {}).setdefault(r["label"], []).append(r)
+    summary = {}
+    for g, by_label in out.items():
+        summary[g] = {}
+        for label, rs in by_label.items():
+            summary[g][label] = {k: _mean_std([x.get(k) for x in rs]) for k, _, _ in METRICS if any(k in x for x in rs)}
+            summary[g][label]["seeds"] = len(rs)
+    return summary
+
+
+def markdown(summary: dict, meta: dict) -> str:
+    lines = [f"# Variant comparison ({meta['modality']}{', quick' if meta['quick'] else ''})", "",
+             f"{meta['created']} · {meta['host']} · torch {meta['torch']} · {meta['threads']} threads · "
+             f"seeds {meta['seeds']} · mean ± std over seeds · equal epochs within a group", ""]
+    if meta["quick"]:
+        lines += ["Quick mode: a training subset and very short pretraining, so accuracies are near the "
+                  "random-encoder level; this checks the pipeline, it does not rank the methods.", ""]
+    for g, by_label in summary.items():
+        cols = [(k, name, scale) for k, name, scale in METRICS if any(k in v for v in by_label.values())]
+        lines += [f"## {g}", "", "| run | " + " | ".join(c[1] for c in cols) + " |",
+                  "|---|" + "---|" * len(cols)]
+        for label, stats in by_label.items():
+            cells = []
+            for k, _, scale in cols:
+                if k not in stats or math.isnan(stats[k][0]):
+                    cells.append("–")
+                else:
+                    m, sd = stats[k]
+                    digits = 1 if scale == 100 or k == "train_s" else 3
+                    cells.append(f"{m * scale:.{digits}f} ± {sd * scale:.{digits}f}")
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="training subset, 2 epochs, short linear probe, 2 seeds")
+    ap.add_argument("--modality", choices=tuple(SETTINGS), default="image")
+    ap.add_argument("--groups", nargs="+", choices=GROUPS, default=list(GROUPS))
+    ap.add_argument("--seeds", type=int, default=None, help="default 3 (2 with --quick)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1: on a shared CPU, 2 OpenMP threads can be many times slower)")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    seeds = args.seeds or (2 if args.quick else 3)
+    out = args.out or ROOT / "runs" / f"bench_variants-{args.modality}{'-quick' if args.quick else ''}"
+    out.mkdir(parents=True, exist_ok=True)
+    import ssl_toolkit.components  # noqa: F401
+
+    meta = {"modality": args.modality, "quick": args.quick, "seeds": seeds, "threads": args.threads,
+            "groups": args.groups, "created": datetime.now().isoformat(timespec="seconds"),
+            "host": platform.node(), "torch": torch.__version__, "python": platform.python_version()}
+    runs, done = [], {}
+    todo = [(seed, *p) for seed in range(seeds) for p in plan(args.groups, args.modality, args.quick)]
+    for i, (seed, group, label, recipe_path, overrides) in enumerate(todo):
+        key = (recipe_path, tuple(overrides), seed)
+        if key not in done:
+            tag = f"{Path(recipe_path).stem}{''.join('-' + o.split('=')[1] for o in overrides)}-s{seed}"
+            print(f"[{i + 1}/{len(todo)}] {group}: {label} seed {seed} ({recipe_path} {' '.join(overrides)})",
+                  file=sys.stderr, flush=True)
+            done[key] = train_and_eval(recipe_path, overrides, seed, out / "runs" / tag, args.modality,
+                                       args.quick, label)
+            print(f"    linear {done[key].get('linear', float('nan')):.4f} knn {done[key].get('knn', float('nan')):.4f} "
+                  f"collapse {done[key]['collapse']:.3f} ({done[key]['wall_s']} s)", file=sys.stderr, flush=True)
+        runs.append({"group": group, "label": label, "seed": seed, **done[key]})
+        summary = summarize(runs)
+        (out / "results.json").write_text(json.dumps({"meta": meta, "summary": summary, "runs": runs}, indent=1))
+        (out / "results.md").write_text(markdown(summary, meta))
+    print(f"results: {out / 'results.md'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

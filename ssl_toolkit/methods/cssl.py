@@ -1,0 +1,19 @@
+"""CSSL — BYOL with Self-Labeling Refinement, soft selection (Garg & Jain 2022).
+
+Adds λ·Σ w_ij (2 − 2·cos(p_i, z′_j)) / Σ w_ij over i ≠ j to the BYOL loss, with
+w_ij = σ((A_ij − γ)/T) and A_ij = sg(cos(z′_i, z′_j)); see ``ssl_toolkit/engine/self_labeling.py``.
+"""
+from __future__ import annotations
+
+from ..engine.self_labeling import SelfLabelingMethod
+from ..registry import METHODS
+from .ccsl import byol_pairs
+
+
+@METHODS.register("cssl")
+def cssl(encoder, projector, predictor, ema, lam: float = 0.5, gamma: float = 0.9, temperature: float = 0.05,
+         ramp: float = 0.25, symmetric: bool = True, target_mode: str = "ema") -> SelfLabelingMethod:
+    """BYOL + CSSL: every batch pair weighted by σ((A_ij − γ)/T), A = target affinity."""
+    return SelfLabelingMethod(encoder, projector, predictor, ema, byol_pairs(symmetric), mode="cssl",
+                              lam=lam, gamma=gamma, temperature=temperature, ramp=ramp,
+                              target_mode=target_mode)

@@ -1,0 +1,35 @@
+"""benchmarks/bench_variants.py: the plan names existing recipes and the summary/markdown are right."""
+from pathlib import Path
+import importlib.util
+import math
+
+ROOT = Path(__file__).resolve().parents[2]
+from ssl_toolkit.recipe import load_recipe
+
+spec = importlib.util.spec_from_file_location("bench_variants", ROOT / "benchmarks" / "bench_variants.py")
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+
+
+def test_plan_covers_every_comparison_with_existing_recipes():
+    for modality in ("image", "audio"):
+        for quick in (False, True):
+            runs = bench.plan(list(bench.GROUPS), modality, quick)
+            for group, label, path, overrides in runs:
+                load_recipe(ROOT / path, overrides)  # validates, overrides included
+    labels = {(g, lab) for g, lab, _, _ in bench.plan(list(bench.GROUPS), "image", False)}
+    assert {("tribyol", f"{m} bs{b}") for m in ("byol", "tribyol") for b in (16, 32, 64, 256)} <= labels
+    assert {("predictors", h) for h in bench.PREDICTORS} <= labels
+    assert {("self_labeling", "ccsl"), ("self_labeling", "cssl"), ("norm", "bn"), ("norm", "gn_ws"),
+            ("norm", "none"), ("simsiam", "simsiam")} <= labels
+
+
+def test_summary_mean_and_sample_std_and_markdown():
+    runs = [{"group": "g", "label": "a", "seed": s, "linear": v, "collapse": 1.0} for s, v in enumerate([0.2, 0.4])]
+    s = bench.summarize(runs)
+    m, sd = s["g"]["a"]["linear"]
+    assert m == 0.30000000000000004 or math.isclose(m, 0.3)
+    assert math.isclose(sd, (0.02) ** 0.5)
+    md = bench.markdown(s, {"modality": "image", "quick": False, "created": "now", "host": "h", "torch": "t",
+                            "threads": 1, "seeds": 2})
+    assert "| a | 30.0 ± 14.1 |" in md
