@@ -415,14 +415,21 @@ def import_components(modules: list[str] = ()) -> None:
             raise RecipeError(f"cannot import module '{mod}': {e}", key="imports") from None
 
 
-def load_recipe(path: str | os.PathLike, overrides: list[str] = ()) -> Recipe:
-    """Load, inherit, override and validate a training recipe."""
+def load_resolved_tree(path: str | os.PathLike, overrides: list[str] = ()) -> tuple[dict, Origins]:
+    """The mapping of a recipe file after ``base:`` inheritance and ``a.b=c`` overrides (not yet
+    validated), with where each key came from; ``name`` defaults to the file's stem."""
     origins = Origins()
     tree = load_tree(path, origins)
     for text in overrides:
         apply_override(tree, *parse_override(text), origins)
     tree.setdefault("name", Path(path).stem)
     origins.by_path.setdefault(("name",), str(Path(path).resolve()))
+    return tree, origins
+
+
+def load_recipe(path: str | os.PathLike, overrides: list[str] = ()) -> Recipe:
+    """Load, inherit, override and validate a training recipe."""
+    tree, origins = load_resolved_tree(path, overrides)
     imports = tree.get("imports", [])
     if not (isinstance(imports, list) and all(isinstance(m, str) for m in imports)):
         raise RecipeError("expected a list of module names", file=origins.of(("imports",)), key="imports")

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
-from ..recipe import (Component, RecipeError, Origins, Validator, apply_override, import_components,
-                      load_tree, parse_override, to_plain)
+from ..recipe import (Component, Origins, RecipeError, Validator, import_components, load_resolved_tree,
+                      to_plain)
 from ..registry import did_you_mean
 
 TASK_KINDS = ("audio_classification", "image_classification")
@@ -221,12 +220,7 @@ def validate_eval_tree(tree: dict, origins: Origins) -> EvalRecipe:
 
 def load_eval_recipe(path: str | os.PathLike, overrides: list[str] = ()) -> EvalRecipe:
     """Load (with ``base:`` inheritance and ``key=value`` overrides) and validate an eval recipe."""
-    origins = Origins()
-    tree = load_tree(path, origins)
-    for text in overrides:
-        apply_override(tree, *parse_override(text), origins)
-    tree.setdefault("name", Path(path).stem)
-    origins.by_path.setdefault(("name",), str(Path(path).resolve()))
+    tree, origins = load_resolved_tree(path, overrides)
     return validate_eval_tree(tree, origins)
 
 
