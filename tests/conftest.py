@@ -21,3 +21,9 @@ def shared_data():
 @pytest.fixture
 def tensor_recipe():
     return RECIPES / "tensors" / "byol_gaussian.yaml"
+
+
+def pytest_sessionstart(session):
+    """In CI the real data and the official fixtures must be there: a skipped reference check is no check."""
+    if os.environ.get("CI") == "true" and not (SHARED / "data").is_dir():
+        raise pytest.UsageError(f"CI=true but {SHARED / 'data'} is missing: the real-data and fixture tests need it")
