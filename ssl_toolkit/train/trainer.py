@@ -24,7 +24,7 @@ import yaml
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..data import EpochSampler, collate_skipping_bad, preparation_batches
+from ..data import BadFileError, EpochSampler, collate_skipping_bad, preparation_batches
 from ..recipe import Recipe, to_plain
 from ..registry import DATASETS, ENCODERS, HEADS, METHODS, SCHEDULES
 from ..views import ViewMaker
@@ -147,7 +147,7 @@ class Trainer:
         r = self.recipe
         try:
             dataset = DATASETS.build(r.data.dataset.name, **r.data.dataset.params)
-        except (OSError, ValueError) as e:  # missing folders/files, unreadable metadata...
+        except (OSError, ValueError, BadFileError) as e:  # missing folders/files, bad metadata, on_bad_file: fail
             raise TrainingError(f"data.dataset ({r.data.dataset.name}): {e}") from e
         if len(dataset) == 0:
             raise TrainingError(f"data.dataset ({r.data.dataset.name}) has zero items: nothing to train on")
@@ -322,6 +322,10 @@ class Trainer:
                             if skipped_log is not None:
                                 with skipped_log.open("a") as f:
                                     f.write(f"{item.path}\t{item.reason}\n")
+                    if x is not None and x.shape[0] < 2:  # batch statistics need 2 samples
+                        self._log(f"note: a batch of {x.shape[0]} usable item(s) after skipping bad files "
+                                  f"was left out at step {pos.step}")
+                        x = None
                     if x is not None:
                         gen.manual_seed(_step_seed(r.seed, pos.step, micro, self.dist.rank))
                         x = x.to(self.device, non_blocking=True)
