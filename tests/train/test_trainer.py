@@ -100,21 +100,26 @@ def test_sigkill_then_resume_ends_with_the_same_weights(tensor_recipe, tmp_path)
     assert_same_weights(tmp_path / "ref/checkpoints/last.pt", tmp_path / "k/checkpoints/last.pt")
 
 
-def test_sigterm_checkpoints_and_exits_zero(tensor_recipe, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
+def test_preemption_signal_checkpoints_exits_zero_and_resumes_exactly(tensor_recipe, tmp_path, sig):
+    args = [str(tensor_recipe), *FAST, "trainer.max_steps=1000", "trainer.checkpoint_every=100000"]
     out = tmp_path / "pre"
-    proc = subprocess.Popen([sys.executable, "-m", "ssl_toolkit", "train", str(tensor_recipe), *FAST,
-                             "trainer.max_steps=100000", "data.dataset.size=4096", "--out", str(out)],
+    proc = subprocess.Popen([sys.executable, "-m", "ssl_toolkit", "train", *args, "--out", str(out)],
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while not (out / "metrics.csv").exists() and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
-    assert "received signal SIGTERM" in err and "--resume auto" in err
-    state = load_checkpoint(out / "checkpoints/last.pt")
-    assert 0 < state["step"] < 100000
+    assert f"received signal {sig.name}" in err and "--resume auto" in err
+    step = load_checkpoint(out / "checkpoints/last.pt")["step"]
+    assert 0 < step < 1000 and not (out / "encoder.pt").exists()
+    resumed = subprocess.run([sys.executable, "-m", "ssl_toolkit", "train", *args, "--out", str(out),
+                              "--resume", "auto"], capture_output=True, text=True)
+    assert resumed.returncode == 0 and f"(step {step})" in resumed.stderr, resumed.stderr
+    train(tensor_recipe, tmp_path / "ref", ["trainer.max_steps=1000", "trainer.checkpoint_every=100000"])
+    assert_same_weights(tmp_path / "ref/checkpoints/last.pt", out / "checkpoints/last.pt")
 
 
 def test_missing_data_file_and_empty_dataset_fail_clearly(tensor_recipe, tmp_path):
