@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import ENCODERS
+from ..train.checkpoint import state_dict_mismatch
 
 NORMS = ("bn", "gn_ws", "none")
 
@@ -148,22 +149,11 @@ def load_official_weights(encoder: nn.Module, path: str | os.PathLike, strict: b
     ``model``, or prefixed by ``module.``) into ``encoder`` with ``torch.load(weights_only=True)``."""
     obj = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
     state = official_state_dict(obj)
-    own = encoder.state_dict()
     if strict:
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-        if missing or unexpected or wrong:
-            detail = []
-            if missing:
-                detail.append(f"missing {missing[:6]}{'…' if len(missing) > 6 else ''}")
-            if unexpected:
-                detail.append(f"unexpected {unexpected[:6]}{'…' if len(unexpected) > 6 else ''}")
-            if wrong:
-                detail.append("shape mismatch " + ", ".join(
-                    f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in wrong[:4]))
+        problem = state_dict_mismatch(encoder.state_dict(), state, limit=6)
+        if problem:
             raise ValueError(f"{path}: weights do not fit {type(encoder).__name__}"
                              f"(feature_d={getattr(encoder, 'feature_dim', '?')}, norm={getattr(encoder, 'norm', '?')}): "
-                             + "; ".join(detail))
+                             + problem)
     encoder.load_state_dict(state, strict=strict)
     return encoder

@@ -274,20 +274,9 @@ def build_encoder(spec: dict, state: Optional[dict], where: str, seed: int = 0) 
     except (RegistryError, TypeError, ValueError) as e:
         raise EvalError(f"{where}: cannot build encoder {spec.get('name')!r}: {e}") from None
     if state is not None:
-        own = encoder.state_dict()
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-        if missing or unexpected or wrong:
-            parts = []
-            if missing:
-                parts.append(f"missing {missing[:4]}{'…' if len(missing) > 4 else ''}")
-            if unexpected:
-                parts.append(f"unexpected {unexpected[:4]}{'…' if len(unexpected) > 4 else ''}")
-            if wrong:
-                parts.append("shape mismatch " + ", ".join(f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-                                                           for k in wrong[:3]))
-            raise EvalError(f"{where}: the weights do not fit encoder {spec}: " + "; ".join(parts))
+        problem = ckpt.state_dict_mismatch(encoder.state_dict(), state)
+        if problem:
+            raise EvalError(f"{where}: the weights do not fit encoder {spec}: {problem}")
         encoder.load_state_dict(state)
     if not hasattr(encoder, "feature_dim"):
         raise EvalError(f"{where}: encoder {spec['name']!r} has no feature_dim attribute")

@@ -80,3 +80,19 @@ def prune_periodic(run_dir: str | os.PathLike, keep: int) -> None:
                 keep -= 1
                 continue
             old.unlink(missing_ok=True)
+
+
+def state_dict_mismatch(own: dict, state: dict, limit: int = 4) -> str:
+    """How ``state`` fails to fit a module whose state dict is ``own`` ('' when it fits)."""
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    parts = []
+    if missing:
+        parts.append(f"missing {missing[:limit]}{'…' if len(missing) > limit else ''}")
+    if unexpected:
+        parts.append(f"unexpected {unexpected[:limit]}{'…' if len(unexpected) > limit else ''}")
+    if wrong:
+        parts.append("shape mismatch " + ", ".join(
+            f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in wrong[:limit]))
+    return "; ".join(parts)
