@@ -1,6 +1,5 @@
 """Fuzzing the recipe loader: any YAML document and any override give a Recipe or a RecipeError."""
 from pathlib import Path
-import textwrap
 
 import yaml
 from hypothesis import HealthCheck, given, settings

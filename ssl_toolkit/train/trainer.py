@@ -29,7 +29,7 @@ from ..recipe import Recipe, to_plain
 from ..registry import DATASETS, ENCODERS, HEADS, METHODS, SCHEDULES
 from ..views import ViewMaker
 from . import checkpoint as ckpt
-from .distributed import DistInfo, barrier, broadcast_object, init_distributed, shutdown
+from .distributed import barrier, broadcast_object, init_distributed, shutdown
 from .metrics import MetricsWriter
 from .optim import build_optimizer
 from .sync_bn import convert_to_global_bn

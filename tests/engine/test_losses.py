@@ -1,4 +1,3 @@
-import pytest
 import torch
 
 from ssl_toolkit.engine.losses import regression_loss

@@ -1,6 +1,5 @@
 """The trainer on the tensor recipe: outputs, exact resume, kill/resume, bad input."""
 import csv
-import os
 import signal
 import subprocess
 import sys
