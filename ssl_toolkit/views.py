@@ -90,8 +90,10 @@ class ViewMaker(nn.Module):
         return views
 
     def prepare(self, batches, device: torch.device, run_dir: Path | None = None, dataset=None) -> None:
-        """Let every op that needs data-dependent set-up prepare itself, in pipeline order."""
-        done: list[nn.Module] = []
+        """Let every op that needs data-dependent set-up prepare itself, in pipeline order.
+
+        Runs under ``torch.random.fork_rng``: preparing (or loading cached results) never changes the
+        random state a run continues with."""
 
         def upstream_of(prefix: list[nn.Module]):
             def apply(x):
@@ -102,18 +104,12 @@ class ViewMaker(nn.Module):
 
             return apply
 
-        for op in self.input.ops:
-            _prepare(op, PrepareContext(batches, upstream_of(list(done)), device, run_dir, dataset))
-            done.append(op)
-        for branch in self.branches:
-            prefix = list(done)
-            for op in branch.ops:
-                _prepare(op, PrepareContext(batches, upstream_of(list(prefix)), device, run_dir, dataset))
-                prefix.append(op)
-        for op in self.joint.ops:
-            _prepare(op, PrepareContext(batches, upstream_of(list(done)), device, run_dir, dataset))
-
-
-def _prepare(op: nn.Module, context: PrepareContext) -> None:
-    if hasattr(op, "prepare"):
-        op.prepare(context)
+        shared = list(self.input.ops)
+        stages = [([], shared)] + [(shared, list(b.ops)) for b in self.branches] + [(shared, list(self.joint.ops))]
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            for prefix, ops in stages:
+                done = list(prefix)
+                for op in ops:
+                    if hasattr(op, "prepare"):
+                        op.prepare(PrepareContext(batches, upstream_of(list(done)), device, run_dir, dataset))
+                    done.append(op)

@@ -106,8 +106,7 @@ def load_or_compute(context, n_stats: int = 10000, stats_file: str | None = None
     dataset = context.dataset
     num_samples = getattr(dataset, "segment_samples", None)
     if num_samples is None:  # unknown dataset: look at one batch for the wave length
-        with torch.random.fork_rng(devices=[]):
-            first = next(iter(context.batches()), None)
+        first = next(iter(context.batches()), None)
         if first is None:
             raise ValueError("pre_norm statistics: the training data yielded no batch")
         num_samples = first.shape[-1]
@@ -134,10 +133,9 @@ def load_or_compute(context, n_stats: int = 10000, stats_file: str | None = None
                 log.info("pre_norm: statistics from %s (mean %.4f, std %.4f)", path, data["mean"], data["std"])
                 return {**data, "path": str(path), "source": "cache"}
     start = time.perf_counter()
-    # Iterating a DataLoader draws its base seed from the global RNG: keep the global state as it was,
-    # so that a run's randomness (e.g. dropout) does not depend on whether the statistics were cached.
-    with torch.random.fork_rng(devices=[]):
-        result = accumulate(context.batches(), context.upstream, n_stats)
+    # ViewMaker.prepare keeps the global RNG state as it was, so a run's randomness (e.g. dropout) does
+    # not depend on whether the statistics were cached.
+    result = accumulate(context.batches(), context.upstream, n_stats)
     data = {**result, "key": key, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **description}
     for path in candidates:
         try:
