@@ -22,6 +22,15 @@ def _plt():
     return plt
 
 
+def _save(fig, out: Path) -> Path:
+    """Lay out, write ``fig`` as a PNG at ``out`` (creating its folder) and free it."""
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    _plt().close(fig)
+    return out
+
+
 def _safe(text: str) -> str:
     from .report import safe_name
 
@@ -87,12 +96,7 @@ def training_curves(run_dir: str | Path, out: Optional[str | Path] = None) -> Pa
     if epochs:
         title += f", epoch {int(max(epochs))} (0-based)"
     fig.suptitle(title)
-    fig.tight_layout()
-    out = Path(out) if out is not None else (path.parent / "plots" / "training.png")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, Path(out) if out is not None else (path.parent / "plots" / "training.png"))
 
 
 # ----------------------------------------------------------------------------- eval plots
@@ -125,11 +129,7 @@ def bar_chart(results: dict, key: str, out: Path) -> Optional[Path]:
         ax.axhline(chance, color="grey", ls=":", lw=1)
         ax.text(xs[-1] + 0.45, chance, "chance", fontsize=7, color="grey", va="bottom", ha="right")
     ax.set_title(f"{key} ({ref.get('protocol')})", fontsize=10)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def confusion_plot(cm: np.ndarray, classes: list[str], title: str, out: Path) -> Path:
@@ -154,11 +154,7 @@ def confusion_plot(cm: np.ndarray, classes: list[str], title: str, out: Path) ->
     acc = np.trace(cm) / max(cm.sum(), 1)
     ax.set_title(f"{title}\naccuracy {100 * acc:.1f}% (row-normalized)", fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def tsne_plot(x: np.ndarray, y: np.ndarray, classes: list[str], title: str, out: Path, max_points: int = 1500,
@@ -192,11 +188,7 @@ def tsne_plot(x: np.ndarray, y: np.ndarray, classes: list[str], title: str, out:
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(f"{title}\nt-SNE of {len(x)} test embeddings", fontsize=10)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def summary_chart(results: dict, out: Path) -> Optional[Path]:
@@ -221,11 +213,7 @@ def summary_chart(results: dict, out: Path) -> Optional[Path]:
     ax.set_yticks(range(0, 101, 20))
     ax.legend(fontsize=8, loc="upper center", ncol=len(systems), frameon=False)
     ax.set_title(f"{results['name']}: {results['checkpoint']}", fontsize=10)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def eval_plots(results: dict, artifacts: dict, folder: Path, cfg=None, progress: bool = True) -> list[Path]:
