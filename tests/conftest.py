@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,3 +29,25 @@ def pytest_sessionstart(session):
     """In CI the real data and the official fixtures must be there: a skipped reference check is no check."""
     if os.environ.get("CI") == "true" and not (SHARED / "data").is_dir():
         raise pytest.UsageError(f"CI=true but {SHARED / 'data'} is missing: the real-data and fixture tests need it")
+
+
+@pytest.fixture
+def single_and_ddp(tensor_recipe, tmp_path):
+    """Train the tensor recipe once in 1 process (batch 2b) and once with torchrun in 2 gloo processes
+    (batch b each); returns the two final method state dicts."""
+    from ssl_toolkit.train.checkpoint import load_checkpoint
+
+    def run(overrides, batch_per_process=8):
+        common = [str(tensor_recipe), "trainer.tensorboard=false", "trainer.progress=false", *overrides, "--quiet"]
+        single = subprocess.run([sys.executable, "-m", "ssl_toolkit", "train", *common,
+                                 f"data.batch_size={2 * batch_per_process}", "--out", str(tmp_path / "single")],
+                                capture_output=True, text=True)
+        assert single.returncode == 0, single.stderr
+        ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                              "-m", "ssl_toolkit", "train", *common, f"data.batch_size={batch_per_process}",
+                              "--out", str(tmp_path / "ddp")], capture_output=True, text=True, timeout=300)
+        assert ddp.returncode == 0, ddp.stderr
+        return (load_checkpoint(tmp_path / "single/checkpoints/last.pt")["method"],
+                load_checkpoint(tmp_path / "ddp/checkpoints/last.pt")["method"])
+
+    return run

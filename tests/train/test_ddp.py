@@ -1,26 +1,12 @@
 """DDP launched by torchrun (gloo, 2 CPU processes) equals one process with the same global batch."""
-import subprocess
-import sys
-
 import torch
 
-from ssl_toolkit.train.checkpoint import load_checkpoint
-
-COMMON = ["trainer.tensorboard=false", "trainer.progress=false", "trainer.max_steps=6", "trainer.log_every=3",
-          "views.branches=[[{name: identity}], [{name: random_scale, low: 1.0, high: 1.0}]]",
-          "trainer.sync_batchnorm=true", "--quiet"]
+DETERMINISTIC_VIEWS = "views.branches=[[{name: identity}], [{name: random_scale, low: 1.0, high: 1.0}]]"
 
 
-def test_two_process_ddp_equals_single_process(tensor_recipe, tmp_path):
-    single = subprocess.run([sys.executable, "-m", "ssl_toolkit", "train", str(tensor_recipe), *COMMON,
-                             "data.batch_size=16", "--out", str(tmp_path / "single")], capture_output=True, text=True)
-    assert single.returncode == 0, single.stderr
-    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          "-m", "ssl_toolkit", "train", str(tensor_recipe), *COMMON, "data.batch_size=8",
-                          "--out", str(tmp_path / "ddp")], capture_output=True, text=True, timeout=300)
-    assert ddp.returncode == 0, ddp.stderr
-    a = load_checkpoint(tmp_path / "single/checkpoints/last.pt")["method"]
-    b = load_checkpoint(tmp_path / "ddp/checkpoints/last.pt")["method"]
+def test_two_process_ddp_equals_single_process(single_and_ddp, tmp_path):
+    a, b = single_and_ddp(["trainer.max_steps=6", "trainer.log_every=3", DETERMINISTIC_VIEWS,
+                           "trainer.sync_batchnorm=true"])
     assert a.keys() == b.keys()
     for k in a:
         if a[k].is_floating_point():
