@@ -14,16 +14,9 @@ data loading is not part of the numbers. Results go to JSON and a markdown table
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
-import os
-import platform
 import sys
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from harness import ROOT, byol_training_step, environment, time_per_call, write_results
 
 import torch  # noqa: E402
 
@@ -50,24 +43,6 @@ def _batch(recipe, batch: int, device) -> torch.Tensor:
     return torch.stack(xs).to(device)
 
 
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def _time(fn, steps: int, warmup: int, device) -> tuple[float, float]:
-    """(wall seconds, process CPU seconds) per call. The CPU time is the steadier number on a shared
-    machine: other processes slow the wall clock but not (much) the work this process does."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    start, cpu = time.perf_counter(), time.process_time()
-    for _ in range(steps):
-        fn()
-    _sync(device)
-    return (time.perf_counter() - start) / steps, (time.process_time() - cpu) / steps
-
-
 def bench_views(version: str, batch: int, steps: int, device) -> dict:
     recipe = _recipe(version)
     views = ViewMaker.from_config(recipe.views).to(device)
@@ -78,37 +53,16 @@ def bench_views(version: str, batch: int, steps: int, device) -> dict:
         with torch.no_grad():
             views(x, gen)
 
-    sec, cpu = _time(run, steps, 3, device)
+    sec, cpu = time_per_call(run, steps, 3, device)
     return {"what": f"views {version} (2 views)", "batch": batch, "precision": "fp32",
             "step_ms": sec * 1e3, "clips_per_s": batch / sec, "cpu_s_per_step": cpu}
 
 
 def bench_train(feature_d: int, precision: str, batch: int, steps: int, device) -> dict:
-    from ssl_toolkit.train.optim import build_optimizer
-    from ssl_toolkit.train.trainer import build_method
-
     recipe = _recipe("v1", feature_d)
-    views = ViewMaker.from_config(recipe.views).to(device)
-    method = build_method(recipe).to(device).train()
-    optimizer, _ = build_optimizer(recipe.optimizer, method, batch)
+    step, method = byol_training_step(recipe, device, precision, batch)
     x = _batch(recipe, batch, device)
-    gen = torch.Generator(device=device).manual_seed(0)
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
-                else contextlib.nullcontext())
-    step = [0]
-
-    def run():
-        with torch.no_grad():
-            v = views(x, gen)
-        with autocast:
-            out = method(v)
-        out["loss"].backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        method.update_targets(step[0], 1000)
-        step[0] += 1
-
-    sec, cpu = _time(run, steps, 2, device)
+    sec, cpu = time_per_call(lambda: step(x), steps, 2, device)
     params = sum(p.numel() for p in method.online.encoder.parameters())
     return {"what": f"train step AudioNTT2020 d={feature_d}", "batch": batch, "precision": precision,
             "step_ms": sec * 1e3, "clips_per_s": batch / sec, "cpu_s_per_step": cpu, "encoder_params": params}
@@ -128,21 +82,13 @@ def main(argv=None) -> int:
         for precision in ("fp32", "bf16"):
             rows.append(bench_train(d, precision, args.batch, args.steps, device))
             print(f"{rows[-1]['what']} {precision}: {rows[-1]['clips_per_s']:.1f} clips/s", file=sys.stderr)
-    env = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-           "cpu_count": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
-           "cpu": platform.processor() or platform.machine(),
-           "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()]}
-    if device.type == "cuda":
-        env["gpu"] = torch.cuda.get_device_name(device)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench_audio_throughput.json").write_text(json.dumps({"env": env, "results": rows}, indent=2))
+    env = environment(device)
     lines = [f"# BYOL-A audio throughput ({env['device']}, {env['threads']} threads, torch {env['torch']}, "
              f"load average {env['load_average_1_5_15'][0]} at the end)", "",
              "| what | batch | precision | ms / step | clips / s | CPU s / step |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['what']} | {r['batch']} | {r['precision']} | {r['step_ms']:.1f} | {r['clips_per_s']:.1f} "
               f"| {r['cpu_s_per_step']:.2f} |" for r in rows]
-    (out / "bench_audio_throughput.md").write_text("\n".join(lines) + "\n")
+    write_results(args.out, "bench_audio_throughput", {"env": env, "results": rows}, lines)
     print("\n".join(lines))
     return 0
 

@@ -13,15 +13,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import os
-import platform
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from harness import ROOT, environment, sync, write_results
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -46,11 +41,6 @@ def _clips(n: int) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def bench_embed(spec: dict, x: torch.Tensor, batch: int, device, reps: int) -> list[dict]:
     encoder = build_encoder(spec, None, "bench", seed=0).to(device)
     frontend = [op.to(device) for op in build_frontend(default_audio_frontend(spec))]
@@ -73,11 +63,11 @@ def bench_embed(spec: dict, x: torch.Tensor, batch: int, device, reps: int) -> l
             return torch.cat(outs)
 
         run()
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         for _ in range(reps):
             emb = run()
-        _sync(device)
+        sync(device)
         sec = (time.perf_counter() - start) / reps
         row = {"what": f"embed {spec['name']} d={spec['feature_d']}", "precision": precision, "clips": len(x),
                "clips_per_s": len(x) / sec}
@@ -133,14 +123,7 @@ def main(argv=None) -> int:
                         args.batch, device, args.reps)
     rows.append(bench_linear(2000, 2048, 10))
     rows.append(bench_knn(20000, 5000, 512, 10, device))
-    env = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-           "cpu_count": os.cpu_count(), "python": platform.python_version(),
-           "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()]}
-    if device.type == "cuda":
-        env["gpu"] = torch.cuda.get_device_name(device)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench_eval.json").write_text(json.dumps({"env": env, "results": rows}, indent=2))
+    env = environment(device)
     lines = [f"# Evaluation runners ({env['device']}, {env['threads']} threads, torch {env['torch']}, "
              f"load average {env['load_average_1_5_15'][0]} at the end)", "",
              "| what | precision | clips / s | bf16 rel. L2 error | bf16 min cosine | seconds |",
@@ -153,7 +136,7 @@ def main(argv=None) -> int:
                           if "rel_l2_error_vs_fp32" in r else " | |") + " |"
         else:
             lines[-1] += f" | | {r['seconds']:.2f} |"
-    (out / "bench_eval.md").write_text("\n".join(lines) + "\n")
+    write_results(args.out, "bench_eval", {"env": env, "results": rows}, lines)
     print("\n".join(lines))
     return 0
 

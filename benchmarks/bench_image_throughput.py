@@ -15,17 +15,10 @@ Results go to JSON and a markdown table.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
-import json
-import os
-import platform
 import sys
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from harness import ROOT, byol_training_step, environment, time_per_call, write_results
 
 import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
@@ -42,22 +35,6 @@ DATA = ROOT.parent / "shared" / "data" / "cifar10" / "cifar10_subset_20k_5k.npz"
 def _recipe(width: float = 0.25, batch: int = 128):
     return load_recipe(RECIPE, [f"data.dataset.path={DATA}", f"model.encoder.width={width}",
                                 f"data.batch_size={batch}"])
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def _time(fn, steps: int, warmup: int, device) -> float:
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    _sync(device)
-    return (time.perf_counter() - start) / steps
 
 
 def _batches(recipe):
@@ -78,7 +55,7 @@ def _batches(recipe):
 
 def bench_data(batch: int, steps: int, device) -> dict:
     it = _batches(_recipe(batch=batch))
-    sec = _time(lambda: next(it).to(device), steps, 2, device)
+    sec, _ = time_per_call(lambda: next(it).to(device), steps, 2, device)
     return {"what": "data (npz in memory → batch)", "batch": batch, "precision": "-", "step_ms": sec * 1e3,
             "images_per_s": batch / sec}
 
@@ -93,14 +70,14 @@ def bench_views(batch: int, steps: int, device) -> list[dict]:
         with torch.no_grad():
             views(x, gen)
 
-    sec = _time(run, steps, 3, device)
+    sec, _ = time_per_call(run, steps, 3, device)
     rows = [{"what": "views: to_float + 2 BYOL views + normalize", "batch": batch, "precision": "fp32",
              "step_ms": sec * 1e3, "images_per_s": batch / sec}]
     xf = views.input(x, gen)
     for op in views.branches[1].ops:  # the second view (it has solarize)
         inp = xf.clone()
         with torch.no_grad():
-            s = _time(lambda: op(inp, gen), steps, 2, device)
+            s, _ = time_per_call(lambda: op(inp, gen), steps, 2, device)
             xf = op(xf, gen)
         rows.append({"what": f"  op {type(op).__name__} (one view)", "batch": batch, "precision": "fp32",
                      "step_ms": s * 1e3, "images_per_s": batch / s})
@@ -108,32 +85,10 @@ def bench_views(batch: int, steps: int, device) -> list[dict]:
 
 
 def bench_train(width: float, precision: str, batch: int, steps: int, device) -> dict:
-    from ssl_toolkit.train.optim import build_optimizer
-    from ssl_toolkit.train.trainer import build_method
-
     recipe = _recipe(width, batch)
-    views = ViewMaker.from_config(recipe.views).to(device)
-    method = build_method(recipe).to(device).train()
-    optimizer, _ = build_optimizer(recipe.optimizer, method, batch)
+    step, method = byol_training_step(recipe, device, precision, batch)
     it = _batches(recipe)
-    gen = torch.Generator(device=device).manual_seed(0)
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
-                else contextlib.nullcontext())
-    step = [0]
-
-    def run():
-        x = next(it).to(device, non_blocking=True)
-        with torch.no_grad():
-            v = views(x, gen)
-        with autocast:
-            out = method(v)
-        out["loss"].backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        method.update_targets(step[0], 10_000)
-        step[0] += 1
-
-    sec = _time(run, steps, 3, device)
+    sec, _ = time_per_call(lambda: step(next(it).to(device, non_blocking=True)), steps, 3, device)
     params = sum(p.numel() for p in method.online.encoder.parameters())
     return {"what": f"data + views + train step, ResNet-18 CIFAR stem width {width:g}", "batch": batch,
             "precision": precision, "step_ms": sec * 1e3, "images_per_s": batch / sec, "encoder_params": params}
@@ -161,19 +116,12 @@ def main(argv=None) -> int:
         for precision in ("fp32", "bf16"):
             rows.append(bench_train(width, precision, args.batch, args.steps, device))
             print(f"{rows[-1]['what']} {precision}: {rows[-1]['images_per_s']:.1f} images/s", file=sys.stderr)
-    env = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-           "cpu_count": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
-           "cpu": platform.processor() or platform.machine()}
-    if device.type == "cuda":
-        env["gpu"] = torch.cuda.get_device_name(device)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench_image_throughput.json").write_text(json.dumps({"env": env, "results": rows}, indent=2))
+    env = environment(device)
     lines = [f"# Image BYOL throughput ({env['device']}, {env['threads']} threads, torch {env['torch']})", "",
              "| what | batch | precision | ms / batch | images / s |", "|---|---|---|---|---|"]
     lines += [f"| {r['what']} | {r['batch']} | {r['precision']} | {r['step_ms']:.2f} | {r['images_per_s']:.1f} |"
               for r in rows]
-    (out / "bench_image_throughput.md").write_text("\n".join(lines) + "\n")
+    write_results(args.out, "bench_image_throughput", {"env": env, "results": rows}, lines)
     print("\n".join(lines))
     return 0
 

@@ -10,24 +10,15 @@ the measured peak of a large square matmul in the same precision. Results go to 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
-import platform
 import statistics
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from harness import ROOT, byol_training_step, environment, write_results
 
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from ssl_toolkit.recipe import load_recipe  # noqa: E402
-from ssl_toolkit.train.optim import build_optimizer  # noqa: E402
-from ssl_toolkit.train.trainer import build_method  # noqa: E402
-from ssl_toolkit.views import ViewMaker  # noqa: E402
 
 SETTINGS = [  # (label, recipe, overrides, input maker)
     ("ResNet-18 CIFAR stem ×0.25, batch 128", "recipes/image/byol_cifar10_cpu.yaml", ["model.encoder.width=0.25"],
@@ -53,33 +44,17 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
 def measure(label, recipe_path, overrides, make_input, precision, steps):
     recipe = load_recipe(ROOT / recipe_path, [*overrides, f"precision={precision}", "device=cpu"])
     torch.manual_seed(0)
-    views = ViewMaker.from_config(recipe.views)
-    method = build_method(recipe).train()
-    optimizer, _ = build_optimizer(recipe.optimizer, method, recipe.data.batch_size)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
     x = make_input()
-    gen = torch.Generator()
-
-    def step(count_flops: bool = False) -> int:
-        with torch.no_grad():
-            v = views(x, gen)
-        counter = FlopCounterMode(display=False) if count_flops else contextlib.nullcontext()
-        with counter:
-            with autocast:
-                loss = method(v)["loss"]
-            loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        method.update_targets(0, 100)
-        return counter.get_total_flops() if count_flops else 0
-
-    flops = step(count_flops=True)
+    step, _ = byol_training_step(recipe, torch.device("cpu"), precision, recipe.data.batch_size)
+    counter = FlopCounterMode(display=False)
+    step(x, around_model=counter)
+    flops = counter.get_total_flops()
     for _ in range(2):
-        step()
+        step(x)
     times = []
     for _ in range(steps):
         start = time.perf_counter()
-        step()
+        step(x)
         times.append(time.perf_counter() - start)
     t = statistics.median(times)
     return {"setting": label, "precision": precision, "batch": x.shape[0], "step_s": t,
@@ -103,20 +78,16 @@ def main() -> None:
             rows.append(r)
             print(f"{label:40s} {precision}: {r['samples_per_s']:7.1f} samples/s, {r['achieved_gflops']:6.1f} "
                   f"GFLOP/s = {100 * r['utilization']:.1f}% of {r['peak_gflops']:.0f}", flush=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    meta = {"torch": torch.__version__, "threads": args.threads, "machine": platform.machine(),
-            "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "peak_gflops": {k: v / 1e9 for k, v in peak.items()}}
-    (out / "bench_utilization.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    meta = {**environment(torch.device("cpu")), "peak_gflops": {k: v / 1e9 for k, v in peak.items()}}
     lines = [f"# Training-step utilization ({args.threads} threads, torch {torch.__version__})", "",
              f"Matmul peak (2048², best of 10): fp32 {meta['peak_gflops']['fp32']:.0f} GFLOP/s, "
              f"bf16 {meta['peak_gflops']['bf16']:.0f} GFLOP/s. FLOPs counted by FlopCounterMode over forward + "
-             "backward, convolutions counted as direct ones (oneDNN may use Winograd for 3×3, so a step can exceed the matmul peak); the step time includes views, optimizer and EMA.", "",
+             "backward, convolutions counted as direct ones (oneDNN may use Winograd for 3×3, so a step can exceed "
+             "the matmul peak); the step time includes views, optimizer and EMA.", "",
              "| setting | precision | samples/s | GFLOP/step | achieved GFLOP/s | % of peak |", "|---|---|---:|---:|---:|---:|"]
     lines += [f"| {r['setting']} | {r['precision']} | {r['samples_per_s']:.1f} | {r['gflop_per_step']:.2f} | "
               f"{r['achieved_gflops']:.1f} | {100 * r['utilization']:.1f} |" for r in rows]
-    (out / "bench_utilization.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {out / 'bench_utilization.md'}")
+    print(f"wrote {write_results(args.out, 'bench_utilization', {'meta': meta, 'rows': rows}, lines)}")
 
 
 if __name__ == "__main__":

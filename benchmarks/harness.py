@@ -1,0 +1,89 @@
+"""What the benchmark scripts share: timing, the BYOL training step, the machine record, JSON + markdown.
+
+Scripts in this folder run as ``python benchmarks/<name>.py`` and import it as ``harness`` (their folder
+is first on sys.path); importing it also puts the repository root on sys.path.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_per_call(fn: Callable[[], object], steps: int, warmup: int, device: torch.device) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) per call after ``warmup`` calls. The CPU time is the steadier
+    number on a shared machine: other processes slow the wall clock but not (much) this process's work."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    start, cpu = time.perf_counter(), time.process_time()
+    for _ in range(steps):
+        fn()
+    sync(device)
+    return (time.perf_counter() - start) / steps, (time.process_time() - cpu) / steps
+
+
+def byol_training_step(recipe, device: torch.device, precision: str, global_batch: int):
+    """The trainer's step without its bookkeeping: views, online/target forward (autocast for bf16),
+    backward, optimizer step and EMA update. Returns ``(step, method)``; ``step(x, around_model)``
+    runs ``around_model`` (a context manager, e.g. a FLOP counter) around forward + backward."""
+    from ssl_toolkit.train.optim import build_optimizer
+    from ssl_toolkit.train.trainer import build_method
+    from ssl_toolkit.views import ViewMaker
+
+    views = ViewMaker.from_config(recipe.views).to(device)
+    method = build_method(recipe).to(device).train()
+    optimizer, _ = build_optimizer(recipe.optimizer, method, global_batch)
+    gen = torch.Generator(device=device).manual_seed(0)
+    counter = [0]
+
+    def step(x: torch.Tensor, around_model=None) -> None:
+        with torch.no_grad():
+            v = views(x, gen)
+        autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
+                    else contextlib.nullcontext())
+        with around_model if around_model is not None else contextlib.nullcontext():
+            with autocast:
+                out = method(v)
+            out["loss"].backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        method.update_targets(counter[0], 10_000)
+        counter[0] += 1
+
+    return step, method
+
+
+def environment(device: torch.device) -> dict:
+    env = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+           "cpu_count": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
+           "cpu": platform.processor() or platform.machine(),
+           "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()],
+           "date": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
+
+
+def write_results(out_dir: str | Path, name: str, payload: dict, markdown_lines: list[str]) -> Path:
+    """``out_dir/name.json`` (payload) and ``out_dir/name.md``; returns the markdown path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(payload, indent=2))
+    (out / f"{name}.md").write_text("\n".join(markdown_lines) + "\n")
+    return out / f"{name}.md"
