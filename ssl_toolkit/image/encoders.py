@@ -184,16 +184,10 @@ class ResNetEncoder(nn.Module):
         return f"feature_dim={self.feature_dim}, width={self.width}, norm={self.norm!r}, cifar_stem={self.cifar_stem}"
 
 
-def _check_norm(norm: str) -> None:
-    if norm not in NORMS:
-        raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
-
-
 @ENCODERS.register("resnet18")
 def resnet18(cifar_stem: bool = False, width: float = 1.0, norm: str = "bn", in_channels: int = 3,
              zero_init_residual: bool = False) -> ResNetEncoder:
     """ResNet-18 trunk (512·width features); cifar_stem for 32×32 images, norm bn|gn_ws|none."""
-    _check_norm(norm)
     return ResNetEncoder(BasicBlock, [2, 2, 2, 2], cifar_stem=cifar_stem, width=width, norm=norm,
                          in_channels=in_channels, zero_init_residual=zero_init_residual)
 
@@ -202,7 +196,6 @@ def resnet18(cifar_stem: bool = False, width: float = 1.0, norm: str = "bn", in_
 def resnet34(cifar_stem: bool = False, width: float = 1.0, norm: str = "bn", in_channels: int = 3,
              zero_init_residual: bool = False) -> ResNetEncoder:
     """ResNet-34 trunk (512·width features); cifar_stem for 32×32 images, norm bn|gn_ws|none."""
-    _check_norm(norm)
     return ResNetEncoder(BasicBlock, [3, 4, 6, 3], cifar_stem=cifar_stem, width=width, norm=norm,
                          in_channels=in_channels, zero_init_residual=zero_init_residual)
 
@@ -211,6 +204,5 @@ def resnet34(cifar_stem: bool = False, width: float = 1.0, norm: str = "bn", in_
 def resnet50(cifar_stem: bool = False, width: float = 1.0, norm: str = "bn", in_channels: int = 3,
              zero_init_residual: bool = False) -> ResNetEncoder:
     """ResNet-50 trunk (2048·width features); cifar_stem for 32×32 images, norm bn|gn_ws|none."""
-    _check_norm(norm)
     return ResNetEncoder(Bottleneck, [3, 4, 6, 3], cifar_stem=cifar_stem, width=width, norm=norm,
                          in_channels=in_channels, zero_init_residual=zero_init_residual)
