@@ -1,12 +1,8 @@
-"""Helpers and fixtures of the evaluation tests: small synthetic audio tasks, tiny checkpoints, fast settings.
-
-Test modules import the fixtures they use from here (no conftest.py in tests/eval: other test modules
-import the top-level tests/conftest.py as the module 'conftest')."""
+"""Helpers of the evaluation tests: small synthetic audio tasks and fast settings (fixtures: conftest.py)."""
 import csv
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared"
@@ -54,24 +50,3 @@ def audio_recipe(csv_path: Path, tmp_path: Path, **task):
             "tasks": [{"name": "tones", "kind": "audio_classification", "metadata": str(csv_path),
                        "audio_dir": "wav", "unit_sec": 0.5, **task}]}
     return tree
-
-
-@pytest.fixture
-def tone_csv(tmp_path):
-    return write_tone_task(tmp_path / "tones")
-
-
-@pytest.fixture
-def tiny_audio_checkpoint(tmp_path):
-    """A training-format checkpoint (random weights) of a tiny BYOL-A v1 recipe with stored pre_norm stats."""
-    from ssl_toolkit.eval.models import write_random_checkpoint
-    from ssl_toolkit.recipe import load_recipe
-
-    def make(seed=0, name="run"):
-        recipe = load_recipe(ROOT / "recipes" / "audio" / "byola_v1.yaml",
-                             ["data.dataset.root=data/demo/fsdd_mini", "model.encoder.feature_d=64",
-                              "model.projector.hidden_dim=32", "model.predictor.hidden_dim=32",
-                              "views.input.1.mean=-6.0", "views.input.1.std=4.5"])
-        return write_random_checkpoint(recipe, tmp_path / name / "checkpoints" / "last.pt", seed=seed)
-
-    return make

@@ -8,7 +8,7 @@ from ssl_toolkit.eval.audio import load_task, piece_spans
 from ssl_toolkit.eval.errors import EvalError
 from ssl_toolkit.eval.schema import eval_recipe_from_dict
 
-from evalhelpers import tone_csv, write_tone_task  # noqa: F401 (fixture)
+from evalhelpers import write_tone_task
 
 
 def task_of(csv_path, **kw):

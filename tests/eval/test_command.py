@@ -7,7 +7,7 @@ import yaml
 
 from ssl_toolkit.eval.command import add_eval_parser, add_plot_parser
 
-from evalhelpers import audio_recipe, tone_csv  # noqa: F401 (fixture)
+from evalhelpers import audio_recipe
 
 
 def parser():

@@ -9,7 +9,6 @@ from ssl_toolkit.eval.schema import ModelSpec
 from ssl_toolkit.recipe import Component
 from ssl_toolkit.registry import ENCODERS
 
-from evalhelpers import tiny_audio_checkpoint  # noqa: F401 (fixture)
 
 
 def test_run_dir_and_checkpoint_file(tiny_audio_checkpoint):

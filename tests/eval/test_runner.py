@@ -9,7 +9,7 @@ from ssl_toolkit.eval.errors import EvalError
 from ssl_toolkit.eval.runner import run_eval
 from ssl_toolkit.eval.schema import eval_recipe_from_dict
 
-from evalhelpers import audio_recipe, tiny_audio_checkpoint, tone_csv  # noqa: F401 (fixtures)
+from evalhelpers import audio_recipe
 
 ENTRY_KEYS = {"metric", "mean", "std", "runs", "n_train", "n_test"}
 
