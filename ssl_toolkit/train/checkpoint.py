@@ -74,12 +74,10 @@ def checkpoint_candidates(run_dir: str | os.PathLike) -> list[Path]:
 
 
 def prune_periodic(run_dir: str | os.PathLike, keep: int) -> None:
-    for old in checkpoint_candidates(run_dir):
-        if old.name != "last.pt":
-            if keep > 0:
-                keep -= 1
-                continue
-            old.unlink(missing_ok=True)
+    """Delete all but the newest ``keep`` periodic checkpoints (last.pt stays)."""
+    periodic = [p for p in checkpoint_candidates(run_dir) if p.name != "last.pt"]
+    for old in periodic[max(keep, 0):]:
+        old.unlink(missing_ok=True)
 
 
 def state_dict_mismatch(own: dict, state: dict, limit: int = 4) -> str:
