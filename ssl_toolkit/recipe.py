@@ -102,6 +102,9 @@ class TrainerConfig:
     epochs: int = 100
     max_steps: Optional[int] = None
     """Optional cap on optimizer steps; when set it overrides epochs."""
+    max_minutes: Optional[float] = None
+    """Optional wall-clock budget of this process: at the first log step past it the run ends as a finished
+    run (last.pt + encoder.pt). The lr/τ schedules still span epochs/max_steps: size those to the budget."""
     log_every: int = 10
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3

@@ -306,9 +306,10 @@ class Trainer:
         wants_labels = getattr(self.method, "accepts_labels", False)
         extra: dict[str, torch.Tensor] = {}  # the method's scalar diagnostics, summed over the log window
         stop = _StopSignal()
+        out_of_time = False
         self.model.train()
         with stop:
-            while pos.step < total_steps:
+            while pos.step < total_steps and not out_of_time:
                 sampler.set_position(pos.epoch, pos.batches_done)
                 if hasattr(dataset, "set_epoch"):
                     dataset.set_epoch(pos.epoch)
@@ -368,6 +369,11 @@ class Trainer:
                         done = pos.step >= total_steps
                         if pos.step % t.log_every == 0 or done:
                             check_finite()
+                            if not done and t.max_minutes is not None:
+                                done = out_of_time = self._past_deadline(run_start + 60 * t.max_minutes)
+                                if done:
+                                    self._log(f"trainer.max_minutes {t.max_minutes:g} reached at step {pos.step} "
+                                              f"of {total_steps}: ending the run there")
                             elapsed = time.perf_counter() - window_start
                             row = {"step": pos.step, "epoch": pos.epoch, "loss": float(loss_sum) / pos.window_steps,
                                    "lr": self.optimizer.param_groups[0]["lr"], "tau": tau,
@@ -408,7 +414,7 @@ class Trainer:
                             break
                     if pos.batches_done >= steps_per_epoch * accum:
                         break
-                if pos.step < total_steps:
+                if pos.step < total_steps and not out_of_time:
                     pos.epoch += 1
                     pos.batches_done = 0
         check_finite()
@@ -418,6 +424,15 @@ class Trainer:
         self._finish(progress, metrics)
         self._log(f"done: {self.run_dir / 'encoder.pt'}")
         return self.run_dir
+
+    def _past_deadline(self, deadline: float) -> bool:
+        """Whether the wall-clock budget is spent; under DDP the ranks agree (any rank past it ends all)."""
+        past = torch.tensor(float(time.perf_counter() > deadline), device=self.device)
+        if self.dist.enabled:
+            import torch.distributed as dist
+
+            dist.all_reduce(past, op=dist.ReduceOp.MAX)
+        return bool(past)
 
     def _finish(self, progress, metrics) -> None:
         if progress is not None:

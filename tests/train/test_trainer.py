@@ -57,6 +57,16 @@ def test_max_steps_overrides_epochs_and_accumulation(tensor_recipe, tmp_path):
     assert load_checkpoint(out / "checkpoints/last.pt")["step"] == 6
 
 
+def test_max_minutes_ends_the_run_at_the_first_log_step_past_the_budget(tensor_recipe, tmp_path):
+    out = train(tensor_recipe, tmp_path / "run", ["trainer.max_minutes=0", "trainer.log_every=3"])
+    assert [int(x["step"]) for x in rows(out)] == [3]
+    assert load_checkpoint(out / "checkpoints/last.pt")["step"] == 3
+    assert (out / "encoder.pt").exists()
+    generous = train(tensor_recipe, tmp_path / "long", ["trainer.max_minutes=60", "trainer.max_steps=9",
+                                                        "trainer.log_every=3"])
+    assert [int(x["step"]) for x in rows(generous)] == [3, 6, 9]
+
+
 def test_resume_mid_epoch_is_bit_exact(tensor_recipe, tmp_path):
     full = train(tensor_recipe, tmp_path / "full", ["trainer.max_steps=22", "trainer.checkpoint_every=5"])
     part = tmp_path / "part"
