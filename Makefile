@@ -4,7 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo clean
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+.PHONY: install test demo bench bench-env clean
 
 install: $(STAMP)
 
@@ -22,6 +25,23 @@ demo: install
 	$(PY) -m ssl_toolkit train recipes/audio/byola_fsdd.yaml --out runs/demo --resume auto
 	$(PY) -m ssl_toolkit eval recipes/eval/fsdd_demo.yaml --checkpoint runs/demo --out runs/demo/eval
 	$(PY) -m ssl_toolkit plot runs/demo
+
+# The peers of the side-by-side benchmarks (lightly, byol-pytorch) live in their own environment, never in
+# the package's dependencies.
+bench-env: $(BENCH_STAMP)
+
+$(BENCH_STAMP): benchmarks/constraints-peers.txt
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -c benchmarks/constraints-peers.txt torch torchvision lightly byol-pytorch
+	touch $(BENCH_STAMP)
+
+# Every benchmark table in benchmarks/results/ (about an hour on 2 CPU cores; run it on a quiet machine).
+bench: install bench-env
+	$(PY) benchmarks/bench_utilization.py
+	$(PY) benchmarks/bench_peers.py
+	$(PY) benchmarks/bench_audio_peers.py
+	$(PY) benchmarks/bench_quality.py
+	$(PY) benchmarks/bench_eval.py
 
 clean:
 	rm -rf runs/ .pytest_cache

@@ -5,16 +5,21 @@ Measures, on real FSDD clips from data/demo/fsdd_mini (decoded beforehand, 1 s p
      and under bf16 autocast, and how far the bf16 embeddings are from the fp32 ones (relative L2 error,
      cosine) — the runners embed under bf16 by default;
   2. one linear-evaluation run (EVAR protocol: ≤200 epochs, early stopping) on N × 2048 embeddings;
-  3. the weighted kNN (k=200) on 20,000 × 512 features.
+  3. the weighted kNN (k=200) on 20,000 × 512 features;
+  4. whole eval recipes (FSDD digits + speaker, EmoDB): seconds for ``ssl-toolkit eval`` cold (decode, embed,
+     3-seed linear probes) and warm (embeddings from the cache: the evaluation alone).
 
-    python benchmarks/bench_eval.py [--device cpu] [--batch 64] [--out benchmarks/results]
+    python benchmarks/bench_eval.py [--device cpu] [--batch 64] [--tasks fsdd.yaml emodb.yaml] [--checkpoint random]
+                                    [--out benchmarks/results]
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 from harness import ROOT, environment, sync, write_results
 
@@ -106,12 +111,34 @@ def bench_knn(n_train: int, n_test: int, dim: int, classes: int, device) -> dict
             "seconds": time.perf_counter() - start}
 
 
+def bench_tasks(recipe_name: str, checkpoint: str, cache_dir: Path) -> dict:
+    """Seconds for ``ssl-toolkit eval`` of one eval recipe end to end: a cold run (decode + embed + linear
+    probe over 3 seeds, embeddings written to an empty cache) and a warm rerun (embeddings from the cache,
+    so its time is the evaluation alone); embedding ≈ cold − warm."""
+    from ssl_toolkit.eval.runner import run_eval
+    from ssl_toolkit.eval.schema import load_eval_recipe
+
+    recipe = load_eval_recipe(ROOT / "recipes" / "eval" / recipe_name,
+                              ["baselines=[]", "plots.enabled=false", "cache=true", f"cache_dir={cache_dir}"])
+    times = []
+    for _ in range(2):
+        start = time.perf_counter()
+        res = run_eval(recipe, checkpoint, out_dir=cache_dir / "out", quiet=True)
+        times.append(time.perf_counter() - start)
+    tasks = {k: f"{100 * e['mean']:.1f} ± {100 * e['std']:.1f}" for k, e in res["tasks"].items()}
+    return {"what": f"ssl-toolkit eval {recipe_name} ({', '.join(tasks)}), checkpoint {checkpoint}",
+            "cold_s": times[0], "warm_s": times[1], "seconds": times[0], "scores": tasks}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--clips", type=int, default=256)
     p.add_argument("--reps", type=int, default=2)
+    p.add_argument("--tasks", nargs="*", default=["fsdd.yaml", "emodb.yaml"],
+                   help="eval recipes timed end to end (they need ../shared/data); none: skip")
+    p.add_argument("--checkpoint", default="random", help="what the timed eval recipes evaluate")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = p.parse_args(argv)
     import_components()
@@ -123,6 +150,10 @@ def main(argv=None) -> int:
                         args.batch, device, args.reps)
     rows.append(bench_linear(2000, 2048, 10))
     rows.append(bench_knn(20000, 5000, 512, 10, device))
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.tasks:
+            rows.append(bench_tasks(name, args.checkpoint, Path(tmp) / name))
+            print(rows[-1], file=sys.stderr)
     env = environment(device)
     lines = [f"# Evaluation runners ({env['device']}, {env['threads']} threads, torch {env['torch']}, "
              f"load average {env['load_average_1_5_15'][0]} at the end)", "",
@@ -134,6 +165,8 @@ def main(argv=None) -> int:
         if "clips_per_s" in r:
             lines[-1] += (f" {r['rel_l2_error_vs_fp32']:.4f} | {r['min_cosine_vs_fp32']:.5f} |"
                           if "rel_l2_error_vs_fp32" in r else " | |") + " |"
+        elif "cold_s" in r:
+            lines[-1] += f" | | {r['cold_s']:.1f} cold (embed + evaluate), {r['warm_s']:.1f} warm (evaluate) |"
         else:
             lines[-1] += f" | | {r['seconds']:.2f} |"
     write_results(args.out, "bench_eval", {"env": env, "results": rows}, lines)

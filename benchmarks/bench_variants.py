@@ -11,12 +11,18 @@ Groups (``--groups``, default all):
   simsiam        BYOL vs SimSiam
 
     python benchmarks/bench_variants.py                 # the full comparison: hours on a CPU
-    python benchmarks/bench_variants.py --quick         # a smoke-sized version (2,048 images, 2 epochs, 2 seeds)
-    python benchmarks/bench_variants.py --quick --modality audio --groups predictors norm
+    python benchmarks/bench_variants.py --size quick    # a smoke-sized version (2,048 images, 2 epochs, 2 seeds)
+    python benchmarks/bench_variants.py --size medium   # 5,000 images × 4 epochs, 3 seeds (about 1.5 CPU-hours)
+    python benchmarks/bench_variants.py --size quick --modality audio --groups predictors norm
+    python benchmarks/bench_variants.py --size medium --shard 0/2 &  # two processes share the runs,
+    python benchmarks/bench_variants.py --size medium --shard 1/2    # then one more call without --shard
+                                                                     # assembles the table from the run folders
 
 Every run is the ordinary trainer on a shipped recipe plus command-line style overrides; runs that are
 identical across groups (the BYOL baseline) are trained once per seed. Results go to
-``--out`` (default runs/bench_variants-<modality>[-quick]): ``results.json``, ``results.md`` and the run folders.
+``--out`` (default runs/bench_variants-<modality>-<size>): ``results.json``, ``results.md`` and the run folders;
+each finished run keeps its result in ``<run>/bench_result.json``, so a rerun (or the assembling call after
+sharded runs) only does what is missing.
 """
 from __future__ import annotations
 
@@ -47,6 +53,8 @@ SETTINGS = {
         "quick_train": ["data.dataset.limit=2048", "trainer.epochs=2", "trainer.log_every=8"],
         "quick_eval": ["tasks.0.dataset.limit=2000", "linear.epochs=50", "linear.patience=10"],
         "quick_batch": 64,
+        "medium_train": ["data.dataset.limit=5000", "trainer.epochs=4", "trainer.log_every=10"],
+        "medium_eval": ["tasks.0.dataset.limit=5000"],
     },
     "audio": {
         "byol": "recipes/audio/byola_fsdd.yaml",
@@ -56,16 +64,18 @@ SETTINGS = {
         "quick_train": ["trainer.epochs=2", "trainer.log_every=2", "views.input.1.n_stats=200"],
         "quick_eval": ["linear.epochs=50", "linear.patience=10"],
         "quick_batch": 32,
+        "medium_train": ["trainer.epochs=6", "trainer.log_every=2", "views.input.1.n_stats=200"],
+        "medium_eval": [],
     },
 }
 EVAL_COMMON = ["baselines=[]", "plots.enabled=false", "cache=false", "device=cpu", "linear.runs=1"]
 
 
-def plan(groups: list[str], modality: str, quick: bool) -> list[tuple[str, str, str, list[str]]]:
+def plan(groups: list[str], modality: str, size: str) -> list[tuple[str, str, str, list[str]]]:
     """(group, label, recipe path, overrides) for every run of one seed."""
     s = SETTINGS[modality]
     v = s["variant"].format
-    bs = [f"data.batch_size={s['quick_batch']}"] if quick else []
+    bs = [f"data.batch_size={s['quick_batch']}"] if size == "quick" else []
     runs = []
     for g in groups:
         if g == "tribyol":
@@ -140,7 +150,7 @@ def self_label_diagnostic(run_dir: Path, n_batches: int = 4, batch_size: int = 1
             "label_agreement_chance": chance}
 
 
-def train_and_eval(recipe_path: str, overrides: list[str], seed: int, run_dir: Path, modality: str, quick: bool,
+def train_and_eval(recipe_path: str, overrides: list[str], seed: int, run_dir: Path, modality: str, size: str,
                    label: str) -> dict:
     from ssl_toolkit.eval.runner import run_eval
     from ssl_toolkit.eval.schema import load_eval_recipe
@@ -149,20 +159,26 @@ def train_and_eval(recipe_path: str, overrides: list[str], seed: int, run_dir: P
 
     s = SETTINGS[modality]
     train_ov = ["trainer.progress=false", "trainer.tensorboard=false", f"seed={seed}", "device=cpu",
-                *(s["quick_train"] if quick else []), *overrides]
+                *s.get(f"{size}_train", []), *overrides]
+    saved = run_dir / "bench_result.json"
+    if saved.exists():
+        res = json.loads(saved.read_text())
+        if res.get("overrides") == train_ov:
+            return res
     t0 = time.perf_counter()
     if not (run_dir / "encoder.pt").exists():
         Trainer(load_recipe(ROOT / recipe_path, train_ov), out_dir=run_dir, quiet=True).fit()
         if not (run_dir / "encoder.pt").exists():  # SIGTERM/SIGUSR1: the trainer checkpointed and returned early
             raise SystemExit(f"training of {run_dir} was interrupted (signal); rerun the same command to redo it")
     res = {"recipe": recipe_path, "overrides": train_ov, **_last_metrics(run_dir)}
-    eval_ov = [*EVAL_COMMON, *(s["quick_eval"] if quick else [])]
+    eval_ov = [*EVAL_COMMON, *s.get(f"{size}_eval", [])]
     ev = run_eval(load_eval_recipe(ROOT / s["eval"], eval_ov), str(run_dir), out_dir=run_dir / "eval", quiet=True)
     for key, entry in ev["tasks"].items():
         res[entry["protocol"]] = entry["mean"]
     if label in ("ccsl", "cssl"):
         res.update(self_label_diagnostic(run_dir))
     res["wall_s"] = round(time.perf_counter() - t0, 1)
+    saved.write_text(json.dumps(res))
     return res
 
 
@@ -195,10 +211,10 @@ def summarize(runs: list[dict]) -> dict:
 
 
 def markdown(summary: dict, meta: dict) -> str:
-    lines = [f"# Variant comparison ({meta['modality']}{', quick' if meta['quick'] else ''})", "",
+    lines = [f"# Variant comparison ({meta['modality']}, size {meta['size']})", "",
              f"{meta['created']} · {meta['host']} · torch {meta['torch']} · {meta['threads']} threads · "
              f"seeds {meta['seeds']} · mean ± std over seeds · equal epochs within a group", ""]
-    if meta["quick"]:
+    if meta["size"] == "quick":
         lines += ["Quick mode: a training subset and very short pretraining, so accuracies are near the "
                   "random-encoder level; this checks the pipeline, it does not rank the methods.", ""]
     for g, by_label in summary.items():
@@ -221,40 +237,50 @@ def markdown(summary: dict, meta: dict) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="training subset, 2 epochs, short linear probe, 2 seeds")
+    ap.add_argument("--size", choices=("quick", "medium", "full"), default="full",
+                    help="quick: 2,048 images × 2 epochs, short probe, 2 seeds; medium: 5,000 images × 4 epochs "
+                         "(audio: 6 epochs), 3 seeds; full: the recipes as shipped, 3 seeds")
+    ap.add_argument("--shard", default=None, metavar="K/N", help="do only the K-th of N shares of the runs")
     ap.add_argument("--modality", choices=tuple(SETTINGS), default="image")
     ap.add_argument("--groups", nargs="+", choices=GROUPS, default=list(GROUPS))
-    ap.add_argument("--seeds", type=int, default=None, help="default 3 (2 with --quick)")
+    ap.add_argument("--seeds", type=int, default=None, help="default 3 (2 with --size quick)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1: on a shared CPU, 2 OpenMP threads can be many times slower)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    seeds = args.seeds or (2 if args.quick else 3)
-    out = args.out or ROOT / "runs" / f"bench_variants-{args.modality}{'-quick' if args.quick else ''}"
+    seeds = args.seeds or (2 if args.size == "quick" else 3)
+    out = args.out or ROOT / "runs" / f"bench_variants-{args.modality}-{args.size}"
+    shard, n_shards = (int(v) for v in args.shard.split("/")) if args.shard else (0, 1)
     out.mkdir(parents=True, exist_ok=True)
     import ssl_toolkit.components  # noqa: F401
 
-    meta = {"modality": args.modality, "quick": args.quick, "seeds": seeds, "threads": args.threads,
+    meta = {"modality": args.modality, "size": args.size, "seeds": seeds, "threads": args.threads,
             "groups": args.groups, "created": datetime.now().isoformat(timespec="seconds"),
             "host": platform.node(), "torch": torch.__version__, "python": platform.python_version()}
     runs, done = [], {}
-    todo = [(seed, *p) for seed in range(seeds) for p in plan(args.groups, args.modality, args.quick)]
+    todo = [(seed, *p) for seed in range(seeds) for p in plan(args.groups, args.modality, args.size)]
+    keys = list(dict.fromkeys((r, tuple(o), seed) for seed, _, _, r, o in todo))
     for i, (seed, group, label, recipe_path, overrides) in enumerate(todo):
         key = (recipe_path, tuple(overrides), seed)
+        if keys.index(key) % n_shards != shard:
+            continue
         if key not in done:
             tag = f"{Path(recipe_path).stem}{''.join('-' + o.split('=')[1] for o in overrides)}-s{seed}"
             print(f"[{i + 1}/{len(todo)}] {group}: {label} seed {seed} ({recipe_path} {' '.join(overrides)})",
                   file=sys.stderr, flush=True)
             done[key] = train_and_eval(recipe_path, overrides, seed, out / "runs" / tag, args.modality,
-                                       args.quick, label)
+                                       args.size, label)
             print(f"    linear {done[key].get('linear', float('nan')):.4f} knn {done[key].get('knn', float('nan')):.4f} "
                   f"collapse {done[key]['collapse']:.3f} ({done[key]['wall_s']} s)", file=sys.stderr, flush=True)
         runs.append({"group": group, "label": label, "seed": seed, **done[key]})
+        if n_shards > 1:
+            continue
         summary = summarize(runs)
         (out / "results.json").write_text(json.dumps({"meta": meta, "summary": summary, "runs": runs}, indent=1))
         (out / "results.md").write_text(markdown(summary, meta))
-    print(f"results: {out / 'results.md'}", file=sys.stderr)
+    if n_shards == 1:
+        print(f"results: {out / 'results.md'}", file=sys.stderr)
     return 0
 
 

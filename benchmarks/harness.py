@@ -39,8 +39,8 @@ def time_per_call(fn: Callable[[], object], steps: int, warmup: int, device: tor
 
 
 def byol_training_step(recipe, device: torch.device, precision: str, global_batch: int):
-    """The trainer's step without its bookkeeping: views, online/target forward (autocast for bf16),
-    backward, optimizer step and EMA update. Returns ``(step, method)``; ``step(x, around_model)``
+    """The trainer's step without its bookkeeping: views (channels_last when the recipe's trainer says so),
+    online/target forward (autocast for bf16), backward, optimizer step and EMA update. Returns ``(step, method)``; ``step(x, around_model)``
     runs ``around_model`` (a context manager, e.g. a FLOP counter) around forward + backward."""
     from ssl_toolkit.train.optim import build_optimizer
     from ssl_toolkit.train.trainer import build_method
@@ -48,6 +48,9 @@ def byol_training_step(recipe, device: torch.device, precision: str, global_batc
 
     views = ViewMaker.from_config(recipe.views).to(device)
     method = build_method(recipe).to(device).train()
+    channels_last = recipe.trainer.channels_last
+    if channels_last:
+        method = method.to(memory_format=torch.channels_last)
     optimizer, _ = build_optimizer(recipe.optimizer, method, global_batch)
     gen = torch.Generator(device=device).manual_seed(0)
     counter = [0]
@@ -55,6 +58,8 @@ def byol_training_step(recipe, device: torch.device, precision: str, global_batc
     def step(x: torch.Tensor, around_model=None) -> None:
         with torch.no_grad():
             v = views(x, gen)
+        if channels_last:
+            v = [t.contiguous(memory_format=torch.channels_last) if t.ndim == 4 else t for t in v]
         autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
                     else contextlib.nullcontext())
         with around_model if around_model is not None else contextlib.nullcontext():
