@@ -39,9 +39,12 @@ $(BENCH_STAMP): benchmarks/constraints-peers.txt
 bench: install bench-env
 	$(PY) benchmarks/bench_utilization.py
 	$(PY) benchmarks/bench_peers.py
-	$(PY) benchmarks/bench_audio_peers.py
+	$(PY) benchmarks/bench_audio_peers.py --precision fp32
+	$(PY) benchmarks/bench_audio_peers.py --precision bf16
 	$(PY) benchmarks/bench_quality.py
 	$(PY) benchmarks/bench_eval.py
+	$(PY) benchmarks/profile_step.py --recipe image
+	$(PY) benchmarks/profile_step.py --recipe audio
 
 clean:
 	rm -rf runs/ .pytest_cache

@@ -330,9 +330,9 @@ def main(argv=None) -> int:
                  + " and ".join(f"{v} clips/s (d={d})" for d, v in REFERENCE.items())
                  + ", batch 64, fp32, on this CPU (figure from our issue tracker, not measured here).")
     lines = [title, "", setup, "", *table(rows), "", reference]
-    md = write_results(args.out, "bench_audio_peers", {"env": env, "args": vars(args), "data": str(root),
-                                                       "reference_issue_clips_per_s": REFERENCE,
-                                                       "results": rows}, lines)
+    payload = {"env": env, "args": vars(args), "data": str(root), "reference_issue_clips_per_s": REFERENCE,
+               "results": rows}
+    md = write_results(args.out, f"bench_audio_peers_{args.precision}", payload, lines)
     print("\n".join(lines))
     print(f"results: {md}", file=sys.stderr)
     return 0
