@@ -12,7 +12,7 @@ Groups (``--groups``, default all):
 
     python benchmarks/bench_variants.py                 # the full comparison: hours on a CPU
     python benchmarks/bench_variants.py --size quick    # a smoke-sized version (2,048 images, 2 epochs, 2 seeds)
-    python benchmarks/bench_variants.py --size medium   # 5,000 images × 4 epochs, 3 seeds (about 1.5 CPU-hours)
+    python benchmarks/bench_variants.py --size medium   # 5,000 images × 3 epochs, 3 seeds (about 1.5 CPU-hours)
     python benchmarks/bench_variants.py --size quick --modality audio --groups predictors norm
     python benchmarks/bench_variants.py --size medium --shard 0/2 &  # two processes share the runs,
     python benchmarks/bench_variants.py --size medium --shard 1/2    # then one more call without --shard
@@ -53,7 +53,7 @@ SETTINGS = {
         "quick_train": ["data.dataset.limit=2048", "trainer.epochs=2", "trainer.log_every=8"],
         "quick_eval": ["tasks.0.dataset.limit=2000", "linear.epochs=50", "linear.patience=10"],
         "quick_batch": 64,
-        "medium_train": ["data.dataset.limit=5000", "trainer.epochs=4", "trainer.log_every=10"],
+        "medium_train": ["data.dataset.limit=5000", "trainer.epochs=3", "trainer.log_every=10"],
         "medium_eval": ["tasks.0.dataset.limit=5000"],
     },
     "audio": {
@@ -238,7 +238,7 @@ def markdown(summary: dict, meta: dict) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", choices=("quick", "medium", "full"), default="full",
-                    help="quick: 2,048 images × 2 epochs, short probe, 2 seeds; medium: 5,000 images × 4 epochs "
+                    help="quick: 2,048 images × 2 epochs, short probe, 2 seeds; medium: 5,000 images × 3 epochs "
                          "(audio: 6 epochs), 3 seeds; full: the recipes as shipped, 3 seeds")
     ap.add_argument("--shard", default=None, metavar="K/N", help="do only the K-th of N shares of the runs")
     ap.add_argument("--modality", choices=tuple(SETTINGS), default="image")

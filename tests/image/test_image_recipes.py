@@ -54,7 +54,12 @@ def test_cifar_recipes_inherit_and_build():
     assert gpu.optimizer.name == "lars" and gpu.model.encoder["cifar_stem"] is True
     assert all(ops(b)["random_resized_crop"]["size"] == 32 for b in gpu.views.branches)
     cpu = load_recipe(RECIPES / "byol_cifar10_cpu.yaml")
-    assert cpu.views.branches == gpu.views.branches and cpu.views.joint == gpu.views.joint   # inherited
+    assert cpu.views.joint == gpu.views.joint   # inherited
+    # the short-run views: the GPU views with crops of at least 20 % of the image
+    for cpu_ops, gpu_ops in zip(cpu.views.branches, gpu.views.branches, strict=True):
+        assert cpu_ops[0].params["scale"] == [0.2, 1.0] and gpu_ops[0].params["scale"] == [0.08, 1.0]
+        assert cpu_ops[1:] == gpu_ops[1:]
+    assert cpu.ema.tau_base == 0.97 and cpu.trainer.channels_last and cpu.trainer.max_minutes == 8
     assert cpu.device == "cpu" and cpu.precision == "bf16"
     assert cpu.data.dataset.name == "npz" and cpu.data.dataset["path"].startswith("../shared/data/cifar10/")
     enc = ENCODERS.build(cpu.model.encoder.name, **cpu.model.encoder.params)
