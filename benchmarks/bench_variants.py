@@ -9,6 +9,7 @@ Groups (``--groups``, default all):
                  batch pairs selected and the fraction of those whose labels agree, on training batches)
   norm           BatchNorm vs GroupNorm + weight standardization vs no normalization (collapse expected)
   simsiam        BYOL vs SimSiam
+  precision      (not in the default set) BYOL under bf16 autocast vs fp32: the accuracy effect of bf16
 
     python benchmarks/bench_variants.py                 # the full comparison: hours on a CPU
     python benchmarks/bench_variants.py --size quick    # a smoke-sized version (2,048 images, 2 epochs, 2 seeds)
@@ -41,7 +42,8 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 PREDICTORS = ("directpred", "directcopy", "ne", "visser", "ns", "ns2", "stiefel")
-GROUPS = ("tribyol", "predictors", "self_labeling", "norm", "simsiam")
+GROUPS = ("tribyol", "predictors", "self_labeling", "norm", "simsiam")  # the variant comparison (default)
+EXTRA_GROUPS = ("precision",)
 BATCHES = (16, 32, 64, 256)
 
 SETTINGS = {
@@ -95,6 +97,8 @@ def plan(groups: list[str], modality: str, size: str) -> list[tuple[str, str, st
             runs += [(g, "bn", s["byol"], bs), (g, "gn_ws", v("gn_ws"), bs), (g, "none", v("nonorm"), bs)]
         elif g == "simsiam":
             runs += [(g, "byol", s["byol"], bs), (g, "simsiam", v("simsiam"), bs)]
+        elif g == "precision":
+            runs += [(g, "bf16 autocast", s["byol"], bs), (g, "fp32", s["byol"], [*bs, "precision=fp32"])]
     return runs
 
 
@@ -242,7 +246,7 @@ def main(argv=None) -> int:
                          "(audio: 6 epochs), 3 seeds; full: the recipes as shipped, 3 seeds")
     ap.add_argument("--shard", default=None, metavar="K/N", help="do only the K-th of N shares of the runs")
     ap.add_argument("--modality", choices=tuple(SETTINGS), default="image")
-    ap.add_argument("--groups", nargs="+", choices=GROUPS, default=list(GROUPS))
+    ap.add_argument("--groups", nargs="+", choices=GROUPS + EXTRA_GROUPS, default=list(GROUPS))
     ap.add_argument("--seeds", type=int, default=None, help="default 3 (2 with --size quick)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1: on a shared CPU, 2 OpenMP threads can be many times slower)")
