@@ -19,11 +19,12 @@ import json
 import statistics
 import subprocess
 import sys
-from pathlib import Path
 
 from harness import ROOT, environment, write_results
 
 import torch  # noqa: E402
+
+from contenders import CONTENDERS, PEERS_PYTHON, peers_missing  # noqa: E402
 
 SETTINGS = {  # name: (label, width, precision, windows, steps per window)
     "r18-fp32": ("ResNet-18 CIFAR stem, fp32", 1.0, "fp32", 3, 3),
@@ -99,16 +100,15 @@ def table(rows: list[dict], contenders: list[str]) -> list[str]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--settings", nargs="+", choices=tuple(SETTINGS), default=list(DEFAULT))
-    ap.add_argument("--contenders", nargs="+", default=["ssl_toolkit", "lightly", "byol_pytorch"])
-    ap.add_argument("--peers-python", default=str(ROOT / ".venv-bench" / "bin" / "python"))
+    ap.add_argument("--contenders", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
+    ap.add_argument("--peers-python", default=str(PEERS_PYTHON))
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--workers", type=int, default=2, help="DataLoader workers of the peers")
     ap.add_argument("--windows", type=int, default=None, help="timed windows per contender (default per setting)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps per worker before the first window")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = ap.parse_args(argv)
-    if any(c != "ssl_toolkit" for c in args.contenders) and not Path(args.peers_python).exists():
-        print(f"error: no peer environment at {args.peers_python}; create it with `make bench-env`", file=sys.stderr)
+    if peers_missing(args.peers_python, args.contenders):
         return 2
     rows = []
     for key in args.settings:

@@ -23,7 +23,7 @@ from harness import ROOT, environment, write_results
 
 import torch  # noqa: E402
 
-from contenders import CONTENDERS, RECIPE  # noqa: E402
+from contenders import CONTENDERS, PEERS_PYTHON, RECIPE, peers_missing  # noqa: E402
 
 EVAL = ROOT / "recipes" / "eval" / "cifar10.yaml"
 
@@ -74,12 +74,11 @@ def main(argv=None) -> int:
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="bf16")
     ap.add_argument("--width", type=float, default=0.25)
     ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--peers-python", default=str(ROOT / ".venv-bench" / "bin" / "python"))
+    ap.add_argument("--peers-python", default=str(PEERS_PYTHON))
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench_quality")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = ap.parse_args(argv)
-    if any(c != "ssl_toolkit" for c in args.contenders) and not Path(args.peers_python).exists():
-        print(f"error: no peer environment at {args.peers_python}; create it with `make bench-env`", file=sys.stderr)
+    if peers_missing(args.peers_python, args.contenders):
         return 2
     rows = []
     for c in args.contenders:

@@ -41,6 +41,15 @@ DATA = ROOT.parent / "shared" / "data" / "cifar10" / "cifar10_subset_20k_5k.npz"
 RECIPE = ROOT / "recipes" / "image" / "byol_cifar10_cpu.yaml"
 CIFAR_MEAN, CIFAR_STD = [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]
 HIDDEN, OUT = 4096, 256
+PEERS_PYTHON = ROOT / ".venv-bench" / "bin" / "python"
+
+
+def peers_missing(python: str, contenders: list[str]) -> bool:
+    """True (after saying so) when a peer is wanted but its environment is not there."""
+    if any(c != "ssl_toolkit" for c in contenders) and not Path(python).exists():
+        print(f"error: no peer environment at {python}; create it with `make bench-env`", file=sys.stderr)
+        return True
+    return False
 
 
 def encoder(width: float) -> nn.Module:
