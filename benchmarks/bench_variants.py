@@ -57,6 +57,7 @@ SETTINGS = {
         "quick_batch": 64,
         "medium_train": ["data.dataset.limit=5000", "trainer.epochs=3", "trainer.log_every=10"],
         "medium_eval": ["tasks.0.dataset.limit=5000"],
+        "full_train": ["trainer.max_minutes=null"],  # equal epochs: no wall-clock cap for the slower variants
     },
     "audio": {
         "byol": "recipes/audio/byola_fsdd.yaml",
