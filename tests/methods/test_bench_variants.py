@@ -12,16 +12,21 @@ spec.loader.exec_module(bench)
 
 
 def test_plan_covers_every_comparison_with_existing_recipes():
+    groups = list(bench.GROUPS + bench.EXTRA_GROUPS)
     for modality in ("image", "audio"):
-        for quick in (False, True):
-            runs = bench.plan(list(bench.GROUPS), modality, quick)
+        for size in ("quick", "medium", "full"):
+            sized = bench.SETTINGS[modality].get(f"{size}_train", [])
+            runs = bench.plan(groups, modality, size)
             for group, label, path, overrides in runs:
-                load_recipe(ROOT / path, overrides)  # validates, overrides included
-    labels = {(g, lab) for g, lab, _, _ in bench.plan(list(bench.GROUPS), "image", False)}
+                load_recipe(ROOT / path, [*sized, *overrides])  # validates, overrides included
+            if size == "quick":
+                assert all(f"data.batch_size={bench.SETTINGS[modality]['quick_batch']}" in o
+                           for g, _, _, o in runs if g != "tribyol" or modality == "audio")
+    labels = {(g, lab) for g, lab, _, _ in bench.plan(groups, "image", "full")}
     assert {("tribyol", f"{m} bs{b}") for m in ("byol", "tribyol") for b in (16, 32, 64, 256)} <= labels
     assert {("predictors", h) for h in bench.PREDICTORS} <= labels
     assert {("self_labeling", "ccsl"), ("self_labeling", "cssl"), ("norm", "bn"), ("norm", "gn_ws"),
-            ("norm", "none"), ("simsiam", "simsiam")} <= labels
+            ("norm", "none"), ("simsiam", "simsiam"), ("precision", "fp32")} <= labels
 
 
 def test_summary_mean_and_sample_std_and_markdown():
@@ -30,6 +35,6 @@ def test_summary_mean_and_sample_std_and_markdown():
     m, sd = s["g"]["a"]["linear"]
     assert m == 0.30000000000000004 or math.isclose(m, 0.3)
     assert math.isclose(sd, (0.02) ** 0.5)
-    md = bench.markdown(s, {"modality": "image", "quick": False, "created": "now", "host": "h", "torch": "t",
+    md = bench.markdown(s, {"modality": "image", "size": "full", "created": "now", "host": "h", "torch": "t",
                             "threads": 1, "seeds": 2})
     assert "| a | 30.0 ± 14.1 |" in md
