@@ -418,6 +418,14 @@ def import_components(modules: list[str] = ()) -> None:
             raise RecipeError(f"cannot import module '{mod}': {e}", key="imports") from None
 
 
+def import_tree_components(tree: dict, origins: Origins) -> None:
+    """Check a recipe tree's ``imports:`` (a list of module names) and import the components."""
+    imports = tree.get("imports", [])
+    if not (isinstance(imports, list) and all(isinstance(m, str) for m in imports)):
+        raise RecipeError("expected a list of module names", file=origins.of(("imports",)), key="imports")
+    import_components(imports)
+
+
 def load_resolved_tree(path: str | os.PathLike, overrides: list[str] = ()) -> tuple[dict, Origins]:
     """The mapping of a recipe file after ``base:`` inheritance and ``a.b=c`` overrides (not yet
     validated), with where each key came from; ``name`` defaults to the file's stem."""
@@ -433,10 +441,7 @@ def load_resolved_tree(path: str | os.PathLike, overrides: list[str] = ()) -> tu
 def load_recipe(path: str | os.PathLike, overrides: list[str] = ()) -> Recipe:
     """Load, inherit, override and validate a training recipe."""
     tree, origins = load_resolved_tree(path, overrides)
-    imports = tree.get("imports", [])
-    if not (isinstance(imports, list) and all(isinstance(m, str) for m in imports)):
-        raise RecipeError("expected a list of module names", file=origins.of(("imports",)), key="imports")
-    import_components(imports)
+    import_tree_components(tree, origins)
     validator = Validator(origins)
     recipe = validator.dataclass(Recipe, tree, ())
     _check_optimizer(recipe, validator)

@@ -21,7 +21,7 @@ import dataclasses
 import os
 from typing import Any, Literal, Optional, Union
 
-from ..recipe import (Component, Origins, RecipeError, Validator, import_components, load_resolved_tree,
+from ..recipe import (Component, Origins, Validator, import_tree_components, load_resolved_tree,
                       to_plain)
 from ..registry import did_you_mean
 
@@ -198,10 +198,7 @@ def _check_task_list(tasks: Any, validator: Validator) -> list:
 
 
 def validate_eval_tree(tree: dict, origins: Origins) -> EvalRecipe:
-    imports = tree.get("imports", [])
-    if not (isinstance(imports, list) and all(isinstance(m, str) for m in imports)):
-        raise RecipeError("expected a list of module names", file=origins.of(("imports",)), key="imports")
-    import_components(imports)
+    import_tree_components(tree, origins)
     validator = Validator(origins)
     recipe = validator.dataclass(EvalRecipe, tree, ())
     recipe.parsed_tasks = _check_task_list(tree.get("tasks"), validator)
