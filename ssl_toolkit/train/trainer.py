@@ -123,6 +123,32 @@ class _Position:
     window_steps: int = 0
 
 
+def build_loader(r: Recipe, device: torch.device, rank: int = 0, world_size: int = 1):
+    """The recipe's dataset, its resumable epoch sampler (this rank's shard) and the DataLoader the trainer
+    reads: ``(dataset, sampler, loader)``; advance epochs with ``sampler.set_position`` (and the dataset's
+    ``set_epoch`` when it has one)."""
+    try:
+        dataset = DATASETS.build(r.data.dataset.name, **r.data.dataset.params)
+    except (OSError, ValueError, BadFileError) as e:  # missing folders/files, bad metadata, on_bad_file: fail
+        raise TrainingError(f"data.dataset ({r.data.dataset.name}): {e}") from e
+    if len(dataset) == 0:
+        raise TrainingError(f"data.dataset ({r.data.dataset.name}) has zero items: nothing to train on")
+    sampler = EpochSampler(len(dataset), r.data.batch_size, seed=r.seed, shuffle=r.data.shuffle,
+                           drop_last=r.data.drop_last, rank=rank, world_size=world_size)
+    if sampler.batches_per_epoch() == 0:
+        raise TrainingError(
+            f"data.dataset has {len(dataset)} items: fewer than one batch of data.batch_size="
+            f"{r.data.batch_size} per process; lower data.batch_size or set data.drop_last: false")
+    loader = DataLoader(
+        dataset, batch_size=r.data.batch_size, sampler=sampler, num_workers=r.data.num_workers,
+        collate_fn=collate_skipping_bad, pin_memory=r.data.pin_memory and device.type == "cuda",
+        generator=torch.Generator().manual_seed(r.seed),  # keeps the global RNG untouched
+        prefetch_factor=r.data.prefetch_factor if r.data.num_workers > 0 else None,
+        persistent_workers=False,
+    )
+    return dataset, sampler, loader
+
+
 class Trainer:
     """Runs one recipe into one run directory (see the README for its contents)."""
 
@@ -144,27 +170,7 @@ class Trainer:
             print(msg, file=sys.stderr, flush=True)
 
     def _build_data(self):
-        r = self.recipe
-        try:
-            dataset = DATASETS.build(r.data.dataset.name, **r.data.dataset.params)
-        except (OSError, ValueError, BadFileError) as e:  # missing folders/files, bad metadata, on_bad_file: fail
-            raise TrainingError(f"data.dataset ({r.data.dataset.name}): {e}") from e
-        if len(dataset) == 0:
-            raise TrainingError(f"data.dataset ({r.data.dataset.name}) has zero items: nothing to train on")
-        sampler = EpochSampler(len(dataset), r.data.batch_size, seed=r.seed, shuffle=r.data.shuffle,
-                               drop_last=r.data.drop_last, rank=self.dist.rank, world_size=self.dist.world_size)
-        if sampler.batches_per_epoch() == 0:
-            raise TrainingError(
-                f"data.dataset has {len(dataset)} items: fewer than one batch of data.batch_size="
-                f"{r.data.batch_size} per process; lower data.batch_size or set data.drop_last: false")
-        loader = DataLoader(
-            dataset, batch_size=r.data.batch_size, sampler=sampler, num_workers=r.data.num_workers,
-            collate_fn=collate_skipping_bad, pin_memory=r.data.pin_memory and self.device.type == "cuda",
-            generator=torch.Generator().manual_seed(r.seed),  # keeps the global RNG untouched
-            prefetch_factor=r.data.prefetch_factor if r.data.num_workers > 0 else None,
-            persistent_workers=False,
-        )
-        return dataset, sampler, loader
+        return build_loader(self.recipe, self.device, self.dist.rank, self.dist.world_size)
 
     def _find_resume_checkpoint(self) -> dict | None:
         if self.resume is None:
