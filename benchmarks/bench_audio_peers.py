@@ -8,14 +8,15 @@ batch 64, 0.95 s segments at 16 kHz (64 × 96 log-mels), fixed pre-norm statisti
 timed), waves decoded and resampled once into memory, and the same precision.
 
 - ``ssl_toolkit``: the trainer's data path: the recipe's ``audio_folder`` dataset (raw wave segments)
-  through ``EpochSampler`` + ``collate_skipping_bad`` in a DataLoader built as ``Trainer._build_data``
-  builds it, then ``harness.byol_training_step``: the views made batched on the device (log-mel,
+  through the trainer's own loader (``ssl_toolkit.train.trainer.build_loader``), then
+  ``harness.byol_training_step``: the views made batched on the device (log-mel,
   pre-norm, mixup, random resize crop, post-norm), forward/backward, Adam (foreach) and the EMA update.
 - ``per_sample``: the structure of the official BYOL-A v1 code (Niizumi et al. 2021,
   github.com/nttcslab/byol-a), written here as the reference baseline: a Dataset whose ``__getitem__``
-  cuts a random 0.95 s segment of one clip, computes its log-mel (torchaudio MelSpectrogram, log(x + eps)),
-  pre-normalizes it and makes two views, each by log-mixup-exp with a clip from a per-worker FIFO memory
-  bank (ratio 0.4, 2048 clips) and a random resize crop (one bicubic F.interpolate per clip); default
+  cuts a random 0.95 s segment of one clip, computes its log-mel (the v1 front end: torchaudio
+  MelSpectrogram, log(x + eps)), pre-normalizes it and makes two views, each by log-mixup-exp with a
+  clip from a per-worker FIFO memory bank (ratio 0.4, 2048 clips) and a random resize crop (one bicubic
+  F.interpolate per clip); default
   collate; the step concatenates the views, normalizes the whole batch (post-norm) and runs BYOL with
   torch.optim.Adam(lr 3e-4) as the official code does, then the EMA update.
 
@@ -34,7 +35,6 @@ optimizer + EMA. The figure is the median over windows of clips / s; the ratio i
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import random
 import statistics
@@ -42,15 +42,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from harness import ROOT, byol_training_step, environment, sync, write_results
+from harness import ROOT, autocast, byol_training_step, environment, sync, write_results
 from torch.utils.data import DataLoader, Dataset
 
-from ssl_toolkit.data import EpochSampler, collate_skipping_bad
+from ssl_toolkit.audio.augment import log_mixup_exp, normalize_batch
+from ssl_toolkit.audio.dataset import load_audio
+from ssl_toolkit.audio.frontend import torchaudio_mel
 from ssl_toolkit.recipe import load_recipe
-from ssl_toolkit.registry import DATASETS
 
 FSDD = ROOT.parent / "shared" / "data" / "fsdd"
 DEMO = ROOT / "data" / "demo" / "fsdd_mini"
@@ -58,16 +58,11 @@ RECIPE = ROOT / "recipes" / "audio" / "byola_v1.yaml"
 PRE_MEAN, PRE_STD = -6.0, 4.5  # fixed pre-norm statistics for both contenders (bench_audio_throughput's)
 SETTINGS = {512: (5, 6), 2048: (5, 3)}  # feature_d: (windows, steps per window)
 REFERENCE = {512: 31, 2048: 20}  # official BYOL-A, batch 64, fp32, this CPU: clips/s from our issue tracker
-EPS = torch.finfo(torch.float32).eps
 SAMPLE_RATE, UNIT_SEC = 16000, 0.95
 
 
 def data_root() -> Path:
     return FSDD if (FSDD / "metadata.csv").is_file() else DEMO
-
-
-def _autocast(device: torch.device, precision: str):
-    return torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
 
 
 def _recipe(root: Path, feature_d: int, precision: str, batch: int, workers: int):
@@ -79,23 +74,17 @@ def _recipe(root: Path, feature_d: int, precision: str, batch: int, workers: int
 
 # ----------------------------------------------------------------------------- contender 1: ssl_toolkit
 class SslToolkit:
-    """The trainer's loader (see Trainer._build_data) feeding the trainer's step (harness.byol_training_step)."""
+    """The trainer's loader (``build_loader``) feeding the trainer's step (harness.byol_training_step)."""
 
     name = "ssl_toolkit"
 
     def __init__(self, recipe, device: torch.device, precision: str):
-        r = recipe
+        from ssl_toolkit.train.trainer import build_loader
+
         self.device = device
-        self.dataset = DATASETS.build(r.data.dataset.name, **r.data.dataset.params)
-        self.sampler = EpochSampler(len(self.dataset), r.data.batch_size, seed=r.seed, shuffle=r.data.shuffle,
-                                    drop_last=r.data.drop_last)
-        self.loader = DataLoader(
-            self.dataset, batch_size=r.data.batch_size, sampler=self.sampler, num_workers=r.data.num_workers,
-            collate_fn=collate_skipping_bad, pin_memory=r.data.pin_memory and device.type == "cuda",
-            generator=torch.Generator().manual_seed(r.seed),
-            prefetch_factor=r.data.prefetch_factor if r.data.num_workers > 0 else None, persistent_workers=False)
+        self.dataset, self.sampler, self.loader = build_loader(recipe, device)
         torch.manual_seed(0)
-        self._step, self.method = byol_training_step(r, device, precision, r.data.batch_size)
+        self._step, self.method = byol_training_step(recipe, device, precision, recipe.data.batch_size)
         self.epoch, self.batches = -1, None
 
     def open(self) -> None:
@@ -119,16 +108,6 @@ class SslToolkit:
 
 
 # ----------------------------------------------------------------------------- contender 2: per_sample
-def decode_16k(path: Path) -> torch.Tensor:
-    """One clip as a mono float32 wave at 16 kHz (soundfile; resampled when the file has another rate)."""
-    import soundfile as sf
-    import torchaudio.functional as AF
-
-    data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    wave = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1, dtype=np.float32)))
-    return AF.resample(wave, sr, SAMPLE_RATE) if sr != SAMPLE_RATE else wave
-
-
 class MixupPerClip:
     """Log-mixup-exp of one log-mel with a random earlier one from this process's FIFO memory bank."""
 
@@ -141,7 +120,7 @@ class MixupPerClip:
         if self.bank:
             alpha = self.ratio * random.random()
             z = self.bank[random.randrange(len(self.bank))]
-            mixed = torch.log((1.0 - alpha) * x.exp() + alpha * z.exp() + EPS)
+            mixed = log_mixup_exp(x, z, alpha)
         else:
             mixed = x
         if len(self.bank) < self.n_memory:  # then the current clip joins the bank, the oldest one leaves
@@ -176,12 +155,9 @@ class PerSampleViews(Dataset):
     mixup → random resize crop, drawn per clip and per view. Waves are decoded once, at construction."""
 
     def __init__(self, files: list[Path], mean: float, std: float):
-        import torchaudio
-
-        self.waves = [decode_16k(p) for p in files]
+        self.waves = [torch.from_numpy(load_audio(p, SAMPLE_RATE)) for p in files]
         self.unit_length = round(UNIT_SEC * SAMPLE_RATE)
-        self.to_mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=SAMPLE_RATE, n_fft=1024, win_length=1024, hop_length=160, n_mels=64, f_min=60, f_max=7800)
+        self.to_log_mel = torchaudio_mel(SAMPLE_RATE)  # the BYOL-A v1 front end, here applied to one clip
         self.mean, self.std = mean, std
         self.mixup, self.crop = MixupPerClip(0.4, 2048), RandomResizeCropPerClip()
 
@@ -194,7 +170,7 @@ class PerSampleViews(Dataset):
             wave = F.pad(wave, (0, self.unit_length - wave.shape[0]))
         start = random.randint(0, wave.shape[0] - self.unit_length)
         wave = wave[start:start + self.unit_length]
-        lms = (self.to_mel(wave) + EPS).log().unsqueeze(0)
+        lms = self.to_log_mel(wave)[0]  # (1, 64, 96)
         lms = (lms - self.mean) / self.std
         return self.crop(self.mixup(lms)), self.crop(self.mixup(lms))
 
@@ -236,8 +212,8 @@ class PerSample:
         bs = v1.shape[0]
         with torch.no_grad():
             x = torch.cat([v1, v2]).to(self.device)
-            x = (x - x.mean()) / x.std().clamp_min(EPS)  # post-norm over the whole batch of both views
-        with _autocast(self.device, self.precision):
+            x = normalize_batch(x)  # post-norm over the whole batch of both views
+        with autocast(self.device, self.precision):
             loss = self.method([x[:bs], x[bs:]])["loss"]
         loss.backward()
         self.optimizer.step()

@@ -15,17 +15,13 @@ Results go to JSON and a markdown table.
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 
-from harness import ROOT, byol_training_step, environment, time_per_call, write_results
+from harness import ROOT, byol_training_step, environment, time_per_call, trainer_batches, write_results
 
 import torch  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
 
-from ssl_toolkit.data import EpochSampler, collate_skipping_bad  # noqa: E402
 from ssl_toolkit.recipe import load_recipe  # noqa: E402
-from ssl_toolkit.registry import DATASETS  # noqa: E402
 from ssl_toolkit.views import ViewMaker  # noqa: E402
 
 RECIPE = ROOT / "recipes" / "image" / "byol_cifar10_cpu.yaml"
@@ -37,24 +33,8 @@ def _recipe(width: float = 0.25, batch: int = 128):
                                 f"data.batch_size={batch}"])
 
 
-def _batches(recipe):
-    """An endless iterator over the trainer's loader (same sampler and collate)."""
-    ds = DATASETS.build(recipe.data.dataset.name, **recipe.data.dataset.params)
-    sampler = EpochSampler(len(ds), recipe.data.batch_size, seed=0)
-    loader = DataLoader(ds, batch_size=recipe.data.batch_size, sampler=sampler, num_workers=0,
-                        collate_fn=collate_skipping_bad)
-
-    def gen():
-        for epoch in itertools.count():
-            sampler.set_position(epoch)
-            for x, _, _ in loader:
-                yield x
-
-    return gen()
-
-
 def bench_data(batch: int, steps: int, device) -> dict:
-    it = _batches(_recipe(batch=batch))
+    it = trainer_batches(_recipe(batch=batch), device)
     sec, _ = time_per_call(lambda: next(it).to(device), steps, 2, device)
     return {"what": "data (npz in memory → batch)", "batch": batch, "precision": "-", "step_ms": sec * 1e3,
             "images_per_s": batch / sec}
@@ -63,7 +43,7 @@ def bench_data(batch: int, steps: int, device) -> dict:
 def bench_views(batch: int, steps: int, device) -> list[dict]:
     recipe = _recipe(batch=batch)
     views = ViewMaker.from_config(recipe.views).to(device)
-    x = next(_batches(recipe)).to(device)
+    x = next(trainer_batches(recipe, device)).to(device)
     gen = torch.Generator(device=device).manual_seed(0)
 
     def run():
@@ -87,7 +67,7 @@ def bench_views(batch: int, steps: int, device) -> list[dict]:
 def bench_train(width: float, precision: str, batch: int, steps: int, device) -> dict:
     recipe = _recipe(width, batch)
     step, method = byol_training_step(recipe, device, precision, batch)
-    it = _batches(recipe)
+    it = trainer_batches(recipe, device)
     sec, _ = time_per_call(lambda: step(next(it).to(device, non_blocking=True)), steps, 3, device)
     params = sum(p.numel() for p in method.online.encoder.parameters())
     return {"what": f"data + views + train step, ResNet-18 CIFAR stem width {width:g}", "batch": batch,

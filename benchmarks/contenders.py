@@ -21,7 +21,6 @@ Run as a worker by the benchmark scripts, in the environment that has the conten
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import json
 import sys
@@ -33,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from harness import autocast, byol_training_step, trainer_batches  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
@@ -41,6 +41,7 @@ DATA = ROOT.parent / "shared" / "data" / "cifar10" / "cifar10_subset_20k_5k.npz"
 RECIPE = ROOT / "recipes" / "image" / "byol_cifar10_cpu.yaml"
 CIFAR_MEAN, CIFAR_STD = [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]
 HIDDEN, OUT = 4096, 256
+CPU = torch.device("cpu")
 PEERS_PYTHON = ROOT / ".venv-bench" / "bin" / "python"
 
 
@@ -58,10 +59,6 @@ def encoder(width: float) -> nn.Module:
     return resnet18(cifar_stem=True, width=width)
 
 
-def _autocast(precision: str):
-    return torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
-
-
 def _endless(loader: DataLoader):
     while True:
         yield from loader
@@ -71,20 +68,12 @@ class SslToolkit:
     """The trainer's step (harness.byol_training_step) on the trainer's loader, from the shipped recipe."""
 
     def __init__(self, width: float, precision: str, batch: int, workers: int, data: Path, recipe: Path = RECIPE):
-        sys.path.insert(0, str(ROOT / "benchmarks"))
-        from harness import byol_training_step
-
-        from ssl_toolkit.data import EpochSampler, collate_skipping_bad
         from ssl_toolkit.recipe import load_recipe
-        from ssl_toolkit.registry import DATASETS
 
         self.recipe = load_recipe(recipe, [f"data.dataset.path={data}", f"model.encoder.width={width}",
                                            f"data.batch_size={batch}", f"precision={precision}"])
-        ds = DATASETS.build(self.recipe.data.dataset.name, **self.recipe.data.dataset.params)
-        sampler = EpochSampler(len(ds), batch, seed=0)
-        loader = DataLoader(ds, batch_size=batch, sampler=sampler, num_workers=0, collate_fn=collate_skipping_bad)
-        self._step, self.method = byol_training_step(self.recipe, torch.device("cpu"), precision, batch)
-        self.batches = (x for x, _, _ in _endless(loader))
+        self._step, self.method = byol_training_step(self.recipe, CPU, precision, batch)
+        self.batches = trainer_batches(self.recipe, CPU)
 
     def step(self, fraction: float) -> None:
         self._step(next(self.batches))
@@ -151,7 +140,7 @@ class Lightly:
         m = cosine_schedule(int(fraction * 10_000), 10_000, self.tau_base, 1)
         update_momentum(self.backbone, self.backbone_momentum, m=m)
         update_momentum(self.projection_head, self.projection_head_momentum, m=m)
-        with _autocast(self.precision):
+        with autocast(CPU, self.precision):
             p0, z0 = self._online(x0), self._momentum(x0)
             p1, z1 = self._online(x1), self._momentum(x1)
             loss = 0.5 * (self.criterion(p0, z1) + self.criterion(p1, z0))
@@ -177,7 +166,7 @@ class ByolPytorch:
         self.precision = precision
 
     def step(self, fraction: float) -> None:
-        with _autocast(self.precision):
+        with autocast(CPU, self.precision):
             loss = self.learner(next(self.batches))
         self.optimizer.zero_grad()
         loss.backward()

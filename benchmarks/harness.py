@@ -6,6 +6,7 @@ is first on sys.path); importing it also puts the repository root on sys.path.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -18,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+from torch.profiler import record_function  # noqa: E402
 
 
 def sync(device: torch.device) -> None:
@@ -38,10 +40,30 @@ def time_per_call(fn: Callable[[], object], steps: int, warmup: int, device: tor
     return (time.perf_counter() - start) / steps, (time.process_time() - cpu) / steps
 
 
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast on ``device`` for ``precision == "bf16"``, else nothing."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+
+
+def trainer_batches(recipe, device: torch.device):
+    """Endless uint8/float batches from the trainer's own loader (``build_loader``), epoch after epoch."""
+    from ssl_toolkit.train.trainer import build_loader
+
+    dataset, sampler, loader = build_loader(recipe, device)
+    for epoch in itertools.count():
+        sampler.set_position(epoch, 0)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch)
+        for x, _, _ in loader:
+            yield x
+
+
 def byol_training_step(recipe, device: torch.device, precision: str, global_batch: int):
     """The trainer's step without its bookkeeping: views (channels_last when the recipe's trainer says so),
-    online/target forward (autocast for bf16), backward, optimizer step and EMA update. Returns ``(step, method)``; ``step(x, around_model)``
-    runs ``around_model`` (a context manager, e.g. a FLOP counter) around forward + backward."""
+    online/target forward (autocast for bf16), backward, optimizer step and EMA update, each phase a
+    ``record_function`` range (views, forward, backward, optimizer, ema) for torch.profiler. Returns
+    ``(step, method)``; ``step(x, around_model)`` runs ``around_model`` (a context manager, e.g. a FLOP
+    counter) around forward + backward."""
     from ssl_toolkit.train.optim import build_optimizer
     from ssl_toolkit.train.trainer import build_method
     from ssl_toolkit.views import ViewMaker
@@ -56,19 +78,20 @@ def byol_training_step(recipe, device: torch.device, precision: str, global_batc
     counter = [0]
 
     def step(x: torch.Tensor, around_model=None) -> None:
-        with torch.no_grad():
+        with record_function("views"), torch.no_grad():
             v = views(x, gen)
-        if channels_last:
-            v = [t.contiguous(memory_format=torch.channels_last) if t.ndim == 4 else t for t in v]
-        autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
-                    else contextlib.nullcontext())
+            if channels_last:
+                v = [t.contiguous(memory_format=torch.channels_last) if t.ndim == 4 else t for t in v]
         with around_model if around_model is not None else contextlib.nullcontext():
-            with autocast:
+            with record_function("forward"), autocast(device, precision):
                 out = method(v)
-            out["loss"].backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        method.update_targets(counter[0], 10_000)
+            with record_function("backward"):
+                out["loss"].backward()
+        with record_function("optimizer"):
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        with record_function("ema"):
+            method.update_targets(counter[0], 10_000)
         counter[0] += 1
 
     return step, method
