@@ -2,8 +2,9 @@
 
 Both contenders train BYOL-A v1 (recipes/audio/byola_v1.yaml) on every FSDD clip (../shared/data/fsdd,
 else data/demo/fsdd_mini) with the same model: AudioNTT2020 at the given feature_d and the recipe's
-projector/predictor (4096 → 256), built by ssl_toolkit's method registry, so the forward/backward is the
-same module code and only the data/augmentation path and the optimizer implementation differ. Both use
+projector/predictor (4096 → 256), built by ssl_toolkit's method registry: the same parameters and math; the
+data/augmentation path, the optimizer implementation and the conv blocks' layer order differ (the baseline
+keeps the official ReLU → max-pool, ssl_toolkit pools first, see ``official_block_order``). Both use
 batch 64, 0.95 s segments at 16 kHz (64 × 96 log-mels), fixed pre-norm statistics (no statistics pass is
 timed), waves decoded and resampled once into memory, and the same precision.
 
@@ -45,10 +46,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from harness import ROOT, autocast, byol_training_step, environment, sync, write_results
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ssl_toolkit.audio.augment import log_mixup_exp, normalize_batch
 from ssl_toolkit.audio.dataset import load_audio
+from ssl_toolkit.audio.encoders import AudioNTT2020, AudioNTT2022
 from ssl_toolkit.audio.frontend import torchaudio_mel
 from ssl_toolkit.recipe import load_recipe
 
@@ -175,13 +178,29 @@ class PerSampleViews(Dataset):
         return self.crop(self.mixup(lms)), self.crop(self.mixup(lms))
 
 
+def official_block_order(model: nn.Module) -> nn.Module:
+    """Put every AudioNTT conv block of ``model`` back in the official order [conv, norm, ReLU, max-pool].
+
+    ssl_toolkit's blocks run max-pool before an in-place ReLU (same outputs and gradients, a quarter of
+    the ReLU work, see ``ssl_toolkit.audio.encoders._conv_block``); the baseline keeps the official
+    code's layer order, so the difference is counted as ssl_toolkit's. Parameters stay where they are.
+    """
+    for m in model.modules():
+        if isinstance(m, (AudioNTT2020, AudioNTT2022)):
+            layers = list(m.features)
+            m.features = nn.Sequential(*[layer for i in range(0, len(layers), 4)
+                                         for layer in (layers[i], layers[i + 1], nn.ReLU(), layers[i + 2])])
+    return model
+
+
 def _metadata_files(root: Path) -> list[Path]:
     with (root / "metadata.csv").open(newline="", encoding="utf-8-sig") as f:
         return [root / "recordings" / row["file_name"] for row in csv.DictReader(f)]
 
 
 class PerSample:
-    """Official-structure per-sample pipeline + post-norm, the registry's BYOL model, torch.optim.Adam."""
+    """Official-structure per-sample pipeline + post-norm, the registry's BYOL model with the official conv-block
+    layer order, torch.optim.Adam."""
 
     name = "per_sample"
 
@@ -193,7 +212,7 @@ class PerSample:
         self.loader = DataLoader(dataset, batch_size=recipe.data.batch_size, shuffle=True, drop_last=True,
                                  num_workers=workers)
         torch.manual_seed(0)
-        self.method = build_method(recipe).to(device).train()
+        self.method = official_block_order(build_method(recipe)).to(device).train()
         self.optimizer = torch.optim.Adam([p for p in self.method.parameters() if p.requires_grad], lr=3e-4)
         self.steps, self.batches = 0, None
 

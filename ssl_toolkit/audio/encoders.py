@@ -21,6 +21,7 @@ from torch import nn
 
 from ..registry import ENCODERS
 from ..train.checkpoint import state_dict_mismatch
+from .pooling import MaxPool2x2
 
 NORMS = ("bn", "gn_ws", "none")
 
@@ -37,14 +38,19 @@ class WSConv2d(nn.Conv2d):
 
 
 def _conv_block(in_ch: int, out_ch: int, norm: str) -> list[nn.Module]:
-    """[conv, norm, ReLU, max-pool]: four modules, so indices match the official layout."""
+    """[conv, norm, max-pool, ReLU]: four modules, parameters at the official indices (0, 1).
+
+    The official order is ReLU → max-pool; ReLU is monotonic, so max(relu(a), relu(b)) = relu(max(a, b))
+    and the swapped order gives the same outputs and the same gradients while ReLU (forward and backward)
+    touches a quarter of the elements; in place, since max-pool's backward keeps its input, not its output.
+    """
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {', '.join(NORMS)}; got {norm!r}")
     conv_cls = WSConv2d if norm == "gn_ws" else nn.Conv2d
     norm_layer = {"bn": lambda: nn.BatchNorm2d(out_ch),
                   "gn_ws": lambda: nn.GroupNorm(min(32, out_ch), out_ch),
                   "none": nn.Identity}[norm]()
-    return [conv_cls(in_ch, out_ch, 3, stride=1, padding=1), norm_layer, nn.ReLU(), nn.MaxPool2d(2, stride=2)]
+    return [conv_cls(in_ch, out_ch, 3, stride=1, padding=1), norm_layer, MaxPool2x2(), nn.ReLU(inplace=True)]
 
 
 def _flatten_frames(x: torch.Tensor) -> torch.Tensor:

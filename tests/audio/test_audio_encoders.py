@@ -36,6 +36,25 @@ def test_norm_option_keeps_official_indices():
         AudioNTT2020(norm="ln")
 
 
+@pytest.mark.parametrize("name, norm", [("audiontt2020", "bn"), ("audiontt2020", "none"), ("audiontt2022", "bn")])
+def test_pool_before_relu_matches_official_order(name, norm):
+    """The blocks run max-pool before ReLU; the official ReLU → max-pool order gives the same outputs and grads."""
+    torch.manual_seed(0)
+    enc = ENCODERS.build(name, norm=norm).train()
+    blocks = [enc.features[i:i + 4] for i in range(0, len(enc.features), 4)]
+    assert all(isinstance(b[2], torch.nn.MaxPool2d) and isinstance(b[3], torch.nn.ReLU) for b in blocks)
+    official = torch.nn.Sequential(*[m for b in blocks for m in (b[0], b[1], torch.nn.ReLU(), b[2])])
+    x = torch.randn(4, 1, 64, 96, requires_grad=True)
+    ours, ref = enc.features(x), official(x)
+    assert (ref == 0).float().mean() > 0.03  # windows with no positive value: both branches are covered
+    torch.testing.assert_close(ours, ref, rtol=0, atol=0)
+    g = torch.randn_like(ours)
+    grads_ours = torch.autograd.grad(ours, [x, *enc.features.parameters()], g)
+    grads_ref = torch.autograd.grad(ref, [x, *enc.features.parameters()], g)
+    for a, b in zip(grads_ours, grads_ref):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
 def test_bad_input_and_sizes():
     with pytest.raises(ValueError, match=r"\(B, 1, 64, T\)"):
         AudioNTT2020()(torch.randn(2, 1, 80, 96))
