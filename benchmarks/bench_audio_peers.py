@@ -4,7 +4,7 @@ Both contenders train BYOL-A v1 (recipes/audio/byola_v1.yaml) on every FSDD clip
 else data/demo/fsdd_mini) with the same model: AudioNTT2020 at the given feature_d and the recipe's
 projector/predictor (4096 → 256), built by ssl_toolkit's method registry: the same parameters and math; the
 data/augmentation path, the optimizer implementation and the conv blocks' layer order differ (the baseline
-keeps the official ReLU → max-pool, ssl_toolkit pools first, see ``official_block_order``). Both use
+keeps the official ReLU → nn.MaxPool2d, ssl_toolkit pools first, see ``official_block_order``). Both use
 batch 64, 0.95 s segments at 16 kHz (64 × 96 log-mels), fixed pre-norm statistics (no statistics pass is
 timed), waves decoded and resampled once into memory, and the same precision.
 
@@ -179,17 +179,17 @@ class PerSampleViews(Dataset):
 
 
 def official_block_order(model: nn.Module) -> nn.Module:
-    """Put every AudioNTT conv block of ``model`` back in the official order [conv, norm, ReLU, max-pool].
+    """Put every AudioNTT conv block of ``model`` back in the official form [conv, norm, ReLU, nn.MaxPool2d].
 
-    ssl_toolkit's blocks run max-pool before an in-place ReLU (same outputs and gradients, a quarter of
-    the ReLU work, see ``ssl_toolkit.audio.encoders._conv_block``); the baseline keeps the official
-    code's layer order, so the difference is counted as ssl_toolkit's. Parameters stay where they are.
+    ssl_toolkit's blocks run its 2×2 max-pool (fast path without autograd) before an in-place ReLU: same
+    outputs and gradients, see ``ssl_toolkit.audio.encoders._conv_block``. The baseline keeps the official
+    code's layers, so the difference is counted as ssl_toolkit's. Parameters stay where they are.
     """
     for m in model.modules():
         if isinstance(m, (AudioNTT2020, AudioNTT2022)):
             layers = list(m.features)
             m.features = nn.Sequential(*[layer for i in range(0, len(layers), 4)
-                                         for layer in (layers[i], layers[i + 1], nn.ReLU(), layers[i + 2])])
+                                         for layer in (layers[i], layers[i + 1], nn.ReLU(), nn.MaxPool2d(2, stride=2))])
     return model
 
 
