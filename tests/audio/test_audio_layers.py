@@ -1,9 +1,10 @@
-"""2×2 max-pooling fast path: the same values and layout as F.max_pool2d; autograd keeps the native op."""
+"""Encoder layers with fast CPU paths: 2×2 max-pool (same values and layout as F.max_pool2d; autograd keeps
+the native op) and Dropout (same mask distribution and scale as nn.Dropout)."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-from ssl_toolkit.audio.pooling import MaxPool2x2, max_pool2x2
+from ssl_toolkit.audio.layers import Dropout, MaxPool2x2, max_pool2x2
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -36,3 +37,30 @@ def test_module_uses_native_op_when_autograd_needs_indices():
     assert fast.grad_fn is None and torch.equal(fast, y.detach())
     assert torch.equal(pool(x.detach()), y.detach())  # no grad needed: fast path, same values
     assert pool.kernel_size == 2 and pool.stride == 2 and pool.state_dict() == {}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_dropout_mask_distribution_scale_and_gradient(dtype):
+    torch.manual_seed(0)
+    drop = Dropout(p=0.3)
+    x = torch.ones(200, 1000, dtype=dtype, requires_grad=True)
+    y = drop(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.7) < 0.005  # 2e5 draws: std of the mean ≈ 0.001
+    scale = torch.tensor(1 / 0.7, dtype=dtype)
+    assert torch.equal(y[kept], scale.expand(int(kept.sum())))  # nn.Dropout's 1/(1-p) in the same dtype
+    ref = torch.nn.functional.dropout(torch.ones(10, dtype=dtype), 0.3, training=True)
+    assert torch.equal(ref[ref != 0].unique(), scale.reshape(1))
+    (g,) = torch.autograd.grad(y.float().sum(), x)
+    assert torch.equal(g, y.detach())  # d(x·m/keep)/dx = m/keep
+    for dim in (0, 1):  # one draw per element, not one per row or column
+        share = kept.float().mean(dim)
+        assert 0.5 < share.min() and share.max() < 0.9
+
+
+def test_dropout_eval_and_edge_probabilities():
+    x = torch.randn(4, 5)
+    assert Dropout(0.3).eval()(x) is x and Dropout(0.0)(x) is x
+    assert torch.equal(Dropout(1.0)(x), torch.zeros_like(x))
+    with pytest.raises(ValueError):
+        Dropout(1.5)
