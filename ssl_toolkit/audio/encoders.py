@@ -6,6 +6,9 @@
 - ``audiontt2022`` (BYOL-A v2): two conv blocks (T' = T/4); each frame is the concatenation of the
   conv features (64·n_mels/4) and an MLP of them, ``feature_d`` in total.
 
+The blocks run max-pool before ReLU and use the fast-path layers of :mod:`.layers` (same outputs,
+gradients and dropout distribution as the official torch layers).
+
 ``forward_frames(x)`` gives (B, T', D); ``forward(x)`` the clip embedding, max over time + mean
 over time, (B, feature_dim). Parameter names follow the official layout (``features.*``,
 ``fc.*``), so :func:`load_official_weights` reads released BYOL-A weights directly.
