@@ -51,7 +51,6 @@ SETTINGS = {
         "byol": "recipes/image/byol_cifar10_cpu.yaml",
         "variant": "recipes/variants/image/{}_cifar10_cpu.yaml",
         "eval": "recipes/eval/cifar10.yaml",
-        "task": "cifar10",
         "quick_train": ["data.dataset.limit=2048", "trainer.epochs=2", "trainer.log_every=8"],
         "quick_eval": ["tasks.0.dataset.limit=2000", "linear.epochs=50", "linear.patience=10"],
         "quick_batch": 64,
@@ -63,7 +62,8 @@ SETTINGS = {
         "byol": "recipes/audio/byola_fsdd.yaml",
         "variant": "recipes/variants/audio/{}_fsdd.yaml",
         "eval": "recipes/eval/fsdd_demo.yaml",
-        "task": "fsdd_mini_digits",
+        # full size: the digit task of the whole FSDD (1,000 test clips) when ../shared/data/fsdd is there
+        "full_eval_recipe": ("recipes/eval/fsdd.yaml", "fsdd_digits", ROOT.parent / "shared" / "data" / "fsdd"),
         "quick_train": ["trainer.epochs=2", "trainer.log_every=2", "views.input.1.n_stats=200"],
         "quick_eval": ["linear.epochs=50", "linear.patience=10"],
         "quick_batch": 32,
@@ -155,10 +155,25 @@ def self_label_diagnostic(run_dir: Path, n_batches: int = 4, batch_size: int = 1
             "label_agreement_chance": chance}
 
 
+def eval_recipe(modality: str, size: str):
+    """The eval recipe of a modality and size: ``<size>_eval_recipe`` (path, the one task kept, the data it
+    needs) where that data exists, else ``eval``; with EVAL_COMMON and ``<size>_eval`` overrides."""
+    from ssl_toolkit.eval.schema import validate_eval_tree
+    from ssl_toolkit.recipe import load_resolved_tree
+
+    s = SETTINGS[modality]
+    path, task = s["eval"], None
+    if f"{size}_eval_recipe" in s and s[f"{size}_eval_recipe"][2].is_dir():
+        path, task, _ = s[f"{size}_eval_recipe"]
+    tree, origins = load_resolved_tree(ROOT / path, [*EVAL_COMMON, *s.get(f"{size}_eval", [])])
+    if task:
+        tree["tasks"] = [t for t in tree["tasks"] if t["name"] == task]
+    return validate_eval_tree(tree, origins)
+
+
 def train_and_eval(recipe_path: str, overrides: list[str], seed: int, run_dir: Path, modality: str, size: str,
                    label: str) -> dict:
     from ssl_toolkit.eval.runner import run_eval
-    from ssl_toolkit.eval.schema import load_eval_recipe
     from ssl_toolkit.recipe import load_recipe
     from ssl_toolkit.train.trainer import Trainer
 
@@ -176,8 +191,7 @@ def train_and_eval(recipe_path: str, overrides: list[str], seed: int, run_dir: P
         if not (run_dir / "encoder.pt").exists():  # SIGTERM/SIGUSR1: the trainer checkpointed and returned early
             raise SystemExit(f"training of {run_dir} was interrupted (signal); rerun the same command to redo it")
     res = {"recipe": recipe_path, "overrides": train_ov, **_last_metrics(run_dir)}
-    eval_ov = [*EVAL_COMMON, *s.get(f"{size}_eval", [])]
-    ev = run_eval(load_eval_recipe(ROOT / s["eval"], eval_ov), str(run_dir), out_dir=run_dir / "eval", quiet=True)
+    ev = run_eval(eval_recipe(modality, size), str(run_dir), out_dir=run_dir / "eval", quiet=True)
     for key, entry in ev["tasks"].items():
         res[entry["protocol"]] = entry["mean"]
     if label in ("ccsl", "cssl"):

@@ -1,7 +1,8 @@
 """Where a training step spends its time: torch.profiler over a few end-to-end steps of the shipped CPU
 recipes (views + forward + backward + optimizer + EMA), grouped into phases and by operator.
 
-    python benchmarks/profile_step.py [--recipe image|audio] [--steps 5] [--set KEY=VALUE ...] [--out benchmarks/results]
+    python benchmarks/profile_step.py [--recipe image|audio] [--steps 5] [--set KEY=VALUE ...]
+                                      [--out benchmarks/results]
 
 The step is harness.byol_training_step (the one the throughput benchmarks time). Writes
 profile_<recipe>.json / .md: time per phase (its record_function ranges: views, forward, backward, optimizer,
@@ -63,7 +64,8 @@ def main(argv=None) -> int:
                 "calls": e.count // args.steps, "share": e.self_cpu_time_total / total} for e in ops]
     env = environment(torch.device("cpu"))
     lines = [f"# Profile of one training step: {path.name} (batch {b}, {recipe.precision}, channels_last {cl}; "
-             f"{env['threads']} threads, {env['date']})" + "".join(f"; {o}" for o in args.set), "", "| phase | ms / step | share |", "|---|---:|---:|"]
+             f"{env['threads']} threads, {env['date']})" + "".join(f"; {o}" for o in args.set), "",
+             "| phase | ms / step | share |", "|---|---:|---:|"]
     lines += [f"| {k} | {phases.get(k, 0):.1f} | {100 * phases.get(k, 0) * 1e3 * args.steps / total:.1f} % |"
               for k in PHASES]
     lines += ["", "| operator (self CPU time) | ms / step | calls / step | share of step |", "|---|---:|---:|---:|"]
