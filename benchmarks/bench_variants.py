@@ -232,7 +232,8 @@ def summarize(runs: list[dict]) -> dict:
 def markdown(summary: dict, meta: dict) -> str:
     lines = [f"# Variant comparison ({meta['modality']}, size {meta['size']})", "",
              f"{meta['created']} · {meta['host']} · torch {meta['torch']} · {meta['threads']} threads · "
-             f"seeds {meta['seeds']} · mean ± std over seeds · equal epochs within a group", ""]
+             f"seeds {meta['seeds']} · mean ± std over seeds · equal epochs within a group", "",
+             f"Downstream: {meta['eval']}.", ""]
     if meta["size"] == "quick":
         lines += ["Quick mode: a training subset and very short pretraining, so accuracies are near the "
                   "random-encoder level; this checks the pipeline, it does not rank the methods.", ""]
@@ -277,6 +278,8 @@ def main(argv=None) -> int:
     meta = {"modality": args.modality, "size": args.size, "seeds": seeds, "threads": args.threads,
             "groups": args.groups, "created": datetime.now().isoformat(timespec="seconds"),
             "host": platform.node(), "torch": torch.__version__, "python": platform.python_version()}
+    ev = eval_recipe(args.modality, args.size)
+    meta["eval"] = f"`{ev.name}` eval recipe, task(s) {', '.join(t['name'] for t in ev.tasks)}"
     runs, done = [], {}
     todo = [(seed, *p) for seed in range(seeds) for p in plan(args.groups, args.modality, args.size)]
     keys = list(dict.fromkeys((r, tuple(o), seed) for seed, _, _, r, o in todo))
