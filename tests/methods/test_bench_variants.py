@@ -36,5 +36,16 @@ def test_summary_mean_and_sample_std_and_markdown():
     assert m == 0.30000000000000004 or math.isclose(m, 0.3)
     assert math.isclose(sd, (0.02) ** 0.5)
     md = bench.markdown(s, {"modality": "image", "size": "full", "created": "now", "host": "h", "torch": "t",
-                            "threads": 1, "seeds": 2})
-    assert "| a | 30.0 ± 14.1 |" in md
+                            "threads": 1, "seeds": 2, "eval": "`cifar10` eval recipe, task(s) cifar10"})
+    assert "| a | 30.0 ± 14.1 |" in md and "Downstream: `cifar10` eval recipe, task(s) cifar10." in md
+
+
+def test_eval_recipe_per_size(tmp_path, monkeypatch):
+    assert [t["name"] for t in bench.eval_recipe("audio", "medium").tasks] == ["fsdd_mini_digits"]
+    assert [t["name"] for t in bench.eval_recipe("image", "quick").tasks] == ["cifar10"]
+    path, task, data = bench.SETTINGS["audio"]["full_eval_recipe"]
+    monkeypatch.setitem(bench.SETTINGS["audio"], "full_eval_recipe", (path, task, tmp_path))
+    full = bench.eval_recipe("audio", "full")  # the data folder exists: the one named task of the full recipe
+    assert [t["name"] for t in full.tasks] == ["fsdd_digits"] and len(full.parsed_tasks) == 1
+    monkeypatch.setitem(bench.SETTINGS["audio"], "full_eval_recipe", (path, task, tmp_path / "missing"))
+    assert [t["name"] for t in bench.eval_recipe("audio", "full").tasks] == ["fsdd_mini_digits"]
