@@ -201,8 +201,8 @@ def _metadata_files(root: Path) -> list[Path]:
 
 
 class PerSample:
-    """Official-structure per-sample pipeline + post-norm, the registry's BYOL model with the official conv-block
-    layer order, torch.optim.Adam."""
+    """Official-structure per-sample pipeline + post-norm, the registry's BYOL model with the official layers
+    (``official_layers``), torch.optim.Adam."""
 
     name = "per_sample"
 

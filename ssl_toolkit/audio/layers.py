@@ -1,4 +1,5 @@
-"""Layers of the AudioNTT encoders with faster CPU paths, same results.
+"""Layers of the AudioNTT encoders with faster CPU paths, same results. On other devices (CUDA's fused
+dropout and pooling kernels) they run the torch op they derive from.
 
 ``MaxPool2x2``: ``F.max_pool2d`` on CPU always computes int64 argmax indices (8 bytes per output) and, for a
 contiguous NCHW input, walks each window with strided loads. Without autograd (the BYOL target
@@ -31,21 +32,23 @@ def max_pool2x2(x: torch.Tensor) -> torch.Tensor:
 
 
 class MaxPool2x2(nn.MaxPool2d):
-    """``nn.MaxPool2d(2, stride=2)``; uses :func:`max_pool2x2` when autograd will not need the indices."""
+    """``nn.MaxPool2d(2, stride=2)``; on CPU uses :func:`max_pool2x2` when autograd will not need the indices."""
 
     def __init__(self):
         super().__init__(2, stride=2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim == 4 and not (torch.is_grad_enabled() and x.requires_grad):
+        if x.device.type == "cpu" and x.ndim == 4 and not (torch.is_grad_enabled() and x.requires_grad):
             return max_pool2x2(x)
         return super().forward(x)
 
 
 class Dropout(nn.Dropout):
-    """``nn.Dropout(p)`` (Srivastava et al. 2014, inverted scaling); mask from a vectorized uniform draw."""
+    """``nn.Dropout(p)`` (Srivastava et al. 2014, inverted scaling); on CPU the mask is a vectorized uniform draw."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu":
+            return super().forward(x)
         if not self.training or self.p == 0.0:
             return x
         if self.p == 1.0:

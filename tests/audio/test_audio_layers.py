@@ -64,3 +64,22 @@ def test_dropout_eval_and_edge_probabilities():
     assert torch.equal(Dropout(1.0)(x), torch.zeros_like(x))
     with pytest.raises(ValueError):
         Dropout(1.5)
+
+
+def test_other_devices_run_the_torch_op(monkeypatch):
+    """Off CPU the layers defer to nn.MaxPool2d / nn.Dropout (simulated: the fast paths must not be taken)."""
+    import ssl_toolkit.audio.layers as layers
+
+    x = torch.randn(2, 3, 4, 4)
+
+    class Meta(torch.Tensor):  # a CPU tensor that reports another device type
+        @property
+        def device(self):
+            return torch.device("meta")
+
+    fake = x.as_subclass(Meta)
+    monkeypatch.setattr(layers, "max_pool2x2", lambda t: pytest.fail("fast pool taken off CPU"))
+    monkeypatch.setattr(layers.torch, "rand", lambda *a, **k: pytest.fail("vectorized mask taken off CPU"))
+    with torch.no_grad():
+        MaxPool2x2()(fake)
+    Dropout(0.3)(fake)
