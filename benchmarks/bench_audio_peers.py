@@ -207,7 +207,7 @@ class PerSample:
     name = "per_sample"
 
     def __init__(self, recipe, root: Path, device: torch.device, precision: str, workers: int):
-        from ssl_toolkit.train.trainer import build_method
+        from ssl_toolkit.engine.build import build_method
 
         self.device, self.precision = device, precision
         dataset = PerSampleViews(_metadata_files(root), PRE_MEAN, PRE_STD)

@@ -119,8 +119,8 @@ def self_label_diagnostic(run_dir: Path, n_batches: int = 4, batch_size: int = 1
     chance level (the probability that two random training items share a label)."""
     from ssl_toolkit.recipe import load_recipe
     from ssl_toolkit.registry import DATASETS
-    from ssl_toolkit.train.checkpoint import load_checkpoint
-    from ssl_toolkit.train.trainer import build_method
+    from ssl_toolkit.checkpoint import load_checkpoint
+    from ssl_toolkit.engine.build import build_method
     from ssl_toolkit.views import ViewMaker
 
     recipe = load_recipe(run_dir / "recipe.yaml")

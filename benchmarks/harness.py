@@ -19,7 +19,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
-from torch.profiler import record_function  # noqa: E402
 
 
 def sync(device: torch.device) -> None:
@@ -59,42 +58,27 @@ def trainer_batches(recipe, device: torch.device):
 
 
 def byol_training_step(recipe, device: torch.device, precision: str, global_batch: int):
-    """The trainer's step without its bookkeeping: views (channels_last when the recipe's trainer says so),
-    online/target forward (autocast for bf16), backward, optimizer step and EMA update, each phase a
-    ``record_function`` range (views, forward, backward, optimizer, ema) for torch.profiler. Returns
+    """The trainer's own step (``ssl_toolkit.train.step.train_step`` on the learner the trainer builds, with
+    ``precision`` instead of the recipe's), without the loop's bookkeeping. Its phases are
+    ``record_function`` ranges (views, forward, backward, optimizer, ema) for torch.profiler. Returns
     ``(step, method)``; ``step(x, around_model)`` runs ``around_model`` (a context manager, e.g. a FLOP
-    counter) around forward + backward."""
-    from ssl_toolkit.train.optim import build_optimizer
-    from ssl_toolkit.train.trainer import build_method
-    from ssl_toolkit.views import ViewMaker
+    counter) around the step."""
+    import dataclasses
 
-    views = ViewMaker.from_config(recipe.views).to(device)
-    method = build_method(recipe).to(device).train()
-    channels_last = recipe.trainer.channels_last
-    if channels_last:
-        method = method.to(memory_format=torch.channels_last)
-    optimizer, _ = build_optimizer(recipe.optimizer, method, global_batch)
-    gen = torch.Generator(device=device).manual_seed(0)
+    from ssl_toolkit.train.step import train_step
+    from ssl_toolkit.train.trainer import build_learner
+
+    recipe = dataclasses.replace(recipe, precision=precision)
+    learner, _ = build_learner(recipe, device, global_batch, total_steps=10_000, steps_per_epoch=1_000)
+    learner.method.train()
     counter = [0]
 
     def step(x: torch.Tensor, around_model=None) -> None:
-        with record_function("views"), torch.no_grad():
-            v = views(x, gen)
-            if channels_last:
-                v = [t.contiguous(memory_format=torch.channels_last) if t.ndim == 4 else t for t in v]
         with around_model if around_model is not None else contextlib.nullcontext():
-            with record_function("forward"), autocast(device, precision):
-                out = method(v)
-            with record_function("backward"):
-                out["loss"].backward()
-        with record_function("optimizer"):
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        with record_function("ema"):
-            method.update_targets(counter[0], 10_000)
+            train_step(learner, [(x, None)], counter[0])
         counter[0] += 1
 
-    return step, method
+    return step, learner.method
 
 
 def environment(device: torch.device) -> dict:

@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # noqa: BLE001 - known failure kinds get one clear line
-        from .train.checkpoint import CheckpointError
+        from .checkpoint import CheckpointError
         from .train.trainer import TrainingError
 
         if isinstance(e, (TrainingError, CheckpointError)):

@@ -122,6 +122,7 @@ OPTIMIZERS = Registry("optimizer")
 SCHEDULES = Registry("schedule")
 METHODS = Registry("method")
 FRONTENDS = Registry("frontend")
+HOOKS = Registry("hook")
 
 ALL_REGISTRIES: dict[str, Registry] = {
     "encoders": ENCODERS,
@@ -132,4 +133,5 @@ ALL_REGISTRIES: dict[str, Registry] = {
     "schedules": SCHEDULES,
     "methods": METHODS,
     "frontends": FRONTENDS,
+    "hooks": HOOKS,
 }

@@ -89,5 +89,7 @@ class RandomScale(BatchAugmentation):
 class Identity(BatchAugmentation):
     """Returns its input unchanged."""
 
+    eval_frontend = True
+
     def forward(self, x, generator=None):
         return x

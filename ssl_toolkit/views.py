@@ -23,7 +23,13 @@ class BatchAugmentation(nn.Module):
     Subclasses that need data-dependent set-up (e.g. normalization statistics) implement
     :meth:`prepare`; stateful ones (e.g. a mixup memory bank) keep their state in buffers or
     ``get_extra_state`` so that it travels with checkpoints.
+
+    ``eval_frontend``: True for ops that treat each sample alone and without randomness, so that they are
+    part of an encoder's evaluation front end (the weights card) when they stand in ``views.input`` or
+    ``views.joint``.
     """
+
+    eval_frontend = False
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         raise NotImplementedError

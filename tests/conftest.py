@@ -35,7 +35,7 @@ def pytest_sessionstart(session):
 def single_and_ddp(tensor_recipe, tmp_path):
     """Train the tensor recipe once in 1 process (batch 2b) and once with torchrun in 2 gloo processes
     (batch b each); returns the two final method state dicts."""
-    from ssl_toolkit.train.checkpoint import load_checkpoint
+    from ssl_toolkit.checkpoint import load_checkpoint
 
     def run(overrides, batch_per_process=8):
         common = [str(tensor_recipe), "trainer.tensorboard=false", "trainer.progress=false", *overrides, "--quiet"]

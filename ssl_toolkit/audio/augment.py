@@ -41,6 +41,8 @@ def _uniform(n: int, low: float, high: float, device, generator) -> torch.Tensor
 class LogMel(BatchAugmentation):
     """Waveforms (B, T) → log-mel spectrograms (B, 1, n_mels, frames) with a registered front end."""
 
+    eval_frontend = True
+
     def __init__(self, frontend: str = "nnaudio_mel", sample_rate: int = 16000, n_fft: int = 1024,
                  win_length: int = 1024, hop_length: int = 160, n_mels: int = 64, f_min: float = 60.0,
                  f_max: float = 7800.0):
@@ -70,6 +72,8 @@ class PreNorm(BatchAugmentation):
     ``stats_file`` names an explicit JSON file instead. The values are buffers, so they are part
     of every checkpoint.
     """
+
+    eval_frontend = True
 
     def __init__(self, mean: float | None = None, std: float | None = None, n_stats: int = 10000,
                  stats_file: str | None = None):

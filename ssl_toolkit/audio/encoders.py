@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import ENCODERS
-from ..train.checkpoint import state_dict_mismatch
+from ..checkpoint import state_dict_mismatch
 from .layers import Dropout, MaxPool2x2
 
 NORMS = ("bn", "gn_ws", "none")

@@ -19,6 +19,9 @@ from torch import nn
 from .ema import ema_update_, tau_at
 from .losses import regression_loss
 
+ENCODER_STATE_PREFIX = "online.encoder."
+"""Where the online encoder's entries sit in a method's state dict (``BootstrapMethod.encoder``)."""
+
 
 @dataclass(frozen=True)
 class Pair:

@@ -1,19 +1,17 @@
 """What ``--checkpoint`` names, turned into a frozen encoder plus its deterministic front end.
 
-Accepted: a run directory (its newest valid ``checkpoints/*.pt``, else ``encoder.pt`` with the run's
-``recipe.yaml``), a training checkpoint ``*.pt`` (holds the resolved recipe), an ``encoder.pt``
-(encoder weights only; a ``recipe.yaml`` beside it is used when present), an official BYOL-A weight
-file (``features.*``/``fc.*``; the AudioNTT encoder is inferred from the tensor shapes), or the word
-``random`` (the eval recipe's ``model`` with random initialization).
+Accepted: a run directory (its newest valid ``checkpoints/*.pt``, else ``encoder.pt``), a training
+checkpoint ``*.pt``, an ``encoder.pt`` (this version's, or a bare state dict as earlier versions wrote: a
+``recipe.yaml`` beside it is used when present), an official BYOL-A weight file (``features.*``/``fc.*``;
+the AudioNTT encoder is inferred from the tensor shapes), or the word ``random`` (the eval recipe's
+``model`` with random initialization).
 
-The front end is the deterministic part of the training views: the ``views.input`` ops (uint8→float,
-wave→log-mel, pre_norm) plus the ``normalize`` ops of ``views.joint``; random augmentations and
-batch-statistics ops (post_norm) are left out. An eval recipe's ``model`` section supplies the
-encoder and front end when the checkpoint has no recipe, or always with ``override: true``.
+The encoder and its front end come from the file's weights card (:mod:`ssl_toolkit.weights_card`); files
+written before cards existed get theirs from the recipe they carry or that lies beside them. An eval
+recipe's ``model`` section supplies them when the file has neither, or always with ``override: true``.
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import logging
 import os
@@ -26,17 +24,13 @@ import torch
 import yaml
 from torch import nn
 
+from .. import checkpoint as ckpt
 from ..recipe import Component, import_components
 from ..registry import AUGMENTATIONS, ENCODERS, RegistryError
-from ..train import checkpoint as ckpt
+from ..weights_card import WeightsCard, card_from_recipe
 from .errors import EvalError
 
 log = logging.getLogger("ssl_toolkit.eval")
-
-# joint ops that are deterministic per sample and belong to the eval front end
-EVAL_JOINT_OPS = ("normalize",)
-# views.input ops that are never part of the eval front end
-SKIP_INPUT_OPS = ("post_norm",)
 
 
 @dataclass
@@ -49,7 +43,8 @@ class ModelSource:
     checksum: str = ""              # sha256 of the weight file, or a description hash for random
     recipe: Optional[dict] = None   # the training recipe, when known
     encoder_state: Optional[dict] = None
-    views_state: Optional[dict] = None
+    card: Optional[WeightsCard] = None
+    card_origin: str = ""           # 'weights card' (stored in the file) | 'checkpoint recipe' (derived)
     notes: list[str] = field(default_factory=list)
 
 
@@ -141,22 +136,46 @@ def resolve_checkpoint(spec: str) -> ModelSource:
     return _from_state(spec, path, _load(path))
 
 
+def _card(obj: Any, path: Path) -> WeightsCard:
+    try:
+        return WeightsCard.from_dict(obj, str(path))
+    except ValueError as e:
+        raise EvalError(f"--checkpoint {e}") from None
+
+
+def _derived_card(recipe: dict, views_state: Optional[dict], path: Path) -> WeightsCard:
+    import_components(list(recipe.get("imports") or []))
+    try:
+        return card_from_recipe(recipe, views_state)
+    except ValueError as e:
+        raise EvalError(f"--checkpoint {path}: its recipe: {e}") from None
+
+
 def _from_state(spec: str, path: Path, state: Any) -> ModelSource:
     checksum = sha256_file(path)
-    if isinstance(state, dict) and "format" in state and "method" in state:
-        method = state["method"]
-        enc = {k[len("online.encoder."):]: v for k, v in method.items() if k.startswith("online.encoder.")}
+    if ckpt.TrainingState.is_one(state):
+        ts = ckpt.TrainingState.from_dict(state, path)
+        enc = ts.encoder_state()
         if not enc:
-            raise EvalError(f"--checkpoint {path}: the checkpoint's method has no 'online.encoder.*' weights")
-        return ModelSource(spec, "checkpoint", path, checksum, recipe=state.get("recipe"), encoder_state=enc,
-                           views_state=state.get("views"))
-    if _tensor_dict(state):
+            raise EvalError(f"--checkpoint {path}: the checkpoint's method has no encoder weights")
+        src = ModelSource(spec, "checkpoint", path, checksum, recipe=ts.recipe, encoder_state=enc)
+        if ts.card is not None:
+            src.card, src.card_origin = _card(ts.card, path), "weights card"
+        elif ts.recipe is not None:
+            src.card, src.card_origin = _derived_card(ts.recipe, ts.views, path), "checkpoint recipe"
+        return src
+    contents = ckpt.encoder_file_contents(state)
+    if contents is not None:
+        weights, card = contents
+        if card is not None:
+            return ModelSource(spec, "encoder", path, checksum, encoder_state=weights, card=_card(card, path),
+                               card_origin="weights card")
         recipe = _sibling_recipe(path)
-        keys = list(state)
-        looks_official = any(k.startswith(("features.", "fc.")) for k in keys) and path.name != "encoder.pt"
+        looks_official = any(k.startswith(("features.", "fc.")) for k in weights) and path.name != "encoder.pt"
         src = ModelSource(spec, "official" if looks_official and recipe is None else "encoder", path, checksum,
-                          recipe=recipe, encoder_state=dict(state))
+                          recipe=recipe, encoder_state=weights)
         if recipe is not None:
+            src.card, src.card_origin = _derived_card(recipe, None, path), "checkpoint recipe"
             src.notes.append(f"recipe from {path.parent}/recipe.yaml beside the weights")
         return src
     if isinstance(state, dict):
@@ -204,50 +223,9 @@ def default_audio_frontend(encoder_spec: dict) -> list[dict]:
             {"name": "pre_norm"}]
 
 
-def frontend_from_recipe(recipe: dict) -> list[dict]:
-    """The deterministic eval front end of a (resolved) training recipe's views."""
-    views = recipe.get("views") or {}
-    ops = []
-    for op in views.get("input") or []:
-        name = op.get("name") if isinstance(op, dict) else op
-        if name in SKIP_INPUT_OPS:
-            continue
-        try:
-            builder = AUGMENTATIONS.get(name).builder
-        except RegistryError as e:
-            raise EvalError(f"the checkpoint's recipe names views.input op {name!r}: {e}") from None
-        if hasattr(builder, "sample_params"):
-            log.warning("front end: leaving out the random op '%s' of views.input", name)
-            continue
-        ops.append(dict(op) if isinstance(op, dict) else {"name": op})
-    for op in views.get("joint") or []:
-        if isinstance(op, dict) and op.get("name") in EVAL_JOINT_OPS:
-            ops.append(dict(op))
-    return ops
-
-
-def frontend_states(fe_spec: list[dict], views_state: Optional[dict], recipe: Optional[dict]) -> dict[int, dict]:
-    """Stored states (pre_norm statistics) of the front-end ops that are the recipe's views.input
-    ops, by position in ``fe_spec``."""
-    if not views_state or not recipe:
-        return {}
-    by_input: dict[int, dict] = {}
-    for k, v in views_state.items():
-        m = re.match(r"input\.ops\.(\d+)\.(.+)$", k)
-        if m:
-            by_input.setdefault(int(m.group(1)), {})[m.group(2)] = v
-    inputs = [dict(op) if isinstance(op, dict) else {"name": op} for op in (recipe.get("views") or {}).get("input") or []]
-    out, used = {}, set()
-    for i, spec in enumerate(fe_spec):
-        for j, op in enumerate(inputs):
-            if j not in used and op == spec and j in by_input:
-                out[i] = by_input[j]
-                used.add(j)
-                break
-    return out
-
-
-def build_frontend(specs: list[dict], op_states: dict[int, dict] | None = None) -> list[nn.Module]:
+def build_frontend(specs: list[dict], op_states: Optional[list[dict]] = None) -> list[nn.Module]:
+    """The front-end ops ``specs`` name, in eval mode, with ``op_states[i]`` (when given and not empty)
+    restored into op i."""
     ops = []
     for i, spec in enumerate(specs):
         params = {k: v for k, v in spec.items() if k != "name"}
@@ -255,7 +233,7 @@ def build_frontend(specs: list[dict], op_states: dict[int, dict] | None = None) 
             op = AUGMENTATIONS.build(spec["name"], **params)
         except (RegistryError, TypeError, ValueError) as e:
             raise EvalError(f"front end op {spec.get('name')!r}: {e}") from None
-        if op_states and i in op_states:
+        if op_states and op_states[i]:
             try:
                 op.load_state_dict(op_states[i], strict=False)
             except Exception as e:  # noqa: BLE001 - shapes of another op: keep it fresh
@@ -303,41 +281,49 @@ def _spec(c) -> Optional[dict]:
     return dict(c) if isinstance(c, (dict, Component)) else {"name": str(c)}
 
 
-def resolve_specs(source: ModelSource, model_cfg) -> tuple[dict, list[dict], str]:
-    """(encoder spec, front-end specs, where they come from) for a checkpoint and the eval recipe's
-    ``model`` section."""
-    recipe = source.recipe
+def _stored_states(card: Optional[WeightsCard], specs: list[dict]) -> list[dict]:
+    """The card's stored op states for the front-end ops ``specs`` that are the card's own (equal specs)."""
+    if card is None:
+        return [{} for _ in specs]
+    unused = list(zip(card.frontend, card.frontend_state))
+    out = []
+    for spec in specs:
+        match = next((i for i, (s, _) in enumerate(unused) if s == spec), None)
+        out.append(unused.pop(match)[1] if match is not None else {})
+    return out
+
+
+def resolve_specs(source: ModelSource, model_cfg) -> tuple[dict, list[dict], list[dict], str]:
+    """(encoder spec, front-end specs, their stored states, where they come from) for a checkpoint and the
+    eval recipe's ``model`` section."""
+    card = source.card
     override = bool(getattr(model_cfg, "override", False))
     cfg_enc, cfg_fe = _spec(model_cfg.encoder), model_cfg.frontend
     cfg_fe = [dict(c) for c in cfg_fe] if cfg_fe is not None else None
-    if recipe is not None:
-        import_components(list(recipe.get("imports") or []))
-    if recipe is not None and not override:
-        try:
-            enc = dict(recipe["model"]["encoder"])
-        except (KeyError, TypeError):
-            raise EvalError(f"--checkpoint {source.spec}: its recipe has no model.encoder") from None
-        fe = frontend_from_recipe(recipe)
-        return enc, fe, "checkpoint recipe"
+    if card is not None:
+        import_components(list(card.imports))
+    if card is not None and not override:
+        return dict(card.encoder), list(card.frontend), list(card.frontend_state), source.card_origin
     inferred = (infer_audiontt(source.encoder_state)
                 if source.kind in ("official", "encoder") and source.encoder_state is not None else None)
     if cfg_enc is not None and inferred is not None and not override and not fits(cfg_enc, source.encoder_state):
         source.notes.append(f"the eval recipe's model.encoder {cfg_enc} does not fit these weights; using the "
                             f"architecture inferred from them: {inferred} (official front end)")
-        return inferred, default_audio_frontend(inferred), "inferred from the weights"
+        fe = default_audio_frontend(inferred)
+        return inferred, fe, _stored_states(None, fe), "inferred from the weights"
     if cfg_enc is not None:
         enc = cfg_enc
         if cfg_fe is not None:
             fe = cfg_fe
-        elif recipe is not None:
-            fe = frontend_from_recipe(recipe)
+        elif card is not None:
+            fe = list(card.frontend)
         else:
             fe = default_audio_frontend(enc) if enc["name"].startswith("audiontt") else []
-        return enc, fe, "eval recipe (model)"
+        return enc, fe, _stored_states(card, fe), "eval recipe (model)"
     if inferred is not None:
         fe = cfg_fe if cfg_fe is not None else default_audio_frontend(inferred)
         source.notes.append(f"encoder inferred from the weight shapes: {inferred}")
-        return inferred, fe, "inferred from the weights"
+        return inferred, fe, _stored_states(None, fe), "inferred from the weights"
     what = {"random": "'random' needs an encoder to initialize",
             "encoder": f"{source.path} holds encoder weights only, with no recipe to say which encoder they are",
             "official": f"{source.path} holds weights without a recipe"}.get(source.kind, "no recipe")
@@ -350,8 +336,8 @@ def resolve_specs(source: ModelSource, model_cfg) -> tuple[dict, list[dict], str
 def make_models(source: ModelSource, model_cfg, seed: int = 0, want_random: bool = True,
                 prenorm: str = "task") -> tuple[EvalModel, Optional[EvalModel]]:
     """The evaluated model and (if asked) its random-init twin (same encoder and front end)."""
-    enc_spec, fe_spec, origin = resolve_specs(source, model_cfg)
-    op_states = frontend_states(fe_spec, source.views_state, source.recipe) if prenorm == "checkpoint" else {}
+    enc_spec, fe_spec, stored, origin = resolve_specs(source, model_cfg)
+    op_states = stored if prenorm == "checkpoint" else None
     if source.kind == "random":
         model = EvalModel("random", build_encoder(enc_spec, None, "random", seed), build_frontend(fe_spec),
                           enc_spec, fe_spec, _random_identity(enc_spec, seed), origin)
@@ -378,12 +364,14 @@ def _random_identity(enc_spec: dict, seed: int) -> str:
 def write_random_checkpoint(recipe, path: str | os.PathLike, seed: int = 0) -> Path:
     """Write a training-format checkpoint of a freshly initialized method for ``recipe`` (a Recipe):
     the random-init model as a file (tests, sharing a baseline)."""
-    from ..train.trainer import CHECKPOINT_FORMAT, build_method
+    from ..engine.build import build_method
     from ..views import ViewMaker
 
     torch.manual_seed(seed)
     method = build_method(recipe)
     views = ViewMaker.from_config(recipe.views)
-    state = {"format": CHECKPOINT_FORMAT, "recipe": recipe.to_dict(), "step": 0, "epoch": 0,
-             "batches_done": 0, "method": method.state_dict(), "views": views.state_dict()}
-    return ckpt.atomic_save(copy.deepcopy(state), Path(path))
+    tree = recipe.to_dict()
+    card = card_from_recipe(tree, views.state_dict(), int(method.encoder.feature_dim))
+    state = ckpt.TrainingState(recipe=tree, step=0, epoch=0, batches_done=0, method=method.state_dict(),
+                               views=views.state_dict(), card=card.to_dict())
+    return state.save(Path(path))

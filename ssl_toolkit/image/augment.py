@@ -79,6 +79,8 @@ class RandomOp(BatchAugmentation):
 class ToFloat(BatchAugmentation):
     """uint8 images → float32 in [0, 1] (views.input); float input passes through unchanged."""
 
+    eval_frontend = True
+
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if x.is_floating_point():
             return x.float()
@@ -90,6 +92,8 @@ class ToFloat(BatchAugmentation):
 @AUGMENTATIONS.register("normalize")
 class Normalize(BatchAugmentation):
     """Per-channel (x − mean) / std (defaults: ImageNet statistics)."""
+
+    eval_frontend = True
 
     def __init__(self, mean: list = IMAGENET_MEAN, std: list = IMAGENET_STD):
         super().__init__()

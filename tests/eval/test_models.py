@@ -17,7 +17,7 @@ def test_run_dir_and_checkpoint_file(tiny_audio_checkpoint):
         src = resolve_checkpoint(spec)
         assert src.kind == "checkpoint" and src.path == ckpt and len(src.checksum) == 64
         model, rnd = make_models(src, ModelSpec(), prenorm="checkpoint")
-        assert model.feature_dim == 64 and model.source == "checkpoint recipe"
+        assert model.feature_dim == 64 and model.source == "weights card"
         assert float(model.frontend[1].mean) == -6.0  # pre_norm statistics restored from the views state
         state = torch.load(ckpt, weights_only=True)["method"]
         assert torch.equal(model.encoder.state_dict()["fc.0.weight"], state["online.encoder.fc.0.weight"])

@@ -60,7 +60,7 @@ def test_checkpoint_is_compared_with_random_and_logmel(tone_csv, tmp_path, tiny_
     res = run(audio_recipe(tone_csv, tmp_path), str(ckpt.parent.parent), tmp_path / "out")
     check_results_schema(res, ["tones"], ["random", "logmel"], runs=2)
     info = res["checkpoint_info"]
-    assert info["kind"] == "checkpoint" and info["from"] == "checkpoint recipe"
+    assert info["kind"] == "checkpoint" and info["from"] == "weights card"
     assert info["encoder"]["feature_d"] == 64 and [f["name"] for f in info["frontend"]] == ["log_mel", "pre_norm"]
     # EVAR: pre_norm statistics from the task's training clips, not the checkpoint's (-6, 4.5)
     assert res["tasks"]["tones"]["prenorm"]["mean"] != pytest.approx(-6.0)

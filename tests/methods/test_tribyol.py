@@ -8,7 +8,7 @@ from ssl_toolkit.engine.heads import MLPHead
 from ssl_toolkit.engine.losses import regression_loss
 from ssl_toolkit.recipe import EmaConfig, load_recipe
 from ssl_toolkit.registry import METHODS
-from ssl_toolkit.train.checkpoint import load_checkpoint
+from ssl_toolkit.checkpoint import load_checkpoint
 from ssl_toolkit.train.trainer import Trainer
 
 

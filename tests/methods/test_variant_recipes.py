@@ -6,7 +6,7 @@ import torch
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 from ssl_toolkit.engine.predictors import ClosedFormPredictor
 from ssl_toolkit.recipe import load_recipe
-from ssl_toolkit.train.trainer import build_method
+from ssl_toolkit.engine.build import build_method
 
 VARIANTS = sorted((RECIPES / "variants").rglob("*.yaml"))
 EXPECTED = {"tribyol", "directpred", "directcopy", "ne", "visser", "ns", "ns2", "stiefel", "ccsl", "cssl",

@@ -3,7 +3,7 @@ import os
 import pytest
 import torch
 
-from ssl_toolkit.train import checkpoint as ckpt
+from ssl_toolkit import checkpoint as ckpt
 
 
 class Payload:

@@ -5,7 +5,7 @@ import textwrap
 
 import torch
 
-from ssl_toolkit.train.checkpoint import load_checkpoint
+from ssl_toolkit.checkpoint import load_checkpoint
 
 ARGS = ["trainer.tensorboard=false", "trainer.progress=false", "trainer.max_steps=16",
         "trainer.checkpoint_every=8", "trainer.sync_batchnorm=true", "data.batch_size=8"]

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ssl_toolkit.recipe import load_recipe
-from ssl_toolkit.train.checkpoint import load_checkpoint
+from ssl_toolkit.checkpoint import load_checkpoint
 from ssl_toolkit.train.trainer import NonFiniteLossError, Trainer, TrainingError
 
 FAST = ["trainer.tensorboard=false", "trainer.progress=false"]
@@ -44,7 +44,9 @@ def test_run_writes_everything_and_learns(tensor_recipe, tmp_path):
     assert float(r[-1]["loss"]) < 0.5 * float(r[0]["loss"])
     assert float(r[-1]["collapse"]) > 0.25
     assert float(r[-1]["tau"]) == pytest.approx(1 - 0.01 * (torch.cos(torch.tensor(torch.pi * 39 / 40)) + 1) / 2)
-    enc = torch.load(out / "encoder.pt", weights_only=True)
+    encoder_file = torch.load(out / "encoder.pt", weights_only=True)
+    assert encoder_file["card"]["encoder"] == {"name": "mlp_encoder", "in_dim": 16, "hidden_dim": 32}
+    enc = encoder_file["state_dict"]
     assert set(enc) == {k.removeprefix("online.encoder.") for k in load_checkpoint(out / "checkpoints/last.pt")
                         ["method"] if k.startswith("online.encoder.")}
     assert load_recipe(out / "recipe.yaml").trainer.epochs == 5  # the stored recipe is complete and valid
@@ -82,7 +84,7 @@ def test_resume_mid_epoch_is_bit_exact(tensor_recipe, tmp_path):
 
 KILL_SCRIPT = textwrap.dedent("""
     import os, signal, sys
-    from ssl_toolkit.train import checkpoint
+    from ssl_toolkit import checkpoint
     real = checkpoint.atomic_save
     def save_then_die(obj, path):
         out = real(obj, path)

@@ -1,0 +1,20 @@
+"""The method a recipe names: encoder → projector → predictor → method, built from the registries."""
+from __future__ import annotations
+
+from torch import nn
+
+from ..registry import ENCODERS, HEADS, METHODS
+
+
+def build_method(recipe) -> nn.Module:
+    """Encoder → heads → method, exactly as the recipe (a :class:`~ssl_toolkit.recipe.Recipe`) names them."""
+    m = recipe.model
+    encoder = ENCODERS.build(m.encoder.name, **m.encoder.params)
+    if not hasattr(encoder, "feature_dim"):
+        raise ValueError(f"encoder '{m.encoder.name}' has no feature_dim attribute")
+    projector = HEADS.build(m.projector.name, in_dim=encoder.feature_dim, **m.projector.params)
+    predictor = None
+    if m.predictor is not None:
+        predictor = HEADS.build(m.predictor.name, in_dim=getattr(projector, "out_dim"), **m.predictor.params)
+    return METHODS.build(recipe.method.name, encoder=encoder, projector=projector, predictor=predictor,
+                         ema=recipe.ema, **recipe.method.params)

@@ -1,0 +1,109 @@
+"""The weights card: what an encoder needs to be used alone, stored in ``encoder.pt`` and checkpoints.
+
+Like torchvision's weights, which carry their transforms and metadata, a card names the encoder (registry
+name and parameters, plus the ``imports:`` that register it), its deterministic front end — the ops of the
+training views that are the same for a sample whatever batch it is in (``eval_frontend = True`` on the op
+class: uint8→float, wave→log-mel, ``pre_norm`` with its statistics, ``normalize``) in pipeline order, each
+with its state — and the feature dimension. Eval, the HEAR module and ``embed`` read it from the file;
+files written before cards existed get theirs from the recipe and views state they carry
+(:func:`card_from_recipe`), the same rule applied to the same ops.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional
+
+from torch import nn
+
+from . import __version__
+from .registry import AUGMENTATIONS, RegistryError
+
+CARD_VERSION = 1
+
+
+@dataclasses.dataclass
+class WeightsCard:
+    encoder: dict
+    """``{"name": registry name, **parameters}``"""
+    frontend: list
+    """Front-end op specs ``{"name": ..., **parameters}``, applied in order before the encoder."""
+    frontend_state: list
+    """Each front-end op's state dict (e.g. pre_norm's mean/std), same order; ``{}`` when unknown."""
+    feature_dim: Optional[int] = None
+    imports: list = dataclasses.field(default_factory=list)
+    recipe_name: str = ""
+    toolkit_version: str = __version__
+    version: int = CARD_VERSION
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, obj: Any, where: str = "") -> "WeightsCard":
+        if not isinstance(obj, dict) or not isinstance(obj.get("encoder"), dict) or "name" not in obj["encoder"]:
+            raise ValueError(f"{where}: the weights card is not a mapping with encoder.name")
+        names = {f.name for f in dataclasses.fields(cls)}
+        card = cls(**{k: v for k, v in obj.items() if k in names})
+        if len(card.frontend_state) != len(card.frontend):
+            raise ValueError(f"{where}: the weights card has {len(card.frontend)} front-end ops but "
+                             f"{len(card.frontend_state)} op states")
+        return card
+
+    def without_state(self) -> "WeightsCard":
+        """The same card with fresh front-end ops (e.g. pre_norm statistics measured per task)."""
+        return dataclasses.replace(self, frontend_state=[{} for _ in self.frontend])
+
+
+def _spec(op: Any) -> dict:
+    return dict(op) if isinstance(op, dict) else {"name": str(op)}
+
+
+def in_frontend(spec: dict) -> bool:
+    """Whether the registered op ``spec`` names is part of an encoder's front end."""
+    try:
+        builder = AUGMENTATIONS.get(spec["name"]).builder
+    except RegistryError as e:
+        raise ValueError(f"views op {spec['name']!r}: {e}") from None
+    return bool(getattr(builder, "eval_frontend", False))
+
+
+def frontend_of(views_cfg: Any, views_state: Optional[dict]) -> tuple[list[dict], list[dict]]:
+    """Specs and states of the front-end ops of a views section (``input`` ops, then ``joint`` ops).
+
+    ``views_cfg`` has ``input``/``joint`` lists (a recipe's ViewsConfig or its plain dict);
+    ``views_state`` is a :class:`~ssl_toolkit.views.ViewMaker` state dict (``input.ops.N.*``,
+    ``joint.ops.N.*``) or None."""
+    get = views_cfg.get if isinstance(views_cfg, dict) else (lambda k, d=None: getattr(views_cfg, k, d))
+    specs, states = [], []
+    for stage in ("input", "joint"):
+        for i, op in enumerate(get(stage) or []):
+            spec = _spec(op)
+            if not in_frontend(spec):
+                continue
+            prefix = f"{stage}.ops.{i}."
+            specs.append(spec)
+            states.append({k[len(prefix):]: v for k, v in (views_state or {}).items() if k.startswith(prefix)})
+    return specs, states
+
+
+def card_from_recipe(recipe: dict, views_state: Optional[dict] = None,
+                     feature_dim: Optional[int] = None) -> WeightsCard:
+    """The card of a resolved training recipe (a plain dict) and, when known, its ViewMaker state."""
+    try:
+        encoder = _spec(recipe["model"]["encoder"])
+    except (KeyError, TypeError):
+        raise ValueError("the recipe has no model.encoder") from None
+    specs, states = frontend_of(recipe.get("views") or {}, views_state)
+    return WeightsCard(encoder=encoder, frontend=specs, frontend_state=states, feature_dim=feature_dim,
+                       imports=list(recipe.get("imports") or []), recipe_name=str(recipe.get("name") or ""))
+
+
+def build_frontend_ops(card: WeightsCard) -> list[nn.Module]:
+    """The card's front-end ops, built, with their stored states, in eval mode."""
+    ops = []
+    for spec, state in zip(card.frontend, card.frontend_state):
+        op = AUGMENTATIONS.build(spec["name"], **{k: v for k, v in spec.items() if k != "name"})
+        if state:
+            op.load_state_dict(state)
+        ops.append(op.eval())
+    return ops
