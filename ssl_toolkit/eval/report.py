@@ -23,24 +23,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
-import tempfile
 from pathlib import Path
 
+from ..atomic import atomic_write_text
+
 log = logging.getLogger("ssl_toolkit.eval")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _finite(obj):
@@ -153,5 +141,5 @@ def write_reports(results: dict, artifacts: dict, out: Path, plot_cfg=None, prog
     results["plots"] = plots
     if start is not None:
         results["elapsed_s"] = round(time.perf_counter() - start, 2)
-    _atomic_write(out / "results.json", json.dumps(_finite(results), indent=2) + "\n")
-    _atomic_write(out / "results.md", markdown(results))
+    atomic_write_text(out / "results.json", json.dumps(_finite(results), indent=2) + "\n")
+    atomic_write_text(out / "results.md", markdown(results))
