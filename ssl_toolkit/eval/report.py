@@ -23,10 +23,10 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 from pathlib import Path
 
 from ..atomic import atomic_write_text
+from .results import systems_of
 
 log = logging.getLogger("ssl_toolkit.eval")
 
@@ -42,16 +42,6 @@ def _finite(obj):
     if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
         return _finite(obj.item())
     return obj
-
-
-def systems_of(results: dict) -> list[tuple[str, str, dict]]:
-    """(key, column label, task entries) for the model and each baseline, in table order."""
-    first = "random" if results.get("checkpoint_info", {}).get("kind") == "random" else "model"
-    label = "random init (evaluated)" if first == "random" else "model"
-    out = [(first, label, results["tasks"])]
-    for name, b in results.get("baselines", {}).items():
-        out.append((name, b.get("label", name), b["tasks"]))
-    return out
 
 
 def _pct(entry: dict | None) -> str:
@@ -116,10 +106,6 @@ def markdown(results: dict) -> str:
         for p in plots:
             lines.append(f"- [{p}]({p})")
     return "\n".join(lines) + "\n"
-
-
-def safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "task"
 
 
 def write_reports(results: dict, artifacts: dict, out: Path, plot_cfg=None, progress: bool = True,
