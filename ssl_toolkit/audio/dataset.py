@@ -17,7 +17,6 @@ Bad files (unreadable, empty, zero length, NaN/inf samples) are reported with th
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import logging
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 
 from ..data import BadFileError, BadItem
+from ..devices import torch_threads
 from ..recipe import expand_path
 from ..registry import DATASETS
 
@@ -70,24 +70,11 @@ def _decode(path: Path) -> tuple[np.ndarray, int]:
     raise AudioDecodeError("unreadable audio (" + "; ".join(errors) + ")")
 
 
-@contextlib.contextmanager
-def _one_thread():
-    """torch ops on one clip are far faster single-threaded (and immune to oversubscription)."""
-    before = torch.get_num_threads()
-    if before == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _resample(wave: np.ndarray, orig: int, new: int) -> np.ndarray:
+    """Resample single-threaded: on one clip that is far faster (and immune to oversubscription)."""
     import torchaudio.functional as AF
 
-    with _one_thread(), torch.inference_mode():
+    with torch_threads(1), torch.inference_mode():
         return AF.resample(torch.from_numpy(np.ascontiguousarray(wave)), orig, new).numpy()
 
 
@@ -275,7 +262,7 @@ class AudioFolder(torch.utils.data.Dataset):
         """Decode and resample every file into memory now (bad files are remembered as such).
 
         Done in the main process before DataLoader workers start, so forked workers share it."""
-        with _one_thread():
+        with torch_threads(1):
             for i in range(len(self.files)):
                 if i not in self._cache:
                     self._cache[i] = self._load(i)

@@ -20,12 +20,13 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import torch
+
+from ..atomic import atomic_write_text
 
 log = logging.getLogger("ssl_toolkit.audio")
 
@@ -90,15 +91,7 @@ def _read(path: Path) -> dict | None:
 
 def _write(path: Path, data: dict) -> None:
     """Atomic JSON write; raises OSError when the folder is not writable."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, json.dumps(data, indent=2))
 
 
 def load_or_compute(context, n_stats: int = 10000, stats_file: str | None = None, force: bool = False) -> dict:

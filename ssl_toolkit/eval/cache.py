@@ -6,7 +6,7 @@ encoder and front-end settings, the task definition, the metadata CSV's checksum
 sizes and modification times, the items whose statistics normalize the front end, the precision
 and the cache format. Each file also stores its key and description; on reading, a file that cannot
 be read, has another key, the wrong shape or non-finite values is reported and recomputed, and
-every write is atomic (temporary file + ``os.replace``).
+every write is atomic (:func:`ssl_toolkit.atomic.atomic_write`).
 """
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ import json
 import logging
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
+
+from ..atomic import atomic_write
 
 log = logging.getLogger("ssl_toolkit.eval")
 
@@ -95,17 +96,10 @@ class EmbeddingCache:
         key = digest(description)
         path = self.path_for(label, key)
         meta = {"format": CACHE_FORMAT, "key": key, "description": description, "extra": extra or {}}
+        arrays = {"embeddings": np.ascontiguousarray(embeddings, dtype=np.float32),
+                  "meta": np.array(json.dumps(meta, default=str))}
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    np.savez(f, embeddings=np.ascontiguousarray(embeddings, dtype=np.float32),
-                             meta=np.array(json.dumps(meta, default=str)))
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic_write(path, lambda f: np.savez(f, **arrays))
         except OSError as e:
             log.warning("cannot write the embedding cache %s (%s); continuing without it", path, e)
 

@@ -10,6 +10,8 @@ from typing import Optional
 
 import numpy as np
 
+from .results import safe_name, systems_of
+
 log = logging.getLogger("ssl_toolkit.eval")
 
 
@@ -29,12 +31,6 @@ def _save(fig, out: Path) -> Path:
     fig.savefig(out, dpi=110)
     _plt().close(fig)
     return out
-
-
-def _safe(text: str) -> str:
-    from .report import safe_name
-
-    return safe_name(text)
 
 
 # ----------------------------------------------------------------------------- training curves
@@ -102,8 +98,6 @@ def training_curves(run_dir: str | Path, out: Optional[str | Path] = None) -> Pa
 # ----------------------------------------------------------------------------- eval plots
 def bar_chart(results: dict, key: str, out: Path) -> Optional[Path]:
     """Model vs baselines on one task (mean ± std over seeds, every run as a dot)."""
-    from .report import systems_of
-
     systems = [(label, e[key]) for _, label, e in systems_of(results) if key in e and e[key].get("mean") is not None]
     if not systems:
         return None
@@ -193,8 +187,6 @@ def tsne_plot(x: np.ndarray, y: np.ndarray, classes: list[str], title: str, out:
 
 def summary_chart(results: dict, out: Path) -> Optional[Path]:
     """All tasks side by side: model and baselines grouped per task."""
-    from .report import systems_of
-
     systems = systems_of(results)
     keys = list(results["tasks"])
     if len(keys) < 2:
@@ -223,7 +215,7 @@ def eval_plots(results: dict, artifacts: dict, folder: Path, cfg=None, progress:
     made: list[Path] = []
     keys = list(results["tasks"])
     for key in keys:
-        p = bar_chart(results, key, folder / f"{_safe(key)}_bars.png")
+        p = bar_chart(results, key, folder / f"{safe_name(key)}_bars.png")
         if p:
             made.append(p)
     p = summary_chart(results, folder / "summary.png")
@@ -233,10 +225,10 @@ def eval_plots(results: dict, artifacts: dict, folder: Path, cfg=None, progress:
     for task, art in tqdm(list(artifacts.items()), desc="plots", unit="task", disable=not progress, leave=False):
         if (cfg is None or cfg.confusion) and art.get("confusion") is not None:
             made.append(confusion_plot(art["confusion"], art["classes"], f"{task}: {label}",
-                                       folder / f"{_safe(task)}_confusion.png"))
+                                       folder / f"{safe_name(task)}_confusion.png"))
         if (cfg is None or cfg.tsne) and not art.get("multi_label") and art.get("tsne_x") is not None:
             p = tsne_plot(art["tsne_x"], art["tsne_y"], art["classes"], f"{task}: {label}",
-                          folder / f"{_safe(task)}_tsne.png", max_points=cfg.tsne_points if cfg else 1500)
+                          folder / f"{safe_name(task)}_tsne.png", max_points=cfg.tsne_points if cfg else 1500)
             if p:
                 made.append(p)
     return made
@@ -248,6 +240,7 @@ def replot_eval(folder: str | Path) -> list[Path]:
 
     folder = Path(folder)
     results = json.loads((folder / "results.json").read_text())
-    made = [p for key in results["tasks"] if (p := bar_chart(results, key, folder / "plots" / f"{_safe(key)}_bars.png"))]
+    made = [p for key in results["tasks"]
+            if (p := bar_chart(results, key, folder / "plots" / f"{safe_name(key)}_bars.png"))]
     p = summary_chart(results, folder / "plots" / "summary.png")
     return made + ([p] if p else [])

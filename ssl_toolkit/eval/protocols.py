@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..devices import torch_threads
+
 
 # ----------------------------------------------------------------------------- metrics
 def accuracy(pred: np.ndarray, y: np.ndarray) -> float:
@@ -106,21 +108,6 @@ def standardize(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
 
 
 # ----------------------------------------------------------------------------- linear probe
-@contextlib.contextmanager
-def single_thread(device: torch.device):
-    """One intra-op thread on CPU: the probe's (≤200 × D) steps are too small to split, and on a
-    busy machine extra threads cost 10-50× (measured on 2 shared cores)."""
-    if device.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 @dataclass
 class ProbeResult:
     test_score: float
@@ -138,7 +125,9 @@ def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, 
     """Train one linear layer on standardized embeddings with early stopping on the valid set
     (see the module docstring). ``y_*`` are class indices, or multi-hot (N, C) when multi_label."""
     device = torch.device(device)
-    with single_thread(device):
+    # One intra-op thread on CPU: the probe's (≤200 × D) steps are too small to split, and on a
+    # busy machine extra threads cost 10-50× (measured on 2 shared cores).
+    with torch_threads(1) if device.type == "cpu" else contextlib.nullcontext():
         return _linear_probe(x_train, y_train, x_valid, y_valid, x_test, y_test, num_classes=num_classes,
                              multi_label=multi_label, lr=lr, weight_decay=weight_decay, batch_size=batch_size,
                              epochs=epochs, patience=patience, seed=seed, device=device)

@@ -23,24 +23,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import re
-import tempfile
 from pathlib import Path
 
+from ..atomic import atomic_write_text
+from .results import systems_of
+
 log = logging.getLogger("ssl_toolkit.eval")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _finite(obj):
@@ -54,16 +42,6 @@ def _finite(obj):
     if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
         return _finite(obj.item())
     return obj
-
-
-def systems_of(results: dict) -> list[tuple[str, str, dict]]:
-    """(key, column label, task entries) for the model and each baseline, in table order."""
-    first = "random" if results.get("checkpoint_info", {}).get("kind") == "random" else "model"
-    label = "random init (evaluated)" if first == "random" else "model"
-    out = [(first, label, results["tasks"])]
-    for name, b in results.get("baselines", {}).items():
-        out.append((name, b.get("label", name), b["tasks"]))
-    return out
 
 
 def _pct(entry: dict | None) -> str:
@@ -130,10 +108,6 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "task"
-
-
 def write_reports(results: dict, artifacts: dict, out: Path, plot_cfg=None, progress: bool = True,
                   start: float | None = None) -> None:
     """Plots, then results.json and results.md (``elapsed_s`` measured from ``start``, plots included)."""
@@ -153,5 +127,5 @@ def write_reports(results: dict, artifacts: dict, out: Path, plot_cfg=None, prog
     results["plots"] = plots
     if start is not None:
         results["elapsed_s"] = round(time.perf_counter() - start, 2)
-    _atomic_write(out / "results.json", json.dumps(_finite(results), indent=2) + "\n")
-    _atomic_write(out / "results.md", markdown(results))
+    atomic_write_text(out / "results.json", json.dumps(_finite(results), indent=2) + "\n")
+    atomic_write_text(out / "results.md", markdown(results))

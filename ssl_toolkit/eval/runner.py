@@ -18,6 +18,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from ..devices import resolve_device
 from ..recipe import expand_path
 from . import audio as audio_mod
 from . import image as image_mod
@@ -31,18 +32,6 @@ log = logging.getLogger("ssl_toolkit.eval")
 
 RESULTS_FORMAT = "ssl_toolkit.eval.results/1"
 SYSTEM_LABELS = {"model": "model", "random": "random init", "logmel": "log-mel (no learning)"}
-
-
-def resolve_device(spec: str) -> torch.device:
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(spec)
-    except RuntimeError as e:
-        raise EvalError(f"device: {e}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise EvalError(f"device: {spec} asked for but CUDA is not available (use device=cpu or auto)")
-    return dev
 
 
 def default_out_dir(recipe: EvalRecipe, checkpoint: str) -> Path:
@@ -232,7 +221,10 @@ def run_eval(recipe: EvalRecipe, checkpoint: str, out_dir: Optional[str | Path] 
     say = _Log(quiet)
     progress = progress and not quiet
     start = time.perf_counter()
-    device = resolve_device(recipe.device)
+    try:
+        device = resolve_device(recipe.device)
+    except ValueError as e:
+        raise EvalError(str(e)) from None
     precision = "bf16" if recipe.precision == "auto" else recipe.precision
     source = resolve_checkpoint(checkpoint)
     want_random = "random" in recipe.baselines and source.kind != "random"

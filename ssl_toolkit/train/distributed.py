@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..devices import resolve_device
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -23,24 +25,11 @@ class DistInfo:
         return self.rank == 0
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` → the local CUDA device when there is one, else CPU."""
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"device: '{name}' was asked for but CUDA is not available (use device: cpu or auto)")
-        if device.index is None:
-            device = torch.device(f"cuda:{local_rank}")
-    return device
-
-
 def init_distributed(device_name: str) -> tuple[DistInfo, torch.device]:
     """Join the process group torchrun describes in the environment (RANK, WORLD_SIZE, ...)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return DistInfo(), resolve_device(device_name)
+        return DistInfo(), resolve_device(device_name, local_rank=0)
     info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
     device = resolve_device(device_name, info.local_rank)
     if not dist.is_initialized():

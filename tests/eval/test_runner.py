@@ -103,6 +103,14 @@ def test_cache_invalidates_when_a_file_changes(tone_csv, tmp_path):
     assert res["cache"]["misses"] == 1
 
 
+def test_an_invalid_device_is_an_eval_error_naming_it(tone_csv, tmp_path):
+    tree = audio_recipe(tone_csv, tmp_path)
+    tree["device"] = "banana"
+    with pytest.raises(EvalError, match="device: 'banana' is not a device; accepted: auto, cpu, cuda"):
+        run(tree, "random", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_bad_file_fail_and_skip(tone_csv, tmp_path):
     (tone_csv.parent / "wav" / "c1_2.wav").write_bytes(b"not audio at all")
     tree = audio_recipe(tone_csv, tmp_path)

@@ -1,0 +1,40 @@
+"""Atomic file writes: a crash or a full disk mid-write leaves the previous file intact.
+
+The content goes to a temporary file in the target's folder, is flushed and fsynced, then moved into
+place with ``os.replace``; on any failure the temporary file is removed and the error re-raised.
+"""
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
+    """Create or replace ``path`` (and its parent folders) with what ``write`` puts in a binary file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, encoding: str | None = None) -> Path:
+    """:func:`atomic_write` of ``text``, encoded as ``open(path, "w", encoding=encoding)`` would."""
+    def write(f: BinaryIO) -> None:
+        wrapper = io.TextIOWrapper(f, encoding=encoding)
+        wrapper.write(text)
+        wrapper.flush()
+        wrapper.detach()  # leave ``f`` open for the fsync
+
+    return atomic_write(path, write)

@@ -1,0 +1,46 @@
+"""Recipes: YAML loading (safe), ``base:`` inheritance, ``a.b=c`` overrides and typed validation.
+
+Every error is a :class:`RecipeError` that names the file the key came from, the key path and
+what was expected, with a did-you-mean for misspelled keys and component names.
+
+Parts: :mod:`.loading` (files → one merged tree), :mod:`.schema` (the training recipe's dataclasses),
+:mod:`.validation` (tree → dataclasses), :mod:`.errors`; :func:`load_recipe` chains them.
+"""
+from __future__ import annotations
+
+import os
+
+from ..registry import ALL_REGISTRIES, RegistryError, did_you_mean
+from .errors import RecipeError  # noqa: F401
+from .loading import (COMMAND_LINE, Origins, apply_override, deep_merge, expand_path,  # noqa: F401
+                      load_resolved_tree, load_tree, parse_override)
+from .schema import (Component, DataConfig, EmaConfig, ModelConfig, OptimizerConfig, Recipe,  # noqa: F401
+                     TrainerConfig, ViewsConfig, to_plain)
+from .validation import Validator, import_components, import_tree_components, validate  # noqa: F401
+
+
+def load_recipe(path: str | os.PathLike, overrides: list[str] = ()) -> Recipe:
+    """Load, inherit, override and validate a training recipe."""
+    tree, origins = load_resolved_tree(path, overrides)
+    import_tree_components(tree, origins)
+    validator = Validator(origins)
+    recipe = validator.dataclass(Recipe, tree, ())
+    _check_optimizer(recipe, validator)
+    return recipe
+
+
+def _check_optimizer(recipe: Recipe, validator: Validator) -> None:
+    """``optimizer.name`` must be registered and ``optimizer.options`` must be its parameters."""
+    registry = ALL_REGISTRIES["optimizers"]
+    try:
+        entry = registry.get(recipe.optimizer.name)
+    except RegistryError as e:
+        validator.fail(("optimizer", "name"), str(e))
+    generic = {"params", "lr", "weight_decay"}
+    choices = [p for p in entry.parameters() if p not in generic]
+    for key in recipe.optimizer.options:
+        if key not in choices:
+            hint = " (set it as optimizer.weight_decay / optimizer.lr)" if key in generic else ""
+            validator.fail(("optimizer", "options", key),
+                           f"optimizer '{entry.name}' has no option '{key}'{did_you_mean(key, choices)}{hint}; "
+                           f"it takes: {', '.join(choices) or 'nothing'}")

@@ -1,0 +1,137 @@
+"""The training recipe's schema: one dataclass per section, and :class:`Component` for
+``{name: <registered name>, <param>: <value>, ...}`` sections.
+
+Field metadata ``registry`` names the registry a component is looked up in, ``supplied`` the
+parameters the trainer passes itself (a recipe may not set them).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal, Optional
+
+
+class Component(dict):
+    """A recipe section ``{name: <registered name>, <param>: <value>, ...}``."""
+
+    @property
+    def name(self) -> str:
+        return self["name"]
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {k: v for k, v in self.items() if k != "name"}
+
+
+@dataclasses.dataclass
+class DataConfig:
+    dataset: Component = dataclasses.field(metadata={"registry": "datasets"})
+    batch_size: int = 256
+    """Per-process batch size (the global batch is batch_size × world size × grad_accum_steps)."""
+    num_workers: int = 0
+    shuffle: bool = True
+    drop_last: bool = True
+    pin_memory: bool = True
+    prefetch_factor: Optional[int] = None
+
+
+@dataclasses.dataclass
+class ViewsConfig:
+    """Device-side, batched view generation: ``input`` ops once on the raw batch, one ``branches``
+    pipeline per view, then ``joint`` ops on all views stacked along the batch."""
+
+    branches: list[list[Component]] = dataclasses.field(metadata={"registry": "augmentations"})
+    input: list[Component] = dataclasses.field(default_factory=list, metadata={"registry": "augmentations"})
+    joint: list[Component] = dataclasses.field(default_factory=list, metadata={"registry": "augmentations"})
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    encoder: Component = dataclasses.field(metadata={"registry": "encoders", "supplied": ()})
+    projector: Component = dataclasses.field(metadata={"registry": "heads", "supplied": ("in_dim",)})
+    predictor: Optional[Component] = dataclasses.field(
+        default=None, metadata={"registry": "heads", "supplied": ("in_dim",)}
+    )
+
+
+@dataclasses.dataclass
+class EmaConfig:
+    """Target update ξ ← τξ + (1−τ)θ (BYOL eq. 1 context); cosine: τ_k = 1 − (1−τ_base)(cos(πk/K)+1)/2."""
+
+    tau_base: float = 0.996
+    schedule: Literal["cosine", "constant"] = "cosine"
+    buffers: Literal["copy", "ema"] = "copy"
+
+
+@dataclasses.dataclass
+class OptimizerConfig:
+    name: str
+    lr: float
+    """Base learning rate; the applied rate is lr × global_batch/256 when lr_scaling is 'linear'."""
+    lr_scaling: Literal["none", "linear"] = "none"
+    weight_decay: float = 0.0
+    exclude_bias_and_norm: bool = True
+    """Biases and normalization parameters get no weight decay (nor LARS adaptation)."""
+    options: dict = dataclasses.field(default_factory=dict)
+    """Optimizer-specific keyword arguments (momentum, betas, trust_coefficient, ...)."""
+
+
+@dataclasses.dataclass
+class TrainerConfig:
+    epochs: int = 100
+    max_steps: Optional[int] = None
+    """Optional cap on optimizer steps; when set it overrides epochs."""
+    max_minutes: Optional[float] = None
+    """Optional wall-clock budget of this process: at the first log step past it the run ends as a finished
+    run (last.pt + encoder.pt). The lr/τ schedules still span epochs/max_steps: size those to the budget."""
+    log_every: int = 10
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    grad_accum_steps: int = 1
+    channels_last: bool = False
+    compile: bool = False
+    sync_batchnorm: bool = False
+    collapse_threshold: float = 0.25
+    """Warn when the projection std × √d falls below this (≈1 healthy, →0 collapsed)."""
+    progress: bool = True
+    tensorboard: bool = True
+
+
+@dataclasses.dataclass
+class Recipe:
+    name: str
+    data: DataConfig
+    views: ViewsConfig
+    model: ModelConfig
+    optimizer: OptimizerConfig
+    method: Component = dataclasses.field(
+        default_factory=lambda: Component(name="byol"),
+        metadata={"registry": "methods", "supplied": ("encoder", "projector", "predictor", "ema")},
+    )
+    schedule: Component = dataclasses.field(
+        default_factory=lambda: Component(name="warmup_cosine"),
+        metadata={"registry": "schedules", "supplied": ("total_steps", "steps_per_epoch")},
+    )
+    ema: EmaConfig = dataclasses.field(default_factory=EmaConfig)
+    trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
+    seed: int = 0
+    device: str = "auto"
+    """auto | cpu | cuda | cuda:N"""
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    out_dir: Optional[str] = None
+    """Run directory; default runs/<name>-<timestamp>."""
+    imports: list[str] = dataclasses.field(default_factory=list)
+    """Python modules to import first, so that their components register themselves."""
+    description: str = ""
+
+    def to_dict(self) -> dict:
+        return to_plain(self)
+
+
+def to_plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {k: to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    return obj
