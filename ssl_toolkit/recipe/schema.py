@@ -94,6 +94,8 @@ class TrainerConfig:
     """Warn when the projection std × √d falls below this (≈1 healthy, →0 collapsed)."""
     progress: bool = True
     tensorboard: bool = True
+    hooks: list[Component] = dataclasses.field(default_factory=list, metadata={"registry": "hooks"})
+    """Extra hooks (ssl_toolkit/train/hooks.py), each ``{name: registered hook, param: value}``."""
 
 
 @dataclasses.dataclass

@@ -220,7 +220,7 @@ class Trainer:
                        world_size=self.dist.world_size, resumed_step=state.step if state else None, log=self._log,
                        save=lambda name: self._save(self.run.pos, name))
         self.hooks = Hooks(builtin_hooks(t, progress=self.is_main and t.progress and not self.quiet)
-                           + recipe_hooks(getattr(t, "hooks", None)))
+                           + recipe_hooks(t.hooks))
         if state is not None:
             self.hooks.on_resume(self.run, state)
             self.hooks.load_states(state.hooks)
