@@ -4,6 +4,8 @@ A task's CSV has a ``file_name`` column (relative to ``audio_dir``, default the 
 column and either a ``split`` column (train / valid / test; or any column mapped with
 ``split_values``) or a fold column (k-fold cross-validation: each fold is the test set once). This is
 the layout of EVAR's task metadata (ESC-50, US8K, SPCV2, VoxCeleb1, CREMA-D, GTZAN, NSynth, ...).
+Classes are numbered as in training (:func:`~ssl_toolkit.audio.metadata.class_ids`): names sorted,
+by number when all are integers; rows that ``split_values`` leaves out are not part of the task.
 
 Clips are decoded to mono at the front end's sample rate. Each clip is cut into ``unit_sec`` pieces
 (shorter clips are zero-padded to ``unit_sec``; longer ones are chunked, embedded whole or cropped,
@@ -13,7 +15,6 @@ see ``long_clips``); a clip's embedding is the mean of its pieces' embeddings. T
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
 import logging
 import re
@@ -24,6 +25,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from ..audio.metadata import class_ids, read_metadata_csv, sort_classes
 from ..recipe import expand_path, to_plain
 from ..registry import AUGMENTATIONS, did_you_mean
 from .cache import EmbeddingCache, files_fingerprint
@@ -85,13 +87,6 @@ def _range_values(values) -> set[str]:
     return out
 
 
-def _sort_classes(names) -> list[str]:
-    names = sorted(set(names))
-    if all(re.fullmatch(r"-?\d+", n) for n in names):
-        return sorted(names, key=int)
-    return names
-
-
 def _column(task: AudioTask, csv_path: Path, columns: list[str], name: str, key: str) -> None:
     if name not in columns:
         raise task_error(task.name, f"{key} '{name}' is not a column of {csv_path}{did_you_mean(name, columns)}; "
@@ -106,18 +101,13 @@ def load_task(task: AudioTask) -> AudioTaskData:
         hint = (" (a directory; name the .csv file)" if csv_path.is_dir() else
                 f" (environment variable {unset[0]} is not set)" if unset else "")
         raise task_error(task.name, f"metadata CSV not found: {csv_path}{hint}")
-    raw = csv_path.read_bytes()
     try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise task_error(task.name, f"{csv_path} is not UTF-8 text ({e})") from None
-    reader = csv.DictReader(text.splitlines())
-    columns = [c.strip() for c in (reader.fieldnames or [])]
-    rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in reader]
+        table = read_metadata_csv(csv_path)
+    except ValueError as e:
+        raise task_error(task.name, str(e)) from None
+    columns, rows = table.columns, table.rows
     for i, r in enumerate(rows):
         r[" line"] = i + 2  # the CSV line, for messages
-    if "file_name" not in columns:
-        raise task_error(task.name, f"{csv_path} needs a 'file_name' column (columns: {', '.join(columns) or 'none'})")
     if not rows:
         raise task_error(task.name, f"{csv_path} has no rows")
     _column(task, csv_path, columns, task.label_column, "label_column")
@@ -131,7 +121,7 @@ def load_task(task: AudioTask) -> AudioTaskData:
         fold_of = np.array([r[task.fold_column] for r in rows], dtype=object)
         if (fold_of == "").any():
             raise task_error(task.name, f"rows with an empty '{task.fold_column}' value in {csv_path}")
-        folds = _sort_classes(set(fold_of))
+        folds = sort_classes(fold_of)
         if len(folds) < 2:
             raise task_error(task.name, f"fold_column '{task.fold_column}' has a single value {folds}: "
                                         "k-fold evaluation needs at least 2 folds")
@@ -178,7 +168,7 @@ def load_task(task: AudioTask) -> AudioTaskData:
                                     f"(first: line {rows[empty[0]][' line']}, file {rows[empty[0]]['file_name']!r})")
     if task.multi_label:
         lists = [[p.strip() for p in v.split(",") if p.strip()] for v in raw_labels]
-        classes = _sort_classes(c for lst in lists for c in lst)
+        classes = sort_classes(c for lst in lists for c in lst)
         index = {c: i for i, c in enumerate(classes)}
         labels = np.zeros((len(rows), len(classes)), dtype=np.float32)
         for i, lst in enumerate(lists):
@@ -187,9 +177,8 @@ def load_task(task: AudioTask) -> AudioTaskData:
         if any("," in v for v in raw_labels):
             log.warning("task '%s': some '%s' values contain commas; set multi_label: true if they are class lists",
                         task.name, task.label_column)
-        classes = _sort_classes(raw_labels)
-        index = {c: i for i, c in enumerate(classes)}
-        labels = np.array([index[v] for v in raw_labels], dtype=np.int64)
+        ids, classes = class_ids(raw_labels)
+        labels = np.array(ids, dtype=np.int64)
     if len(classes) < 2:
         raise task_error(task.name, f"'{task.label_column}' has {len(classes)} class(es) ({classes}); "
                                     "classification needs at least 2")
@@ -200,7 +189,7 @@ def load_task(task: AudioTask) -> AudioTaskData:
         raise task_error(task.name, f"{len(missing)} of {len(files)} audio files listed in {csv_path} are missing "
                                     f"(looked in {base}), e.g. {missing[0]}"
                                     + ("; set audio_dir to where the files are" if len(missing) == len(files) else ""))
-    return AudioTaskData(task, csv_path, base, files, labels, classes, units, hashlib.sha256(raw).hexdigest())
+    return AudioTaskData(task, csv_path, base, files, labels, classes, units, table.sha256)
 
 
 def drop_rows(data: AudioTaskData, bad: set[int]) -> AudioTaskData:
