@@ -3,7 +3,7 @@
 A metadata CSV has a ``file_name`` column and optionally a label column, ``split`` (train / valid /
 test) and ``fold`` (EVAR's task metadata: ESC-50, US8K, SPCV2, CREMA-D, ...). The training datasets
 (:class:`~ssl_toolkit.audio.dataset.AudioFolder`) and the evaluation tasks
-(:func:`ssl_toolkit.eval.audio.load_task`) both read them here, so a CSV's classes get the
+(:func:`ssl_toolkit.eval.audio_tasks.load_task`) both read them here, so a CSV's classes get the
 same ids in training and in evaluation.
 """
 from __future__ import annotations

@@ -50,7 +50,8 @@ def upstream_fingerprint(upstream: Callable[[torch.Tensor], torch.Tensor], num_s
 def prenorm_stats(batches: Iterable[torch.Tensor], upstream: Callable[[torch.Tensor], torch.Tensor],
                   n_stats: int) -> dict:
     """Mean and population std over all values of up to ``n_stats`` items of ``upstream(batch)``:
-    the pre_norm statistics of training (:func:`load_or_compute`). Sums are float64."""
+    the pre_norm statistics of training (:func:`load_or_compute`) and of evaluation tasks
+    (:func:`ssl_toolkit.eval.audio_embedder.task_prenorm_stats`). Sums are float64."""
     total = total_sq = None
     items = values = 0
     with torch.no_grad():
