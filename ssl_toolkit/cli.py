@@ -26,7 +26,7 @@ def _cmd_recipe(args) -> int:
 
 
 def _cmd_stats(args) -> int:
-    from .audio.stats import compute_stats
+    from .audio.recipe_stats import compute_stats
 
     stats = compute_stats(args.recipe, args.overrides, n_stats=args.n, device=args.device, force=args.force)
     where = stats["path"] or "not stored (no writable location)"

@@ -10,9 +10,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ssl_toolkit"
 
-KNOWN_CIRCLES = [
-    ("ssl_toolkit.audio.augment", "ssl_toolkit.audio.stats"),  # being removed in refactor-c
-]
+KNOWN_CIRCLES: list[tuple[str, ...]] = []
 
 
 def modules() -> dict[str, Path]:

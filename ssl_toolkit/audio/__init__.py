@@ -5,4 +5,4 @@ from .augment import (LogMel, Mixup, PostNorm, PreNorm, RandomLinearFader, Rando
                       log_mixup_exp, normalize_batch)
 from .dataset import AudioFolder, load_audio  # noqa: F401
 from .encoders import AudioNTT2020, AudioNTT2022, load_official_weights  # noqa: F401
-from .stats import compute_stats  # noqa: F401
+from .recipe_stats import compute_stats  # noqa: F401

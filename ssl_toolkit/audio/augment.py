@@ -26,6 +26,7 @@ import torch
 
 from ..registry import AUGMENTATIONS, FRONTENDS
 from ..views import BatchAugmentation, PrepareContext
+from .stats import load_or_compute
 
 log = logging.getLogger("ssl_toolkit.audio")
 
@@ -96,8 +97,6 @@ class PreNorm(BatchAugmentation):
     def prepare(self, context: PrepareContext) -> None:
         if self.fixed or (self.ready and not self.force):
             return
-        from .stats import load_or_compute
-
         self.stats = load_or_compute(context, self.n_stats, self.stats_file, force=self.force)
         self.mean.fill_(self.stats["mean"])
         self.std.fill_(self.stats["std"])

@@ -17,7 +17,6 @@ Bad files (unreadable, empty, zero length, NaN/inf samples) are reported with th
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import logging
 import os
@@ -31,6 +30,7 @@ from ..data import BadFileError, BadItem
 from ..devices import torch_threads
 from ..recipe import expand_path
 from ..registry import DATASETS
+from .metadata import class_ids, read_metadata_csv
 
 log = logging.getLogger("ssl_toolkit.audio")
 
@@ -124,22 +124,6 @@ def _split_values(value) -> set[str] | None:
     return {v.strip() for v in str(value).split(",") if v.strip()}
 
 
-def _labels_to_ints(raw: list[str | None]) -> tuple[list[int], list[str]]:
-    """Integer labels as they are when all are integers, else indices into the sorted class list."""
-    present = [r for r in raw if r not in (None, "")]
-    if not present:
-        return [-1] * len(raw), []
-    try:
-        ints = [int(r) for r in present]
-        if all(str(i) == r.strip() for i, r in zip(ints, present)):
-            return [int(r) if r not in (None, "") else -1 for r in raw], []
-    except ValueError:
-        pass
-    classes = sorted(set(present))
-    index = {c: i for i, c in enumerate(classes)}
-    return [index[r] if r not in (None, "") else -1 for r in raw], classes
-
-
 @DATASETS.register("audio_folder")
 class AudioFolder(torch.utils.data.Dataset):
     """Audio files from a folder or a metadata CSV as fixed-length mono segments (random crop).
@@ -148,7 +132,9 @@ class AudioFolder(torch.utils.data.Dataset):
     label when every file lies in one) or a metadata CSV. ``metadata``: a CSV (relative to
     ``root``) with a ``file_name`` column and optionally ``label``, ``split``, ``fold``;
     ``file_name`` is relative to ``audio_dir`` (relative to ``root``; default: the CSV's folder).
-    ``split`` / ``fold`` select rows (comma-separated values allowed).
+    ``split`` / ``fold`` select rows (comma-separated values allowed). Labels are ids into
+    ``classes``, numbered as in evaluation (:func:`~ssl_toolkit.audio.metadata.class_ids`, over the
+    whole CSV): names sorted, by number when all are integers.
     """
 
     def __init__(self, root: str, metadata: str | None = None, audio_dir: str | None = None,
@@ -203,27 +189,23 @@ class AudioFolder(torch.utils.data.Dataset):
     def _from_csv(self, csv_path: Path, base: Path, label_column: str, fold_column: str):
         if not csv_path.is_file():
             raise FileNotFoundError(f"audio metadata CSV not found: {csv_path}")
-        with csv_path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            columns = reader.fieldnames or []
-            rows = list(reader)
-        if "file_name" not in columns:
-            raise ValueError(f"{csv_path}: metadata CSV needs a 'file_name' column (has: {', '.join(columns)})")
+        table = read_metadata_csv(csv_path)
+        rows, columns = table.rows, table.columns
+        raw = [r[label_column] for r in rows] if label_column in columns else [None] * len(rows)
+        labels, classes = class_ids(raw)  # over the whole CSV: every split/fold selection numbers alike
+        keep = list(range(len(rows)))
         for col, wanted in (("split", self.split), (fold_column, self.fold)):
             values = _split_values(wanted)
             if values is None:
                 continue
             if col not in columns:
                 raise ValueError(f"{csv_path}: selecting {col}={wanted!r} needs a '{col}' column")
-            known = sorted({r[col] for r in rows})
+            known = sorted({rows[i][col] for i in keep})
             missing = values - set(known)
             if missing:
                 raise ValueError(f"{csv_path}: no rows with {col} in {sorted(missing)}; values present: {known}")
-            rows = [r for r in rows if r[col] in values]
-        files = [base / r["file_name"] for r in rows]
-        raw = [r.get(label_column) for r in rows] if label_column in columns else [None] * len(rows)
-        labels, classes = _labels_to_ints(raw)
-        return files, labels, classes
+            keep = [i for i in keep if rows[i][col] in values]
+        return [base / rows[i]["file_name"] for i in keep], [labels[i] for i in keep], classes
 
     def _from_folder(self, base: Path):
         if not base.is_dir():
@@ -231,11 +213,7 @@ class AudioFolder(torch.utils.data.Dataset):
         files = sorted(p for p in base.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
         rel = [p.relative_to(base) for p in files]
         if files and all(len(r.parts) > 1 for r in rel):
-            names = {r.parts[0] for r in rel}
-            numeric = all(n.isdigit() for n in names)
-            classes = sorted(names, key=(lambda n: (int(n), n)) if numeric else None)
-            index = {c: i for i, c in enumerate(classes)}
-            labels = [index[r.parts[0]] for r in rel]
+            labels, classes = class_ids([r.parts[0] for r in rel])
         else:
             labels, classes = [-1] * len(files), []
         return files, labels, classes
@@ -320,4 +298,4 @@ class AudioFolder(torch.utils.data.Dataset):
     def __repr__(self) -> str:
         src = self.metadata or self.root
         return (f"AudioFolder({src}, {len(self)} files, split={self.split!r}, {self.sample_rate} Hz, "
-                f"{self.unit_sec} s, {len(self.classes) or 'numeric/no'} classes)")
+                f"{self.unit_sec} s, {len(self.classes) or 'no'} classes)")

@@ -12,7 +12,8 @@ through the ops before ``pre_norm`` (usually ``log_mel``), then stored as JSON:
 ``<key>`` hashes what the numbers depend on: the dataset (root, metadata, split, fold, number of
 files, sample rate, segment length), a fingerprint of the upstream ops' output on a fixed probe
 signal (front-end settings) and ``n_stats``. A later run with the same key loads the file instead
-of recomputing. :func:`compute_stats` does the same from a recipe (``ssl-toolkit stats RECIPE``).
+of recomputing. :func:`ssl_toolkit.audio.recipe_stats.compute_stats` does the same from a recipe
+(``ssl-toolkit stats RECIPE``). This module imports no op: ``pre_norm`` calls it.
 """
 from __future__ import annotations
 
@@ -47,9 +48,11 @@ def upstream_fingerprint(upstream: Callable[[torch.Tensor], torch.Tensor], num_s
     return {"shape": list(y.shape[1:]), "mean": f"{float(y.mean()):.4g}", "std": f"{float(y.std()):.4g}"}
 
 
-def accumulate(batches: Iterable[torch.Tensor], upstream: Callable[[torch.Tensor], torch.Tensor],
-               n_stats: int) -> dict:
-    """Mean and population std over all values of up to ``n_stats`` items of ``upstream(batch)``."""
+def prenorm_stats(batches: Iterable[torch.Tensor], upstream: Callable[[torch.Tensor], torch.Tensor],
+                  n_stats: int) -> dict:
+    """Mean and population std over all values of up to ``n_stats`` items of ``upstream(batch)``:
+    the pre_norm statistics of training (:func:`load_or_compute`) and of evaluation tasks
+    (:func:`ssl_toolkit.eval.audio_embedder.task_prenorm_stats`). Sums are float64."""
     total = total_sq = None
     items = values = 0
     with torch.no_grad():
@@ -128,7 +131,7 @@ def load_or_compute(context, n_stats: int = 10000, stats_file: str | None = None
     start = time.perf_counter()
     # ViewMaker.prepare keeps the global RNG state as it was, so a run's randomness (e.g. dropout) does
     # not depend on whether the statistics were cached.
-    result = accumulate(context.batches(), context.upstream, n_stats)
+    result = prenorm_stats(context.batches(), context.upstream, n_stats)
     data = {**result, "key": key, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **description}
     for path in candidates:
         try:
@@ -142,40 +145,3 @@ def load_or_compute(context, n_stats: int = 10000, stats_file: str | None = None
     log.warning("pre_norm: statistics computed but not stored (no writable location among %s)",
                 [str(p) for p in candidates])
     return {**data, "path": None, "source": "computed"}
-
-
-def compute_stats(recipe, overrides: Iterable[str] = (), *, n_stats: int | None = None,
-                  device: str | torch.device = "cpu", run_dir: str | os.PathLike | None = None,
-                  force: bool = False) -> dict:
-    """Compute (or load) the ``pre_norm`` statistics of a training recipe, as training would.
-
-    ``recipe`` is a recipe path or a loaded :class:`~ssl_toolkit.recipe.Recipe`. The statistics
-    use the same items as the trainer's preparation (:func:`ssl_toolkit.data.preparation_batches`)
-    and are stored where training looks for them. Returns a dict with ``mean``, ``std``,
-    ``n_items``, ``path`` (where they are stored) and ``source`` (``cache`` / ``computed``).
-    """
-    from ..data import preparation_batches
-    from ..recipe import Recipe, load_recipe
-    from ..registry import DATASETS
-    from ..views import ViewMaker
-    from .augment import PreNorm
-
-    if not isinstance(recipe, Recipe):
-        recipe = load_recipe(recipe, list(overrides))
-    device = torch.device(device)
-    views = ViewMaker.from_config(recipe.views).to(device)
-    ops = [op for op in views.input.ops if isinstance(op, PreNorm)]
-    if not ops:
-        raise ValueError(f"recipe '{recipe.name}' has no pre_norm op in views.input: there are no statistics to compute")
-    for op in ops:
-        if n_stats is not None:
-            op.n_stats = int(n_stats)
-        op.force = force
-    dataset = DATASETS.build(recipe.data.dataset.name, **recipe.data.dataset.params)
-
-    batches = preparation_batches(dataset, recipe.data.batch_size, recipe.data.num_workers, recipe.seed, device)
-
-    views.prepare(batches, device, Path(run_dir) if run_dir is not None else None, dataset)
-    out = dict(ops[0].stats or {})
-    out.update(mean=float(ops[0].mean), std=float(ops[0].std))
-    return out

@@ -55,7 +55,7 @@ def test_csv_split_fold_and_string_labels(tmp_path, write_wav):
     # the CSV itself as root; file names relative to its folder
     (tmp_path / "audio" / "m.csv").write_text("file_name,label\n0.wav,3\n1.wav,7\n")
     ds = AudioFolder(str(tmp_path / "audio" / "m.csv"))
-    assert [ds[i][1] for i in range(2)] == [3, 7]  # integer labels stay as they are
+    assert ds.classes == ["3", "7"] and [ds[i][1] for i in range(2)] == [0, 1]  # ids, as in evaluation
 
 
 def test_missing_and_empty_sources_name_the_path(tmp_path):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from ssl_toolkit.audio import compute_stats
 from ssl_toolkit.audio import stats as S
 from ssl_toolkit.audio.augment import LogMel, PreNorm
 from ssl_toolkit.audio.dataset import AudioFolder
@@ -109,11 +110,11 @@ def test_compute_stats_from_recipe_matches_training_preparation(tmp_path, write_
         write_wav(tmp_path / "data" / f"{k}.wav", rng.normal(0, 0.05 * (k + 1), SR), SR)
     recipe = ROOT / "recipes" / "audio" / "byola_v2.yaml"
     overrides = [f"data.dataset.root={tmp_path / 'data'}", "data.batch_size=4", "data.num_workers=0"]
-    out = S.compute_stats(recipe, overrides, n_stats=6, run_dir=tmp_path / "run")
+    out = compute_stats(recipe, overrides, n_stats=6, run_dir=tmp_path / "run")
     assert out["n_items"] == 6 and out["source"] == "computed" and Path(out["path"]).is_file()
-    again = S.compute_stats(recipe, overrides, n_stats=6)
+    again = compute_stats(recipe, overrides, n_stats=6)
     assert again["source"] == "cache" and again["mean"] == out["mean"] and again["std"] == out["std"]
-    forced = S.compute_stats(recipe, overrides, n_stats=6, force=True)
+    forced = compute_stats(recipe, overrides, n_stats=6, force=True)
     assert forced["source"] == "computed" and forced["mean"] == pytest.approx(out["mean"], rel=1e-9)
     with pytest.raises(ValueError, match="no pre_norm"):
-        S.compute_stats(recipe, overrides + ["views.input=[{name: log_mel}]"])
+        compute_stats(recipe, overrides + ["views.input=[{name: log_mel}]"])

@@ -107,6 +107,20 @@ def test_missing_csv_and_unset_variable(tmp_path, monkeypatch):
         load_task(task_of(tmp_path / "none.csv"))
 
 
+@pytest.mark.parametrize("names", [None, {"class0": "10", "class1": "2", "class2": "-1"}])
+def test_training_dataset_and_eval_task_number_classes_alike(tone_csv, names):
+    from ssl_toolkit.audio.dataset import AudioFolder
+
+    if names is not None:
+        rewrite(tone_csv, lambda rows: [{**r, "label": names[r["label"]]} for r in rows])
+    data = load_task(task_of(tone_csv))
+    ds = AudioFolder(str(tone_csv), audio_dir="wav", cache="none")
+    assert ds.classes == data.classes == (["class0", "class1", "class2"] if names is None else ["-1", "2", "10"])
+    assert list(ds.labels) == data.labels.tolist()
+    train = AudioFolder(str(tone_csv), audio_dir="wav", split="train", cache="none")  # a split numbers alike
+    assert train.classes == data.classes and list(train.labels) == data.labels[data.units[0].train].tolist()
+
+
 def test_piece_spans():
     assert piece_spans(100, 160, "chunks") == [(0, 100)]          # short: one piece, padded later
     assert piece_spans(160, 160, "chunks") == [(0, 160)]

@@ -1,0 +1,124 @@
+"""Scene embeddings of audio clips: clips → ``unit_sec`` pieces → front end → encoder → mean over pieces.
+
+A clip no longer than ``unit_sec`` is one piece, zero-padded to ``unit_sec``; a longer one is cut
+into consecutive pieces (``long_clips: chunks``; the last piece ends with the clip), embedded whole
+(``whole``) or cropped to its start (``crop``). Pieces of equal size are batched together; the front
+end runs in fp32, the encoder under bf16 autocast when ``precision`` is ``bf16``.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from ..views import Pipeline
+from .augment import PreNorm
+
+
+def split_frontend(frontend: list) -> tuple[list, Optional[PreNorm], list]:
+    """(ops before pre_norm, the pre_norm op or None, ops after it)."""
+    for i, op in enumerate(frontend):
+        if isinstance(op, PreNorm):
+            return frontend[:i], op, frontend[i + 1:]
+    return list(frontend), None, []
+
+
+def frontend_sample_rate(frontend: list, default: int = 16000) -> int:
+    """The sample rate the front end expects (its first op with a ``sample_rate``)."""
+    for op in frontend:
+        rate = getattr(op, "sample_rate", None)
+        if rate is not None:
+            return int(rate)
+    return default
+
+
+def piece_spans(n: int, unit: int, long_clips: str) -> list[tuple[int, int]]:
+    """(start, length) of the pieces of an ``n``-sample clip that are embedded and averaged; a piece
+    shorter than ``unit`` is zero-padded to ``unit``."""
+    if n <= unit:
+        return [(0, n)]
+    if long_clips == "crop":
+        return [(0, unit)]
+    if long_clips == "whole":
+        return [(0, n)]
+    starts = list(range(0, n - unit + 1, unit))
+    if starts[-1] != n - unit:
+        starts.append(n - unit)  # the last piece ends with the clip (overlapping the one before)
+    return [(s, unit) for s in starts]
+
+
+@dataclass
+class Pieces:
+    """Every piece of every clip, materialized batch by batch."""
+
+    waves: list
+    unit: int
+    clip: np.ndarray            # owner clip of each piece
+    start: np.ndarray
+    length: np.ndarray
+
+    @classmethod
+    def cut(cls, waves: list, unit_sec: float, sample_rate: int, long_clips: str) -> "Pieces":
+        unit = int(round(unit_sec * sample_rate))
+        clip, start, length = [], [], []
+        for i, w in enumerate(waves):
+            for s, n in piece_spans(w.shape[0], unit, long_clips):
+                clip.append(i)
+                start.append(s)
+                length.append(n)
+        return cls(waves, unit, np.asarray(clip, dtype=np.int64), np.asarray(start, dtype=np.int64),
+                   np.asarray(length, dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self.clip)
+
+    def size(self, i: int) -> int:
+        return max(int(self.length[i]), self.unit)
+
+    def batch(self, idx) -> torch.Tensor:
+        size = self.size(idx[0])
+        out = np.zeros((len(idx), size), dtype=np.float32)
+        for row, i in enumerate(idx):
+            s, n = int(self.start[i]), int(self.length[i])
+            out[row, :n] = self.waves[self.clip[i]][s:s + n]
+        return torch.from_numpy(out)
+
+    def batches(self, batch_size: int, subset: Optional[np.ndarray] = None):
+        """Index batches of equal-size pieces (in order of size, then position)."""
+        idx_all = np.arange(len(self)) if subset is None else np.asarray(subset)
+        by_size: dict[int, list[int]] = {}
+        for i in idx_all:
+            by_size.setdefault(self.size(int(i)), []).append(int(i))
+        for size in sorted(by_size):
+            idx = by_size[size]
+            for s in range(0, len(idx), batch_size):
+                yield idx[s:s + batch_size]
+
+
+def embed_clips(waves: list, encoder: Callable[[torch.Tensor], torch.Tensor], frontend: list, sample_rate: int,
+                unit_sec: float, long_clips: str = "chunks", *, device="cpu", batch_size: int = 64,
+                precision: str = "fp32", desc: str = "embedding", progress: bool = False) -> np.ndarray:
+    """(N, D) float32 scene embeddings of ``waves`` (float32 mono arrays at ``sample_rate``): per clip,
+    the mean over its pieces of ``encoder(frontend(pieces))``."""
+    from tqdm.auto import tqdm
+
+    pieces = Pieces.cut(waves, unit_sec, sample_rate, long_clips)
+    front = Pipeline(list(frontend))
+    device = torch.device(device)
+    amp = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+    out: Optional[np.ndarray] = None
+    with torch.inference_mode():
+        for idx in tqdm(list(pieces.batches(batch_size)), desc=desc, unit="batch", disable=not progress,
+                        leave=False):
+            x = front(pieces.batch(idx).to(device))  # fp32, outside autocast
+            with amp:
+                y = encoder(x)
+            y = y.float().cpu().numpy().astype(np.float64)
+            if out is None:
+                out = np.zeros((len(waves), y.shape[1]), dtype=np.float64)
+            np.add.at(out, pieces.clip[idx], y)
+    counts = np.bincount(pieces.clip, minlength=len(waves)).astype(np.float64)
+    return (out / counts[:, None]).astype(np.float32)
