@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .engine.heads import feature_norm
+from .engine.norms import linear_layer, make_norm
 from .registry import AUGMENTATIONS, DATASETS, ENCODERS
 from .views import BatchAugmentation
 
@@ -33,13 +33,13 @@ class GaussianClusters(torch.utils.data.Dataset):
 
 @ENCODERS.register("mlp_encoder")
 class MLPEncoder(nn.Module):
-    """Vector encoder: (Linear → norm → ReLU) × depth; feature_dim = hidden_dim."""
+    """Vector encoder: (Linear → norm → ReLU) × depth; feature_dim = hidden_dim; norm bn|gn|gn_ws|none."""
 
     def __init__(self, in_dim: int = 16, hidden_dim: int = 64, depth: int = 2, norm: str = "bn"):
         super().__init__()
-        layers, dim = [], in_dim
+        layers, dim, linear = [], in_dim, linear_layer(norm)
         for _ in range(depth):
-            layers += [nn.Linear(dim, hidden_dim), feature_norm(norm, hidden_dim), nn.ReLU(inplace=True)]
+            layers += [linear(dim, hidden_dim), make_norm(norm, hidden_dim), nn.ReLU(inplace=True)]
             dim = hidden_dim
         self.net = nn.Sequential(*layers)
         self.feature_dim = hidden_dim
