@@ -65,19 +65,23 @@ def test_every_encoder_and_head_uses_the_factory(name, kw, norm):
         assert bool(ws) == (norm == "gn_ws")
 
 
-@pytest.mark.parametrize("layer, x", [(WSLinear(6, 5), torch.randn(3, 6)),
-                                      (WSConv2d(3, 4, 3, padding=1), torch.randn(2, 3, 6, 6))])
-def test_ws_layers_standardize_each_output_row_and_backpropagate_to_the_raw_weight(layer, x):
+@pytest.mark.parametrize("kind", ["linear", "conv"])
+def test_ws_layers_standardize_each_output_row_and_backpropagate_to_the_raw_weight(kind):
+    torch.manual_seed(0)
+    if kind == "linear":
+        layer, x, plain = WSLinear(6, 5), torch.randn(3, 6), nn.functional.linear
+    else:
+        layer, x = WSConv2d(3, 4, 3, padding=1), torch.randn(2, 3, 6, 6)
+        plain = lambda x, w, b: nn.functional.conv2d(x, w, b, padding=1)  # noqa: E731
     with torch.no_grad():
         layer.weight.mul_(3.0).add_(0.7)  # far from standardized
     w = standardize_weight(layer.weight, eps=0.0).flatten(1)
     torch.testing.assert_close(w.mean(1), torch.zeros(len(w)), atol=1e-6, rtol=0)
     torch.testing.assert_close(w.var(1, unbiased=False), torch.ones(len(w)), atol=1e-5, rtol=0)
-    plain = (nn.functional.linear if isinstance(layer, nn.Linear) else
-             lambda x, w, b: nn.functional.conv2d(x, w, b, padding=1))
     torch.testing.assert_close(layer(x), plain(x, standardize_weight(layer.weight), layer.bias))
     layer(x).square().sum().backward()
-    g = layer.weight.grad
-    assert g is not None and g.abs().sum() > 0
-    # through the standardization: the gradient w.r.t. the raw weight has zero mean per output row
-    torch.testing.assert_close(g.flatten(1).mean(1), torch.zeros(len(g)), atol=1e-4, rtol=0)
+    g = layer.weight.grad.flatten(1)
+    assert g.abs().sum() > 0
+    # through the standardization: a row's output ignores a shift of its raw weights, so the gradient
+    # w.r.t. the raw weight sums to zero per output row (up to float32 rounding)
+    assert (g.mean(1).abs() <= 1e-5 * g.abs().mean(1)).all()
