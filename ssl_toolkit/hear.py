@@ -126,7 +126,7 @@ def load_model(model_file_path: str = "") -> HearModel:
         frontend = [*upstream, ClipNorm(), *downstream]
     hop = 160
     for op in upstream:
-        fe = getattr(op, "frontend", None)
+        fe = getattr(op, "mel", None)
         if fe is not None and hasattr(fe, "hop_length"):
             hop = int(fe.hop_length)
     return HearModel(model.encoder, frontend, frontend_sample_rate(frontend), hop,

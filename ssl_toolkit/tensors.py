@@ -7,9 +7,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .engine.heads import feature_norm
+from .engine.norms import linear_layer, make_norm
 from .registry import AUGMENTATIONS, DATASETS, ENCODERS
-from .views import BatchAugmentation
+from .views import BatchAugmentation, RandomOp, uniform
 
 
 @DATASETS.register("gaussian_clusters")
@@ -33,13 +33,13 @@ class GaussianClusters(torch.utils.data.Dataset):
 
 @ENCODERS.register("mlp_encoder")
 class MLPEncoder(nn.Module):
-    """Vector encoder: (Linear → norm → ReLU) × depth; feature_dim = hidden_dim."""
+    """Vector encoder: (Linear → norm → ReLU) × depth; feature_dim = hidden_dim; norm bn|gn|gn_ws|none."""
 
     def __init__(self, in_dim: int = 16, hidden_dim: int = 64, depth: int = 2, norm: str = "bn"):
         super().__init__()
-        layers, dim = [], in_dim
+        layers, dim, linear = [], in_dim, linear_layer(norm)
         for _ in range(depth):
-            layers += [nn.Linear(dim, hidden_dim), feature_norm(norm, hidden_dim), nn.ReLU(inplace=True)]
+            layers += [linear(dim, hidden_dim), make_norm(norm, hidden_dim), nn.ReLU(inplace=True)]
             dim = hidden_dim
         self.net = nn.Sequential(*layers)
         self.feature_dim = hidden_dim
@@ -49,26 +49,28 @@ class MLPEncoder(nn.Module):
 
 
 @AUGMENTATIONS.register("gaussian_noise")
-class GaussianNoise(BatchAugmentation):
+class GaussianNoise(RandomOp):
     """x + σ·N(0, 1), σ ~ U[0, max_std) drawn per sample."""
 
     def __init__(self, max_std: float = 0.1):
         super().__init__()
         self.max_std = max_std
 
-    def sample_params(self, batch_size: int, device, generator=None) -> dict:
-        return {"std": torch.rand(batch_size, device=device, generator=generator) * self.max_std}
+    def sample_params(self, batch_size: int, device, generator=None, sample_shape: tuple = (),
+                      dtype: torch.dtype = torch.float32) -> dict:
+        """σ per sample, then the noise of a (batch_size, *sample_shape) batch."""
+        return {"std": uniform(batch_size, 0.0, self.max_std, device, generator),
+                "noise": torch.randn((batch_size, *sample_shape), device=device, dtype=dtype, generator=generator)}
 
-    def apply(self, x: torch.Tensor, params: dict, generator=None) -> torch.Tensor:
-        noise = torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
-        return x + params["std"].view(-1, *[1] * (x.ndim - 1)).to(x.dtype) * noise
+    def make_params(self, x: torch.Tensor, generator=None) -> dict:
+        return self.sample_params(x.shape[0], x.device, generator, tuple(x.shape[1:]), x.dtype)
 
-    def forward(self, x, generator=None):
-        return self.apply(x, self.sample_params(x.shape[0], x.device, generator), generator)
+    def apply(self, x: torch.Tensor, params: dict) -> torch.Tensor:
+        return x + params["std"].view(-1, *[1] * (x.ndim - 1)).to(x.dtype) * params["noise"]
 
 
 @AUGMENTATIONS.register("random_scale")
-class RandomScale(BatchAugmentation):
+class RandomScale(RandomOp):
     """x · s, s ~ U[low, high) drawn per sample."""
 
     def __init__(self, low: float = 0.8, high: float = 1.2):
@@ -76,13 +78,10 @@ class RandomScale(BatchAugmentation):
         self.low, self.high = low, high
 
     def sample_params(self, batch_size: int, device, generator=None) -> dict:
-        return {"scale": self.low + (self.high - self.low) * torch.rand(batch_size, device=device, generator=generator)}
+        return {"scale": uniform(batch_size, self.low, self.high, device, generator)}
 
     def apply(self, x: torch.Tensor, params: dict) -> torch.Tensor:
         return x * params["scale"].view(-1, *[1] * (x.ndim - 1)).to(x.dtype)
-
-    def forward(self, x, generator=None):
-        return self.apply(x, self.sample_params(x.shape[0], x.device, generator))
 
 
 @AUGMENTATIONS.register("identity")

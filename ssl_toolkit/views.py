@@ -1,7 +1,9 @@
 """Device-side view generation: the modality's augmentation pipelines, run batched.
 
-A :class:`BatchAugmentation` maps a batch tensor to a batch tensor, drawing *per-sample* random
-parameters from the ``torch.Generator`` it is given (never one draw for the whole batch).
+A :class:`BatchAugmentation` maps a batch tensor to a batch tensor. A :class:`RandomOp` draws
+*per-sample* random parameters from the ``torch.Generator`` it is given (never one draw for the whole
+batch), with :func:`uniform` / :func:`bernoulli`, then applies them (torchvision transforms v2's
+``make_params`` / ``transform`` behind a final ``forward``).
 :class:`ViewMaker` runs ``input`` ops once on the raw batch, one pipeline per view (``branches``),
 then ``joint`` ops on all views stacked along the batch dimension.
 """
@@ -23,19 +25,68 @@ class BatchAugmentation(nn.Module):
     Subclasses that need data-dependent set-up (e.g. normalization statistics) implement
     :meth:`prepare`; stateful ones (e.g. a mixup memory bank) keep their state in buffers or
     ``get_extra_state`` so that it travels with checkpoints.
-
-    ``eval_frontend``: True for ops that treat each sample alone and without randomness, so that they are
-    part of an encoder's evaluation front end (the weights card) when they stand in ``views.input`` or
-    ``views.joint``.
     """
 
-    eval_frontend = False
+    eval_frontend: bool = False
+    """True when the op is deterministic per sample (its output for a sample depends on neither the
+    rest of the batch nor the generator), so it may be part of the encoder's evaluation front end."""
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         raise NotImplementedError
 
     def prepare(self, context: "PrepareContext") -> None:
         """Called once before training, after the ops before this one are prepared."""
+
+
+def uniform(n: int, low: float, high: float, device, generator=None) -> torch.Tensor:
+    """``n`` draws of U[low, high) (float32)."""
+    return low + (high - low) * torch.rand(n, device=device, generator=generator)
+
+
+def bernoulli(n: int, p: float, device, generator=None) -> torch.Tensor:
+    """``n`` booleans, True with probability ``p``; p = 0 or 1 draws nothing."""
+    if p >= 1.0:
+        return torch.ones(n, dtype=torch.bool, device=device)
+    if p <= 0.0:
+        return torch.zeros(n, dtype=torch.bool, device=device)
+    return torch.rand(n, device=device, generator=generator) < p
+
+
+class RandomOp(BatchAugmentation):
+    """An augmentation whose randomness is drawn per sample, then applied deterministically.
+
+    Subclasses implement :meth:`sample_params` and :meth:`apply` (and, when the draws depend on the
+    input, :meth:`make_params`; a stateful op, :meth:`update`); ``forward`` is final, so that
+    ``apply(x, sample_params(...))`` is exactly what a pipeline runs.
+    """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "forward" in cls.__dict__:
+            raise TypeError(f"{cls.__name__}: RandomOp.forward is final; override sample_params / make_params "
+                            f"and apply instead")
+        if cls.eval_frontend:
+            raise TypeError(f"{cls.__name__}: a RandomOp is random per sample, so eval_frontend must be False")
+
+    def sample_params(self, batch_size: int, device, generator=None) -> dict[str, torch.Tensor]:
+        """Per-sample parameters for a batch of ``batch_size``, drawn from ``generator``."""
+        raise NotImplementedError
+
+    def make_params(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """The parameters for batch ``x``: :meth:`sample_params` unless the draws need more of ``x``."""
+        return self.sample_params(x.shape[0], x.device, generator)
+
+    def apply(self, x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``x`` transformed with ``params`` (deterministic, batched)."""
+        raise NotImplementedError
+
+    def update(self, x: torch.Tensor) -> None:
+        """Called with the op's input after :meth:`apply` (a memory bank records it); nothing by default."""
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        out = self.apply(x, self.make_params(x, generator))
+        self.update(x)
+        return out
 
 
 @dataclass

@@ -1,9 +1,10 @@
 """BYOL-A view generation on log-mel batches, run on the training device.
 
 Every op maps a batch ``(B, 1, F, T)`` (``log_mel``: waves ``(B, T)``) to a batch, drawing its
-random parameters per sample from the given ``torch.Generator``. Random ops split into
-``sample_params(batch_size, device, generator)`` and ``apply(x, params)`` so that tests can feed
-known parameters. Pipelines (Niizumi et al., BYOL-A v1 IJCNN 2021 / v2 TASLP 2023):
+random parameters per sample from the given ``torch.Generator``. Random ops are
+:class:`~ssl_toolkit.views.RandomOp`: ``sample_params(batch_size, device, generator)`` and
+``apply(x, params)``, so that tests can feed known parameters. Pipelines (Niizumi et al.,
+BYOL-A v1 IJCNN 2021 / v2 TASLP 2023):
 
     input:    log_mel → pre_norm
     branches: mixup(0.4) → random_resize_crop                       (v1)
@@ -25,16 +26,12 @@ import logging
 import torch
 
 from ..registry import AUGMENTATIONS, FRONTENDS
-from ..views import BatchAugmentation, PrepareContext
+from ..views import BatchAugmentation, PrepareContext, RandomOp, uniform
 from .stats import load_or_compute
 
 log = logging.getLogger("ssl_toolkit.audio")
 
 EPS = torch.finfo(torch.float32).eps
-
-
-def _uniform(n: int, low: float, high: float, device, generator) -> torch.Tensor:
-    return low + (high - low) * torch.rand(n, device=device, generator=generator)
 
 
 # ----------------------------------------------------------------------------- front end
@@ -48,12 +45,12 @@ class LogMel(BatchAugmentation):
                  win_length: int = 1024, hop_length: int = 160, n_mels: int = 64, f_min: float = 60.0,
                  f_max: float = 7800.0):
         super().__init__()
-        self.frontend = FRONTENDS.build(frontend, sample_rate=sample_rate, n_fft=n_fft, win_length=win_length,
-                                        hop_length=hop_length, n_mels=n_mels, f_min=f_min, f_max=f_max)
+        self.mel = FRONTENDS.build(frontend, sample_rate=sample_rate, n_fft=n_fft, win_length=win_length,
+                                   hop_length=hop_length, n_mels=n_mels, f_min=f_min, f_max=f_max)
         self.sample_rate = sample_rate
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.frontend(x)
+        return self.mel(x)
 
     def prepare(self, context: PrepareContext) -> None:
         rate = getattr(context.dataset, "sample_rate", None)
@@ -138,7 +135,7 @@ def log_mixup_exp(x: torch.Tensor, z: torch.Tensor, alpha: torch.Tensor | float)
 
 
 @AUGMENTATIONS.register("mixup")
-class Mixup(BatchAugmentation):
+class Mixup(RandomOp):
     """Log-mixup-exp with a random past input from a FIFO memory bank (BYOL-A); α ~ U[0, ratio) per sample."""
 
     def __init__(self, ratio: float = 0.4, n_memory: int = 2048, log_mixup_exp: bool = True):
@@ -205,7 +202,7 @@ class Mixup(BatchAugmentation):
 
     # ---- sampling / applying
     def sample_params(self, batch_size: int, device, generator: torch.Generator | None = None) -> dict:
-        alpha = self.ratio * torch.rand(batch_size, device=device, generator=generator)
+        alpha = uniform(batch_size, 0.0, self.ratio, device, generator)
         u = torch.rand(batch_size, device=device, generator=generator)
         index = (u * self.count).long().clamp(0, max(self.count - 1, 0))
         return {"alpha": alpha, "index": index}
@@ -223,11 +220,8 @@ class Mixup(BatchAugmentation):
         a = alpha.view(-1, *([1] * (x.ndim - 1)))
         return (1.0 - a) * x + a * z
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        params = self.sample_params(x.shape[0], x.device, generator)
-        y = self.apply(x, params)
+    def update(self, x: torch.Tensor) -> None:
         self.push(x)
-        return y
 
     def extra_repr(self) -> str:
         return f"ratio={self.ratio}, n_memory={self.n_memory}, log_mixup_exp={self.log_mixup_exp}, filled={self.count}"
@@ -267,7 +261,7 @@ def bicubic_crop_matrix(start: torch.Tensor, length: torch.Tensor, out_size: int
 
 
 @AUGMENTATIONS.register("random_resize_crop")
-class RandomResizeCrop(BatchAugmentation):
+class RandomResizeCrop(RandomOp):
     """Random crop of a (F, 1.5·T) zero canvas holding the input centred in time, bicubic-resized back (BYOL-A)."""
 
     def __init__(self, virtual_crop_scale: list = (1.0, 1.5), freq_scale: list = (0.6, 1.5),
@@ -284,8 +278,8 @@ class RandomResizeCrop(BatchAugmentation):
     def sample_params(self, batch_size: int, device, generator: torch.Generator | None = None) -> dict:
         """Unit-free draws; :meth:`crop_boxes` turns them into rows/columns for a given input size."""
         return {
-            "freq_scale": _uniform(batch_size, *self.freq_scale, device, generator),
-            "time_scale": _uniform(batch_size, *self.time_scale, device, generator),
+            "freq_scale": uniform(batch_size, *self.freq_scale, device, generator),
+            "time_scale": uniform(batch_size, *self.time_scale, device, generator),
             "i_u": torch.rand(batch_size, device=device, generator=generator),
             "j_u": torch.rand(batch_size, device=device, generator=generator),
         }
@@ -316,9 +310,6 @@ class RandomResizeCrop(BatchAugmentation):
         rows, cols = rows.view(*shape, f, f), cols.view(*shape, t, t)
         return rows @ x.float() @ cols.transpose(-1, -2)
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.apply(x, self.sample_params(x.shape[0], x.device, generator))
-
     def extra_repr(self) -> str:
         return (f"virtual_crop_scale={self.virtual_crop_scale}, freq_scale={self.freq_scale}, "
                 f"time_scale={self.time_scale}")
@@ -326,7 +317,7 @@ class RandomResizeCrop(BatchAugmentation):
 
 # ----------------------------------------------------------------------------- linear fader
 @AUGMENTATIONS.register("random_linear_fader")
-class RandomLinearFader(BatchAugmentation):
+class RandomLinearFader(RandomOp):
     """Add a linear ramp over time from head to tail, both ~ U(−gain, gain) per sample (BYOL-A v2)."""
 
     def __init__(self, gain: float = 1.0):
@@ -336,8 +327,8 @@ class RandomLinearFader(BatchAugmentation):
         self.gain = float(gain)
 
     def sample_params(self, batch_size: int, device, generator: torch.Generator | None = None) -> dict:
-        return {"head": _uniform(batch_size, -self.gain, self.gain, device, generator),
-                "tail": _uniform(batch_size, -self.gain, self.gain, device, generator)}
+        return {"head": uniform(batch_size, -self.gain, self.gain, device, generator),
+                "tail": uniform(batch_size, -self.gain, self.gain, device, generator)}
 
     def apply(self, x: torch.Tensor, params: dict) -> torch.Tensor:
         t = x.shape[-1]
@@ -346,9 +337,6 @@ class RandomLinearFader(BatchAugmentation):
         pos = torch.linspace(0.0, 1.0, t, device=x.device, dtype=x.dtype)[None, :]
         ramp = head + (tail - head) * pos  # (B, T)
         return x + ramp.view(x.shape[0], *([1] * (x.ndim - 2)), t)
-
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.apply(x, self.sample_params(x.shape[0], x.device, generator))
 
     def extra_repr(self) -> str:
         return f"gain={self.gain}"

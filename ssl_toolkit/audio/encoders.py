@@ -6,8 +6,9 @@
 - ``audiontt2022`` (BYOL-A v2): two conv blocks (T' = T/4); each frame is the concatenation of the
   conv features (64·n_mels/4) and an MLP of them, ``feature_d`` in total.
 
-The blocks run max-pool before ReLU and use the fast-path layers of :mod:`.layers` (same outputs,
-gradients and dropout distribution as the official torch layers).
+``norm`` (bn | gn | gn_ws | none, :mod:`ssl_toolkit.engine.norms`; BatchNorm in the official models)
+is the conv blocks' normalization. The blocks run max-pool before ReLU and use the fast-path layers
+of :mod:`.layers` (same outputs, gradients and dropout distribution as the official torch layers).
 
 ``forward_frames(x)`` gives (B, T', D); ``forward(x)`` the clip embedding, max over time + mean
 over time, (B, feature_dim). Parameter names follow the official layout (``features.*``,
@@ -19,26 +20,12 @@ import os
 from collections import OrderedDict
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from ..engine.norms import conv_layer, make_norm
 from ..registry import ENCODERS
 from ..checkpoint import state_dict_mismatch
 from .layers import Dropout, MaxPool2x2
-
-NORMS = ("bn", "gn_ws", "none")
-
-
-class WSConv2d(nn.Conv2d):
-    """Conv2d with weight standardization (per output channel zero mean, unit variance)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight
-        mean = w.mean(dim=(1, 2, 3), keepdim=True)
-        var = w.var(dim=(1, 2, 3), keepdim=True, unbiased=False)
-        w = (w - mean) / torch.sqrt(var + 1e-5)
-        return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
-
 
 def _conv_block(in_ch: int, out_ch: int, norm: str) -> list[nn.Module]:
     """[conv, norm, max-pool, ReLU]: four modules, parameters at the official indices (0, 1).
@@ -47,13 +34,8 @@ def _conv_block(in_ch: int, out_ch: int, norm: str) -> list[nn.Module]:
     and the swapped order gives the same outputs and the same gradients while ReLU (forward and backward)
     touches a quarter of the elements; in place, since max-pool's backward keeps its input, not its output.
     """
-    if norm not in NORMS:
-        raise ValueError(f"norm must be one of {', '.join(NORMS)}; got {norm!r}")
-    conv_cls = WSConv2d if norm == "gn_ws" else nn.Conv2d
-    norm_layer = {"bn": lambda: nn.BatchNorm2d(out_ch),
-                  "gn_ws": lambda: nn.GroupNorm(min(32, out_ch), out_ch),
-                  "none": nn.Identity}[norm]()
-    return [conv_cls(in_ch, out_ch, 3, stride=1, padding=1), norm_layer, MaxPool2x2(), nn.ReLU(inplace=True)]
+    return [conv_layer(norm)(in_ch, out_ch, 3, stride=1, padding=1), make_norm(norm, out_ch, dims=2), MaxPool2x2(),
+            nn.ReLU(inplace=True)]
 
 
 def _flatten_frames(x: torch.Tensor) -> torch.Tensor:

@@ -1,11 +1,18 @@
-"""Batch-independent normalization for the heads (Richemond et al. 2020, "BYOL works even without
-batch statistics"): GroupNorm with 16 groups after weight-standardized layers.
+"""The normalization switch of every encoder and head: ``norm: bn | gn | gn_ws | none``.
 
-The encoders implement the same switch for their convolutions (``norm: bn | gn_ws | none`` in
-``ssl_toolkit/image/encoders.py`` and ``ssl_toolkit/audio/encoders.py``); this module gives the MLP
-heads the matching pieces: :class:`WSLinear` (each output unit's weight row standardized to zero
-mean and unit variance before use) and :func:`group_norm` (16 groups, or the largest divisor of the
-width that is ≤ 16).
+- ``bn``: BatchNorm (Ioffe & Szegedy 2015), BYOL's choice (Grill et al. 2020).
+- ``gn``: GroupNorm (Wu & He 2018).
+- ``gn_ws``: GroupNorm after weight-standardized convolutions / linear layers (Qiao et al. 2019):
+  no batch statistics, and BYOL still trains (Richemond et al. 2020, "BYOL works even without batch
+  statistics", GroupNorm with 16 groups + weight standardization).
+- ``none``: Identity.
+
+Group rule, for ``gn`` and ``gn_ws`` at every width C: 16 groups (Richemond et al. 2020); when 16 does
+not divide C, gcd(16, C) groups (the largest power of two ≤ 16 that divides C).
+
+:func:`make_norm` builds the layer for 1-d features (B, C) or 2-d maps (B, C, H, W);
+:func:`linear_layer` / :func:`conv_layer` give the matching weight layer class (:class:`WSLinear` /
+:class:`WSConv2d` for ``gn_ws``, else the plain torch one).
 """
 from __future__ import annotations
 
@@ -19,9 +26,33 @@ NORMS = ("bn", "gn", "gn_ws", "none")
 GN_GROUPS = 16
 
 
-def group_norm(dim: int, groups: int = GN_GROUPS) -> nn.GroupNorm:
-    """GroupNorm over ``dim`` channels with ``groups`` groups (or gcd(groups, dim) when it does not divide)."""
-    return nn.GroupNorm(groups if dim % groups == 0 else math.gcd(groups, dim), dim)
+def check_norm(norm: str) -> str:
+    """``norm`` if it is one of :data:`NORMS`, else ValueError."""
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {', '.join(NORMS)}; got {norm!r}")
+    return norm
+
+
+def gn_groups(channels: int, groups: int = GN_GROUPS) -> int:
+    """``groups`` if it divides ``channels``, else gcd(groups, channels)."""
+    return groups if channels % groups == 0 else math.gcd(groups, channels)
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm over ``channels`` with :func:`gn_groups` groups."""
+    return nn.GroupNorm(gn_groups(channels), channels)
+
+
+def make_norm(norm: str, channels: int, dims: int = 1) -> nn.Module:
+    """The ``norm`` layer over ``channels``: of features (B, C) for ``dims=1``, of maps (B, C, H, W) for 2."""
+    check_norm(norm)
+    if dims not in (1, 2):
+        raise ValueError(f"make_norm: dims must be 1 or 2, got {dims}")
+    if norm == "bn":
+        return nn.BatchNorm1d(channels) if dims == 1 else nn.BatchNorm2d(channels)
+    if norm in ("gn", "gn_ws"):
+        return group_norm(channels)
+    return nn.Identity()
 
 
 def standardize_weight(w: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -32,10 +63,28 @@ def standardize_weight(w: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
 
 
 class WSLinear(nn.Linear):
-    """Linear layer with weight standardization; the standardization is part of the graph, so the
-    gradient flows through it to the raw weight."""
+    """Linear layer with a weight-standardized weight; the gradient flows through the standardization."""
 
     eps = 1e-5
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, standardize_weight(self.weight, self.eps), self.bias)
+
+
+class WSConv2d(nn.Conv2d):
+    """Conv2d with weight-standardized filters (timm's StdConv2d); same parameters as ``nn.Conv2d``."""
+
+    eps = 1e-5
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, standardize_weight(self.weight, self.eps), self.bias)
+
+
+def linear_layer(norm: str) -> type[nn.Linear]:
+    """The linear layer class that goes with ``norm`` (:class:`WSLinear` for ``gn_ws``)."""
+    return WSLinear if check_norm(norm) == "gn_ws" else nn.Linear
+
+
+def conv_layer(norm: str) -> type[nn.Conv2d]:
+    """The Conv2d class that goes with ``norm`` (:class:`WSConv2d` for ``gn_ws``)."""
+    return WSConv2d if check_norm(norm) == "gn_ws" else nn.Conv2d

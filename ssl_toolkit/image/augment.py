@@ -1,8 +1,9 @@
 """Image augmentations for view generation: batched, on the device, per-sample random parameters.
 
-Each random op splits into ``sample_params(batch_size, device, generator)`` (one draw per sample) and
-``apply(x, params)`` (deterministic, batched). Nothing loops over samples in Python, and no draw is
-shared by the batch: every image gets its own crop box, flip, jitter factors and order, blur sigma...
+Each random op is a :class:`~ssl_toolkit.views.RandomOp`: ``sample_params(batch_size, device,
+generator)`` (one draw per sample) and ``apply(x, params)`` (deterministic, batched). Nothing loops
+over samples in Python, and no draw is shared by the batch: every image gets its own crop box, flip,
+jitter factors and order, blur sigma...
 
 BYOL's views (Grill et al. 2020, Table 6) chain: random_resized_crop → horizontal_flip →
 color_jitter(0.4, 0.4, 0.2, 0.1, p=0.8) → grayscale(p=0.2) → gaussian_blur(p=1.0 | 0.1) →
@@ -16,7 +17,7 @@ from typing import Optional
 import torch
 
 from ..registry import AUGMENTATIONS
-from ..views import BatchAugmentation
+from ..views import BatchAugmentation, RandomOp, bernoulli, uniform
 from . import functional as IF
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -47,31 +48,6 @@ def _check_float(x: torch.Tensor, op: str) -> None:
         raise TypeError(
             f"{op} expects float images in [0, 1], got {x.dtype}; put {{name: to_float}} in views.input"
         )
-
-
-def _bernoulli(n: int, p: float, device, generator) -> torch.Tensor:
-    if p >= 1.0:
-        return torch.ones(n, dtype=torch.bool, device=device)
-    if p <= 0.0:
-        return torch.zeros(n, dtype=torch.bool, device=device)
-    return torch.rand(n, device=device, generator=generator) < p
-
-
-def _uniform(n: int, low: float, high: float, device, generator) -> torch.Tensor:
-    return low + (high - low) * torch.rand(n, device=device, generator=generator)
-
-
-class RandomOp(BatchAugmentation):
-    """An augmentation whose randomness is drawn per sample by :meth:`sample_params`."""
-
-    def sample_params(self, batch_size: int, device, generator=None) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
-
-    def apply(self, x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
-        raise NotImplementedError
-
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.apply(x, self.sample_params(x.shape[0], x.device, generator))
 
 
 # ----------------------------------------------------------------------------- deterministic ops
@@ -179,9 +155,8 @@ class RandomResizedCrop(RandomOp):
         return IF.resized_crop(x, params["top"], params["left"], params["height"], params["width"],
                                self.size, self.interpolation, self.antialias)
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        params = self.sample_params(x.shape[0], x.device, generator, image_size=x.shape[-2:])
-        return self.apply(x, params)
+    def make_params(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        return self.sample_params(x.shape[0], x.device, generator, image_size=x.shape[-2:])
 
 
 @AUGMENTATIONS.register("horizontal_flip")
@@ -193,7 +168,7 @@ class HorizontalFlip(RandomOp):
         self.p = _check_p(p)
 
     def sample_params(self, batch_size, device, generator=None):
-        return {"flip": _bernoulli(batch_size, self.p, device, generator)}
+        return {"flip": bernoulli(batch_size, self.p, device, generator)}
 
     def apply(self, x, params):
         return IF.hflip(x, params["flip"])
@@ -233,12 +208,12 @@ class ColorJitter(RandomOp):
         self.p = _check_p(p)
 
     def sample_params(self, batch_size, device, generator=None):
-        params = {"apply": _bernoulli(batch_size, self.p, device, generator)}
+        params = {"apply": bernoulli(batch_size, self.p, device, generator)}
         for name in self.OPS:
             rng = self.ranges[name]
             identity = 0.0 if name == "hue" else 1.0
             params[name] = (torch.full((batch_size,), identity, device=device) if rng is None
-                            else _uniform(batch_size, rng[0], rng[1], device, generator))
+                            else uniform(batch_size, rng[0], rng[1], device, generator))
         # a random permutation of the four ops per sample (order[b, k] = op applied k-th)
         params["order"] = torch.rand(batch_size, 4, device=device, generator=generator).argsort(dim=1)
         return params
@@ -270,7 +245,7 @@ class RandomGrayscale(RandomOp):
         self.p = _check_p(p)
 
     def sample_params(self, batch_size, device, generator=None):
-        return {"apply": _bernoulli(batch_size, self.p, device, generator)}
+        return {"apply": bernoulli(batch_size, self.p, device, generator)}
 
     def apply(self, x, params):
         _check_float(x, "grayscale")
@@ -297,8 +272,8 @@ class GaussianBlur(RandomOp):
         return IF.default_blur_kernel(min(x.shape[-2:]))
 
     def sample_params(self, batch_size, device, generator=None):
-        return {"apply": _bernoulli(batch_size, self.p, device, generator),
-                "sigma": _uniform(batch_size, self.sigma[0], self.sigma[1], device, generator)}
+        return {"apply": bernoulli(batch_size, self.p, device, generator),
+                "sigma": uniform(batch_size, self.sigma[0], self.sigma[1], device, generator)}
 
     def apply(self, x, params):
         _check_float(x, "gaussian_blur")
@@ -316,7 +291,7 @@ class RandomSolarize(RandomOp):
         self.threshold = float(threshold)
 
     def sample_params(self, batch_size, device, generator=None):
-        return {"apply": _bernoulli(batch_size, self.p, device, generator)}
+        return {"apply": bernoulli(batch_size, self.p, device, generator)}
 
     def apply(self, x, params):
         _check_float(x, "solarize")

@@ -3,8 +3,8 @@ a choice of normalization; the classifier is removed and ``forward`` returns poo
 
 - ``cifar_stem: true`` replaces the 7×7/2 convolution + max-pool by a 3×3/1 convolution (for 32×32 inputs).
 - ``width`` multiplies every channel count (0.25 → 16-32-64-128 channels for ResNet-18).
-- ``norm``: ``bn`` (BatchNorm), ``gn_ws`` (GroupNorm with 16 groups and weight-standardized convolutions,
-  which need no batch statistics), or ``none`` (Identity).
+- ``norm``: ``bn`` | ``gn`` | ``gn_ws`` | ``none`` (:mod:`ssl_toolkit.engine.norms`: its group rule, and
+  weight-standardized convolutions for ``gn_ws``, which need no batch statistics).
 
 With width 1, the standard stem and ``norm: bn`` the module and its state dict (minus ``fc``) are
 exactly torchvision's ``resnet18/34/50`` (same module names, shapes and initialization; ResNet-50 has the
@@ -13,15 +13,13 @@ registering the encoders does not import torchvision (seconds of start-up for ev
 """
 from __future__ import annotations
 
-import math
+import functools
 
 import torch
 from torch import nn
 
+from ..engine.norms import WSConv2d, make_norm
 from ..registry import ENCODERS
-
-NORMS = ("bn", "gn_ws", "none")
-GN_GROUPS = 16
 
 
 def _conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -79,34 +77,6 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
-class WSConv2d(nn.Conv2d):
-    """Conv2d with weight standardization (Qiao et al. 2019): each filter is standardized to zero mean
-    and unit variance before the convolution."""
-
-    eps = 1e-5
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight
-        var, mean = torch.var_mean(w, dim=(1, 2, 3), keepdim=True, unbiased=False)
-        w = (w - mean) * torch.rsqrt(var + self.eps)
-        return self._conv_forward(x, w, self.bias)
-
-
-def _group_norm(channels: int) -> nn.GroupNorm:
-    groups = GN_GROUPS if channels % GN_GROUPS == 0 else math.gcd(GN_GROUPS, channels)
-    return nn.GroupNorm(groups, channels)
-
-
-def _norm_layer(norm: str):
-    if norm == "bn":
-        return nn.BatchNorm2d
-    if norm == "gn_ws":
-        return _group_norm
-    if norm == "none":
-        return lambda channels: nn.Identity()
-    raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
-
-
 def _to_ws(module: nn.Module) -> None:
     """Replace every Conv2d below ``module`` by a weight-standardized one (same configuration)."""
     for name, child in module.named_children():
@@ -127,7 +97,7 @@ class ResNetEncoder(nn.Module):
         super().__init__()
         if width <= 0:
             raise ValueError(f"resnet: width must be positive, got {width}")
-        norm_layer = _norm_layer(norm)
+        norm_layer = functools.partial(make_norm, norm, dims=2)  # raises on an unknown norm
         self.norm, self.width, self.cifar_stem = norm, float(width), bool(cifar_stem)
 
         def ch(c: int) -> int:
@@ -187,7 +157,7 @@ class ResNetEncoder(nn.Module):
 @ENCODERS.register("resnet18")
 def resnet18(cifar_stem: bool = False, width: float = 1.0, norm: str = "bn", in_channels: int = 3,
              zero_init_residual: bool = False) -> ResNetEncoder:
-    """ResNet-18 trunk (512·width features); cifar_stem for 32×32 images, norm bn|gn_ws|none."""
+    """ResNet-18 trunk (512·width features); cifar_stem for 32×32 images, norm bn|gn|gn_ws|none."""
     return ResNetEncoder(BasicBlock, [2, 2, 2, 2], cifar_stem=cifar_stem, width=width, norm=norm,
                          in_channels=in_channels, zero_init_residual=zero_init_residual)
 
@@ -195,7 +165,7 @@ def resnet18(cifar_stem: bool = False, width: float = 1.0, norm: str = "bn", in_
 @ENCODERS.register("resnet34")
 def resnet34(cifar_stem: bool = False, width: float = 1.0, norm: str = "bn", in_channels: int = 3,
              zero_init_residual: bool = False) -> ResNetEncoder:
-    """ResNet-34 trunk (512·width features); cifar_stem for 32×32 images, norm bn|gn_ws|none."""
+    """ResNet-34 trunk (512·width features); cifar_stem for 32×32 images, norm bn|gn|gn_ws|none."""
     return ResNetEncoder(BasicBlock, [3, 4, 6, 3], cifar_stem=cifar_stem, width=width, norm=norm,
                          in_channels=in_channels, zero_init_residual=zero_init_residual)
 
@@ -203,6 +173,6 @@ def resnet34(cifar_stem: bool = False, width: float = 1.0, norm: str = "bn", in_
 @ENCODERS.register("resnet50")
 def resnet50(cifar_stem: bool = False, width: float = 1.0, norm: str = "bn", in_channels: int = 3,
              zero_init_residual: bool = False) -> ResNetEncoder:
-    """ResNet-50 trunk (2048·width features); cifar_stem for 32×32 images, norm bn|gn_ws|none."""
+    """ResNet-50 trunk (2048·width features); cifar_stem for 32×32 images, norm bn|gn|gn_ws|none."""
     return ResNetEncoder(Bottleneck, [3, 4, 6, 3], cifar_stem=cifar_stem, width=width, norm=norm,
                          in_channels=in_channels, zero_init_residual=zero_init_residual)

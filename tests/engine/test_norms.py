@@ -1,0 +1,87 @@
+"""The one norm factory (engine/norms.py): every kind, its group rule, and weight standardization."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import ssl_toolkit.components  # noqa: F401
+from ssl_toolkit.engine.norms import (NORMS, WSConv2d, WSLinear, conv_layer, gn_groups, linear_layer, make_norm,
+                                      standardize_weight)
+from ssl_toolkit.registry import ENCODERS, HEADS
+
+WIDTHS = (1, 3, 8, 16, 24, 40, 64, 100, 256)
+
+
+def _expected_groups(c: int) -> int:
+    return 16 if c % 16 == 0 else math.gcd(16, c)
+
+
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("dims", [1, 2])
+def test_every_norm_kind_and_the_group_rule(norm, dims):
+    for c in WIDTHS:
+        layer = make_norm(norm, c, dims)
+        x = torch.randn(4, c) if dims == 1 else torch.randn(4, c, 3, 5)
+        assert layer(x).shape == x.shape
+        if norm == "bn":
+            assert type(layer) is (nn.BatchNorm1d if dims == 1 else nn.BatchNorm2d)
+        elif norm == "none":
+            assert type(layer) is nn.Identity
+        else:
+            assert type(layer) is nn.GroupNorm and layer.num_channels == c
+            assert layer.num_groups == gn_groups(c) == _expected_groups(c)
+    assert linear_layer(norm) is (WSLinear if norm == "gn_ws" else nn.Linear)
+    assert conv_layer(norm) is (WSConv2d if norm == "gn_ws" else nn.Conv2d)
+
+
+@pytest.mark.parametrize("bad", ["ln", "layer", "", "BN"])
+def test_unknown_norm_is_rejected_everywhere(bad):
+    for make in (lambda: make_norm(bad, 8), lambda: linear_layer(bad), lambda: conv_layer(bad),
+                 lambda: HEADS.build("mlp", in_dim=4, hidden_dim=8, out_dim=4, norm=bad),
+                 lambda: ENCODERS.build("mlp_encoder", in_dim=4, hidden_dim=8, norm=bad),
+                 lambda: ENCODERS.build("resnet18", cifar_stem=True, width=0.25, norm=bad),
+                 lambda: ENCODERS.build("audiontt2020", n_mels=16, feature_d=16, norm=bad)):
+        with pytest.raises(ValueError, match="norm must be one of bn, gn, gn_ws, none"):
+            make()
+
+
+@pytest.mark.parametrize("name, kw", [
+    ("mlp_encoder", dict(in_dim=4, hidden_dim=24)),
+    ("resnet18", dict(cifar_stem=True, width=0.375)),  # 24-48-96-192 channels: 24 → gcd(16, 24) = 8 groups
+    ("audiontt2020", dict(n_mels=16, feature_d=16)),
+    ("audiontt2022", dict(n_mels=16, feature_d=320, mlp_hidden_d=16)),
+])
+@pytest.mark.parametrize("norm", NORMS)
+def test_every_encoder_and_head_uses_the_factory(name, kw, norm):
+    for module in (ENCODERS.build(name, norm=norm, **kw),
+                   HEADS.build("mlp", in_dim=4, hidden_dim=40, out_dim=24, norm=norm, last_norm=True)):
+        mods = list(module.modules())
+        gns = [m for m in mods if isinstance(m, nn.GroupNorm)]
+        assert bool(gns) == (norm in ("gn", "gn_ws"))
+        assert all(g.num_groups == _expected_groups(g.num_channels) for g in gns)
+        assert any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in mods) == (norm == "bn")
+        ws = [m for m in mods if isinstance(m, (WSConv2d, WSLinear))]
+        assert bool(ws) == (norm == "gn_ws")
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv"])
+def test_ws_layers_standardize_each_output_row_and_backpropagate_to_the_raw_weight(kind):
+    torch.manual_seed(0)
+    if kind == "linear":
+        layer, x, plain = WSLinear(6, 5), torch.randn(3, 6), nn.functional.linear
+    else:
+        layer, x = WSConv2d(3, 4, 3, padding=1), torch.randn(2, 3, 6, 6)
+        plain = lambda x, w, b: nn.functional.conv2d(x, w, b, padding=1)  # noqa: E731
+    with torch.no_grad():
+        layer.weight.mul_(3.0).add_(0.7)  # far from standardized
+    w = standardize_weight(layer.weight, eps=0.0).flatten(1)
+    torch.testing.assert_close(w.mean(1), torch.zeros(len(w)), atol=1e-6, rtol=0)
+    torch.testing.assert_close(w.var(1, unbiased=False), torch.ones(len(w)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(layer(x), plain(x, standardize_weight(layer.weight), layer.bias))
+    layer(x).square().sum().backward()
+    g = layer.weight.grad.flatten(1)
+    assert g.abs().sum() > 0
+    # through the standardization: a row's output ignores a shift of its raw weights, so the gradient
+    # w.r.t. the raw weight sums to zero per output row (up to float32 rounding)
+    assert (g.mean(1).abs() <= 1e-5 * g.abs().mean(1)).all()
