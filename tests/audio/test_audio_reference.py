@@ -12,6 +12,10 @@ from ssl_toolkit.registry import FRONTENDS
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "byola"
 
 RTOL, ATOL = 1e-5, 1e-5
+# log-mels: float32 FFT rounding depends on the CPU's kernels; at the quietest bins (powers ~exp(-15)) the log
+# amplifies it to ~3e-4 on some machines. 1e-4 × the largest |log-mel| (~1.6e-3) still fails for any change of a
+# front-end parameter (window, hop, mel band edges, log offset), which moves values by 1e-2 or more.
+LOGMEL_ATOL = 1e-4
 
 
 def close(actual: torch.Tensor, expected: np.ndarray, atol=ATOL, rtol=RTOL):
@@ -40,10 +44,10 @@ def test_log_mel_front_ends_match_official(byola_ref, frontend, key):
     fe = FRONTENDS.build(frontend)  # defaults: 16 kHz, 1024/1024/160, 64 mels, 60-7800 Hz
     out = fe(torch.from_numpy(byola_ref["wave16k"])[None])  # (1, 1, 64, 45)
     assert out.shape == (1, 1, 64, 45)
-    close(out[0], byola_ref[key])
+    close(out[0], byola_ref[key], atol=LOGMEL_ATOL)
     # the log_mel op wraps the same front end for batches
     op = A.LogMel(frontend=frontend)
-    close(op(torch.from_numpy(byola_ref["wave16k"])[None].repeat(2, 1))[1], byola_ref[key])
+    close(op(torch.from_numpy(byola_ref["wave16k"])[None].repeat(2, 1))[1], byola_ref[key], atol=LOGMEL_ATOL)
 
 
 def test_random_resize_crop_matches_official(byola_ref):
