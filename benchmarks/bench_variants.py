@@ -119,16 +119,16 @@ def self_label_diagnostic(run_dir: Path, n_batches: int = 4, batch_size: int = 1
     chance level (the probability that two random training items share a label)."""
     from ssl_toolkit.recipe import load_recipe
     from ssl_toolkit.registry import DATASETS
-    from ssl_toolkit.checkpoint import load_checkpoint
+    from ssl_toolkit.checkpoint import TrainingState
     from ssl_toolkit.engine.build import build_method
     from ssl_toolkit.views import ViewMaker
 
     recipe = load_recipe(run_dir / "recipe.yaml")
-    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    state = TrainingState.load(run_dir / "checkpoints" / "last.pt")
     method = build_method(recipe)
-    method.load_state_dict(state["method"])
+    method.load_state_dict(state.method)
     views = ViewMaker.from_config(recipe.views)
-    views.load_state_dict(state["views"])
+    views.load_state_dict(state.views)
     method.train()  # as the loss sees them: batch statistics (eval-mode BN running stats can differ a lot early on)
     ds = DATASETS.build(recipe.data.dataset.name, **recipe.data.dataset.params)
     order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))

@@ -115,7 +115,7 @@ def _pieces_from(path: str):
 
 def load_model(model_file_path: str = "") -> HearModel:
     """A HEAR model from a checkpoint, run directory, encoder.pt or official BYOL-A weight file."""
-    from .eval.audio import frontend_sample_rate, split_frontend
+    from .audio.embedding import frontend_sample_rate, split_frontend
 
     model, source = _pieces_from(model_file_path)
     frontend = list(model.frontend)

@@ -18,9 +18,11 @@ from typing import Optional
 import numpy as np
 import torch
 
+from ..audio.embedding import frontend_sample_rate, split_frontend
 from ..devices import resolve_device
 from ..recipe import expand_path
-from . import audio as audio_mod
+from .audio_embedder import AudioEmbedder
+from .audio_tasks import load_task
 from . import image as image_mod
 from .cache import EmbeddingCache
 from .errors import EvalError, task_error
@@ -85,10 +87,10 @@ def _entry(task_name: str, kind: str, protocol: str, metric: str, runs: list[flo
 
 # ----------------------------------------------------------------------------- audio
 def _run_audio(task: AudioTask, systems: list, recipe: EvalRecipe, cache, device, precision, progress, say):
-    data = audio_mod.load_task(task)
+    data = load_task(task)
     model0: EvalModel = systems[0][1]
-    sample_rate = audio_mod.frontend_sample_rate(model0.frontend)
-    emb = audio_mod.AudioEmbedder(data, sample_rate, cache, device, precision, recipe.batch_size, recipe.prenorm,
+    sample_rate = frontend_sample_rate(model0.frontend)
+    emb = AudioEmbedder(data, sample_rate, cache, device, precision, recipe.batch_size, recipe.prenorm,
                                   recipe.seed, progress)
     data = emb.data
     metric = "mAP" if task.multi_label else "accuracy"
@@ -101,7 +103,7 @@ def _run_audio(task: AudioTask, systems: list, recipe: EvalRecipe, cache, device
             if "log_mel" not in names:
                 say(f"task '{task.name}': no log_mel op in the front end; the logmel baseline is left out")
                 continue
-            upstream, _, _ = audio_mod.split_frontend(model0.frontend)
+            upstream, _, _ = split_frontend(model0.frontend)
             up_spec = model0.frontend_spec[:len(upstream)]
         t0 = time.perf_counter()
         per_seed = [[] for _ in range(recipe.linear.runs)]

@@ -61,7 +61,7 @@ def test_byola_fsdd_trains_and_resumes_exactly(fsdd_slice, tmp_path):
 
     from ssl_toolkit.audio.encoders import AudioNTT2020
 
-    state = torch.load(full / "encoder.pt", weights_only=True)
+    state = torch.load(full / "encoder.pt", weights_only=True)["state_dict"]
     enc = AudioNTT2020(feature_d=512)
     enc.load_state_dict(state)  # strict: exactly the encoder's keys
     with torch.no_grad():

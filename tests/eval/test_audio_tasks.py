@@ -4,7 +4,8 @@ import csv
 import numpy as np
 import pytest
 
-from ssl_toolkit.eval.audio import load_task, piece_spans
+from ssl_toolkit.audio.embedding import piece_spans
+from ssl_toolkit.eval.audio_tasks import load_task
 from ssl_toolkit.eval.errors import EvalError
 from ssl_toolkit.eval.schema import eval_recipe_from_dict
 

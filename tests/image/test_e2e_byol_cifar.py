@@ -34,7 +34,7 @@ def test_byol_cifar10_cpu_recipe_trains_a_few_steps(tmp_path):
     assert [int(r["step"]) for r in rows] == [2, 4]
     assert all(math.isfinite(float(r["loss"])) for r in rows)
     assert all(float(r["samples_per_s"]) > 0 for r in rows)
-    state = torch.load(out / "encoder.pt", weights_only=True)
+    state = torch.load(out / "encoder.pt", weights_only=True)["state_dict"]
     enc = resnet18(cifar_stem=True, width=0.25)
     enc.load_state_dict(state)
     feats = enc.eval()(torch.rand(2, 3, 32, 32))
