@@ -13,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Optional
 
-from torch import nn
-
 from . import __version__
 from .registry import AUGMENTATIONS, RegistryError
 
@@ -96,14 +94,3 @@ def card_from_recipe(recipe: dict, views_state: Optional[dict] = None,
     specs, states = frontend_of(recipe.get("views") or {}, views_state)
     return WeightsCard(encoder=encoder, frontend=specs, frontend_state=states, feature_dim=feature_dim,
                        imports=list(recipe.get("imports") or []), recipe_name=str(recipe.get("name") or ""))
-
-
-def build_frontend_ops(card: WeightsCard) -> list[nn.Module]:
-    """The card's front-end ops, built, with their stored states, in eval mode."""
-    ops = []
-    for spec, state in zip(card.frontend, card.frontend_state):
-        op = AUGMENTATIONS.build(spec["name"], **{k: v for k, v in spec.items() if k != "name"})
-        if state:
-            op.load_state_dict(state)
-        ops.append(op.eval())
-    return ops

@@ -35,7 +35,8 @@ def _save(fig, out: Path) -> Path:
 
 # ----------------------------------------------------------------------------- training curves
 CURVES = (("loss", "loss", False), ("lr", "learning rate", False), ("tau", "EMA τ", False),
-          ("collapse", "collapse monitor (std × √d)", False), ("samples_per_s", "throughput (samples/s)", False))
+          ("collapse", "collapse monitor (std × √d)", False), ("rankme", "RankMe, encoder features", False),
+          ("rankme_proj", "RankMe, projections", False), ("samples_per_s", "throughput (samples/s)", False))
 
 
 def _read_metrics(path: Path) -> list[dict]:
@@ -79,6 +80,12 @@ def training_curves(run_dir: str | Path, out: Optional[str | Path] = None) -> Pa
             ax.legend(fontsize=8)
         if key == "collapse":
             ax.axhline(0.25, color="grey", ls="--", lw=0.8)
+            ax.set_ylim(bottom=0)
+        if key.startswith("rankme") and f"{key}_init" in rows[0]:  # the random-init value, for scale
+            init = _num(rows[0][f"{key}_init"])
+            if np.isfinite(init):
+                ax.axhline(init, color="grey", ls="--", lw=0.8, label=f"random init {init:.1f}")
+                ax.legend(fontsize=8)
             ax.set_ylim(bottom=0)
         if key == "lr":
             ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))

@@ -48,6 +48,8 @@ class Run:
     log: Callable[[str], None]
     save: Callable[[str], Optional[Path]]
     """Writes checkpoints/<name> (rank 0; every rank calls it)."""
+    dataset: Any = None
+    """The training dataset (read-only for hooks: e.g. a monitor's fixed pool of items)."""
     stop: Optional[str] = None
     """Why the run ends early: 'deadline' (ends as a finished run) or 'signal' (checkpoint, no encoder.pt)."""
     interrupt: Optional[int] = None

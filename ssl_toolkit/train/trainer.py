@@ -218,7 +218,7 @@ class Trainer:
         self.run = Run(recipe=r, run_dir=self.run_dir, learner=learner, pos=pos, total_steps=total_steps,
                        steps_per_epoch=steps_per_epoch, global_batch=global_batch, is_main=self.is_main,
                        world_size=self.dist.world_size, resumed_step=state.step if state else None, log=self._log,
-                       save=lambda name: self._save(self.run.pos, name))
+                       save=lambda name: self._save(self.run.pos, name), dataset=dataset)
         self.hooks = Hooks(builtin_hooks(t, progress=self.is_main and t.progress and not self.quiet)
                            + recipe_hooks(t.hooks))
         if state is not None:

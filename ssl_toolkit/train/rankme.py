@@ -1,0 +1,111 @@
+"""RankMe (Garrido et al., ICML 2023, eq. 1): a label-free quality signal of a representation, logged while
+training.
+
+RankMe(Z) = exp(−Σ_k p_k log p_k), p_k = σ_k / ‖σ‖₁ + ε, over the singular values σ of an N × D embedding
+matrix Z (ε = 1e-7, the paper's). It lies in [1, min(N, D)]: 1 for a rank-1 (collapsed) matrix, D for
+orthonormal columns. It depends on the pool size N: with N < D it cannot exceed N, and a larger pool resolves
+more of the spectrum's tail, so compare values measured with the same ``pool``.
+
+The :class:`RankMeMonitor` hook (``trainer.hooks: [{name: rankme, every: 100, pool: 512}]``) embeds a fixed pool
+of un-augmented training items (the first ``pool`` items of a seeded permutation, through the views' front-end
+ops: uint8→float / log-mel → pre_norm, normalize) with the online encoder and projector in eval mode and logs
+``rankme`` and ``rankme_proj`` at the first logged row, then at the first log step at or past every multiple of
+``every``, and at the last step, with the values of the
+random init measured before step 0 (``rankme_init``, ``rankme_proj_init``) for scale. It draws no random
+number and changes no weight or buffer, so training is bit-identical with it on or off; under DDP only rank 0
+computes.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..data import collate_skipping_bad
+from ..registry import HOOKS
+from .hooks import Hook
+
+EPS = 1e-7
+
+
+def rankme(z: torch.Tensor, eps: float = EPS) -> float:
+    """RankMe of an (N, D) embedding matrix (computed in float64)."""
+    if z.ndim != 2 or min(z.shape) == 0:
+        raise ValueError(f"rankme needs a non-empty (N, D) matrix, got shape {tuple(z.shape)}")
+    s = torch.linalg.svdvals(z.detach().double())
+    p = s / s.sum().clamp_min(torch.finfo(torch.float64).tiny) + eps
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+@HOOKS.register("rankme")
+class RankMeMonitor(Hook):
+    """RankMe of the online encoder's features and of the projector's output on a fixed pool of training items."""
+
+    order = 40
+
+    def __init__(self, every: int = 100, pool: int = 512, batch_size: int = 128):
+        for name, v in (("every", every), ("pool", pool), ("batch_size", batch_size)):
+            if int(v) < 1:
+                raise ValueError(f"rankme: {name} must be >= 1, got {v}")
+        self.every, self.pool_size, self.batch_size = int(every), int(pool), int(batch_size)
+        self.init: dict = {}
+
+    def state_dict(self) -> dict:
+        return {"init": self.init}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.init = dict(state.get("init", {}))
+
+    def on_start(self, run):
+        self.first_row, self.next_at = True, 0
+        if not run.is_main:
+            return
+        dataset = run.dataset
+        order = np.random.default_rng(run.recipe.seed).permutation(len(dataset))
+        items = [dataset[int(i)] for i in order[:min(self.pool_size, len(dataset))]]
+        x, _, bad = collate_skipping_bad(items)
+        if x is None or x.shape[0] < 2:
+            raise ValueError(f"rankme: the pool of {len(items)} training items has fewer than 2 usable items")
+        self.items = x
+        views = run.learner.views
+        self.frontend = [op for op in (*views.input.ops, *views.joint.ops) if op.eval_frontend]
+        if not self.init:  # measured before step 0, kept in checkpoints so a resumed run shows the same scale
+            self.init = self.measure(run)
+            run.log(f"rankme at random init: features {self.init['rankme']:.1f}, projections "
+                    f"{self.init['rankme_proj']:.1f} (pool {x.shape[0]})")
+
+    @torch.no_grad()
+    def measure(self, run) -> dict:
+        method, device = run.learner.method, run.learner.device
+        modules = (method.encoder, method.online.projector)
+        modes = [m.training for m in modules]
+        for m in modules:
+            m.eval()
+        try:
+            feats, projs = [], []
+            for chunk in self.items.split(self.batch_size):
+                h = chunk.to(device)
+                for op in self.frontend:
+                    h = op(h, None)
+                if run.learner.channels_last and h.ndim == 4:
+                    h = h.contiguous(memory_format=torch.channels_last)
+                with run.learner.autocast():
+                    f = method.encoder(h)
+                    p = method.online.projector(f)
+                feats.append(f.float())
+                projs.append(p.float())
+        finally:
+            for m, mode in zip(modules, modes):
+                m.train(mode)
+        return {"rankme": rankme(torch.cat(feats)), "rankme_proj": rankme(torch.cat(projs))}
+
+    def on_log(self, run, row):
+        """Measures at the first logged row, at the first log step at or past each multiple of ``every``, and at
+        the last step."""
+        if not run.is_main:
+            return
+        step = run.pos.step
+        if self.first_row or step >= self.next_at or run.done:
+            row.update(self.measure(run))
+            row.update({f"{k}_init": v for k, v in self.init.items()})
+            self.next_at = (step // self.every + 1) * self.every
+        self.first_row = False
