@@ -43,6 +43,7 @@ bench: install bench-env
 	$(PY) benchmarks/bench_audio_peers.py --precision bf16
 	$(PY) benchmarks/bench_quality.py
 	$(PY) benchmarks/bench_eval.py
+	$(PY) benchmarks/bench_monitor_cost.py
 	$(PY) benchmarks/profile_step.py --recipe image
 	$(PY) benchmarks/profile_step.py --recipe audio
 
