@@ -15,7 +15,8 @@ def _cmd_train(args) -> int:
     from .train.trainer import Trainer
 
     recipe = load_recipe(args.recipe, args.overrides)
-    Trainer(recipe, out_dir=args.out, resume=args.resume, quiet=args.quiet).fit()
+    Trainer(recipe, out_dir=args.out, resume=args.resume, quiet=args.quiet, overwrite=args.overwrite,
+            allow_recipe_change=args.allow_recipe_change).fit()
     return 0
 
 
@@ -61,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="key.sub=value (YAML scalars)")
     p.add_argument("--out", help="run directory (default runs/<recipe-name>-<timestamp>)")
     p.add_argument("--resume", help="'auto' (last valid checkpoint in --out) or a checkpoint / run dir")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in an --out that already holds a run (deletes its checkpoints, metrics, encoder)")
+    p.add_argument("--allow-recipe-change", action="store_true",
+                   help="resume although the recipe differs from the checkpoint's in more than length/logging keys")
     p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
     p.set_defaults(func=_cmd_train)
 
@@ -101,9 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Exception as e:  # noqa: BLE001 - known failure kinds get one clear line
         from .checkpoint import CheckpointError
+        from .run_dir import RunDirError
         from .train.trainer import TrainingError
 
-        if isinstance(e, (TrainingError, CheckpointError)):
+        if isinstance(e, (TrainingError, CheckpointError, RunDirError)):
             print(f"error: {e}", file=sys.stderr)
             return 1
         raise

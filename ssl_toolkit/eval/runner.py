@@ -21,6 +21,7 @@ import torch
 from ..audio.embedding import frontend_sample_rate, split_frontend
 from ..devices import resolve_device
 from ..recipe import expand_path
+from ..run_dir import held_lock
 from .audio_embedder import AudioEmbedder
 from .audio_tasks import load_task
 from . import image as image_mod
@@ -235,6 +236,10 @@ def run_eval(recipe: EvalRecipe, checkpoint: str, out_dir: Optional[str | Path] 
     if rnd is not None:
         rnd.to(device)
     out = Path(out_dir) if out_dir is not None else default_out_dir(recipe, checkpoint)
+    busy = held_lock(out)
+    if busy is not None:
+        raise EvalError(f"--out {out}: {busy} is a run directory in use by a training process; evaluate into "
+                        "another folder or wait for the run to end")
     cache = EmbeddingCache(expand_path(recipe.cache_dir) if recipe.cache_dir else None, recipe.cache)
     first = "random" if source.kind == "random" else "model"
     systems = [(first, model, "encoder")]

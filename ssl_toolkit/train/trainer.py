@@ -28,6 +28,7 @@ from .. import checkpoint as ckpt
 from ..data import BadFileError, EpochSampler, collate_skipping_bad, preparation_batches
 from ..engine.build import build_method
 from ..recipe import Recipe, to_plain
+from ..run_dir import RunDirLock, check_new_run, describe_changes, existing_run_files, recipe_changes
 from ..registry import DATASETS, SCHEDULES
 from ..views import ViewMaker
 from ..weights_card import card_from_recipe
@@ -109,8 +110,9 @@ class Trainer:
     """Runs one recipe into one run directory (see the README for its contents)."""
 
     def __init__(self, recipe: Recipe, out_dir: str | Path | None = None, resume: str | None = None,
-                 quiet: bool = False):
+                 quiet: bool = False, overwrite: bool = False, allow_recipe_change: bool = False):
         self.recipe, self.resume, self.quiet = recipe, resume, quiet
+        self.overwrite, self.allow_recipe_change = overwrite, allow_recipe_change
         self.dist, self.device = init_distributed(recipe.device)
         if resume is None and int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0:
             self.resume = resume = "auto"  # torchrun restarted the workers: continue where the job was
@@ -179,6 +181,36 @@ class Trainer:
             learner.model = torch.compile(learner.model)
 
     def fit(self) -> Path:
+        """Train; the run directory is locked for the whole run (rank 0)."""
+        with RunDirLock(self.run_dir) if self.is_main else contextlib.nullcontext():
+            return self._fit()
+
+    def _check_resume(self, state: ckpt.TrainingState | None) -> None:
+        """A fresh run never lands on an old one; a resume changes only safe keys unless allowed."""
+        if state is None:
+            if self.resume is None:
+                existing = existing_run_files(self.run_dir)
+                barrier(self.dist)  # every rank has looked (and decides alike) before rank 0 may delete
+                check_new_run(self.run_dir, existing, self.overwrite, delete=self.is_main)
+            return
+        changes = recipe_changes(state.recipe, self.recipe.to_dict())
+        if changes and not self.allow_recipe_change:
+            raise TrainingError(f"--resume: the recipe differs from the one checkpoint step {state.step} was trained "
+                                f"with:\n{describe_changes(changes)}\nresume with the checkpoint's recipe "
+                                f"({self.run_dir / 'recipe.yaml'}), or pass --allow-recipe-change to continue "
+                                "with these values")
+        if changes:
+            self._log(f"--allow-recipe-change: continuing step {state.step} with\n{describe_changes(changes)}")
+
+    def _write_recipe(self, step: int | None) -> None:
+        """recipe.yaml; on a resume whose recipe differs, the previous one is kept as recipe.until-step-N.yaml."""
+        text = yaml.safe_dump(to_plain(self.recipe.to_dict()), sort_keys=False)
+        path = self.run_dir / "recipe.yaml"
+        if step is not None and path.is_file() and path.read_text() != text:
+            path.replace(self.run_dir / f"recipe.until-step-{step}.yaml")
+        path.write_text(text)
+
+    def _fit(self) -> Path:
         r, t = self.recipe, self.recipe.trainer
         torch.manual_seed(r.seed)
         np.random.seed(r.seed % 2**32)
@@ -197,13 +229,17 @@ class Trainer:
                                                                 learner.scaler)
 
         state = self._find_resume_checkpoint()
+        self._check_resume(state)
         pos = Position()
         self.views.prepare(preparation_batches(dataset, r.data.batch_size, r.data.num_workers, r.seed, self.device),
                            self.device, self.run_dir if self.is_main else None, dataset)
         if state is not None:
             self.method.load_state_dict(state.method)
             self.views.load_state_dict(state.views)
+            recipe_values = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
             self.optimizer.load_state_dict(state.optimizer)
+            for group, values in zip(self.optimizer.param_groups, recipe_values):
+                group.update(values)  # the recipe's hyperparameters (lr, weight decay...), the checkpoint's moments
             if self.scaler is not None and state.scaler:
                 self.scaler.load_state_dict(state.scaler)
             pos = Position(state.step, state.epoch, state.batches_done, dict(map(tuple, state.skipped)))
@@ -213,7 +249,7 @@ class Trainer:
 
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "recipe.yaml").write_text(yaml.safe_dump(to_plain(r.to_dict()), sort_keys=False))
+            self._write_recipe(state.step if state else None)
         barrier(self.dist)
         self.run = Run(recipe=r, run_dir=self.run_dir, learner=learner, pos=pos, total_steps=total_steps,
                        steps_per_epoch=steps_per_epoch, global_batch=global_batch, is_main=self.is_main,

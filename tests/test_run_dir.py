@@ -1,0 +1,121 @@
+"""Run directories cannot be corrupted: one process at a time (a killed one leaves no stuck lock), no silent
+overwrite of a run, no silent recipe change on resume, and every recipe a run was trained with is kept."""
+import csv
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ssl_toolkit.checkpoint import TrainingState
+from ssl_toolkit.eval.errors import EvalError
+from ssl_toolkit.eval.runner import run_eval
+from ssl_toolkit.eval.schema import load_eval_recipe
+from ssl_toolkit.recipe import load_recipe
+from ssl_toolkit.train.loop import TrainingError
+from ssl_toolkit.run_dir import RunDirError, RunDirLock, held_lock, recipe_changes
+from ssl_toolkit.train.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["trainer.tensorboard=false", "trainer.progress=false", "trainer.log_every=1"]
+CONSTANT = ["schedule.name=constant", "schedule.warmup_epochs=0"]
+
+
+def train(recipe, out, overrides=(), **kw):
+    return Trainer(load_recipe(recipe, [*FAST, *overrides]), out_dir=out, quiet=True, **kw).fit()
+
+
+def rows(out):
+    with open(out / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_second_trainer_refuses_a_locked_run_dir(tensor_recipe, tmp_path):
+    out = tmp_path / "run"
+    with RunDirLock(out):
+        assert held_lock(out / "eval") == out.resolve()  # also seen from a folder inside it (eval --out)
+        with pytest.raises(RunDirError, match="in use by another run"):
+            train(tensor_recipe, out, ["trainer.max_steps=2"])
+    assert held_lock(out) is None
+    train(tensor_recipe, out, ["trainer.max_steps=2"])  # released: the run goes ahead
+
+
+def test_a_killed_holder_leaves_no_stuck_lock(tmp_path):
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from ssl_toolkit.run_dir import RunDirLock
+        with RunDirLock({str(out)!r}):
+            print("locked", flush=True)
+            time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    assert held_lock(out / "eval") == out.resolve()
+    with pytest.raises(RunDirError, match=r"in use by another run \(pid \d+\)"):
+        with RunDirLock(out):
+            pass
+    with pytest.raises(EvalError, match="in use by a training process"):
+        run_eval(load_eval_recipe(ROOT / "recipes/eval/emodb.yaml"), "random", out / "eval", progress=False)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    with RunDirLock(out):  # the kernel released it
+        pass
+    assert held_lock(out) is None
+
+
+def test_two_cli_trainers_on_one_dir_one_refuses(tensor_recipe, tmp_path):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "ssl_toolkit", "train", str(tensor_recipe), *FAST, "trainer.max_steps=400",
+            "--out", str(out), "--quiet"]
+    first = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while held_lock(out) is None and time.time() < deadline:
+        time.sleep(0.05)
+    second = subprocess.run(args, capture_output=True, text=True)
+    assert second.returncode == 1 and "in use by another run" in second.stderr
+    first.send_signal(signal.SIGTERM)
+    first.communicate(timeout=120)
+
+
+def test_a_run_dir_is_never_overwritten_silently(tensor_recipe, tmp_path):
+    out = train(tensor_recipe, tmp_path / "run", ["trainer.max_steps=3"])
+    before = (out / "metrics.csv").read_text()
+    with pytest.raises(RunDirError, match=r"already holds a run.*--resume auto.*--overwrite"):
+        train(tensor_recipe, out, ["trainer.max_steps=2"])
+    assert (out / "metrics.csv").read_text() == before and TrainingState.load(out / "checkpoints/last.pt").step == 3
+    train(tensor_recipe, out, ["trainer.max_steps=2"], overwrite=True)
+    assert [int(r["step"]) for r in rows(out)] == [1, 2]
+    assert TrainingState.load(out / "checkpoints/last.pt").step == 2
+
+
+def test_resume_refuses_a_changed_recipe_and_names_the_keys(tensor_recipe, tmp_path):
+    out = train(tensor_recipe, tmp_path / "run", [*CONSTANT, "trainer.max_steps=4"])
+    for change, key in (("optimizer.lr=2.0", "optimizer.lr"), ("data.batch_size=16", "data.batch_size"),
+                        ("seed=3", "seed")):
+        with pytest.raises(TrainingError, match=rf"(?s)recipe differs.*{key}: .* \(checkpoint\) -> .* \(now\)"):
+            train(tensor_recipe, out, [*CONSTANT, "trainer.max_steps=8", change], resume="auto")
+    assert TrainingState.load(out / "checkpoints/last.pt").step == 4  # nothing was written
+    train(tensor_recipe, out, [*CONSTANT, "trainer.max_steps=6", "trainer.log_every=2"], resume="auto")  # safe keys
+    assert TrainingState.load(out / "checkpoints/last.pt").step == 6
+
+
+def test_an_accepted_change_takes_effect_and_every_recipe_is_kept(tensor_recipe, tmp_path):
+    out = train(tensor_recipe, tmp_path / "run", [*CONSTANT, "trainer.max_steps=4"])
+    lr_before = float(rows(out)[-1]["lr"])
+    train(tensor_recipe, out, [*CONSTANT, "trainer.max_steps=8", "optimizer.lr=2.0"], resume="auto",
+          allow_recipe_change=True)
+    lrs = [float(r["lr"]) for r in rows(out)]
+    assert lrs[:4] == [lr_before] * 4 and lrs[4:] == [pytest.approx(lr_before * 2.0 / 0.2)] * 4  # lr 0.2 → 2.0
+    assert yaml.safe_load((out / "recipe.yaml").read_text())["optimizer"]["lr"] == 2.0
+    assert yaml.safe_load((out / "recipe.until-step-4.yaml").read_text())["optimizer"]["lr"] == 0.2
+
+
+def test_recipe_changes_ignore_the_safe_keys():
+    a = {"trainer": {"max_steps": 4, "log_every": 1, "epochs": 5}, "optimizer": {"lr": 0.2}, "seed": 0}
+    b = {"trainer": {"max_steps": 9, "log_every": 3, "epochs": 7}, "optimizer": {"lr": 0.2}, "seed": 0}
+    assert recipe_changes(a, b) == []
+    assert recipe_changes(a, {**b, "seed": 1}) == [("seed", 0, 1)]
