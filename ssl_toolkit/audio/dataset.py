@@ -124,6 +124,14 @@ def _split_values(value) -> set[str] | None:
     return {v.strip() for v in str(value).split(",") if v.strip()}
 
 
+def _size_and_mtime(path: Path) -> str:
+    try:
+        st = path.stat()
+    except OSError:
+        return "missing"
+    return f"{st.st_size} {st.st_mtime_ns}"
+
+
 @DATASETS.register("audio_folder")
 class AudioFolder(torch.utils.data.Dataset):
     """Audio files from a folder or a metadata CSV as fixed-length mono segments (random crop).
@@ -278,14 +286,17 @@ class AudioFolder(torch.utils.data.Dataset):
         return torch.from_numpy(np.array(segment, dtype=np.float32)), int(self.labels[index])
 
     def describe(self) -> dict:
-        """What identifies this dataset's items (keys cached statistics). Paths are relative to the
-        data folder, so the description survives moving or re-mounting the folder."""
+        """What identifies this dataset's items (keys cached statistics): the files' names relative to the data
+        folder (so moving or re-mounting it keeps the key) and their sizes and modification times (so rewriting
+        a clip under the same name does not)."""
         names = "\n".join(str(p.relative_to(self.base)) if p.is_relative_to(self.base) else str(p)
                           for p in self.files)
+        stats = "\n".join(_size_and_mtime(p) for p in self.files)
         return {
             "metadata": self.metadata.name if self.metadata else None,
             "split": self.split, "fold": self.fold, "num_files": len(self.files),
             "files_sha1": hashlib.sha1(names.encode()).hexdigest(),
+            "contents_sha1": hashlib.sha1(stats.encode()).hexdigest(),
             "sample_rate": self.sample_rate, "unit_sec": self.unit_sec,
         }
 

@@ -159,3 +159,18 @@ def test_real_fsdd_split(fsdd):
     assert sorted({ds.labels[i] for i in range(len(ds))}) == list(range(10))
     x, y = ds[0]
     assert x.shape == (15200,) and torch.isfinite(x).all() and x.abs().max() > 0.01
+
+
+def test_description_keys_contents_not_only_names(tmp_path, write_wav):
+    """The key of cached pre_norm statistics changes when a clip is rewritten under the same name."""
+    import os
+
+    for k in range(3):
+        write_wav(tmp_path / f"{k}.wav", sine(0.2, SR), SR)
+    before = AudioFolder(str(tmp_path)).describe()
+    assert AudioFolder(str(tmp_path)).describe() == before  # stable while nothing changes
+    write_wav(tmp_path / "1.wav", sine(0.2, SR, amp=0.1), SR)
+    st = (tmp_path / "1.wav").stat()
+    os.utime(tmp_path / "1.wav", ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # even within one mtime tick
+    after = AudioFolder(str(tmp_path)).describe()
+    assert after["files_sha1"] == before["files_sha1"] and after != before
