@@ -249,16 +249,20 @@ class PeriodicCheckpoint(Hook):
 
 
 class StopSignals(Hook):
-    """SIGTERM / SIGUSR1 (preemption) ask the loop to stop at the next safe point; the trainer then writes
-    last.pt and prints the resume command."""
+    """SIGTERM / SIGUSR1 (preemption) and SIGINT (Ctrl-C) ask the loop to stop at the next safe point; the
+    trainer then writes last.pt and prints the resume command. A second Ctrl-C stops at once."""
 
-    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
     def on_start(self, run):
         self.previous = {}
 
         def handle(signum, frame):
+            if signum == signal.SIGINT and run.interrupt is not None:
+                raise KeyboardInterrupt  # the second Ctrl-C: stop now
             run.interrupt = signum
+            if signum == signal.SIGINT:
+                run.log("Ctrl-C: saving a checkpoint at the end of this step (press Ctrl-C again to stop at once)")
 
         for sig in self.SIGNALS:
             try:

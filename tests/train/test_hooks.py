@@ -143,3 +143,24 @@ def test_hooks_run_in_order_and_only_overridden_points_are_called():
 def test_an_epoch_that_can_make_no_step_is_an_error_not_a_hang(tensor_recipe, tmp_path):
     with pytest.raises(TrainingError, match=r"epoch 0 made no optimizer step.*data\.batch_size=1"):
         Trainer(load_recipe(tensor_recipe, [*FAST, "data.batch_size=1"]), out_dir=tmp_path / "r", quiet=True).fit()
+
+
+def test_first_ctrl_c_asks_for_a_checkpoint_and_the_second_stops_at_once():
+    import os
+    import signal
+    from types import SimpleNamespace
+
+    from ssl_toolkit.train.hooks import StopSignals
+
+    messages = []
+    run = SimpleNamespace(interrupt=None, log=messages.append)
+    hook = StopSignals()
+    hook.on_start(run)
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert run.interrupt == signal.SIGINT and "Ctrl-C again" in messages[0]
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    finally:
+        hook.on_end(run)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -111,7 +111,7 @@ def test_sigkill_then_resume_ends_with_the_same_weights(tensor_recipe, tmp_path)
     assert_same_weights(tmp_path / "ref/checkpoints/last.pt", tmp_path / "k/checkpoints/last.pt")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1, signal.SIGINT])
 def test_preemption_signal_checkpoints_exits_zero_and_resumes_exactly(tensor_recipe, tmp_path, sig):
     args = [str(tensor_recipe), *FAST, "trainer.max_steps=1000", "trainer.checkpoint_every=100000"]
     out = tmp_path / "pre"
