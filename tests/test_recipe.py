@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 import textwrap
 
@@ -144,3 +145,34 @@ def test_shipped_recipes_all_validate():
             load_recipe(f)
         except RecipeError as e:  # paper-scale recipes leave the data path for the user to fill in
             assert "required parameter" in str(e) and "data.dataset" in str(e), f"{f}: {e}"
+
+
+@pytest.mark.parametrize("override, interval", [
+    ("trainer.epochs=0", "[1, inf)"), ("trainer.epochs=-1", "[1, inf)"), ("trainer.max_steps=-5", "[1, inf)"),
+    ("trainer.max_minutes=0", "(0, inf)"), ("trainer.log_every=0", "[1, inf)"),
+    ("trainer.checkpoint_every=0", "[1, inf)"), ("trainer.grad_accum_steps=0", "[1, inf)"),
+    ("trainer.keep_checkpoints=-1", "[0, inf)"), ("trainer.collapse_threshold=-0.1", "[0, inf)"),
+    ("optimizer.lr=-0.1", "(0, inf)"), ("optimizer.lr=0", "(0, inf)"), ("optimizer.weight_decay=-1e-6", "[0, inf)"),
+    ("ema.tau_base=2", "[0, 1]"), ("ema.tau_base=-1", "[0, 1]"), ("data.batch_size=0", "[1, inf)"),
+    ("data.batch_size=-8", "[1, inf)"), ("data.num_workers=-1", "[0, inf)"), ("data.prefetch_factor=0", "[1, inf)"),
+])
+def test_numeric_keys_outside_their_range_are_refused(tensor_recipe, override, interval):
+    key = override.split("=")[0]
+    with pytest.raises(RecipeError, match=rf"key '{re.escape(key)}': expected a value in {re.escape(interval)}"):
+        load_recipe(tensor_recipe, [override])
+
+
+def test_range_edges_are_accepted(tensor_recipe):
+    r = load_recipe(tensor_recipe, ["ema.tau_base=1", "ema.tau_base=0", "trainer.keep_checkpoints=0",
+                                    "data.num_workers=0", "trainer.max_steps=1", "optimizer.lr=1e-9"])
+    assert r.ema.tau_base == 0.0 and r.trainer.max_steps == 1
+
+
+def test_unknown_device_is_a_one_line_error(tensor_recipe, tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "ssl_toolkit", "train", str(tensor_recipe), "device=banana",
+                           "--out", str(tmp_path / "r")], capture_output=True, text=True)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "device: 'banana' is not a device; accepted: auto, cpu, cuda" in done.stderr

@@ -22,16 +22,22 @@ class Component(dict):
         return {k: v for k, v in self.items() if k != "name"}
 
 
+def ranged(default: Any, interval: str, **metadata) -> Any:
+    """A field whose value must lie in ``interval`` (``[1, inf)``, ``(0, inf)``, ``[0, 1]``); None passes when the
+    field is Optional."""
+    return dataclasses.field(default=default, metadata={"range": interval, **metadata})
+
+
 @dataclasses.dataclass
 class DataConfig:
     dataset: Component = dataclasses.field(metadata={"registry": "datasets"})
-    batch_size: int = 256
+    batch_size: int = ranged(256, "[1, inf)")
     """Per-process batch size (the global batch is batch_size × world size × grad_accum_steps)."""
-    num_workers: int = 0
+    num_workers: int = ranged(0, "[0, inf)")
     shuffle: bool = True
     drop_last: bool = True
     pin_memory: bool = True
-    prefetch_factor: Optional[int] = None
+    prefetch_factor: Optional[int] = ranged(None, "[1, inf)")
 
 
 @dataclasses.dataclass
@@ -57,7 +63,7 @@ class ModelConfig:
 class EmaConfig:
     """Target update ξ ← τξ + (1−τ)θ (BYOL eq. 1 context); cosine: τ_k = 1 − (1−τ_base)(cos(πk/K)+1)/2."""
 
-    tau_base: float = 0.996
+    tau_base: float = ranged(0.996, "[0, 1]")
     schedule: Literal["cosine", "constant"] = "cosine"
     buffers: Literal["copy", "ema"] = "copy"
 
@@ -65,10 +71,10 @@ class EmaConfig:
 @dataclasses.dataclass
 class OptimizerConfig:
     name: str
-    lr: float
+    lr: float = dataclasses.field(metadata={"range": "(0, inf)"})
     """Base learning rate; the applied rate is lr × global_batch/256 when lr_scaling is 'linear'."""
     lr_scaling: Literal["none", "linear"] = "none"
-    weight_decay: float = 0.0
+    weight_decay: float = ranged(0.0, "[0, inf)")
     exclude_bias_and_norm: bool = True
     """Biases and normalization parameters get no weight decay (nor LARS adaptation)."""
     options: dict = dataclasses.field(default_factory=dict)
@@ -77,20 +83,20 @@ class OptimizerConfig:
 
 @dataclasses.dataclass
 class TrainerConfig:
-    epochs: int = 100
-    max_steps: Optional[int] = None
+    epochs: int = ranged(100, "[1, inf)")
+    max_steps: Optional[int] = ranged(None, "[1, inf)")
     """Optional cap on optimizer steps; when set it overrides epochs."""
-    max_minutes: Optional[float] = None
+    max_minutes: Optional[float] = ranged(None, "(0, inf)")
     """Optional wall-clock budget of this process: at the first log step past it the run ends as a finished
     run (last.pt + encoder.pt). The lr/τ schedules still span epochs/max_steps: size those to the budget."""
-    log_every: int = 10
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 3
-    grad_accum_steps: int = 1
+    log_every: int = ranged(10, "[1, inf)")
+    checkpoint_every: int = ranged(1000, "[1, inf)")
+    keep_checkpoints: int = ranged(3, "[0, inf)")
+    grad_accum_steps: int = ranged(1, "[1, inf)")
     channels_last: bool = False
     compile: bool = False
     sync_batchnorm: bool = False
-    collapse_threshold: float = 0.25
+    collapse_threshold: float = ranged(0.25, "[0, inf)")
     """Warn when the projection std × √d falls below this (≈1 healthy, →0 collapsed)."""
     progress: bool = True
     tensorboard: bool = True

@@ -81,6 +81,14 @@ class Validator:
             self.fail(path, f"expected {tp.__name__}, got {type(value).__name__} {value!r}")
         return value
 
+    def in_range(self, value: Any, interval: str, path: tuple) -> None:
+        """``interval`` like ``[1, inf)``: brackets closed, parentheses open."""
+        low, high = (float(v) for v in interval[1:-1].split(","))
+        ok = ((value >= low) if interval[0] == "[" else (value > low)) and \
+             ((value <= high) if interval[-1] == "]" else (value < high))
+        if not ok:
+            self.fail(path, f"expected a value in {interval}, got {value!r}")
+
     def dataclass(self, cls: type, value: Any, path: tuple) -> Any:
         if not isinstance(value, dict):
             self.fail(path, f"expected a mapping, got {type(value).__name__} {value!r}")
@@ -97,6 +105,8 @@ class Validator:
         for name, f in fields.items():
             if name in value:
                 kwargs[name] = self.value(hints[name], value[name], path + (name,), dict(f.metadata))
+                if "range" in f.metadata and kwargs[name] is not None:
+                    self.in_range(kwargs[name], f.metadata["range"], path + (name,))
             elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 self.fail(path + (name,), f"required value missing (expected {_type_name(hints[name])})")
         return cls(**kwargs)

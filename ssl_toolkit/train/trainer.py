@@ -113,7 +113,10 @@ class Trainer:
                  quiet: bool = False, overwrite: bool = False, allow_recipe_change: bool = False):
         self.recipe, self.resume, self.quiet = recipe, resume, quiet
         self.overwrite, self.allow_recipe_change = overwrite, allow_recipe_change
-        self.dist, self.device = init_distributed(recipe.device)
+        try:
+            self.dist, self.device = init_distributed(recipe.device)
+        except ValueError as e:  # an unknown device name
+            raise TrainingError(str(e)) from None
         if resume is None and int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0:
             self.resume = resume = "auto"  # torchrun restarted the workers: continue where the job was
         if resume == "auto" and out_dir is None and recipe.out_dir is None:
