@@ -149,7 +149,7 @@ def test_shipped_recipes_all_validate():
 
 @pytest.mark.parametrize("override, interval", [
     ("trainer.epochs=0", "[1, inf)"), ("trainer.epochs=-1", "[1, inf)"), ("trainer.max_steps=-5", "[1, inf)"),
-    ("trainer.max_minutes=0", "(0, inf)"), ("trainer.log_every=0", "[1, inf)"),
+    ("trainer.max_minutes=-1", "[0, inf)"), ("trainer.log_every=0", "[1, inf)"),
     ("trainer.checkpoint_every=0", "[1, inf)"), ("trainer.grad_accum_steps=0", "[1, inf)"),
     ("trainer.keep_checkpoints=-1", "[0, inf)"), ("trainer.collapse_threshold=-0.1", "[0, inf)"),
     ("optimizer.lr=-0.1", "(0, inf)"), ("optimizer.lr=0", "(0, inf)"), ("optimizer.weight_decay=-1e-6", "[0, inf)"),

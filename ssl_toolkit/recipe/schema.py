@@ -86,7 +86,7 @@ class TrainerConfig:
     epochs: int = ranged(100, "[1, inf)")
     max_steps: Optional[int] = ranged(None, "[1, inf)")
     """Optional cap on optimizer steps; when set it overrides epochs."""
-    max_minutes: Optional[float] = ranged(None, "(0, inf)")
+    max_minutes: Optional[float] = ranged(None, "[0, inf)")
     """Optional wall-clock budget of this process: at the first log step past it the run ends as a finished
     run (last.pt + encoder.pt). The lr/τ schedules still span epochs/max_steps: size those to the budget."""
     log_every: int = ranged(10, "[1, inf)")
