@@ -176,11 +176,16 @@ def save_encoder(path: str | os.PathLike, state_dict: dict, card: Optional[dict]
     return atomic_save({"format": ENCODER_FORMAT, "state_dict": state_dict, "card": card}, path)
 
 
+def is_state_dict(obj: Any) -> bool:
+    """A non-empty mapping of tensors (a module's state dict)."""
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
 def encoder_file_contents(obj: Any) -> Optional[tuple[dict, Optional[dict]]]:
     """``(state_dict, card or None)`` of a loaded encoder file — this format, or a bare state dict as
     earlier versions wrote — else None."""
     if isinstance(obj, dict) and obj.get("format") == ENCODER_FORMAT:
         return dict(obj["state_dict"]), obj.get("card")
-    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+    if is_state_dict(obj):
         return dict(obj), None
     return None

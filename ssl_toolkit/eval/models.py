@@ -89,10 +89,6 @@ def _load(path: Path) -> Any:
         raise EvalError(f"--checkpoint: {e}") from None
 
 
-def _tensor_dict(obj) -> bool:
-    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
-
-
 def _sibling_recipe(path: Path) -> Optional[dict]:
     for cand in (path.parent / "recipe.yaml", path.parent.parent / "recipe.yaml"):
         if cand.is_file():
@@ -185,7 +181,7 @@ def _from_state(spec: str, path: Path, state: Any) -> ModelSource:
             inner = official_state_dict(state)
         except ValueError:
             inner = None
-        if inner and _tensor_dict(inner):
+        if ckpt.is_state_dict(inner):
             return ModelSource(spec, "official", path, checksum, encoder_state=dict(inner))
     raise EvalError(f"--checkpoint {path}: not a training checkpoint, an encoder state dict or BYOL-A weights "
                     f"(found {type(state).__name__} with keys {list(state)[:6] if isinstance(state, dict) else '-'})")

@@ -29,13 +29,13 @@ class Learner:
     lr_factor: Callable[[int], float]
     total_steps: int
     device: torch.device
+    generator: torch.Generator
+    """Device generator of the views, reseeded per micro-batch by ``seed_of(step, micro)``."""
+    seed_of: Callable[[int, int], int]
     scaler: Optional[torch.amp.GradScaler] = None
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
     channels_last: bool = False
     distributed: bool = False
-    generator: Optional[torch.Generator] = None
-    """Device generator of the views, reseeded per micro-batch by ``seed_of(step, micro)``."""
-    seed_of: Callable[[int, int], int] = lambda step, micro: step
 
 
 @dataclass

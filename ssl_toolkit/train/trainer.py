@@ -28,8 +28,8 @@ from .. import checkpoint as ckpt
 from ..data import BadFileError, EpochSampler, collate_skipping_bad, preparation_batches
 from ..engine.build import build_method
 from ..recipe import Recipe, to_plain
-from ..run_dir import RunDirLock, check_new_run, describe_changes, existing_run_files, recipe_changes
 from ..registry import DATASETS, SCHEDULES
+from ..run_dir import RunDirLock, check_new_run, describe_changes, existing_run_files, recipe_changes
 from ..views import ViewMaker
 from ..weights_card import card_from_recipe
 from .distributed import barrier, broadcast_object, init_distributed, shutdown
@@ -154,18 +154,18 @@ class Trainer:
             return state
         raise TrainingError("no usable checkpoint to resume from:\n  " + "\n  ".join(errors))
 
-    def _card(self) -> dict:
-        return card_from_recipe(self.recipe.to_dict(), self.views.state_dict(),
-                                int(self.method.encoder.feature_dim)).to_dict()
+    def _card(self, recipe_tree: dict, views_state: dict) -> dict:
+        return card_from_recipe(recipe_tree, views_state, int(self.method.encoder.feature_dim)).to_dict()
 
     def _save(self, pos: Position, name: str) -> Path | None:
         """checkpoints/<name>: the hooks see (and may refuse) it on every rank; rank 0 writes it."""
+        recipe_tree, views_state = self.recipe.to_dict(), self.views.state_dict()
         state = ckpt.TrainingState(
-            recipe=self.recipe.to_dict(), step=pos.step, epoch=pos.epoch, batches_done=pos.batches_done,
-            method=self.method.state_dict(), views=self.views.state_dict(),
-            optimizer=self.optimizer.state_dict(),
+            recipe=recipe_tree, step=pos.step, epoch=pos.epoch, batches_done=pos.batches_done,
+            method=self.method.state_dict(), views=views_state, optimizer=self.optimizer.state_dict(),
             scaler=self.scaler.state_dict() if self.scaler is not None else {}, rng=ckpt.rng_state(),
-            skipped=[[p, r] for p, r in pos.skipped.items()], card=self._card(), hooks=self.hooks.states())
+            skipped=[[p, r] for p, r in pos.skipped.items()], card=self._card(recipe_tree, views_state),
+            hooks=self.hooks.states())
         self.hooks.on_checkpoint(self.run, state)
         if not self.is_main:
             return None
@@ -281,7 +281,8 @@ class Trainer:
                 return self.run_dir
             self._save(self.run.pos, "last.pt")
             if self.is_main:
-                ckpt.save_encoder(self.run_dir / "encoder.pt", self.method.encoder.state_dict(), self._card())
+                ckpt.save_encoder(self.run_dir / "encoder.pt", self.method.encoder.state_dict(),
+                                 self._card(self.recipe.to_dict(), self.views.state_dict()))
         finally:
             self.hooks.on_end(self.run)
             shutdown(self.dist)
