@@ -21,7 +21,9 @@ class RegistryError(KeyError):
 
 def did_you_mean(name: str, choices) -> str:
     """' (did you mean 'x'?)' for the closest of ``choices``, or ''."""
-    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.5)
+    if not isinstance(name, str) or len(name) > 64:
+        return ""
+    close = difflib.get_close_matches(name, [str(c) for c in choices], n=1, cutoff=0.5)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 

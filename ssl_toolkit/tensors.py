@@ -7,7 +7,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .engine.norms import linear_layer, make_norm
+from .engine.norms import Norm, linear_layer, make_norm
+from .params import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from .registry import AUGMENTATIONS, DATASETS, ENCODERS
 from .views import BatchAugmentation, RandomOp, uniform
 
@@ -16,7 +17,8 @@ from .views import BatchAugmentation, RandomOp, uniform
 class GaussianClusters(torch.utils.data.Dataset):
     """Synthetic vectors around `num_classes` random centres (labels known), for tests and smoke runs."""
 
-    def __init__(self, size: int = 512, dim: int = 16, num_classes: int = 4, spread: float = 0.5, seed: int = 0):
+    def __init__(self, size: PositiveInt = 512, dim: PositiveInt = 16, num_classes: PositiveInt = 4,
+                 spread: NonNegativeFloat = 0.5, seed: NonNegativeInt = 0):
         if size < 0:
             raise ValueError(f"gaussian_clusters: size must be >= 0, got {size}")
         g = torch.Generator().manual_seed(seed)
@@ -35,7 +37,8 @@ class GaussianClusters(torch.utils.data.Dataset):
 class MLPEncoder(nn.Module):
     """Vector encoder: (Linear → norm → ReLU) × depth; feature_dim = hidden_dim; norm bn|gn|gn_ws|none."""
 
-    def __init__(self, in_dim: int = 16, hidden_dim: int = 64, depth: int = 2, norm: str = "bn"):
+    def __init__(self, in_dim: PositiveInt = 16, hidden_dim: PositiveInt = 64, depth: PositiveInt = 2,
+                 norm: Norm = "bn"):
         super().__init__()
         layers, dim, linear = [], in_dim, linear_layer(norm)
         for _ in range(depth):
@@ -52,7 +55,7 @@ class MLPEncoder(nn.Module):
 class GaussianNoise(RandomOp):
     """x + σ·N(0, 1), σ ~ U[0, max_std) drawn per sample."""
 
-    def __init__(self, max_std: float = 0.1):
+    def __init__(self, max_std: NonNegativeFloat = 0.1):
         super().__init__()
         self.max_std = max_std
 
@@ -73,7 +76,7 @@ class GaussianNoise(RandomOp):
 class RandomScale(RandomOp):
     """x · s, s ~ U[low, high) drawn per sample."""
 
-    def __init__(self, low: float = 0.8, high: float = 1.2):
+    def __init__(self, low: PositiveFloat = 0.8, high: PositiveFloat = 1.2):
         super().__init__()
         self.low, self.high = low, high
 

@@ -176,3 +176,82 @@ def test_unknown_device_is_a_one_line_error(tensor_recipe, tmp_path):
                            "--out", str(tmp_path / "r")], capture_output=True, text=True)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "device: 'banana' is not a device; accepted: auto, cpu, cuda" in done.stderr
+
+
+def _alias_bomb(levels: int = 9) -> str:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, levels):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]")
+    return "\n".join(lines)
+
+
+def test_yaml_alias_bomb_is_refused_quickly(tmp_path):
+    import time
+
+    bomb = _alias_bomb()  # ~460 bytes that expand to 9**9 ≈ 387 million values
+    f = write(tmp_path / "bomb.yaml", "name: bomb\n" + bomb + "\n")
+    start = time.perf_counter()
+    with pytest.raises(RecipeError, match=r"bomb.yaml: refused: its YAML aliases expand to more than 100,000"):
+        load_recipe(f)
+    # the same document as the first invalid list item of a valid recipe, and on the command line
+    g = write(tmp_path / "g.yaml", BASE)
+    with pytest.raises(RecipeError, match="command line: key 'views.branches': refused: its YAML aliases expand"):
+        load_recipe(g, ["views.branches=[{" + bomb.replace("\n", ", ") + "}]"])
+    with open(g, "a") as handle:
+        handle.write(bomb + "\n")
+    with pytest.raises(RecipeError, match="g.yaml: refused: its YAML aliases expand"):
+        load_recipe(g)
+    assert time.perf_counter() - start < 5
+
+
+def test_self_referencing_yaml_is_refused(tmp_path):
+    f = write(tmp_path / "loop.yaml", "name: loop\nviews: &v {branches: [*v]}\n")
+    with pytest.raises(RecipeError, match="loop.yaml: refused: the document refers to itself"):
+        load_recipe(f)
+
+
+def test_errors_quote_a_short_form_of_large_values(tmp_path):
+    big = "[" + ", ".join(["[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]"] * 2000) + "]"  # 20,000 values: under the alias limit
+    f = write(tmp_path / "r.yaml", BASE)
+    with pytest.raises(RecipeError) as e:
+        load_recipe(f, [f"trainer.epochs={big}"])
+    assert "key 'trainer.epochs': expected int, got list [[1, 2, 3, 4, 5, 6, ...], [1, 2" in str(e.value)
+    assert len(str(e.value)) < 300
+    with pytest.raises(RecipeError) as e:
+        load_recipe(f, ["model.encoder.norm=" + "x" * 100_000])
+    assert len(str(e.value)) < 300 and "..." in str(e.value)
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe", "not a text recipe: byte"),
+    (b"name: x\x00\x00\x00", "not a text recipe: it contains NUL bytes"),
+    (b"a: [" * 2000 + b"1" + b"]" * 2000, "refused: nested too deeply"),
+])
+def test_binary_and_pathological_files_are_refused(tmp_path, content, words):
+    f = tmp_path / "weird.yaml"
+    f.write_bytes(content)
+    with pytest.raises(RecipeError, match=re.escape(words)) as e:
+        load_recipe(f)
+    assert str(f.name) in str(e.value)
+
+
+def test_oversized_and_unreadable_recipe_files(tmp_path, monkeypatch):
+    import builtins
+
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"# " + b"x" * (1 << 20) + b"\n")
+    with pytest.raises(RecipeError, match="big.yaml: refused: larger than 1 MiB"):
+        load_recipe(big)
+    with pytest.raises(RecipeError, match="cannot read recipe: Is a directory"):
+        load_recipe(tmp_path)
+    locked = write(tmp_path / "locked.yaml", BASE)
+    real_open = builtins.open
+
+    def denying_open(file, *args, **kwargs):  # what a chmod 000 file gives a non-root user (CI may run as root)
+        if str(file) == str(locked):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", denying_open)
+    with pytest.raises(RecipeError, match="locked.yaml: cannot read recipe: Permission denied"):
+        load_recipe(locked)

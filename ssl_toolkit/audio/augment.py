@@ -22,9 +22,11 @@ checkpoints through ``get_extra_state``; a fresh instance's ``load_state_dict`` 
 from __future__ import annotations
 
 import logging
+from typing import Annotated, Literal
 
 import torch
 
+from ..params import Finite, NonNegativeFloat, Pair, PositiveFloat, PositiveInt, Probability
 from ..registry import AUGMENTATIONS, FRONTENDS
 from ..views import BatchAugmentation, PrepareContext, RandomOp, uniform
 from .stats import load_or_compute
@@ -41,9 +43,10 @@ class LogMel(BatchAugmentation):
 
     eval_frontend = True
 
-    def __init__(self, frontend: str = "nnaudio_mel", sample_rate: int = 16000, n_fft: int = 1024,
-                 win_length: int = 1024, hop_length: int = 160, n_mels: int = 64, f_min: float = 60.0,
-                 f_max: float = 7800.0):
+    def __init__(self, frontend: Literal["nnaudio_mel", "torchaudio_mel"] = "nnaudio_mel",
+                 sample_rate: PositiveInt = 16000, n_fft: PositiveInt = 1024, win_length: PositiveInt = 1024,
+                 hop_length: PositiveInt = 160, n_mels: PositiveInt = 64, f_min: NonNegativeFloat = 60.0,
+                 f_max: PositiveFloat = 7800.0):
         super().__init__()
         self.mel = FRONTENDS.build(frontend, sample_rate=sample_rate, n_fft=n_fft, win_length=win_length,
                                    hop_length=hop_length, n_mels=n_mels, f_min=f_min, f_max=f_max)
@@ -73,7 +76,7 @@ class PreNorm(BatchAugmentation):
 
     eval_frontend = True
 
-    def __init__(self, mean: float | None = None, std: float | None = None, n_stats: int = 10000,
+    def __init__(self, mean: Finite | None = None, std: PositiveFloat | None = None, n_stats: PositiveInt = 10000,
                  stats_file: str | None = None):
         super().__init__()
         if (mean is None) != (std is None):
@@ -138,7 +141,7 @@ def log_mixup_exp(x: torch.Tensor, z: torch.Tensor, alpha: torch.Tensor | float)
 class Mixup(RandomOp):
     """Log-mixup-exp with a random past input from a FIFO memory bank (BYOL-A); α ~ U[0, ratio) per sample."""
 
-    def __init__(self, ratio: float = 0.4, n_memory: int = 2048, log_mixup_exp: bool = True):
+    def __init__(self, ratio: Probability = 0.4, n_memory: PositiveInt = 2048, log_mixup_exp: bool = True):
         super().__init__()
         if not 0.0 <= ratio <= 1.0:
             raise ValueError(f"mixup ratio must be in [0, 1], got {ratio}")
@@ -264,8 +267,9 @@ def bicubic_crop_matrix(start: torch.Tensor, length: torch.Tensor, out_size: int
 class RandomResizeCrop(RandomOp):
     """Random crop of a (F, 1.5·T) zero canvas holding the input centred in time, bicubic-resized back (BYOL-A)."""
 
-    def __init__(self, virtual_crop_scale: list = (1.0, 1.5), freq_scale: list = (0.6, 1.5),
-                 time_scale: list = (0.6, 1.5)):
+    def __init__(self, virtual_crop_scale: Annotated[list, Pair("[1, inf)")] = (1.0, 1.5),
+                 freq_scale: Annotated[list, Pair("(0, inf)")] = (0.6, 1.5),
+                 time_scale: Annotated[list, Pair("(0, inf)")] = (0.6, 1.5)):
         super().__init__()
         for name, v in (("virtual_crop_scale", virtual_crop_scale), ("freq_scale", freq_scale),
                         ("time_scale", time_scale)):
@@ -320,7 +324,7 @@ class RandomResizeCrop(RandomOp):
 class RandomLinearFader(RandomOp):
     """Add a linear ramp over time from head to tail, both ~ U(−gain, gain) per sample (BYOL-A v2)."""
 
-    def __init__(self, gain: float = 1.0):
+    def __init__(self, gain: NonNegativeFloat = 1.0):
         super().__init__()
         if gain < 0:
             raise ValueError(f"random_linear_fader gain must be >= 0, got {gain}")

@@ -22,6 +22,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ import torch
 from ..data import BadFileError, BadItem
 from ..devices import torch_threads
 from ..recipe import expand_path
+from ..params import NonNegativeInt, PositiveFloat, PositiveInt
 from ..registry import DATASETS
 from .metadata import class_ids, read_metadata_csv
 
@@ -147,8 +149,9 @@ class AudioFolder(torch.utils.data.Dataset):
 
     def __init__(self, root: str, metadata: str | None = None, audio_dir: str | None = None,
                  split: str | None = None, fold: str | None = None, label_column: str = "label",
-                 fold_column: str = "fold", sample_rate: int = 16000, unit_sec: float = 0.95,
-                 seed: int = 0, on_bad_file: str = "skip", cache: str = "auto", cache_max_mb: int = 2048):
+                 fold_column: str = "fold", sample_rate: PositiveInt = 16000, unit_sec: PositiveFloat = 0.95,
+                 seed: NonNegativeInt = 0, on_bad_file: Literal["skip", "fail"] = "skip",
+                 cache: Literal["auto", "memory", "none"] = "auto", cache_max_mb: NonNegativeInt = 2048):
         if on_bad_file not in ("skip", "fail"):
             raise ValueError(f"on_bad_file must be 'skip' or 'fail', got {on_bad_file!r}")
         if cache not in ("auto", "memory", "none"):

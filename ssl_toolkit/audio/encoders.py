@@ -22,7 +22,8 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from ..engine.norms import conv_layer, make_norm
+from ..engine.norms import Norm, conv_layer, make_norm
+from ..params import PositiveInt, Rate
 from ..registry import ENCODERS
 from ..checkpoint import state_dict_mismatch
 from .layers import Dropout, MaxPool2x2
@@ -72,7 +73,8 @@ class _AudioNTT(nn.Module):
 class AudioNTT2020(_AudioNTT):
     """BYOL-A v1 encoder: 3 conv blocks + 2-layer MLP per frame; embedding = max + mean over time."""
 
-    def __init__(self, n_mels: int = 64, feature_d: int = 512, norm: str = "bn", dropout: float = 0.3):
+    def __init__(self, n_mels: PositiveInt = 64, feature_d: PositiveInt = 512, norm: Norm = "bn",
+                 dropout: Rate = 0.3):
         super().__init__()
         if n_mels % 8:
             raise ValueError(f"audiontt2020 needs n_mels divisible by 8, got {n_mels}")
@@ -90,8 +92,8 @@ class AudioNTT2020(_AudioNTT):
 class AudioNTT2022(_AudioNTT):
     """BYOL-A v2 encoder: 2 conv blocks; frame = concat(conv features, MLP of them); embedding = max + mean."""
 
-    def __init__(self, n_mels: int = 64, feature_d: int = 3072, mlp_hidden_d: int = 2048, norm: str = "bn",
-                 dropout: float = 0.3):
+    def __init__(self, n_mels: PositiveInt = 64, feature_d: PositiveInt = 3072, mlp_hidden_d: PositiveInt = 2048,
+                 norm: Norm = "bn", dropout: Rate = 0.3):
         super().__init__()
         if n_mels % 4:
             raise ValueError(f"audiontt2022 needs n_mels divisible by 4, got {n_mels}")

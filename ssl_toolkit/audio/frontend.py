@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..params import NonNegativeFloat, PositiveFloat, PositiveInt
 from ..registry import FRONTENDS
 
 EPS = torch.finfo(torch.float32).eps
@@ -59,8 +60,9 @@ class LogMelFrontEnd(nn.Module):
 
 
 @FRONTENDS.register("nnaudio_mel")
-def nnaudio_mel(sample_rate: int = 16000, n_fft: int = 1024, win_length: int = 1024, hop_length: int = 160,
-                n_mels: int = 64, f_min: float = 60.0, f_max: float = 7800.0) -> LogMelFrontEnd:
+def nnaudio_mel(sample_rate: PositiveInt = 16000, n_fft: PositiveInt = 1024, win_length: PositiveInt = 1024,
+                hop_length: PositiveInt = 160, n_mels: PositiveInt = 64, f_min: NonNegativeFloat = 60.0,
+                f_max: PositiveFloat = 7800.0) -> LogMelFrontEnd:
     """Log-mel with nnAudio MelSpectrogram (Slaney, center=True): the BYOL-A v2 front end."""
     from nnAudio.features import MelSpectrogram
 
@@ -72,8 +74,9 @@ def nnaudio_mel(sample_rate: int = 16000, n_fft: int = 1024, win_length: int = 1
 
 
 @FRONTENDS.register("torchaudio_mel")
-def torchaudio_mel(sample_rate: int = 16000, n_fft: int = 1024, win_length: int = 1024, hop_length: int = 160,
-                   n_mels: int = 64, f_min: float = 60.0, f_max: float = 7800.0) -> LogMelFrontEnd:
+def torchaudio_mel(sample_rate: PositiveInt = 16000, n_fft: PositiveInt = 1024, win_length: PositiveInt = 1024,
+                   hop_length: PositiveInt = 160, n_mels: PositiveInt = 64, f_min: NonNegativeFloat = 60.0,
+                   f_max: PositiveFloat = 7800.0) -> LogMelFrontEnd:
     """Log-mel with torchaudio MelSpectrogram (HTK, center=True): the BYOL-A v1 front end."""
     import torchaudio
 

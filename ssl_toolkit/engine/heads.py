@@ -4,7 +4,8 @@ from __future__ import annotations
 from torch import nn
 
 from ..registry import HEADS
-from .norms import linear_layer, make_norm
+from ..params import PositiveInt
+from .norms import Norm, linear_layer, make_norm
 
 
 @HEADS.register("mlp")
@@ -15,8 +16,8 @@ class MLPHead(nn.Sequential):
     Richemond et al. 2020) | ``none``; see :mod:`ssl_toolkit.engine.norms`.
     """
 
-    def __init__(self, in_dim: int, hidden_dim: int = 4096, out_dim: int = 256, num_layers: int = 2,
-                 norm: str = "bn", last_norm: bool = False):
+    def __init__(self, in_dim: PositiveInt, hidden_dim: PositiveInt = 4096, out_dim: PositiveInt = 256,
+                 num_layers: PositiveInt = 2, norm: Norm = "bn", last_norm: bool = False):
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         layers: list[nn.Module] = []

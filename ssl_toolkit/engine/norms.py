@@ -17,12 +17,15 @@ not divide C, gcd(16, C) groups (the largest power of two ≤ 16 that divides C)
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 NORMS = ("bn", "gn", "gn_ws", "none")
+Norm = Literal[NORMS]
+"""The ``norm`` parameter of encoders and heads."""
 GN_GROUPS = 16
 
 

@@ -48,12 +48,13 @@ Choices where the papers' details could not be recovered (documented defaults):
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Annotated, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..params import NonNegativeFloat, PositiveInt, Range, Rate
 from ..registry import HEADS
 
 
@@ -207,8 +208,8 @@ class ClosedFormPredictor(nn.Module):
 class DirectPred(ClosedFormPredictor):
     """DirectPred predictor (Tian et al. 2021): W = U diag(sqrt(s/max s) + eps) Uᵀ of the EMA correlation."""
 
-    def __init__(self, in_dim: int, rho: float = 0.3, eps: float = 0.01, freq: int = 1,
-                 out_dim: Optional[int] = None, hidden_dim: Optional[int] = None):
+    def __init__(self, in_dim: PositiveInt, rho: Rate = 0.3, eps: NonNegativeFloat = 0.01, freq: PositiveInt = 1,
+                 out_dim: Optional[PositiveInt] = None, hidden_dim: Optional[PositiveInt] = None):
         super().__init__(in_dim, rho, freq, False, out_dim, hidden_dim)
         self.eps = float(eps)
 
@@ -220,8 +221,8 @@ class DirectPred(ClosedFormPredictor):
 class DirectCopy(ClosedFormPredictor):
     """DirectCopy predictor (Wang et al. 2021): W = F̂/‖F̂‖_F + alpha·I, no eigendecomposition."""
 
-    def __init__(self, in_dim: int, rho: float = 0.3, alpha: float = 0.01, freq: int = 1, normalize: bool = True,
-                 out_dim: Optional[int] = None, hidden_dim: Optional[int] = None):
+    def __init__(self, in_dim: PositiveInt, rho: Rate = 0.3, alpha: NonNegativeFloat = 0.01, freq: PositiveInt = 1, normalize: bool = True,
+                 out_dim: Optional[PositiveInt] = None, hidden_dim: Optional[PositiveInt] = None):
         super().__init__(in_dim, rho, freq, False, out_dim, hidden_dim)
         self.alpha, self.normalize_weight = float(alpha), bool(normalize)
 
@@ -230,8 +231,8 @@ class DirectCopy(ClosedFormPredictor):
 
 
 class _EdgeOfOrthogonality(ClosedFormPredictor):
-    def __init__(self, in_dim: int, rho: float = 0.3, alpha: float = 0.01, freq: int = 1, normalize: bool = True,
-                 out_dim: Optional[int] = None, hidden_dim: Optional[int] = None):
+    def __init__(self, in_dim: PositiveInt, rho: Rate = 0.3, alpha: NonNegativeFloat = 0.01, freq: PositiveInt = 1, normalize: bool = True,
+                 out_dim: Optional[PositiveInt] = None, hidden_dim: Optional[PositiveInt] = None):
         super().__init__(in_dim, rho, freq, normalize, out_dim, hidden_dim)
         self.alpha = float(alpha)
 
@@ -257,9 +258,9 @@ class NeumannPredictor(_EdgeOfOrthogonality):
 class VisserPredictor(_EdgeOfOrthogonality):
     """Edge of Orthogonality 'Visser': W = Σ^{1/2} (n Visser steps, rate eta) + alpha·I."""
 
-    def __init__(self, in_dim: int, rho: float = 0.3, alpha: float = 0.01, n: int = 20, eta: float = 0.5,
-                 freq: int = 1, normalize: bool = True, out_dim: Optional[int] = None,
-                 hidden_dim: Optional[int] = None):
+    def __init__(self, in_dim: PositiveInt, rho: Rate = 0.3, alpha: NonNegativeFloat = 0.01, n: PositiveInt = 20, eta: Annotated[float, Range("(0, 1]")] = 0.5,
+                 freq: PositiveInt = 1, normalize: bool = True, out_dim: Optional[PositiveInt] = None,
+                 hidden_dim: Optional[PositiveInt] = None):
         super().__init__(in_dim, rho, alpha, freq, normalize, out_dim, hidden_dim)
         if not 0.0 < eta <= 1.0:
             raise ValueError(f"eta must be in (0, 1], got {eta}")
@@ -273,8 +274,8 @@ class VisserPredictor(_EdgeOfOrthogonality):
 class NewtonSchulzPredictor(_EdgeOfOrthogonality):
     """Edge of Orthogonality 'NS': W = Σ^{1/2} (n Newton–Schulz steps) + alpha·I."""
 
-    def __init__(self, in_dim: int, rho: float = 0.3, alpha: float = 0.01, n: int = 9, freq: int = 1,
-                 normalize: bool = True, out_dim: Optional[int] = None, hidden_dim: Optional[int] = None):
+    def __init__(self, in_dim: PositiveInt, rho: Rate = 0.3, alpha: NonNegativeFloat = 0.01, n: PositiveInt = 9, freq: PositiveInt = 1,
+                 normalize: bool = True, out_dim: Optional[PositiveInt] = None, hidden_dim: Optional[PositiveInt] = None):
         super().__init__(in_dim, rho, alpha, freq, normalize, out_dim, hidden_dim)
         self.n = int(n)
 
@@ -286,8 +287,8 @@ class NewtonSchulzPredictor(_EdgeOfOrthogonality):
 class NewtonSchulz2Predictor(_EdgeOfOrthogonality):
     """Edge of Orthogonality 'NS2': W = Σ^{1/4} (Newton–Schulz twice, n steps each) + alpha·I."""
 
-    def __init__(self, in_dim: int, rho: float = 0.3, alpha: float = 0.01, n: int = 7, freq: int = 1,
-                 normalize: bool = True, out_dim: Optional[int] = None, hidden_dim: Optional[int] = None):
+    def __init__(self, in_dim: PositiveInt, rho: Rate = 0.3, alpha: NonNegativeFloat = 0.01, n: PositiveInt = 7, freq: PositiveInt = 1,
+                 normalize: bool = True, out_dim: Optional[PositiveInt] = None, hidden_dim: Optional[PositiveInt] = None):
         super().__init__(in_dim, rho, alpha, freq, normalize, out_dim, hidden_dim)
         self.n = int(n)
 
@@ -299,8 +300,8 @@ class NewtonSchulz2Predictor(_EdgeOfOrthogonality):
 class StiefelPredictor(_EdgeOfOrthogonality):
     """Edge of Orthogonality 'Stiefel': W = BΣᵀ/‖B‖_F + alpha·I, B = (ΣᵀΣ)^{-1/2} by n Newton–Schulz steps."""
 
-    def __init__(self, in_dim: int, rho: float = 0.3, alpha: float = 0.01, n: int = 9, freq: int = 1,
-                 normalize: bool = True, out_dim: Optional[int] = None, hidden_dim: Optional[int] = None):
+    def __init__(self, in_dim: PositiveInt, rho: Rate = 0.3, alpha: NonNegativeFloat = 0.01, n: PositiveInt = 9, freq: PositiveInt = 1,
+                 normalize: bool = True, out_dim: Optional[PositiveInt] = None, hidden_dim: Optional[PositiveInt] = None):
         super().__init__(in_dim, rho, alpha, freq, normalize, out_dim, hidden_dim)
         self.n = int(n)
 

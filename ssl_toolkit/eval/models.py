@@ -25,7 +25,8 @@ import yaml
 from torch import nn
 
 from .. import checkpoint as ckpt
-from ..recipe import Component, import_components
+from ..recipe import Component, RecipeError, import_components
+from ..recipe.loading import read_recipe_file
 from ..registry import AUGMENTATIONS, ENCODERS, RegistryError
 from ..weights_card import WeightsCard, card_from_recipe
 from .errors import EvalError
@@ -93,8 +94,8 @@ def _sibling_recipe(path: Path) -> Optional[dict]:
     for cand in (path.parent / "recipe.yaml", path.parent.parent / "recipe.yaml"):
         if cand.is_file():
             try:
-                tree = yaml.safe_load(cand.read_text())
-            except (OSError, yaml.YAMLError):
+                tree = read_recipe_file(cand)
+            except RecipeError:
                 continue
             if isinstance(tree, dict) and "model" in tree:
                 return tree

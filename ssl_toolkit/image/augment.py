@@ -12,10 +12,11 @@ solarize(p=0.0 | 0.2), then normalize.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Annotated, Literal, Optional
 
 import torch
 
+from ..params import NonNegativeFloat, Pair, PositiveInt, Probability, Range
 from ..registry import AUGMENTATIONS
 from ..views import BatchAugmentation, RandomOp, bernoulli, uniform
 from . import functional as IF
@@ -99,8 +100,9 @@ class RandomResizedCrop(RandomOp):
 
     TRIES = 10
 
-    def __init__(self, size: int = 224, scale: list = (0.08, 1.0), ratio: list = (3 / 4, 4 / 3),
-                 interpolation: str = "bilinear", antialias: bool = True):
+    def __init__(self, size: PositiveInt = 224, scale: Annotated[list, Pair("(0, 1]")] = (0.08, 1.0),
+                 ratio: Annotated[list, Pair("(0, inf)")] = (3 / 4, 4 / 3),
+                 interpolation: Literal["bilinear", "bicubic", "nearest"] = "bilinear", antialias: bool = True):
         super().__init__()
         if isinstance(size, int):
             self.size = (size, size)
@@ -163,7 +165,7 @@ class RandomResizedCrop(RandomOp):
 class HorizontalFlip(RandomOp):
     """Mirror left-right with probability p, independently per sample."""
 
-    def __init__(self, p: float = 0.5):
+    def __init__(self, p: Probability = 0.5):
         super().__init__()
         self.p = _check_p(p)
 
@@ -196,8 +198,9 @@ class ColorJitter(RandomOp):
 
     OPS = ("brightness", "contrast", "saturation", "hue")
 
-    def __init__(self, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.2,
-                 hue: float = 0.1, p: float = 0.8):
+    def __init__(self, brightness: NonNegativeFloat = 0.4, contrast: NonNegativeFloat = 0.4,
+                 saturation: NonNegativeFloat = 0.2, hue: Annotated[float, Range("[0, 0.5]")] = 0.1,
+                 p: Probability = 0.8):
         super().__init__()
         self.ranges = {
             "brightness": _jitter_range(brightness, "brightness"),
@@ -240,7 +243,7 @@ class ColorJitter(RandomOp):
 class RandomGrayscale(RandomOp):
     """Convert to grayscale (kept as 3 equal channels) with probability p per sample."""
 
-    def __init__(self, p: float = 0.2):
+    def __init__(self, p: Probability = 0.2):
         super().__init__()
         self.p = _check_p(p)
 
@@ -256,7 +259,8 @@ class RandomGrayscale(RandomOp):
 class GaussianBlur(RandomOp):
     """Gaussian blur with sigma ~ U(sigma) per sample, prob. p; kernel ≈ 10% of the side when unset."""
 
-    def __init__(self, p: float = 0.5, sigma: list = (0.1, 2.0), kernel_size: Optional[int] = None):
+    def __init__(self, p: Probability = 0.5, sigma: Annotated[list, Pair("(0, inf)")] = (0.1, 2.0),
+                 kernel_size: Optional[PositiveInt] = None):
         super().__init__()
         self.p = _check_p(p)
         self.sigma = _pair(sigma, "gaussian_blur.sigma")
@@ -285,7 +289,7 @@ class GaussianBlur(RandomOp):
 class RandomSolarize(RandomOp):
     """Invert the pixels at or above the threshold (x ↦ 1 − x), with probability p per sample."""
 
-    def __init__(self, p: float = 0.2, threshold: float = 0.5):
+    def __init__(self, p: Probability = 0.2, threshold: Probability = 0.5):
         super().__init__()
         self.p = _check_p(p)
         self.threshold = float(threshold)

@@ -18,7 +18,8 @@ import functools
 import torch
 from torch import nn
 
-from ..engine.norms import WSConv2d, make_norm
+from ..engine.norms import Norm, WSConv2d, make_norm
+from ..params import PositiveFloat, PositiveInt
 from ..registry import ENCODERS
 
 
@@ -155,7 +156,7 @@ class ResNetEncoder(nn.Module):
 
 
 @ENCODERS.register("resnet18")
-def resnet18(cifar_stem: bool = False, width: float = 1.0, norm: str = "bn", in_channels: int = 3,
+def resnet18(cifar_stem: bool = False, width: PositiveFloat = 1.0, norm: Norm = "bn", in_channels: PositiveInt = 3,
              zero_init_residual: bool = False) -> ResNetEncoder:
     """ResNet-18 trunk (512·width features); cifar_stem for 32×32 images, norm bn|gn|gn_ws|none."""
     return ResNetEncoder(BasicBlock, [2, 2, 2, 2], cifar_stem=cifar_stem, width=width, norm=norm,
@@ -163,7 +164,7 @@ def resnet18(cifar_stem: bool = False, width: float = 1.0, norm: str = "bn", in_
 
 
 @ENCODERS.register("resnet34")
-def resnet34(cifar_stem: bool = False, width: float = 1.0, norm: str = "bn", in_channels: int = 3,
+def resnet34(cifar_stem: bool = False, width: PositiveFloat = 1.0, norm: Norm = "bn", in_channels: PositiveInt = 3,
              zero_init_residual: bool = False) -> ResNetEncoder:
     """ResNet-34 trunk (512·width features); cifar_stem for 32×32 images, norm bn|gn|gn_ws|none."""
     return ResNetEncoder(BasicBlock, [3, 4, 6, 3], cifar_stem=cifar_stem, width=width, norm=norm,
@@ -171,7 +172,7 @@ def resnet34(cifar_stem: bool = False, width: float = 1.0, norm: str = "bn", in_
 
 
 @ENCODERS.register("resnet50")
-def resnet50(cifar_stem: bool = False, width: float = 1.0, norm: str = "bn", in_channels: int = 3,
+def resnet50(cifar_stem: bool = False, width: PositiveFloat = 1.0, norm: Norm = "bn", in_channels: PositiveInt = 3,
              zero_init_residual: bool = False) -> ResNetEncoder:
     """ResNet-50 trunk (2048·width features); cifar_stem for 32×32 images, norm bn|gn|gn_ws|none."""
     return ResNetEncoder(Bottleneck, [3, 4, 6, 3], cifar_stem=cifar_stem, width=width, norm=norm,

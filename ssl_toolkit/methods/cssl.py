@@ -5,14 +5,18 @@ w_ij = σ((A_ij − γ)/T) and A_ij = sg(cos(z′_i, z′_j)); see ``ssl_toolkit
 """
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 from ..engine.self_labeling import SelfLabelingMethod
+from ..params import NonNegativeFloat, PositiveFloat, Probability, Range
 from ..registry import METHODS
 from .ccsl import byol_pairs
 
 
 @METHODS.register("cssl")
-def cssl(encoder, projector, predictor, ema, lam: float = 0.5, gamma: float = 0.9, temperature: float = 0.05,
-         ramp: float = 0.25, symmetric: bool = True, target_mode: str = "ema") -> SelfLabelingMethod:
+def cssl(encoder, projector, predictor, ema, lam: NonNegativeFloat = 0.5,
+         gamma: Annotated[float, Range("[-1, 1]")] = 0.9, temperature: PositiveFloat = 0.05,
+         ramp: Probability = 0.25, symmetric: bool = True, target_mode: Literal["ema", "online"] = "ema") -> SelfLabelingMethod:
     """BYOL + CSSL: every batch pair weighted by σ((A_ij − γ)/T), A = target affinity."""
     return SelfLabelingMethod(encoder, projector, predictor, ema, byol_pairs(symmetric), mode="cssl",
                               lam=lam, gamma=gamma, temperature=temperature, ramp=ramp,

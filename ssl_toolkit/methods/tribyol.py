@@ -12,14 +12,14 @@ may instead update both every step with different rates: ``target_update: all, t
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
 
 from ..engine.bootstrap import BootstrapMethod, Pair
 from ..registry import METHODS
 
 
 @METHODS.register("tribyol")
-def tribyol(encoder, projector, predictor, ema, target_update: str = "alternate",
+def tribyol(encoder, projector, predictor, ema, target_update: Literal["alternate", "all"] = "alternate",
             taus: Optional[list] = None) -> BootstrapMethod:
     """TriBYOL: 3 views, 2 EMA targets (alternate updates by default), ½ of each BYOL loss summed."""
     if taus is not None:

@@ -13,6 +13,48 @@ import yaml
 from .errors import RecipeError
 
 COMMAND_LINE = "command line"
+MAX_RECIPE_BYTES = 1 << 20
+"""A recipe file larger than this is refused (the shipped ones are under 4 KiB)."""
+MAX_EXPANDED_NODES = 100_000
+"""A recipe whose YAML aliases expand to more values than this is refused (an "alias bomb": a few hundred
+bytes that expand to billions of values)."""
+
+
+def expanded_size(tree: Any) -> int:
+    """How many values ``tree`` holds once every alias is expanded, counted in time linear in its distinct
+    nodes; ValueError for a recursive (self-referencing) document."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: Any) -> int:
+        if not isinstance(node, (dict, list)):
+            return 1
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise ValueError("the document refers to itself through an alias")
+        open_nodes.add(key)
+        children = node.values() if isinstance(node, dict) else node
+        sizes[key] = 1 + sum(size(c) for c in children)
+        open_nodes.discard(key)
+        return sizes[key]
+
+    return size(tree)
+
+
+def _parse_yaml(text: str, file: str, key: str | None = None) -> Any:
+    """``yaml.safe_load`` of ``text``, refusing documents whose aliases expand excessively."""
+    try:
+        data = yaml.safe_load(text)
+        n = expanded_size(data)
+    except (ValueError, RecursionError) as e:
+        raise RecipeError(f"refused: {e if isinstance(e, ValueError) else 'nested too deeply'}",
+                          file=file, key=key) from None
+    if n > MAX_EXPANDED_NODES:
+        raise RecipeError(f"refused: its YAML aliases expand to more than {MAX_EXPANDED_NODES:,} values "
+                          f"(an alias bomb?); write the values out instead", file=file, key=key)
+    return data
 
 
 class Origins:
@@ -34,15 +76,26 @@ class Origins:
         return "recipe"
 
 
-def _read_yaml(path: Path) -> dict:
+def read_recipe_file(path: Path) -> dict:
+    """The top-level mapping of one YAML recipe file, read safely: at most MAX_RECIPE_BYTES of UTF-8 text,
+    no Python tags, no excessive alias expansion."""
     try:
-        text = path.read_text()
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_RECIPE_BYTES + 1)
     except FileNotFoundError:
         raise RecipeError("recipe file not found", file=str(path)) from None
     except OSError as e:
         raise RecipeError(f"cannot read recipe: {e.strerror}", file=str(path)) from None
+    if len(raw) > MAX_RECIPE_BYTES:
+        raise RecipeError(f"refused: larger than {MAX_RECIPE_BYTES >> 20} MiB, not a recipe", file=str(path))
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RecipeError(f"not a text recipe: byte {e.start} is not UTF-8 (a binary file?)", file=str(path)) from None
+    if "\x00" in text:
+        raise RecipeError("not a text recipe: it contains NUL bytes (a binary file?)", file=str(path))
+    try:
+        data = _parse_yaml(text, str(path))
     except yaml.constructor.ConstructorError as e:
         raise RecipeError(
             f"refused: {e.problem} (recipes are loaded safely; Python object tags are not allowed)",
@@ -74,7 +127,7 @@ def load_tree(path: str | os.PathLike, origins: Origins | None = None, _chain: t
     if path in _chain:
         raise RecipeError("circular 'base:' inheritance: " + " -> ".join(map(str, _chain + (path,))), file=str(path))
     origins = origins if origins is not None else Origins()
-    data = _read_yaml(path)
+    data = read_recipe_file(path)
     bases = data.pop("base", None)
     if bases is None:
         bases = []
@@ -100,7 +153,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not all(parts):
         raise RecipeError(f"override '{text}' has an empty key part", file=COMMAND_LINE)
     try:
-        parsed = yaml.safe_load(value) if value.strip() else None
+        parsed = _parse_yaml(value, COMMAND_LINE, key) if value.strip() else None
     except yaml.YAMLError as e:
         raise RecipeError(f"value of override '{text}' is not a YAML scalar: {e}", file=COMMAND_LINE, key=key) from None
     return parts, parsed

@@ -11,6 +11,8 @@ import types
 import typing
 from typing import Any, Literal
 
+from ..params import Range, constraints_of
+from ..quoting import short_repr
 from ..registry import ALL_REGISTRIES, Registry, RegistryError, did_you_mean
 from .errors import RecipeError
 from .loading import Origins
@@ -56,11 +58,11 @@ class Validator:
         if origin is Literal:
             allowed = typing.get_args(tp)
             if value not in allowed:
-                self.fail(path, f"expected {_type_name(tp)}, got {value!r}{did_you_mean(value, allowed)}")
+                self.fail(path, f"expected {_type_name(tp)}, got {short_repr(value)}{did_you_mean(value, allowed)}")
             return value
         if origin is list:
             if not isinstance(value, list):
-                self.fail(path, f"expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+                self.fail(path, f"expected {_type_name(tp)}, got {type(value).__name__} {short_repr(value)}")
             (item_tp,) = typing.get_args(tp)
             return [self.value(item_tp, v, path + (i,), meta) for i, v in enumerate(value)]
         if tp is dict or origin is dict:
@@ -78,20 +80,43 @@ class Validator:
             except ValueError:
                 pass
         if tp in (int, float, str, bool) and (type(value) is not tp):
-            self.fail(path, f"expected {tp.__name__}, got {type(value).__name__} {value!r}")
+            self.fail(path, f"expected {tp.__name__}, got {type(value).__name__} {short_repr(value)}")
         return value
 
     def in_range(self, value: Any, interval: str, path: tuple) -> None:
         """``interval`` like ``[1, inf)``: brackets closed, parentheses open."""
-        low, high = (float(v) for v in interval[1:-1].split(","))
-        ok = ((value >= low) if interval[0] == "[" else (value > low)) and \
-             ((value <= high) if interval[-1] == "]" else (value < high))
-        if not ok:
-            self.fail(path, f"expected a value in {interval}, got {value!r}")
+        problem = Range(interval).check(value)
+        if problem:
+            self.fail(path, problem)
+
+    def parameter(self, hint: Any, value: Any, path: tuple) -> Any:
+        """A component parameter against its builder's annotation: type, ``Literal`` choices and the
+        declared :mod:`~ssl_toolkit.params` constraints (None passes an Optional parameter)."""
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):
+            args = typing.get_args(hint)
+            if value is None and type(None) in args:
+                return None
+            inner = [a for a in args if a is not type(None)]
+            if len(inner) != 1:
+                return value
+            hint = inner[0]
+        constraints = constraints_of(hint)
+        base = getattr(hint, "__origin__", hint) if hasattr(hint, "__metadata__") else hint
+        if typing.get_origin(base) is Literal:
+            allowed = typing.get_args(base)
+            if value not in allowed:
+                self.fail(path, f"expected {_type_name(base)}, got {short_repr(value)}{did_you_mean(value, allowed)}")
+        elif base in (int, float, str, bool):
+            value = self.scalar(base, value, path)
+        for constraint in constraints:
+            problem = constraint.check(value)
+            if problem:
+                self.fail(path, problem)
+        return value
 
     def dataclass(self, cls: type, value: Any, path: tuple) -> Any:
         if not isinstance(value, dict):
-            self.fail(path, f"expected a mapping, got {type(value).__name__} {value!r}")
+            self.fail(path, f"expected a mapping, got {type(value).__name__} {short_repr(value)}")
         fields = {f.name: f for f in dataclasses.fields(cls)}
         hints = typing.get_type_hints(cls)
         for key in value:
@@ -115,9 +140,9 @@ class Validator:
         if isinstance(value, str):
             value = {"name": value}
         if not isinstance(value, dict) or "name" not in value:
-            self.fail(path, f"expected a mapping with a 'name' key, got {value!r}")
+            self.fail(path, f"expected a mapping with a 'name' key, got {short_repr(value)}")
         if not isinstance(value["name"], str):
-            self.fail(path + ("name",), f"expected a component name (str), got {value['name']!r}")
+            self.fail(path + ("name",), f"expected a component name (str), got {short_repr(value['name'])}")
         value = dict(value)
         registry: Registry | None = ALL_REGISTRIES.get(meta.get("registry", ""))
         if registry is not None:
@@ -129,7 +154,7 @@ class Validator:
             params = entry.parameters()
             supplied = set(meta.get("supplied", ()))
             has_var_kw = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(entry.builder).parameters.values())
-            hints = _safe_hints(entry.builder)
+            hints = safe_hints(entry.builder)
             for key, v in value.items():
                 if key == "name":
                     continue
@@ -140,19 +165,18 @@ class Validator:
                         f"{registry.kind} '{name}' has no parameter '{key}'{did_you_mean(key, choices)}; "
                         f"it takes: {', '.join(choices) or 'nothing'}",
                     )
-                tp = hints.get(key)
-                if tp in (int, float, str, bool) and v is not None:
-                    value[key] = self.scalar(tp, v, path + (key,))
+                if key in hints:
+                    value[key] = self.parameter(hints[key], v, path + (key,))
             for pname, p in params.items():
                 if p.default is inspect.Parameter.empty and pname not in supplied and pname not in value:
                     self.fail(path + (pname,), f"required parameter of {registry.kind} '{name}' missing")
         return Component(value)
 
 
-def _safe_hints(fn) -> dict:
+def safe_hints(fn) -> dict:
     try:
         target = fn.__init__ if inspect.isclass(fn) else fn
-        return typing.get_type_hints(target)
+        return typing.get_type_hints(target, include_extras=True)
     except Exception:  # unresolvable annotations: skip type checks, keep name checks
         return {}
 

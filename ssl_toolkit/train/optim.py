@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..params import NonNegativeFloat, PositiveFloat, Rate
 from ..registry import OPTIMIZERS
 
 
@@ -72,7 +73,8 @@ def param_groups(model: nn.Module, weight_decay: float, exclude_bias_and_norm: b
 
 
 @OPTIMIZERS.register("lars")
-def lars(params, lr: float, momentum: float = 0.9, trust_coefficient: float = 0.001, weight_decay: float = 0.0):
+def lars(params, lr: PositiveFloat, momentum: Rate = 0.9, trust_coefficient: PositiveFloat = 0.001,
+         weight_decay: NonNegativeFloat = 0.0):
     """LARS with momentum; biases/norm parameters excluded from decay and adaptation (BYOL)."""
     return LARS(params, lr=lr, momentum=momentum, weight_decay=weight_decay, trust_coefficient=trust_coefficient)
 
@@ -82,21 +84,23 @@ def _drop_lars_keys(params):
 
 
 @OPTIMIZERS.register("sgd")
-def sgd(params, lr: float, momentum: float = 0.9, nesterov: bool = False, weight_decay: float = 0.0):
+def sgd(params, lr: PositiveFloat, momentum: Rate = 0.9, nesterov: bool = False, weight_decay: NonNegativeFloat = 0.0):
     """SGD with momentum (torch.optim.SGD)."""
     return torch.optim.SGD(_drop_lars_keys(params), lr=lr, momentum=momentum, nesterov=nesterov,
                            weight_decay=weight_decay, foreach=True)
 
 
 @OPTIMIZERS.register("adam")
-def adam(params, lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.0):
+def adam(params, lr: PositiveFloat, beta1: Rate = 0.9, beta2: Rate = 0.999, eps: PositiveFloat = 1e-8,
+         weight_decay: NonNegativeFloat = 0.0):
     """Adam (torch.optim.Adam; weight decay added to the gradient)."""
     return torch.optim.Adam(_drop_lars_keys(params), lr=lr, betas=(beta1, beta2), eps=eps,
                             weight_decay=weight_decay, foreach=True)
 
 
 @OPTIMIZERS.register("adamw")
-def adamw(params, lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.0):
+def adamw(params, lr: PositiveFloat, beta1: Rate = 0.9, beta2: Rate = 0.999, eps: PositiveFloat = 1e-8,
+          weight_decay: NonNegativeFloat = 0.0):
     """AdamW (torch.optim.AdamW; decoupled weight decay)."""
     return torch.optim.AdamW(_drop_lars_keys(params), lr=lr, betas=(beta1, beta2), eps=eps,
                              weight_decay=weight_decay, foreach=True)

@@ -17,10 +17,13 @@ computes.
 """
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 import torch
 
 from ..data import collate_skipping_bad
+from ..params import PositiveInt, Range
 from ..registry import HOOKS
 from .hooks import Hook
 
@@ -42,7 +45,8 @@ class RankMeMonitor(Hook):
 
     order = 40
 
-    def __init__(self, every: int = 100, pool: int = 512, batch_size: int = 128):
+    def __init__(self, every: PositiveInt = 100, pool: Annotated[int, Range("[2, inf)")] = 512,
+                 batch_size: PositiveInt = 128):
         for name, v in (("every", every), ("pool", pool), ("batch_size", batch_size)):
             if int(v) < 1:
                 raise ValueError(f"rankme: {name} must be >= 1, got {v}")

@@ -4,12 +4,13 @@ from __future__ import annotations
 import math
 from typing import Callable
 
+from ..params import NonNegativeFloat, NonNegativeInt, Probability
 from ..registry import SCHEDULES
 
 
 @SCHEDULES.register("warmup_cosine")
-def warmup_cosine(total_steps: int, steps_per_epoch: int, warmup_epochs: float = 0.0, warmup_steps: int = 0,
-                  final_ratio: float = 0.0) -> Callable[[int], float]:
+def warmup_cosine(total_steps: int, steps_per_epoch: int, warmup_epochs: NonNegativeFloat = 0.0,
+                  warmup_steps: NonNegativeInt = 0, final_ratio: Probability = 0.0) -> Callable[[int], float]:
     """Linear warmup over warmup_epochs (or warmup_steps), then cosine decay to final_ratio × lr (BYOL §3.3)."""
     warm = warmup_steps or int(round(warmup_epochs * steps_per_epoch))
     warm = min(warm, total_steps)
@@ -25,7 +26,8 @@ def warmup_cosine(total_steps: int, steps_per_epoch: int, warmup_epochs: float =
 
 
 @SCHEDULES.register("constant")
-def constant(total_steps: int, steps_per_epoch: int, warmup_epochs: float = 0.0, warmup_steps: int = 0
+def constant(total_steps: int, steps_per_epoch: int, warmup_epochs: NonNegativeFloat = 0.0,
+             warmup_steps: NonNegativeInt = 0
              ) -> Callable[[int], float]:
     """Constant learning rate, with an optional linear warmup."""
     warm = min(warmup_steps or int(round(warmup_epochs * steps_per_epoch)), total_steps)

@@ -80,9 +80,10 @@ def test_monitor_resumes_with_the_same_init_scale(tensor_recipe, tmp_path):
 def test_monitor_parameters_are_checked(tensor_recipe, tmp_path):
     with pytest.raises(RecipeError, match="rankme"):
         load_recipe(tensor_recipe, ["trainer.hooks=[{name: rankme, pool_size: 3}]"])
-    with pytest.raises(ValueError, match="every must be >= 1"):
-        Trainer(load_recipe(tensor_recipe, [*FAST, "trainer.hooks=[{name: rankme, every: 0}]"]),
-                out_dir=tmp_path / "x", quiet=True).fit()
+    with pytest.raises(RecipeError, match=r"key 'trainer.hooks.0.every': expected a value in \[1, inf\), got 0"):
+        load_recipe(tensor_recipe, [*FAST, "trainer.hooks=[{name: rankme, every: 0}]"])
+    with pytest.raises(RecipeError, match=r"key 'trainer.hooks.0.pool': expected a value in \[2, inf\), got 1"):
+        load_recipe(tensor_recipe, [*FAST, "trainer.hooks=[{name: rankme, pool: 1}]"])
 
 
 def test_monitor_under_ddp_rank0_computes_and_training_matches_one_process(single_and_ddp, tmp_path):

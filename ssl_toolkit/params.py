@@ -1,0 +1,76 @@
+"""Declared valid values of component parameters, read by recipe validation from the builders' annotations.
+
+A registered builder annotates each numeric parameter with a range, e.g. ``hidden_dim: PositiveInt`` or
+``p: Probability``, and each parameter with a fixed set of values with a ``Literal``; a pair like a crop
+``scale: (0.08, 1.0)`` is ``Annotated[list, Pair("(0, 1]")]``. A recipe value outside gets the usual
+file/key/expected error before anything is built (tests/test_params.py checks every registered builder
+declares one for every int and float parameter).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from .quoting import short_repr
+
+
+@dataclass(frozen=True)
+class Range:
+    """A numeric interval written like ``[1, inf)``: brackets closed, parentheses open."""
+
+    interval: str
+
+    def __post_init__(self):
+        text = self.interval.strip()
+        if text[0] not in "[(" or text[-1] not in "])" or text.count(",") != 1:
+            raise ValueError(f"a range looks like '[0, 1)', got {self.interval!r}")
+        low, high = (float(v) for v in text[1:-1].split(","))
+        if not low <= high:
+            raise ValueError(f"empty range {self.interval!r}")
+
+    def bounds(self) -> tuple[float, float]:
+        return tuple(float(v) for v in self.interval.strip()[1:-1].split(","))
+
+    def contains(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            return False
+        low, high = self.bounds()
+        text = self.interval.strip()
+        return ((value >= low) if text[0] == "[" else (value > low)) and \
+               ((value <= high) if text[-1] == "]" else (value < high))
+
+    def check(self, value: Any) -> str | None:
+        """None when ``value`` lies in the range, else what was expected."""
+        return None if self.contains(value) else f"expected a value in {self.interval}, got {short_repr(value)}"
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two numbers ``[low, high]`` with low <= high, both in ``interval``."""
+
+    interval: str
+
+    def check(self, value: Any) -> str | None:
+        inside = Range(self.interval)
+        if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(inside.contains(v) for v in value)):
+            return f"expected a pair [low, high] of numbers in {self.interval}, got {short_repr(value)}"
+        if value[0] > value[1]:
+            return f"expected low <= high, got {short_repr(list(value))}"
+        return None
+
+
+def constraints_of(hint: Any) -> list:
+    """The :class:`Range`/:class:`Pair` markers of an ``Annotated`` hint (none for a plain type)."""
+    return [m for m in getattr(hint, "__metadata__", ()) if isinstance(m, (Range, Pair))]
+
+
+PositiveInt = Annotated[int, Range("[1, inf)")]
+NonNegativeInt = Annotated[int, Range("[0, inf)")]
+PositiveFloat = Annotated[float, Range("(0, inf)")]
+NonNegativeFloat = Annotated[float, Range("[0, inf)")]
+Probability = Annotated[float, Range("[0, 1]")]
+Rate = Annotated[float, Range("[0, 1)")]
+"""A decay or dropout rate: 1 would freeze (or drop) everything."""
+Finite = Annotated[float, Range("(-inf, inf)")]
+"""Any real number (NaN and ±inf refused)."""

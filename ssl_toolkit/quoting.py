@@ -1,0 +1,18 @@
+"""Bounded quoting of user-supplied values in error messages.
+
+An error quotes what it was given, but a value can be huge (a YAML alias bomb expands to billions of items,
+an override can paste a whole file): :func:`short_repr` costs and prints at most a few dozen items.
+"""
+from __future__ import annotations
+
+import reprlib
+from typing import Any
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxtuple, _REPR.maxset = 3, 4, 6, 6, 6
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 80, 80, 40
+
+
+def short_repr(value: Any) -> str:
+    """``repr(value)`` with containers cut to a few items, strings to 80 characters (``...`` marks a cut)."""
+    return _REPR.repr(value)
