@@ -7,7 +7,8 @@ ssl_toolkit audio encoders, so that hear-eval-kit and hear-validator can use the
     frames, ts = hear.get_timestamp_embeddings(audio, model)      # (n, T, D) float32, (n, T) ms
 
 ``audio`` is a float tensor (n_sounds, n_samples) in [-1, 1] at ``model.sample_rate`` on the model's
-device. The model is the checkpoint's front end (log-mel → pre_norm) and encoder:
+device; integer samples, NaN/inf, a peak above 2 (integer PCM passed as float) or another shape are refused
+with an error naming the sound, and zero sounds give zero embeddings of the right shape. The model is the checkpoint's front end (log-mel → pre_norm) and encoder:
 
 - timestamp embeddings are the encoder's frames (``forward_frames``), one every ``hop × stride``
   samples (AudioNTT2020: 8 × 10 ms = 80 ms; AudioNTT2022: 40 ms); when that exceeds 50 ms the audio
@@ -32,6 +33,8 @@ from typing import Tuple
 
 import torch
 from torch import Tensor, nn
+
+from .audio.embedding import check_waveforms
 
 log = logging.getLogger("ssl_toolkit.hear")
 
@@ -80,6 +83,9 @@ class HearModel(nn.Module):
         """(frames (n, T', D), log-mel frames per encoder frame, log-mel frame count)."""
         if audio.ndim != 2:
             raise ValueError(f"HEAR audio must be (n_sounds, n_samples), got shape {tuple(audio.shape)}")
+        check_waveforms(audio, what="HEAR audio")
+        if audio.shape[0] == 0:
+            return audio.new_zeros((0, 0, self.timestamp_embedding_size), dtype=torch.float32), 1, 0
         if audio.shape[1] < self.min_samples():
             audio = nn.functional.pad(audio, (0, self.min_samples() - audio.shape[1]))
         outs = []
@@ -185,4 +191,6 @@ def get_scene_embeddings(audio: Tensor, model: HearModel) -> Tensor:
         raise TypeError(f"model must come from ssl_toolkit.hear.load_model, got {type(model).__name__}")
     audio = torch.as_tensor(audio).to(_device_of(model))
     frames, _, _ = model.frames(audio)
+    if frames.shape[0] == 0:
+        return frames.new_zeros((0, model.scene_embedding_size))
     return (frames.max(dim=1).values + frames.mean(dim=1)).float().contiguous()

@@ -2,6 +2,8 @@
 
 - :class:`RunDirLock`: an exclusive ``flock`` on ``RUN_DIR/.lock`` held for the whole run (rank 0). The kernel
   releases it when the process ends, however it ends, so a killed run never leaves it stuck.
+- :func:`check_output_location`: an output folder that cannot be written (a parent that is a file, permission
+  denied, a read-only file system) is an error before any work is done.
 - :func:`check_new_run`: a directory that already holds a run is refused without ``--resume`` or ``--overwrite``.
 - :func:`recipe_changes`: what a resume would change against the checkpoint's recipe. Only the keys in
   :data:`SAFE_ON_RESUME` (length, logging, checkpointing, monitors, loader workers, device) may differ unless
@@ -12,8 +14,11 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Optional
+
+from .quoting import short_repr
 
 
 class RunDirError(RuntimeError):
@@ -71,6 +76,25 @@ def held_lock(path: Path) -> Optional[Path]:
     return None
 
 
+def check_output_location(path: Path, option: str = "--out") -> None:
+    """Prove that ``path`` can be created (or written when it exists) before any work, by writing and removing a
+    probe file in it or in its nearest existing parent; creates nothing. RunDirError names the problem."""
+    path = Path(path)
+    for folder in (path, *path.parents):
+        if folder.exists() or folder.is_symlink():
+            break
+    if not folder.is_dir():
+        raise RunDirError(f"{option} {path}: {folder} is {'a file' if folder.exists() else 'a broken link'}, "
+                          "not a folder; choose another output location")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".ssl_toolkit-write-test-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise RunDirError(f"{option} {path}: cannot write in {folder}: {e.strerror}; "
+                          "choose another output location") from None
+
+
 def existing_run_files(run_dir: Path) -> list[str]:
     return [name for name in RUN_FILES if (Path(run_dir) / name).exists()]
 
@@ -110,11 +134,7 @@ def recipe_changes(old: dict, new: dict) -> list[tuple[str, Any, Any]]:
 
 
 def describe_changes(changes: list[tuple[str, Any, Any]], limit: int = 12) -> str:
-    def short(v):
-        text = repr(v)
-        return text if len(text) <= 60 else text[:57] + "..."
-
-    lines = [f"  {k}: {short(a)} (checkpoint) -> {short(b)} (now)" for k, a, b in changes[:limit]]
+    lines = [f"  {k}: {short_repr(a)} (checkpoint) -> {short_repr(b)} (now)" for k, a, b in changes[:limit]]
     if len(changes) > limit:
         lines.append(f"  ... and {len(changes) - limit} more")
     return "\n".join(lines)

@@ -37,6 +37,8 @@ class GaussianClusters(torch.utils.data.Dataset):
 class MLPEncoder(nn.Module):
     """Vector encoder: (Linear → norm → ReLU) × depth; feature_dim = hidden_dim; norm bn|gn|gn_ws|none."""
 
+    modality = "vector"
+
     def __init__(self, in_dim: PositiveInt = 16, hidden_dim: PositiveInt = 64, depth: PositiveInt = 2,
                  norm: Norm = "bn"):
         super().__init__()

@@ -4,6 +4,7 @@ hearvalidator imports tensorflow at module top only for TensorFlow models; it is
 ``pip install --no-deps hearvalidator==2021.0.2`` and a stub stands in for tensorflow here.
 """
 import importlib.machinery
+import re
 import sys
 import types
 import warnings
@@ -120,3 +121,28 @@ def test_load_model_default_and_errors(tmp_path):
     torch.save(enc.state_dict(), tmp_path / "encoder.pt")
     with pytest.raises(Exception, match="name the encoder"):
         hear.load_model(str(tmp_path / "encoder.pt"))
+
+
+@pytest.mark.parametrize("audio, words", [
+    (torch.full((2, 16000), float("nan")), "HEAR audio: clip 0 contains NaN or inf samples"),
+    (torch.cat([torch.zeros(1, 8000), torch.tensor([[0.1] * 7999 + [float("inf")]])]),
+     "HEAR audio: clip 1 contains NaN or inf samples"),
+    (torch.tensor([[0.0] * 7999 + [32767.0]] * 2), "clip 0 peaks at 3.277e+04; expected audio in [-1, 1]"),
+    (torch.zeros(2, 8000, dtype=torch.int16), "has torch.int16 samples; expected floating-point audio"),
+    (torch.zeros(2, 2, 8000), "HEAR audio must be (n_sounds, n_samples)"),
+])
+def test_bad_audio_is_refused_by_both_entry_points(checkpoint, audio, words):
+    model = hear.load_model(str(checkpoint))
+    for entry in (hear.get_scene_embeddings, hear.get_timestamp_embeddings):
+        with pytest.raises((ValueError, TypeError), match=re.escape(words)):
+            entry(audio, model)
+
+
+def test_zero_sounds_give_empty_embeddings_of_the_right_shape(checkpoint):
+    model = hear.load_model(str(checkpoint))
+    scene = hear.get_scene_embeddings(torch.zeros(0, 16000), model)
+    assert scene.shape == (0, 64) and scene.dtype == torch.float32
+    emb, ts = hear.get_timestamp_embeddings(torch.zeros(0, 16000), model)
+    assert emb.shape == (0, 0, 64) and ts.shape == (0, 0) and emb.dtype == ts.dtype == torch.float32
+    loud = hear.get_scene_embeddings(torch.full((1, 16000), 1.5), model)  # resampling overshoot is accepted
+    assert torch.isfinite(loud).all()

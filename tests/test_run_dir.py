@@ -119,3 +119,52 @@ def test_recipe_changes_ignore_the_safe_keys():
     b = {"trainer": {"max_steps": 9, "log_every": 3, "epochs": 7}, "optimizer": {"lr": 0.2}, "seed": 0}
     assert recipe_changes(a, b) == []
     assert recipe_changes(a, {**b, "seed": 1}) == [("seed", 0, 1)]
+
+
+def test_a_changed_architecture_on_resume_names_the_recipe_keys(tensor_recipe, tmp_path):
+    out = train(tensor_recipe, tmp_path / "run", ["trainer.max_steps=2"])
+    with pytest.raises(TrainingError, match=r"(?s)does not fit what this recipe builds \(.*shape mismatch.*"
+                                            r"recipe keys changed since: model.encoder.hidden_dim.*cannot be resumed"):
+        train(tensor_recipe, out, ["trainer.max_steps=4", "model.encoder.hidden_dim=48"], resume="auto",
+              allow_recipe_change=True)
+    with pytest.raises(TrainingError, match=r"(?s)missing .*recipe keys changed since: model.predictor.num_layers"):
+        train(tensor_recipe, out, ["trainer.max_steps=4", "model.predictor.num_layers=3"], resume="auto",
+              allow_recipe_change=True)
+    assert TrainingState.load(out / "checkpoints/last.pt").step == 2
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "ssl_toolkit", *map(str, args)], capture_output=True, text=True)
+
+
+def test_unusable_output_locations_are_refused_before_any_work(tensor_recipe, tmp_path):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    start = time.perf_counter()
+    done = _cli("train", tensor_recipe, "--out", a_file / "run", "trainer.max_steps=2")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"--out {a_file / 'run'}: {a_file} is a file, not a folder" in done.stderr
+    assert "run dir:" not in done.stderr  # nothing started
+    done = _cli("eval", ROOT / "recipes/eval/fsdd_demo.yaml", "--checkpoint", "random", "--out", a_file / "e")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"{a_file} is a file, not a folder" in done.stderr and "eval '" not in done.stderr
+    assert time.perf_counter() - start < 60
+
+
+def test_an_unwritable_output_location_is_refused(tensor_recipe, tmp_path, monkeypatch):
+    import tempfile
+
+    from ssl_toolkit.run_dir import check_output_location
+
+    def read_only(*args, **kwargs):  # what a read-only mount or a chmod 555 folder gives (CI may run as root)
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(RunDirError, match=r"--out .*/new/run: cannot write in .*: Read-only file system"):
+        check_output_location(tmp_path / "new" / "run")
+    assert not (tmp_path / "new").exists()  # creates nothing
+    with pytest.raises(RunDirError, match="Read-only file system"):
+        train(tensor_recipe, tmp_path / "r2", ["trainer.max_steps=2"])
+    monkeypatch.undo()
+    check_output_location(tmp_path / "new" / "run")
+    assert not (tmp_path / "new").exists() and not list(tmp_path.glob(".ssl_toolkit-write-test-*"))

@@ -18,6 +18,33 @@ from ..views import Pipeline
 from .augment import PreNorm
 
 
+MAX_PEAK = 2.0
+"""Audio is float in [-1, 1]; a peak above this (headroom for resampling overshoot) is integer PCM passed as float."""
+
+
+def check_waveforms(waves, names=None, what: str = "audio") -> None:
+    """What the embedding entry points accept: each clip a 1-D array (or each row of a 2-D one) of real
+    floating-point samples, finite, with peak ≤ MAX_PEAK. ValueError/TypeError names the first clip at fault."""
+    for i, wave in enumerate(waves):
+        name = names[i] if names is not None else f"clip {i}"
+        dtype = wave.dtype
+        floating = dtype.is_floating_point if isinstance(dtype, torch.dtype) else np.issubdtype(dtype, np.floating)
+        if not floating:
+            raise TypeError(f"{what}: {name} has {dtype} samples; expected floating-point audio in [-1, 1] "
+                            "(divide 16-bit PCM by 32768)")
+        if wave.ndim != 1:
+            raise ValueError(f"{what}: {name} has shape {tuple(wave.shape)}; expected mono samples (n_samples,)")
+        if wave.shape[0] == 0:
+            continue
+        values = wave.float() if isinstance(wave, torch.Tensor) else torch.from_numpy(np.asarray(wave))
+        if not bool(torch.isfinite(values).all()):
+            raise ValueError(f"{what}: {name} contains NaN or inf samples")
+        peak = float(values.abs().max())
+        if peak > MAX_PEAK:
+            raise ValueError(f"{what}: {name} peaks at {peak:.4g}; expected audio in [-1, 1] (integer PCM? divide "
+                             "16-bit samples by 32768)")
+
+
 def split_frontend(frontend: list) -> tuple[list, Optional[PreNorm], list]:
     """(ops before pre_norm, the pre_norm op or None, ops after it)."""
     for i, op in enumerate(frontend):
@@ -102,9 +129,13 @@ def embed_clips(waves: list, encoder: Callable[[torch.Tensor], torch.Tensor], fr
                 unit_sec: float, long_clips: str = "chunks", *, device="cpu", batch_size: int = 64,
                 precision: str = "fp32", desc: str = "embedding", progress: bool = False) -> np.ndarray:
     """(N, D) float32 scene embeddings of ``waves`` (float32 mono arrays at ``sample_rate``): per clip,
-    the mean over its pieces of ``encoder(frontend(pieces))``."""
+    the mean over its pieces of ``encoder(frontend(pieces))``. The clips must pass :func:`check_waveforms`;
+    zero clips give a (0, 0) array."""
     from tqdm.auto import tqdm
 
+    check_waveforms(waves, what="embed_clips")
+    if not waves:
+        return np.zeros((0, 0), dtype=np.float32)
     pieces = Pieces.cut(waves, unit_sec, sample_rate, long_clips)
     front = Pipeline(list(frontend))
     device = torch.device(device)

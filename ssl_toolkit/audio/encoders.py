@@ -51,6 +51,7 @@ def _pool(frames: torch.Tensor) -> torch.Tensor:
 
 
 class _AudioNTT(nn.Module):
+    modality = "audio"
     features: nn.Sequential
     fc: nn.Sequential
     feature_dim: int

@@ -21,7 +21,7 @@ import torch
 from ..audio.embedding import frontend_sample_rate, split_frontend
 from ..devices import resolve_device
 from ..recipe import expand_path
-from ..run_dir import held_lock
+from ..run_dir import RunDirError, check_output_location, held_lock
 from .audio_embedder import AudioEmbedder
 from .audio_tasks import load_task
 from . import image as image_mod
@@ -35,6 +35,18 @@ log = logging.getLogger("ssl_toolkit.eval")
 
 RESULTS_FORMAT = "ssl_toolkit.eval.results/1"
 SYSTEM_LABELS = {"model": "model", "random": "random init", "logmel": "log-mel (no learning)"}
+
+
+def check_modality(model, tasks: list, checkpoint: str, recipe_name: str) -> None:
+    """Every task must be of the kind of input the encoder takes (its class's ``modality``; unknown passes)."""
+    takes = getattr(model.encoder, "modality", None)
+    for task in tasks:
+        kind = "audio" if isinstance(task, AudioTask) else "image"
+        if takes is not None and takes != kind:
+            raise EvalError(f"--checkpoint {checkpoint}: its encoder {model.encoder_spec.get('name')} takes "
+                            f"{takes} input, but task '{task.name}' of eval recipe '{recipe_name}' is an {kind} "
+                            f"task; evaluate it with an eval recipe of {takes} tasks, or pass a checkpoint of "
+                            f"an {kind} encoder")
 
 
 def default_out_dir(recipe: EvalRecipe, checkpoint: str) -> Path:
@@ -229,17 +241,22 @@ def run_eval(recipe: EvalRecipe, checkpoint: str, out_dir: Optional[str | Path] 
     except ValueError as e:
         raise EvalError(str(e)) from None
     precision = "bf16" if recipe.precision == "auto" else recipe.precision
-    source = resolve_checkpoint(checkpoint)
-    want_random = "random" in recipe.baselines and source.kind != "random"
-    model, rnd = make_models(source, recipe.model, seed=recipe.seed, want_random=want_random, prenorm=recipe.prenorm)
-    model.to(device)
-    if rnd is not None:
-        rnd.to(device)
     out = Path(out_dir) if out_dir is not None else default_out_dir(recipe, checkpoint)
     busy = held_lock(out)
     if busy is not None:
         raise EvalError(f"--out {out}: {busy} is a run directory in use by a training process; evaluate into "
                         "another folder or wait for the run to end")
+    try:
+        check_output_location(out)
+    except RunDirError as e:
+        raise EvalError(str(e)) from None
+    source = resolve_checkpoint(checkpoint)
+    want_random = "random" in recipe.baselines and source.kind != "random"
+    model, rnd = make_models(source, recipe.model, seed=recipe.seed, want_random=want_random, prenorm=recipe.prenorm)
+    check_modality(model, recipe.parsed_tasks, checkpoint, recipe.name)
+    model.to(device)
+    if rnd is not None:
+        rnd.to(device)
     cache = EmbeddingCache(expand_path(recipe.cache_dir) if recipe.cache_dir else None, recipe.cache)
     first = "random" if source.kind == "random" else "model"
     systems = [(first, model, "encoder")]

@@ -93,6 +93,8 @@ def _to_ws(module: nn.Module) -> None:
 class ResNetEncoder(nn.Module):
     """A torchvision-layout ResNet trunk returning globally pooled features of size ``feature_dim``."""
 
+    modality = "image"
+
     def __init__(self, block, layers: list[int], *, cifar_stem: bool = False, width: float = 1.0,
                  norm: str = "bn", in_channels: int = 3, zero_init_residual: bool = False):
         super().__init__()

@@ -29,7 +29,8 @@ from ..data import BadFileError, EpochSampler, collate_skipping_bad, preparation
 from ..engine.build import build_method
 from ..recipe import Recipe, to_plain
 from ..registry import DATASETS, SCHEDULES
-from ..run_dir import RunDirLock, check_new_run, describe_changes, existing_run_files, recipe_changes
+from ..run_dir import (RunDirLock, check_new_run, check_output_location, describe_changes, existing_run_files,
+                       recipe_changes)
 from ..views import ViewMaker
 from ..weights_card import card_from_recipe
 from .distributed import barrier, broadcast_object, init_distributed, shutdown
@@ -185,6 +186,8 @@ class Trainer:
 
     def fit(self) -> Path:
         """Train; the run directory is locked for the whole run (rank 0)."""
+        if self.is_main:
+            check_output_location(self.run_dir)
         with RunDirLock(self.run_dir) if self.is_main else contextlib.nullcontext():
             return self._fit()
 
@@ -204,6 +207,28 @@ class Trainer:
                                 "with these values")
         if changes:
             self._log(f"--allow-recipe-change: continuing step {state.step} with\n{describe_changes(changes)}")
+
+    def _load_states(self, state: ckpt.TrainingState) -> None:
+        """The checkpoint's weights, view states, optimizer moments and scaler into the recipe's objects (the
+        recipe's hyperparameters stay); a model that does not fit names the recipe keys that changed."""
+        recipe_values = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
+        try:
+            self.method.load_state_dict(state.method)
+            self.views.load_state_dict(state.views)
+            self.optimizer.load_state_dict(state.optimizer)
+        except (RuntimeError, ValueError, KeyError) as e:
+            changed = [k for k, _, _ in recipe_changes(state.recipe, self.recipe.to_dict())
+                       if k.startswith(("model.", "method", "views.", "optimizer.name", "data.dataset"))]
+            detail = ckpt.state_dict_mismatch(self.method.state_dict(), state.method) or str(e).splitlines()[0]
+            raise TrainingError(
+                f"--resume: checkpoint step {state.step} does not fit what this recipe builds ({detail}); recipe "
+                f"keys changed since: {', '.join(changed) or 'none (a changed component default?)'}. A changed "
+                "architecture cannot be resumed: resume with the checkpoint's recipe or start a new run "
+                "(another --out, or --overwrite)") from None
+        for group, values in zip(self.optimizer.param_groups, recipe_values):
+            group.update(values)  # the recipe's hyperparameters (lr, weight decay...), the checkpoint's moments
+        if self.scaler is not None and state.scaler:
+            self.scaler.load_state_dict(state.scaler)
 
     def _write_recipe(self, step: int | None) -> None:
         """recipe.yaml; on a resume whose recipe differs, the previous one is kept as recipe.until-step-N.yaml."""
@@ -237,14 +262,7 @@ class Trainer:
         self.views.prepare(preparation_batches(dataset, r.data.batch_size, r.data.num_workers, r.seed, self.device),
                            self.device, self.run_dir if self.is_main else None, dataset)
         if state is not None:
-            self.method.load_state_dict(state.method)
-            self.views.load_state_dict(state.views)
-            recipe_values = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
-            self.optimizer.load_state_dict(state.optimizer)
-            for group, values in zip(self.optimizer.param_groups, recipe_values):
-                group.update(values)  # the recipe's hyperparameters (lr, weight decay...), the checkpoint's moments
-            if self.scaler is not None and state.scaler:
-                self.scaler.load_state_dict(state.scaler)
+            self._load_states(state)
             pos = Position(state.step, state.epoch, state.batches_done, dict(map(tuple, state.skipped)))
             ckpt.set_rng_state(state.rng)
         self._wrap(learner)

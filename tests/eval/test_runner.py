@@ -162,3 +162,42 @@ def test_image_task_linear_and_knn(tmp_path):
     assert res["tasks"]["tiny/linear"]["n_test"] == 20
     assert (tmp_path / "out" / "plots" / "tiny_confusion.png").exists()
     assert (tmp_path / "out" / "plots" / "summary.png").exists()
+
+
+def test_a_checkpoint_of_another_modality_is_refused_before_any_embedding(tone_csv, tmp_path):
+    from evalhelpers import ROOT
+
+    from ssl_toolkit.eval.models import write_random_checkpoint
+    from ssl_toolkit.eval.schema import load_eval_recipe
+    from ssl_toolkit.recipe import load_recipe
+
+    image = write_random_checkpoint(load_recipe(ROOT / "recipes/image/byol_cifar10_cpu.yaml",
+                                                ["model.encoder.width=0.125"]), tmp_path / "img.pt")
+    vector = write_random_checkpoint(load_recipe(ROOT / "recipes/tensors/byol_gaussian.yaml"), tmp_path / "vec.pt")
+    tree = audio_recipe(tone_csv, tmp_path)
+    tree.pop("model", None)
+    with pytest.raises(EvalError, match=r"encoder resnet18 takes image input, but task '\w+' of eval recipe "
+                                        r"'\w+' is an audio task"):
+        run(tree, str(image), tmp_path / "o1")
+    with pytest.raises(EvalError, match=r"encoder mlp_encoder takes vector input, but task .* is an audio task"):
+        run(tree, str(vector), tmp_path / "o2")
+    audio = write_random_checkpoint(load_recipe(ROOT / "recipes/audio/byola_v1.yaml",
+                                                ["data.dataset.root=data/demo/fsdd_mini", "model.encoder.feature_d=64",
+                                                 "views.input.1.mean=-6.0", "views.input.1.std=4.5"]),
+                                    tmp_path / "aud.pt")
+    with pytest.raises(EvalError, match=r"encoder audiontt2020 takes audio input, but task 'cifar10' .* is an "
+                                        r"image task"):
+        run_eval(load_eval_recipe(ROOT / "recipes/eval/cifar10.yaml"), str(audio), out_dir=tmp_path / "o3",
+                 quiet=True)
+    assert not any((tmp_path / d).exists() for d in ("o1", "o2", "o3"))
+
+
+def test_registered_encoders_declare_their_modality():
+    from ssl_toolkit.recipe import import_components
+    from ssl_toolkit.registry import ENCODERS
+
+    import_components()
+    small = {"width": 0.125}
+    for entry in ENCODERS:
+        params = {k: v for k, v in small.items() if k in entry.parameters()}
+        assert entry.builder(**params).modality in ("audio", "image", "vector"), entry.name

@@ -133,9 +133,16 @@ def test_preemption_signal_checkpoints_exits_zero_and_resumes_exactly(tensor_rec
     assert_same_weights(tmp_path / "ref/checkpoints/last.pt", out / "checkpoints/last.pt")
 
 
-def test_missing_data_file_and_empty_dataset_fail_clearly(tensor_recipe, tmp_path):
-    with pytest.raises(TrainingError, match="zero items"):
+def test_missing_data_file_and_empty_dataset_fail_clearly(tensor_recipe, tmp_path, monkeypatch):
+    from ssl_toolkit.recipe import RecipeError
+    from ssl_toolkit.tensors import GaussianClusters
+
+    with pytest.raises(RecipeError, match=r"data.dataset.size': expected a value in \[1, inf\)"):
         train(tensor_recipe, tmp_path / "a", ["data.dataset.size=0"])
+    monkeypatch.setattr(GaussianClusters, "__len__", lambda self: 0)  # a dataset that finds nothing
+    with pytest.raises(TrainingError, match="zero items"):
+        train(tensor_recipe, tmp_path / "a")
+    monkeypatch.undo()
     with pytest.raises(TrainingError, match="fewer than one batch"):
         train(tensor_recipe, tmp_path / "b", ["data.dataset.size=8"])
 
