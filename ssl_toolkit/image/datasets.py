@@ -7,6 +7,7 @@ Array datasets hold the whole split in memory as one uint8 tensor (N, C, H, W); 
 """
 from __future__ import annotations
 
+import io
 import logging
 import os
 import pickle
@@ -222,21 +223,47 @@ def _walk_images(root: Path) -> list[Path]:
     return out
 
 
-def decode_image(path: Path, size: Optional[int]) -> torch.Tensor:
+MAX_PIXELS = 50_000_000
+"""Default pixel limit of an image file (width × height, read from its header before decoding): 50 MP is
+150 MB of RGB; a 30000 × 30000 PNG of under 1 MB would otherwise take gigabytes each time it is read."""
+
+
+def header_size(data: bytes) -> Optional[tuple[int, int]]:
+    """(width, height) from the file header without decoding the pixels (None when Pillow cannot tell)."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                return im.size
+        except Image.DecompressionBombError as e:  # above Pillow's own limit (179 MP), which caps max_pixels
+            raise ValueError(f"image too large to decode ({e})") from None
+        except Exception:  # noqa: BLE001 - a format Pillow does not parse: the decoder decides
+            return None
+
+
+def decode_image(path: Path, size: Optional[int], max_pixels: int = MAX_PIXELS) -> torch.Tensor:
     """Read an image file as RGB uint8 (3, H, W); with ``size``, resize the shorter side to ``size``
-    (antialiased bilinear) and centre-crop size × size. Raises on unreadable files."""
+    (antialiased bilinear) and centre-crop size × size. Images above ``max_pixels`` are refused before
+    decoding; 16-bit images are scaled to 8 bits. Raises on unreadable files."""
     from torchvision.io import ImageReadMode
     from torchvision.io import decode_image as tv_decode
+    from torchvision.transforms.v2 import functional as TF
 
     data = path.read_bytes()
     if not data:
         raise ValueError("empty file")
+    dims = header_size(data)
+    if dims is not None and dims[0] * dims[1] > max_pixels:
+        raise ValueError(f"image is {dims[0]} x {dims[1]} = {dims[0] * dims[1]:,} pixels, above the dataset's "
+                         f"max_pixels {max_pixels:,} (raise it if such images are intended)")
     with warnings.catch_warnings():  # torchvision >= 0.29 flags its decoders as deprecated (-> torchcodec)
         warnings.simplefilter("ignore", DeprecationWarning)
         img = tv_decode(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+    if img.dtype != torch.uint8:  # 16-bit PNG
+        img = TF.to_dtype(img, torch.uint8, scale=True)
     if size is not None and tuple(img.shape[-2:]) != (size, size):
-        from torchvision.transforms.v2 import functional as TF
-
         img = TF.resize(img, [size], antialias=True)
         img = TF.center_crop(img, [size, size])
     return img.contiguous()
@@ -244,11 +271,15 @@ def decode_image(path: Path, size: Optional[int]) -> torch.Tensor:
 
 @DATASETS.register("image_folder")
 class ImageFolder(Dataset):
-    """Images from a folder: one subfolder per class (labels by sorted name), or a flat unlabeled folder."""
+    """Images from a folder: one subfolder per class (labels by sorted name), or a flat unlabeled folder.
+
+    Unreadable files, and files above ``max_pixels`` (read from the header before decoding), are bad files
+    (``on_bad_file``); 16-bit images are scaled to 8 bits.
+    """
 
     def __init__(self, path: str, split: Optional[str] = None, size: Optional[PositiveInt] = None,
                  limit: Optional[PositiveInt] = None, on_bad_file: Literal["skip", "fail"] = "skip",
-                 in_memory: bool = False):
+                 in_memory: bool = False, max_pixels: PositiveInt = MAX_PIXELS):
         _check_choice(on_bad_file, ("skip", "fail"), "image_folder: on_bad_file")
         _check_limit(limit)
         if size is not None and (not isinstance(size, int) or size < 1):
@@ -258,7 +289,7 @@ class ImageFolder(Dataset):
             root = root / split
         if not root.is_dir():
             raise FileNotFoundError(f"image_folder: folder not found: {root}")
-        self.root, self.size, self.on_bad_file = root, size, on_bad_file
+        self.root, self.size, self.on_bad_file, self.max_pixels = root, size, on_bad_file, int(max_pixels)
         class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
         labelled = [(d.name, _walk_images(d)) for d in class_dirs]
         labelled = [(n, files) for n, files in labelled if files]
@@ -288,7 +319,7 @@ class ImageFolder(Dataset):
     def _find_reference_shape(self) -> None:
         for p in self.paths:
             try:
-                self.shape = tuple(decode_image(Path(p), None).shape)
+                self.shape = tuple(decode_image(Path(p), None, self.max_pixels).shape)
                 return
             except Exception as e:  # noqa: BLE001 - reported below
                 self._bad(p, e, scan=True)
@@ -320,7 +351,7 @@ class ImageFolder(Dataset):
 
     def _read(self, path: str):
         try:
-            img = decode_image(Path(path), self.size)
+            img = decode_image(Path(path), self.size, self.max_pixels)
         except Exception as e:  # noqa: BLE001 - any decoder failure makes the file bad
             return self._bad(path, e)
         if self.shape is None:

@@ -11,6 +11,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from ssl_toolkit.data import BadFileError, BadItem, collate_skipping_bad
+import ssl_toolkit.components  # noqa: F401 - registers the datasets
 from ssl_toolkit.registry import DATASETS
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
@@ -245,3 +246,48 @@ def test_real_cifar_subset():
     assert x.shape == (3, 32, 32) and x.dtype == torch.uint8
     mean = train.images.float().mean(dim=(0, 2, 3)) / 255
     assert torch.allclose(mean, torch.tensor([0.4914, 0.4822, 0.4465]), atol=0.02)
+
+
+def png_header_only(width, height):
+    """A PNG whose header claims width × height (what a decompression bomb looks like before decoding)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    idat = zlib.compress(b"\x00" * 64)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+def test_images_above_the_pixel_limit_are_bad_files_refused_before_decoding(tmp_path):
+    import time
+
+    save(tmp_path / "ok.png", rgb(12, 10))
+    (tmp_path / "huge.png").write_bytes(png_header_only(30000, 30000))  # 0.9 GP: beyond Pillow's own limit too
+    (tmp_path / "large.png").write_bytes(png_header_only(8000, 8000))
+    ds = build("image_folder", path=str(tmp_path))
+    start = time.perf_counter()
+    names = [Path(p).name for p in ds.paths]
+    huge, large = ds[names.index("huge.png")], ds[names.index("large.png")]
+    assert isinstance(huge, BadItem) and "image too large to decode" in huge.reason and "900000000" in huge.reason
+    assert isinstance(large, BadItem) and "8000 x 8000 = 64,000,000 pixels, above the dataset's max_pixels " \
+        "50,000,000" in large.reason
+    assert time.perf_counter() - start < 1.0  # header only: decoding would take GBs and seconds
+    small_limit = build("image_folder", path=str(tmp_path), max_pixels=100, size=8)
+    assert all(isinstance(small_limit[i], BadItem) for i in range(3))
+    with pytest.raises(BadFileError, match=r"cannot use .*/(huge|large).png: ValueError: image"):
+        build("image_folder", path=str(tmp_path), on_bad_file="fail")
+
+
+def test_16_bit_images_are_scaled_to_8_bits(tmp_path):
+    grey16 = (np.arange(12 * 10).reshape(12, 10) * 500).astype(np.uint16)
+    Image.fromarray(grey16).save(tmp_path / "deep.png")
+    save(tmp_path / "plain.png", rgb(12, 10))
+    ds = build("image_folder", path=str(tmp_path))
+    x, _ = ds[[Path(p).name for p in ds.paths].index("deep.png")]
+    assert x.dtype == torch.uint8 and x.shape == (3, 12, 10)
+    assert torch.equal(x[0], torch.from_numpy((grey16 >> 8).astype(np.uint8)))
+    batch = next(iter(DataLoader(ds, batch_size=2, collate_fn=collate_skipping_bad)))
+    assert batch[0].dtype == torch.uint8 and batch[0].shape == (2, 3, 12, 10) and not batch[2]
