@@ -44,6 +44,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except OSError as e:  # is_zipfile would call an unreadable file corrupt
+        raise CheckpointError(f"{path}: cannot read the checkpoint: {e.strerror}") from None
     if not zipfile.is_zipfile(path):
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint (not a complete torch.save archive)")
     try:
@@ -55,7 +60,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             f"{path}: refused — the file holds objects other than tensors and plain containers "
             f"(weights_only loading; it may carry code). Details: {str(e).splitlines()[0]}"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read the checkpoint: {e.strerror or e}") from None
+    except (RuntimeError, EOFError, ValueError) as e:
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({str(e).splitlines()[0]})") from None
 
 

@@ -106,10 +106,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Exception as e:  # noqa: BLE001 - known failure kinds get one clear line
         from .checkpoint import CheckpointError
+        from .data import DatasetError
         from .run_dir import RunDirError
         from .train.trainer import TrainingError
 
-        if isinstance(e, (TrainingError, CheckpointError, RunDirError)):
+        if isinstance(e, (TrainingError, CheckpointError, RunDirError, DatasetError)):
             print(f"error: {e}", file=sys.stderr)
             return 1
         raise

@@ -31,6 +31,21 @@ class BadFileError(RuntimeError):
     """Raised instead of returning a BadItem when a recipe asks for ``on_bad_file: fail``."""
 
 
+class DatasetError(RuntimeError):
+    """A recipe's dataset that cannot be built (missing folder, bad metadata...), with the recipe key."""
+
+
+def build_dataset(spec, key: str = "data.dataset"):
+    """The dataset a recipe's ``{name: ..., **params}`` section names; its construction errors become a
+    :class:`DatasetError` naming ``key`` and the component."""
+    from .registry import DATASETS
+
+    try:
+        return DATASETS.build(spec.name, **spec.params)
+    except (OSError, ValueError, BadFileError) as e:  # missing folders/files, bad metadata, on_bad_file: fail
+        raise DatasetError(f"{key} ({spec.name}): {e}") from e
+
+
 def collate_skipping_bad(items):
     """Collate ``(x, label)`` pairs, dropping BadItems; returns ``(x, labels, bad_items)``."""
     good = [it for it in items if not isinstance(it, BadItem)]

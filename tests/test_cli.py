@@ -32,3 +32,29 @@ def test_bad_override_exits_2_with_one_line(tensor_recipe):
     assert proc.returncode == 2
     assert "key 'trainer.epohcs'" in proc.stderr and "did you mean 'epochs'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_bad_inputs_at_every_entry_point_are_one_line_errors(tensor_recipe, tmp_path, capsys):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    binary = tmp_path / "weights.yaml"
+    binary.write_bytes(b"PK\x03\x04\x14\x00\x00\x00\x08\x00\xff\xfe\x00\x01")
+    ragged = tmp_path / "meta.csv"
+    ragged.write_text("file_name,label,split\na.wav,1,train\nb.wav,2,test,oops\n")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    cases = [
+        (["train", binary, "--out", tmp_path / "o1"], 2, "weights.yaml: not a text recipe"),
+        (["recipe", binary], 2, "not a text recipe"),
+        (["eval", binary, "--checkpoint", "random"], 2, "not a text recipe"),
+        (["stats", root / "recipes/image/byol_cifar10_cpu.yaml"], 2, "has no pre_norm op"),
+        (["stats", tensor_recipe], 2, "key 'views.input'"),
+        (["eval", root / "recipes/eval/fsdd_demo.yaml", "--checkpoint", "random", "--out", tmp_path / "e",
+          f"tasks.0.metadata={ragged}", "--quiet"], 1, "meta.csv line 3: 4 fields, but the header has 3"),
+        (["train", tensor_recipe, "--out", tmp_path / "o2", "--resume", garbage], 1, "truncated or corrupt"),
+    ]
+    for args, rc, words in cases:
+        assert main([str(a) for a in args]) == rc, args
+        err = capsys.readouterr().err
+        assert words in err and err.count("\n") <= 3, (args, err)

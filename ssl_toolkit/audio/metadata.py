@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,15 +28,26 @@ class MetadataCSV:
 def read_metadata_csv(path: Path) -> MetadataCSV:
     """The columns and rows of a UTF-8 CSV (an optional BOM is dropped; names and values are stripped).
 
-    Raises ValueError when it is not UTF-8 text or has no ``file_name`` column."""
+    Raises ValueError when it is not UTF-8 text, has no ``file_name`` column, or a row has more or fewer
+    fields than the header (a ragged CSV: the line is named)."""
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise ValueError(f"{path} is not UTF-8 text ({e})") from None
-    reader = csv.DictReader(text.splitlines())
-    columns = [c.strip() for c in (reader.fieldnames or [])]
-    rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in reader]
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        columns = [c.strip() for c in next(reader, [])]
+        rows = []
+        for fields in reader:
+            if not fields:
+                continue  # a blank line
+            if len(fields) != len(columns):
+                raise ValueError(f"{path} line {reader.line_num}: {len(fields)} fields, but the header has "
+                                 f"{len(columns)} ({', '.join(columns)}); quote values that contain commas")
+            rows.append({k: v.strip() for k, v in zip(columns, fields)})
+    except csv.Error as e:
+        raise ValueError(f"{path} line {reader.line_num}: not a valid CSV ({e})") from None
     if "file_name" not in columns:
         raise ValueError(f"{path} needs a 'file_name' column (columns: {', '.join(columns) or 'none'})")
     return MetadataCSV(path, columns, rows, hashlib.sha256(raw).hexdigest())

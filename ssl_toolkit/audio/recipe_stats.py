@@ -7,9 +7,8 @@ from typing import Iterable
 
 import torch
 
-from ..data import preparation_batches
-from ..recipe import Recipe, load_recipe
-from ..registry import DATASETS
+from ..data import build_dataset, preparation_batches
+from ..recipe import Recipe, RecipeError, load_recipe
 from ..views import ViewMaker
 from .augment import PreNorm
 
@@ -24,18 +23,21 @@ def compute_stats(recipe, overrides: Iterable[str] = (), *, n_stats: int | None 
     and are stored where training looks for them. Returns a dict with ``mean``, ``std``,
     ``n_items``, ``path`` (where they are stored) and ``source`` (``cache`` / ``computed``).
     """
+    source = None
     if not isinstance(recipe, Recipe):
-        recipe = load_recipe(recipe, list(overrides))
+        source, recipe = str(recipe), load_recipe(recipe, list(overrides))
     device = torch.device(device)
     views = ViewMaker.from_config(recipe.views).to(device)
     ops = [op for op in views.input.ops if isinstance(op, PreNorm)]
     if not ops:
-        raise ValueError(f"recipe '{recipe.name}' has no pre_norm op in views.input: there are no statistics to compute")
+        raise RecipeError(f"recipe '{recipe.name}' has no pre_norm op: there are no statistics to compute "
+                          "(`ssl-toolkit stats` is for audio recipes that normalize with dataset statistics)",
+                          file=source, key="views.input")
     for op in ops:
         if n_stats is not None:
             op.n_stats = int(n_stats)
         op.force = force
-    dataset = DATASETS.build(recipe.data.dataset.name, **recipe.data.dataset.params)
+    dataset = build_dataset(recipe.data.dataset)
 
     batches = preparation_batches(dataset, recipe.data.batch_size, recipe.data.num_workers, recipe.seed, device)
 

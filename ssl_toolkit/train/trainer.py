@@ -25,10 +25,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .. import checkpoint as ckpt
-from ..data import BadFileError, EpochSampler, collate_skipping_bad, preparation_batches
+from ..data import DatasetError, EpochSampler, build_dataset, collate_skipping_bad, preparation_batches
 from ..engine.build import build_method
 from ..recipe import Recipe, to_plain
-from ..registry import DATASETS, SCHEDULES
+from ..registry import SCHEDULES
 from ..run_dir import (RunDirLock, check_new_run, check_output_location, describe_changes, existing_run_files,
                        recipe_changes)
 from ..views import ViewMaker
@@ -56,9 +56,9 @@ def build_loader(r: Recipe, device: torch.device, rank: int = 0, world_size: int
     reads: ``(dataset, sampler, loader)``; advance epochs with ``sampler.set_position`` (and the dataset's
     ``set_epoch`` when it has one)."""
     try:
-        dataset = DATASETS.build(r.data.dataset.name, **r.data.dataset.params)
-    except (OSError, ValueError, BadFileError) as e:  # missing folders/files, bad metadata, on_bad_file: fail
-        raise TrainingError(f"data.dataset ({r.data.dataset.name}): {e}") from e
+        dataset = build_dataset(r.data.dataset)
+    except DatasetError as e:
+        raise TrainingError(str(e)) from e
     if len(dataset) == 0:
         raise TrainingError(f"data.dataset ({r.data.dataset.name}) has zero items: nothing to train on")
     sampler = EpochSampler(len(dataset), r.data.batch_size, seed=r.seed, shuffle=r.data.shuffle,

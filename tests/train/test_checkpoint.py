@@ -56,3 +56,27 @@ def test_candidates_newest_first_and_pruning(tmp_path):
     ckpt.prune_periodic(tmp_path, keep=2)
     assert [p.name for p in ckpt.checkpoint_candidates(tmp_path)] == ["last.pt", "step_00000015.pt",
                                                                      "step_00000010.pt"]
+
+
+def test_an_unreadable_checkpoint_says_permission_denied(tmp_path, monkeypatch):
+    import builtins
+
+    good = ckpt.atomic_save({"v": torch.ones(3)}, tmp_path / "locked.pt")
+    real_open = builtins.open
+
+    def denying_open(file, *args, **kwargs):  # what a chmod 000 file gives a non-root user (CI may run as root)
+        if str(file) == str(good):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", denying_open)
+    with pytest.raises(ckpt.CheckpointError, match="locked.pt: cannot read the checkpoint: Permission denied"):
+        ckpt.load_checkpoint(good)
+    monkeypatch.undo()
+    if os.geteuid() != 0:  # the real thing, where permissions apply
+        good.chmod(0)
+        try:
+            with pytest.raises(ckpt.CheckpointError, match="cannot read the checkpoint: Permission denied"):
+                ckpt.load_checkpoint(good)
+        finally:
+            good.chmod(0o644)
