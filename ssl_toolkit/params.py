@@ -9,6 +9,8 @@ declares one for every int and float parameter).
 from __future__ import annotations
 
 import math
+import types
+import typing
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -63,6 +65,20 @@ class Pair:
 def constraints_of(hint: Any) -> list:
     """The :class:`Range`/:class:`Pair` markers of an ``Annotated`` hint (none for a plain type)."""
     return [m for m in getattr(hint, "__metadata__", ()) if isinstance(m, (Range, Pair))]
+
+
+def declaration(hint: Any) -> tuple[Any, list, bool]:
+    """``(base type, constraints, optional)`` of a parameter annotation: ``Optional[PositiveInt]`` gives
+    ``(int, [Range('[1, inf)')], True)``; a union of several types is returned whole."""
+    optional = False
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        optional = len(inner) < len(typing.get_args(hint))
+        if len(inner) != 1:
+            return hint, [], optional
+        hint = inner[0]
+    base = hint.__origin__ if hasattr(hint, "__metadata__") else hint
+    return base, constraints_of(hint), optional
 
 
 PositiveInt = Annotated[int, Range("[1, inf)")]

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import typing
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
+
+from .params import declaration
 
 
 class RegistryError(KeyError):
@@ -42,10 +45,24 @@ class Entry:
             if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
         }
 
+    def hints(self) -> dict[str, Any]:
+        """The builder's parameter annotations with their ``Annotated`` declarations ({} when unresolvable)."""
+        try:
+            target = self.builder.__init__ if inspect.isclass(self.builder) else self.builder
+            return typing.get_type_hints(target, include_extras=True)
+        except Exception:  # noqa: BLE001 - unresolvable annotations: skip type checks, keep name checks
+            return {}
+
     def signature_text(self) -> str:
-        parts = []
+        """``name=default`` per parameter, with its declared range or choices (``p=0.5 in [0, 1]``)."""
+        hints, parts = self.hints(), []
         for n, p in self.parameters().items():
-            parts.append(n if p.default is inspect.Parameter.empty else f"{n}={p.default!r}")
+            text = n if p.default is inspect.Parameter.empty else f"{n}={p.default!r}"
+            base, constraints, _ = declaration(hints.get(n))
+            declared = [c.interval for c in constraints]
+            if typing.get_origin(base) is typing.Literal:
+                declared.append("|".join(map(str, typing.get_args(base))))
+            parts.append(text + "".join(f" in {d}" for d in declared if d))
         return ", ".join(parts)
 
 

@@ -5,9 +5,9 @@ import typing
 
 import pytest
 
-from ssl_toolkit.params import Pair, Range, constraints_of
+from ssl_toolkit.params import Pair, Range, declaration
 from ssl_toolkit.recipe import RecipeError, load_recipe
-from ssl_toolkit.recipe.validation import safe_hints, import_components
+from ssl_toolkit.recipe.validation import import_components
 from ssl_toolkit.registry import ALL_REGISTRIES
 
 import_components()
@@ -19,23 +19,16 @@ SUPPLIED = {"total_steps", "steps_per_epoch"}
 def _registered_parameters():
     for kind, registry in ALL_REGISTRIES.items():
         for entry in registry:
-            hints = safe_hints(entry.builder)
+            hints = entry.hints()
             for name, param in entry.parameters().items():
                 yield f"{kind}/{entry.name}.{name}", hints.get(name), param.default
-
-
-def _base(hint):
-    if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType")):
-        inner = [a for a in typing.get_args(hint) if a is not type(None)]
-        hint = inner[0] if len(inner) == 1 else hint
-    return hint, (hint.__origin__ if hasattr(hint, "__metadata__") else hint)
 
 
 def test_every_numeric_parameter_of_every_registered_component_declares_a_range():
     missing = []
     for where, hint, _ in _registered_parameters():
-        hint, base = _base(hint)
-        if base in (int, float) and where.rsplit(".", 1)[1] not in SUPPLIED and not constraints_of(hint):
+        base, constraints, _ = declaration(hint)
+        if base in (int, float) and where.rsplit(".", 1)[1] not in SUPPLIED and not constraints:
             missing.append(where)
     assert not missing, f"numeric parameters without a declared range (ssl_toolkit/params.py): {missing}"
 
@@ -43,13 +36,13 @@ def test_every_numeric_parameter_of_every_registered_component_declares_a_range(
 def test_every_default_satisfies_its_own_declaration():
     checked = 0
     for where, hint, default in _registered_parameters():
-        hint, base = _base(hint)
+        base, constraints, _ = declaration(hint)
         if default is inspect.Parameter.empty or default is None:
             continue
         if typing.get_origin(base) is typing.Literal:
             assert default in typing.get_args(base), where
             checked += 1
-        for c in constraints_of(hint):
+        for c in constraints:
             assert c.check(list(default) if isinstance(default, tuple) else default) is None, where
             checked += 1
     assert checked > 100

@@ -16,8 +16,7 @@ from .loading import (COMMAND_LINE, Origins, apply_override, deep_merge, expand_
                       load_resolved_tree, load_tree, parse_override)
 from .schema import (Component, DataConfig, EmaConfig, ModelConfig, OptimizerConfig, Recipe,  # noqa: F401
                      TrainerConfig, ViewsConfig, to_plain)
-from .validation import (Validator, safe_hints, import_components, import_tree_components,  # noqa: F401
-                         validate)
+from .validation import Validator, import_components, import_tree_components, validate  # noqa: F401
 
 
 def load_recipe(path: str | os.PathLike, overrides: list[str] = ()) -> Recipe:
@@ -46,7 +45,7 @@ def _check_optimizer(recipe: Recipe, validator: Validator) -> None:
             validator.fail(("optimizer", "options", key),
                            f"optimizer '{entry.name}' has no option '{key}'{did_you_mean(key, choices)}{hint}; "
                            f"it takes: {', '.join(choices) or 'nothing'}")
-    hints = safe_hints(entry.builder)
+    hints = entry.hints()
     for key, value in recipe.optimizer.options.items():
         if key in hints:
             recipe.optimizer.options[key] = validator.parameter(hints[key], value, ("optimizer", "options", key))

@@ -11,7 +11,7 @@ import types
 import typing
 from typing import Any, Literal
 
-from ..params import Range, constraints_of
+from ..params import Range, declaration
 from ..quoting import short_repr
 from ..registry import ALL_REGISTRIES, Registry, RegistryError, did_you_mean
 from .errors import RecipeError
@@ -92,16 +92,9 @@ class Validator:
     def parameter(self, hint: Any, value: Any, path: tuple) -> Any:
         """A component parameter against its builder's annotation: type, ``Literal`` choices and the
         declared :mod:`~ssl_toolkit.params` constraints (None passes an Optional parameter)."""
-        if typing.get_origin(hint) in (typing.Union, types.UnionType):
-            args = typing.get_args(hint)
-            if value is None and type(None) in args:
-                return None
-            inner = [a for a in args if a is not type(None)]
-            if len(inner) != 1:
-                return value
-            hint = inner[0]
-        constraints = constraints_of(hint)
-        base = getattr(hint, "__origin__", hint) if hasattr(hint, "__metadata__") else hint
+        base, constraints, optional = declaration(hint)
+        if value is None and optional:
+            return None
         if typing.get_origin(base) is Literal:
             allowed = typing.get_args(base)
             if value not in allowed:
@@ -154,7 +147,7 @@ class Validator:
             params = entry.parameters()
             supplied = set(meta.get("supplied", ()))
             has_var_kw = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(entry.builder).parameters.values())
-            hints = safe_hints(entry.builder)
+            hints = entry.hints()
             for key, v in value.items():
                 if key == "name":
                     continue
@@ -171,14 +164,6 @@ class Validator:
                 if p.default is inspect.Parameter.empty and pname not in supplied and pname not in value:
                     self.fail(path + (pname,), f"required parameter of {registry.kind} '{name}' missing")
         return Component(value)
-
-
-def safe_hints(fn) -> dict:
-    try:
-        target = fn.__init__ if inspect.isclass(fn) else fn
-        return typing.get_type_hints(target, include_extras=True)
-    except Exception:  # unresolvable annotations: skip type checks, keep name checks
-        return {}
 
 
 def import_components(modules: list[str] = ()) -> None:

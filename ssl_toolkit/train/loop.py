@@ -61,14 +61,29 @@ class Run:
         return self.pos.step >= self.total_steps or self.stop == "deadline"
 
 
+MAX_LOGGED = 10
+"""Lines of one kind (skipped file, left-out batch) logged per run before the rest are only counted: a folder
+of a million bad files must not write a million log lines (skipped_files.txt still lists every file)."""
+
+
 def _record_bad(run: Run, bad: list, skipped_log: Optional[Path]) -> None:
     for item in bad:
         if item.path not in run.pos.skipped:
             run.pos.skipped[item.path] = item.reason
-            run.log(f"skipped {item.path}: {item.reason}")
+            n = len(run.pos.skipped)
+            if n <= MAX_LOGGED:
+                run.log(f"skipped {item.path}: {item.reason}")
+            if n == MAX_LOGGED:
+                run.log(f"note: further skipped files are listed in {skipped_log or 'skipped_files.txt'} only")
             if skipped_log is not None:
                 with skipped_log.open("a") as f:
                     f.write(f"{item.path}\t{item.reason}\n")
+
+
+def _note_left_out(run: Run, n_items: int, left_out: int) -> None:
+    if left_out <= MAX_LOGGED:
+        run.log(f"note: a batch of {n_items} usable item(s) was left out at step {run.pos.step} (batch statistics "
+                "need 2)" + ("; further ones are counted at the end of the epoch" if left_out == MAX_LOGGED else ""))
 
 
 def run_loop(run: Run, hooks, loader, sampler, dataset, accum: int, wants_labels: bool) -> None:
@@ -81,11 +96,13 @@ def run_loop(run: Run, hooks, loader, sampler, dataset, accum: int, wants_labels
             dataset.set_epoch(run.pos.epoch)
         fresh_epoch, steps_before = run.pos.batches_done == 0, run.pos.step
         pending: list = []
+        left_out = 0
         for x, y, bad in loader:
             run.pos.batches_done += 1
             _record_bad(run, bad, skipped_log)
             if x is not None and x.shape[0] < 2:  # batch statistics need 2 samples
-                run.log(f"note: a batch of {x.shape[0]} usable item(s) was left out at step {run.pos.step}")
+                left_out += 1
+                _note_left_out(run, x.shape[0], left_out)
                 x = None
             if x is not None:
                 pending.append((x, y if wants_labels else None))
@@ -104,6 +121,8 @@ def run_loop(run: Run, hooks, loader, sampler, dataset, accum: int, wants_labels
                 break
             if run.pos.batches_done >= run.steps_per_epoch * accum:
                 break
+        if left_out > MAX_LOGGED:
+            run.log(f"note: epoch {run.pos.epoch}: {left_out} batches with fewer than 2 usable items were left out")
         if fresh_epoch and run.pos.step == steps_before and run.stop is None:
             raise TrainingError(
                 f"epoch {run.pos.epoch} made no optimizer step: {run.pos.batches_done} batches read, "

@@ -145,6 +145,24 @@ def test_an_epoch_that_can_make_no_step_is_an_error_not_a_hang(tensor_recipe, tm
         Trainer(load_recipe(tensor_recipe, [*FAST, "data.batch_size=1"]), out_dir=tmp_path / "r", quiet=True).fit()
 
 
+def test_log_lines_about_bad_files_and_left_out_batches_are_bounded(tensor_recipe, tmp_path, capsys, monkeypatch):
+    from ssl_toolkit.data import BadItem
+    from ssl_toolkit.tensors import GaussianClusters
+    from ssl_toolkit.train.loop import MAX_LOGGED
+
+    real = GaussianClusters.__getitem__
+    monkeypatch.setattr(GaussianClusters, "__getitem__",  # 3 of every 4 items bad: each batch of 4 has one usable
+                        lambda self, i: real(self, i) if i % 4 == 0 else BadItem(f"item{i}.bin", "corrupt"))
+    recipe = load_recipe(tensor_recipe, [*FAST, "data.batch_size=4", "data.shuffle=false", "data.dataset.size=256"])
+    with pytest.raises(TrainingError, match=r"epoch 0 made no optimizer step: 64 batches read, 192 bad file\(s\)"):
+        Trainer(recipe, out_dir=tmp_path / "r").fit()
+    err = capsys.readouterr().err
+    assert err.count("skipped item") == MAX_LOGGED and "further skipped files are listed in" in err
+    assert err.count("was left out at step") == MAX_LOGGED
+    assert "note: epoch 0: 64 batches with fewer than 2 usable items were left out" in err
+    assert len((tmp_path / "r" / "skipped_files.txt").read_text().splitlines()) == 192  # every file is listed
+
+
 def test_first_ctrl_c_asks_for_a_checkpoint_and_the_second_stops_at_once():
     import os
     import signal
