@@ -189,6 +189,9 @@ class AudioFolder(torch.utils.data.Dataset):
         if not self.files:
             where = f"{csv_path} (split={split!r}, fold={fold!r})" if csv_path else str(self.root)
             raise ValueError(f"audio dataset is empty: no audio files selected from {where}")
+        if csv_path is not None and not any(os.path.isfile(f) for f in self.files):
+            raise ValueError(f"none of the {len(self.files)} audio files listed in {csv_path} exists (looked in "
+                             f"{base}, e.g. {self.files[0]}); set audio_dir to where the files are")
         self._cache: dict[int, np.ndarray | str] = {}
         self.cache_mode = cache
         self._cache_budget = int(cache_max_mb) * 2**20

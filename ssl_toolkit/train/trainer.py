@@ -259,8 +259,12 @@ class Trainer:
         state = self._find_resume_checkpoint()
         self._check_resume(state)
         pos = Position()
-        self.views.prepare(preparation_batches(dataset, r.data.batch_size, r.data.num_workers, r.seed, self.device),
-                           self.device, self.run_dir if self.is_main else None, dataset)
+        try:
+            self.views.prepare(preparation_batches(dataset, r.data.batch_size, r.data.num_workers, r.seed,
+                                                   self.device), self.device, self.run_dir if self.is_main else None,
+                               dataset)
+        except ValueError as e:  # e.g. statistics over a dataset with no usable item
+            raise TrainingError(f"views: preparing the ops with the training data failed: {e}") from None
         if state is not None:
             self._load_states(state)
             pos = Position(state.step, state.epoch, state.batches_done, dict(map(tuple, state.skipped)))

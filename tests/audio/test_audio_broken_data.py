@@ -74,3 +74,19 @@ def test_on_bad_file_fail_names_the_file(tmp_path, permission_denied):
     with pytest.raises(TrainingError) as e:
         Trainer(load_recipe(RECIPE, overrides(folder, "fail")), out_dir=tmp_path / "run", quiet=True).fit()
     assert str(folder) in str(e.value) and any(name in str(e.value) for name in BAD)
+
+
+def test_a_csv_of_missing_files_and_a_folder_of_only_broken_files_are_clear_errors(tmp_path):
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    for name in ("a.wav", "b.wav", "c.wav", "d.wav"):
+        (folder / name).write_text("not audio\n")
+    (folder / "meta.csv").write_text("file_name,label\n" + "".join(f"gone_{n},x\n" for n in "abcd"))
+    base = overrides(folder, "skip")
+    with pytest.raises(TrainingError, match=r"none of the 4 audio files listed in .*meta.csv exists \(looked in "
+                                            r".*audio, e.g. .*gone_a\); set audio_dir"):
+        Trainer(load_recipe(RECIPE, [*base, "data.dataset.metadata=meta.csv"]), out_dir=tmp_path / "r1",
+                quiet=True).fit()
+    with pytest.raises(TrainingError, match="views: preparing the ops with the training data failed: pre_norm "
+                                            "statistics: the training data yielded no usable items"):
+        Trainer(load_recipe(RECIPE, base), out_dir=tmp_path / "r2", quiet=True).fit()

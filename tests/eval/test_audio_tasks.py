@@ -86,6 +86,8 @@ def test_multi_label(tone_csv):
     (lambda rows: [{**r, "fold": "1"} for r in rows], {"fold_column": "fold"}, ["single value", "at least 2 folds"]),
     (lambda rows: [*rows, {**rows[0], "file_name": "gone.wav"}], {}, ["task 'tones'", "1 of 25 audio files",
                                                                        "missing", "gone.wav"]),
+    (lambda rows: [{**r, "file_name": "gone_" + r["file_name"]} for r in rows], {},
+     ["task 'tones'", "24 of 24 audio files", "are missing (looked in", "set audio_dir"]),
     (lambda rows: [{**r, "label": ""} if i == 3 else r for i, r in enumerate(rows)], {},
      ["task 'tones'", "empty 'label'", "line 5"]),
     (None, {"audio_dir": "nowhere"}, ["task 'tones'", "audio_dir not found"]),
