@@ -13,6 +13,23 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
 @pytest.fixture
+def deny_reading(monkeypatch):
+    """``deny_reading(path)``: opening ``path`` raises what a chmod 000 file gives a non-root user (tests may run as
+    root, which reads any file)."""
+    import builtins
+
+    denied, real_open = set(), builtins.open
+
+    def denying_open(file, *args, **kwargs):
+        if str(file) in denied:
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", denying_open)
+    return lambda path: denied.add(str(path))
+
+
+@pytest.fixture
 def shared_data():
     data = SHARED / "data"
     if not data.is_dir():

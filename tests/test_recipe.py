@@ -235,9 +235,7 @@ def test_binary_and_pathological_files_are_refused(tmp_path, content, words):
     assert str(f.name) in str(e.value)
 
 
-def test_oversized_and_unreadable_recipe_files(tmp_path, monkeypatch):
-    import builtins
-
+def test_oversized_and_unreadable_recipe_files(tmp_path, deny_reading):
     big = tmp_path / "big.yaml"
     big.write_bytes(b"# " + b"x" * (1 << 20) + b"\n")
     with pytest.raises(RecipeError, match="big.yaml: refused: larger than 1 MiB"):
@@ -245,13 +243,6 @@ def test_oversized_and_unreadable_recipe_files(tmp_path, monkeypatch):
     with pytest.raises(RecipeError, match="cannot read recipe: Is a directory"):
         load_recipe(tmp_path)
     locked = write(tmp_path / "locked.yaml", BASE)
-    real_open = builtins.open
-
-    def denying_open(file, *args, **kwargs):  # what a chmod 000 file gives a non-root user (CI may run as root)
-        if str(file) == str(locked):
-            raise PermissionError(13, "Permission denied", str(file))
-        return real_open(file, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "open", denying_open)
+    deny_reading(locked)
     with pytest.raises(RecipeError, match="locked.yaml: cannot read recipe: Permission denied"):
         load_recipe(locked)

@@ -58,18 +58,9 @@ def test_candidates_newest_first_and_pruning(tmp_path):
                                                                      "step_00000010.pt"]
 
 
-def test_an_unreadable_checkpoint_says_permission_denied(tmp_path, monkeypatch):
-    import builtins
-
+def test_an_unreadable_checkpoint_says_permission_denied(tmp_path, deny_reading, monkeypatch):
     good = ckpt.atomic_save({"v": torch.ones(3)}, tmp_path / "locked.pt")
-    real_open = builtins.open
-
-    def denying_open(file, *args, **kwargs):  # what a chmod 000 file gives a non-root user (CI may run as root)
-        if str(file) == str(good):
-            raise PermissionError(13, "Permission denied", str(file))
-        return real_open(file, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "open", denying_open)
+    deny_reading(good)
     with pytest.raises(ckpt.CheckpointError, match="locked.pt: cannot read the checkpoint: Permission denied"):
         ckpt.load_checkpoint(good)
     monkeypatch.undo()
