@@ -35,21 +35,14 @@ def accuracy(pred: np.ndarray, y: np.ndarray) -> float:
 
 
 def average_precision(scores: np.ndarray, positives: np.ndarray) -> float:
-    """Average precision of one class (scores higher = more likely), sklearn's definition."""
-    order = np.argsort(-scores, kind="stable")
-    pos = positives[order].astype(bool)
-    n_pos = pos.sum()
-    if n_pos == 0:
+    """Average precision of one class (scores higher = more likely; tied scores are one threshold):
+    scikit-learn's ``average_precision_score``; NaN when the class has no positive item."""
+    from sklearn.metrics import average_precision_score
+
+    positives = np.asarray(positives).astype(bool)
+    if not positives.any():
         return float("nan")
-    # ties: sklearn treats tied scores as one threshold; emulate by grouping equal scores
-    s = scores[order]
-    distinct = np.r_[np.diff(s) != 0, True]
-    tp = np.cumsum(pos)[distinct]
-    fp = np.cumsum(~pos)[distinct]
-    precision = tp / (tp + fp)
-    recall = tp / n_pos
-    recall_prev = np.r_[0.0, recall[:-1]]
-    return float(np.sum((recall - recall_prev) * precision))
+    return float(average_precision_score(positives, np.asarray(scores)))
 
 
 def mean_average_precision(scores: np.ndarray, targets: np.ndarray) -> float:
@@ -66,9 +59,11 @@ def score(outputs: np.ndarray, y: np.ndarray, multi_label: bool) -> float:
 
 
 def confusion_matrix(y: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
-    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(cm, (np.asarray(y, dtype=np.int64), np.asarray(pred, dtype=np.int64)), 1)
-    return cm
+    """(num_classes, num_classes) counts, rows = true class, columns = predicted (scikit-learn's)."""
+    from sklearn.metrics import confusion_matrix as sk_confusion
+
+    return sk_confusion(np.asarray(y, dtype=np.int64), np.asarray(pred, dtype=np.int64),
+                        labels=np.arange(num_classes)).astype(np.int64)
 
 
 # ----------------------------------------------------------------------------- splits

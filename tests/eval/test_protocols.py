@@ -61,15 +61,19 @@ def test_multi_label_probe_and_map():
     assert res.test_score > 0.95
 
 
-def test_average_precision_matches_sklearn():
-    from sklearn.metrics import average_precision_score
+def test_average_precision_and_confusion_by_hand():
+    from ssl_toolkit.eval.protocols import confusion_matrix
 
-    rng = np.random.default_rng(0)
-    scores = np.round(rng.random((200, 3)), 1)  # with ties
-    y = (rng.random((200, 3)) < 0.3).astype(int)
-    for k in range(3):
-        assert average_precision(scores[:, k], y[:, k]) == pytest.approx(average_precision_score(y[:, k], scores[:, k]))
-    assert mean_average_precision(scores, y) == pytest.approx(average_precision_score(y, scores, average="macro"))
+    # ranks 1..4: hit, miss, hit, miss → AP = (1/1 + 2/3) / 2
+    assert average_precision(np.array([0.9, 0.8, 0.7, 0.6]), np.array([1, 0, 1, 0])) == pytest.approx(5 / 6)
+    # a tie at the top between a hit and a miss is one threshold: precision 1/2 at recall 1/2, then 2/3 at 1
+    assert average_precision(np.array([0.9, 0.9, 0.5]), np.array([1, 0, 1])) == pytest.approx(0.5 * 0.5 + 0.5 * 2 / 3)
+    assert np.isnan(average_precision(np.array([0.1, 0.2]), np.array([0, 0])))
+    targets = np.array([[1, 0, 0], [0, 1, 0], [1, 0, 0]])
+    scores = np.array([[0.9, 0.1, 0.3], [0.2, 0.6, 0.1], [0.4, 0.7, 0.2]])  # class 2 has no positive: left out
+    assert mean_average_precision(scores, targets) == pytest.approx((1.0 + 0.5) / 2)
+    cm = confusion_matrix(np.array([0, 0, 1, 2, 2, 2]), np.array([0, 1, 1, 2, 0, 2]), 4)
+    assert cm.tolist() == [[1, 1, 0, 0], [0, 1, 0, 0], [1, 0, 2, 0], [0, 0, 0, 0]] and cm.dtype == np.int64
 
 
 def test_holdout_is_stratified_disjoint_and_seeded():
