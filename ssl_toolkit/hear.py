@@ -8,7 +8,8 @@ ssl_toolkit audio encoders, so that hear-eval-kit and hear-validator can use the
 
 ``audio`` is a float tensor (n_sounds, n_samples) in [-1, 1] at ``model.sample_rate`` on the model's
 device; integer samples, NaN/inf, a peak above 2 (integer PCM passed as float) or another shape are refused
-with an error naming the sound, and zero sounds give zero embeddings of the right shape. The model is the checkpoint's front end (log-mel → pre_norm) and encoder:
+with an error naming the sound, and zero sounds give zero embeddings of the right shape. The model is the
+checkpoint's front end (log-mel → pre_norm) and encoder:
 
 - timestamp embeddings are the encoder's frames (``forward_frames``), one every ``hop × stride``
   samples (AudioNTT2020: 8 × 10 ms = 80 ms; AudioNTT2022: 40 ms); when that exceeds 50 ms the audio

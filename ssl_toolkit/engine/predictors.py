@@ -221,8 +221,9 @@ class DirectPred(ClosedFormPredictor):
 class DirectCopy(ClosedFormPredictor):
     """DirectCopy predictor (Wang et al. 2021): W = F̂/‖F̂‖_F + alpha·I, no eigendecomposition."""
 
-    def __init__(self, in_dim: PositiveInt, rho: Rate = 0.3, alpha: NonNegativeFloat = 0.01, freq: PositiveInt = 1, normalize: bool = True,
-                 out_dim: Optional[PositiveInt] = None, hidden_dim: Optional[PositiveInt] = None):
+    def __init__(self, in_dim: PositiveInt, rho: Rate = 0.3, alpha: NonNegativeFloat = 0.01, freq: PositiveInt = 1,
+                 normalize: bool = True, out_dim: Optional[PositiveInt] = None,
+                 hidden_dim: Optional[PositiveInt] = None):
         super().__init__(in_dim, rho, freq, False, out_dim, hidden_dim)
         self.alpha, self.normalize_weight = float(alpha), bool(normalize)
 
@@ -231,8 +232,9 @@ class DirectCopy(ClosedFormPredictor):
 
 
 class _EdgeOfOrthogonality(ClosedFormPredictor):
-    def __init__(self, in_dim: PositiveInt, rho: Rate = 0.3, alpha: NonNegativeFloat = 0.01, freq: PositiveInt = 1, normalize: bool = True,
-                 out_dim: Optional[PositiveInt] = None, hidden_dim: Optional[PositiveInt] = None):
+    def __init__(self, in_dim: PositiveInt, rho: Rate = 0.3, alpha: NonNegativeFloat = 0.01, freq: PositiveInt = 1,
+                 normalize: bool = True, out_dim: Optional[PositiveInt] = None,
+                 hidden_dim: Optional[PositiveInt] = None):
         super().__init__(in_dim, rho, freq, normalize, out_dim, hidden_dim)
         self.alpha = float(alpha)
 
@@ -258,9 +260,9 @@ class NeumannPredictor(_EdgeOfOrthogonality):
 class VisserPredictor(_EdgeOfOrthogonality):
     """Edge of Orthogonality 'Visser': W = Σ^{1/2} (n Visser steps, rate eta) + alpha·I."""
 
-    def __init__(self, in_dim: PositiveInt, rho: Rate = 0.3, alpha: NonNegativeFloat = 0.01, n: PositiveInt = 20, eta: Annotated[float, Range("(0, 1]")] = 0.5,
-                 freq: PositiveInt = 1, normalize: bool = True, out_dim: Optional[PositiveInt] = None,
-                 hidden_dim: Optional[PositiveInt] = None):
+    def __init__(self, in_dim: PositiveInt, rho: Rate = 0.3, alpha: NonNegativeFloat = 0.01, n: PositiveInt = 20,
+                 eta: Annotated[float, Range("(0, 1]")] = 0.5, freq: PositiveInt = 1, normalize: bool = True,
+                 out_dim: Optional[PositiveInt] = None, hidden_dim: Optional[PositiveInt] = None):
         super().__init__(in_dim, rho, alpha, freq, normalize, out_dim, hidden_dim)
         if not 0.0 < eta <= 1.0:
             raise ValueError(f"eta must be in (0, 1], got {eta}")
@@ -274,8 +276,9 @@ class VisserPredictor(_EdgeOfOrthogonality):
 class NewtonSchulzPredictor(_EdgeOfOrthogonality):
     """Edge of Orthogonality 'NS': W = Σ^{1/2} (n Newton–Schulz steps) + alpha·I."""
 
-    def __init__(self, in_dim: PositiveInt, rho: Rate = 0.3, alpha: NonNegativeFloat = 0.01, n: PositiveInt = 9, freq: PositiveInt = 1,
-                 normalize: bool = True, out_dim: Optional[PositiveInt] = None, hidden_dim: Optional[PositiveInt] = None):
+    def __init__(self, in_dim: PositiveInt, rho: Rate = 0.3, alpha: NonNegativeFloat = 0.01, n: PositiveInt = 9,
+                 freq: PositiveInt = 1, normalize: bool = True, out_dim: Optional[PositiveInt] = None,
+                 hidden_dim: Optional[PositiveInt] = None):
         super().__init__(in_dim, rho, alpha, freq, normalize, out_dim, hidden_dim)
         self.n = int(n)
 
@@ -287,8 +290,9 @@ class NewtonSchulzPredictor(_EdgeOfOrthogonality):
 class NewtonSchulz2Predictor(_EdgeOfOrthogonality):
     """Edge of Orthogonality 'NS2': W = Σ^{1/4} (Newton–Schulz twice, n steps each) + alpha·I."""
 
-    def __init__(self, in_dim: PositiveInt, rho: Rate = 0.3, alpha: NonNegativeFloat = 0.01, n: PositiveInt = 7, freq: PositiveInt = 1,
-                 normalize: bool = True, out_dim: Optional[PositiveInt] = None, hidden_dim: Optional[PositiveInt] = None):
+    def __init__(self, in_dim: PositiveInt, rho: Rate = 0.3, alpha: NonNegativeFloat = 0.01, n: PositiveInt = 7,
+                 freq: PositiveInt = 1, normalize: bool = True, out_dim: Optional[PositiveInt] = None,
+                 hidden_dim: Optional[PositiveInt] = None):
         super().__init__(in_dim, rho, alpha, freq, normalize, out_dim, hidden_dim)
         self.n = int(n)
 
@@ -300,8 +304,9 @@ class NewtonSchulz2Predictor(_EdgeOfOrthogonality):
 class StiefelPredictor(_EdgeOfOrthogonality):
     """Edge of Orthogonality 'Stiefel': W = BΣᵀ/‖B‖_F + alpha·I, B = (ΣᵀΣ)^{-1/2} by n Newton–Schulz steps."""
 
-    def __init__(self, in_dim: PositiveInt, rho: Rate = 0.3, alpha: NonNegativeFloat = 0.01, n: PositiveInt = 9, freq: PositiveInt = 1,
-                 normalize: bool = True, out_dim: Optional[PositiveInt] = None, hidden_dim: Optional[PositiveInt] = None):
+    def __init__(self, in_dim: PositiveInt, rho: Rate = 0.3, alpha: NonNegativeFloat = 0.01, n: PositiveInt = 9,
+                 freq: PositiveInt = 1, normalize: bool = True, out_dim: Optional[PositiveInt] = None,
+                 hidden_dim: Optional[PositiveInt] = None):
         super().__init__(in_dim, rho, alpha, freq, normalize, out_dim, hidden_dim)
         self.n = int(n)
 

@@ -158,24 +158,24 @@ class ResNetEncoder(nn.Module):
 
 
 @ENCODERS.register("resnet18")
-def resnet18(cifar_stem: bool = False, width: PositiveFloat = 1.0, norm: Norm = "bn", in_channels: PositiveInt = 3,
-             zero_init_residual: bool = False) -> ResNetEncoder:
+def resnet18(cifar_stem: bool = False, width: PositiveFloat = 1.0, norm: Norm = "bn",
+             in_channels: PositiveInt = 3, zero_init_residual: bool = False) -> ResNetEncoder:
     """ResNet-18 trunk (512·width features); cifar_stem for 32×32 images, norm bn|gn|gn_ws|none."""
     return ResNetEncoder(BasicBlock, [2, 2, 2, 2], cifar_stem=cifar_stem, width=width, norm=norm,
                          in_channels=in_channels, zero_init_residual=zero_init_residual)
 
 
 @ENCODERS.register("resnet34")
-def resnet34(cifar_stem: bool = False, width: PositiveFloat = 1.0, norm: Norm = "bn", in_channels: PositiveInt = 3,
-             zero_init_residual: bool = False) -> ResNetEncoder:
+def resnet34(cifar_stem: bool = False, width: PositiveFloat = 1.0, norm: Norm = "bn",
+             in_channels: PositiveInt = 3, zero_init_residual: bool = False) -> ResNetEncoder:
     """ResNet-34 trunk (512·width features); cifar_stem for 32×32 images, norm bn|gn|gn_ws|none."""
     return ResNetEncoder(BasicBlock, [3, 4, 6, 3], cifar_stem=cifar_stem, width=width, norm=norm,
                          in_channels=in_channels, zero_init_residual=zero_init_residual)
 
 
 @ENCODERS.register("resnet50")
-def resnet50(cifar_stem: bool = False, width: PositiveFloat = 1.0, norm: Norm = "bn", in_channels: PositiveInt = 3,
-             zero_init_residual: bool = False) -> ResNetEncoder:
+def resnet50(cifar_stem: bool = False, width: PositiveFloat = 1.0, norm: Norm = "bn",
+             in_channels: PositiveInt = 3, zero_init_residual: bool = False) -> ResNetEncoder:
     """ResNet-50 trunk (2048·width features); cifar_stem for 32×32 images, norm bn|gn|gn_ws|none."""
     return ResNetEncoder(Bottleneck, [3, 4, 6, 3], cifar_stem=cifar_stem, width=width, norm=norm,
                          in_channels=in_channels, zero_init_residual=zero_init_residual)

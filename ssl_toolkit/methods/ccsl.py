@@ -18,8 +18,9 @@ def byol_pairs(symmetric: bool) -> list[Pair]:
 
 
 @METHODS.register("ccsl")
-def ccsl(encoder, projector, predictor, ema, lam: NonNegativeFloat = 0.5, gamma: Annotated[float, Range("[-1, 1]")] = 0.9,
-         ramp: Probability = 0.25, symmetric: bool = True, target_mode: Literal["ema", "online"] = "ema") -> SelfLabelingMethod:
+def ccsl(encoder, projector, predictor, ema, lam: NonNegativeFloat = 0.5,
+         gamma: Annotated[float, Range("[-1, 1]")] = 0.9, ramp: Probability = 0.25, symmetric: bool = True,
+         target_mode: Literal["ema", "online"] = "ema") -> SelfLabelingMethod:
     """BYOL + CCSL: λ·mean of 2 − 2cos(p_i, z′_j) over batch pairs whose target affinity exceeds γ."""
     return SelfLabelingMethod(encoder, projector, predictor, ema, byol_pairs(symmetric), mode="ccsl",
                               lam=lam, gamma=gamma, ramp=ramp, target_mode=target_mode)

@@ -16,7 +16,8 @@ from .ccsl import byol_pairs
 @METHODS.register("cssl")
 def cssl(encoder, projector, predictor, ema, lam: NonNegativeFloat = 0.5,
          gamma: Annotated[float, Range("[-1, 1]")] = 0.9, temperature: PositiveFloat = 0.05,
-         ramp: Probability = 0.25, symmetric: bool = True, target_mode: Literal["ema", "online"] = "ema") -> SelfLabelingMethod:
+         ramp: Probability = 0.25, symmetric: bool = True,
+         target_mode: Literal["ema", "online"] = "ema") -> SelfLabelingMethod:
     """BYOL + CSSL: every batch pair weighted by σ((A_ij − γ)/T), A = target affinity."""
     return SelfLabelingMethod(encoder, projector, predictor, ema, byol_pairs(symmetric), mode="cssl",
                               lam=lam, gamma=gamma, temperature=temperature, ramp=ramp,
