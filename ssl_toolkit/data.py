@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import Sampler, default_collate
 
+from .registry import DATASETS
+
 log = logging.getLogger("ssl_toolkit.data")
 
 
@@ -38,8 +40,6 @@ class DatasetError(RuntimeError):
 def build_dataset(spec, key: str = "data.dataset"):
     """The dataset a recipe's ``{name: ..., **params}`` section names; its construction errors become a
     :class:`DatasetError` naming ``key`` and the component."""
-    from .registry import DATASETS
-
     try:
         return DATASETS.build(spec.name, **spec.params)
     except (OSError, ValueError, BadFileError) as e:  # missing folders/files, bad metadata, on_bad_file: fail

@@ -95,12 +95,8 @@ class Validator:
         base, constraints, optional = declaration(hint)
         if value is None and optional:
             return None
-        if typing.get_origin(base) is Literal:
-            allowed = typing.get_args(base)
-            if value not in allowed:
-                self.fail(path, f"expected {_type_name(base)}, got {short_repr(value)}{did_you_mean(value, allowed)}")
-        elif base in (int, float, str, bool):
-            value = self.scalar(base, value, path)
+        if typing.get_origin(base) is Literal or base in (int, float, str, bool):
+            value = self.value(base, value, path, {})
         for constraint in constraints:
             problem = constraint.check(value)
             if problem:
