@@ -1,9 +1,10 @@
-"""The one owner of the files a run writes: training checkpoints and ``encoder.pt``.
+"""The one owner of the files a run writes: training checkpoints, ``encoder.pt`` and ``encoder.safetensors``.
 
 A training checkpoint (:class:`TrainingState`) holds what exact resume needs (method, views, optimizer,
 scaler, RNG states, data position, log window, hook states), the resolved recipe it was made with, and the
 weights card (:mod:`ssl_toolkit.weights_card`). ``encoder.pt`` holds the online encoder's state dict and
 the card. Everything is tensors and plain containers: every file loads with ``weights_only=True``.
+``encoder.safetensors`` holds the same weights in the safetensors format, the card as JSON in its header.
 
 Files are written to a temporary file in the same folder, flushed and fsynced, then moved into place with
 ``os.replace``, so a crash or a full disk mid-write leaves the previous file intact.
@@ -181,6 +182,43 @@ def save_encoder(path: str | os.PathLike, state_dict: dict, card: Optional[dict]
     """``encoder.pt``: ``{"format", "state_dict", "card"}`` (load the weights with
     ``torch.load(path, weights_only=True)["state_dict"]``)."""
     return atomic_save({"format": ENCODER_FORMAT, "state_dict": state_dict, "card": card}, path)
+
+
+def save_encoder_safetensors(path: str | os.PathLike, state_dict: dict, card: Optional[dict]) -> Path:
+    """``encoder.safetensors``: the same weights as ``encoder.pt`` in the safetensors format (no pickle at all),
+    with ``format`` and the weights card (JSON) in its header metadata."""
+    import json
+
+    from safetensors.torch import save
+
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state_dict.items()}
+    metadata = {"format": ENCODER_FORMAT, "card": json.dumps(card, default=str)}
+    return atomic_write(path, lambda f: f.write(save(tensors, metadata=metadata)))
+
+
+def load_encoder_safetensors(path: str | os.PathLike) -> tuple[dict, Optional[dict]]:
+    """``(state_dict, card or None)`` of a ``.safetensors`` file (this toolkit's, or any other's: no card);
+    CheckpointError for an unreadable file."""
+    import json
+
+    from safetensors import safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            metadata = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: checkpoint not found") from None
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read the checkpoint: {e.strerror or e}") from None
+    except Exception as e:  # noqa: BLE001 - safetensors' own errors for a truncated or foreign file
+        raise CheckpointError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0]})") from None
+    try:
+        card = json.loads(metadata["card"]) if "card" in metadata else None
+    except ValueError:
+        raise CheckpointError(f"{path}: the weights card in the header is not JSON") from None
+    return state, card
 
 
 def is_state_dict(obj: Any) -> bool:

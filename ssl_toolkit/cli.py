@@ -1,4 +1,4 @@
-"""The ``ssl-toolkit`` command: train | recipe | stats | list | eval | plot."""
+"""The ``ssl-toolkit`` command: train | recipe | stats | list | eval | embed | plot."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +6,7 @@ import sys
 
 import yaml
 
-from .eval.command import add_eval_parser, add_plot_parser
+from .eval.command import add_embed_parser, add_eval_parser, add_plot_parser
 from .recipe import RecipeError, import_components, load_recipe, to_plain
 from .registry import ALL_REGISTRIES, RegistryError
 
@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_stats)
 
     add_eval_parser(sub)
+    add_embed_parser(sub)
     add_plot_parser(sub)
 
     p = sub.add_parser("list", help="registered components with descriptions and parameters")

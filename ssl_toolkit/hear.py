@@ -58,9 +58,9 @@ class HearModel(nn.Module):
 
     def __init__(self, encoder: nn.Module, frontend: list, sample_rate: int, hop_length: int, description: str = ""):
         super().__init__()
-        if not hasattr(encoder, "forward_frames"):
-            raise TypeError(f"{type(encoder).__name__} has no forward_frames: HEAR timestamp embeddings need an "
-                            "audio encoder (audiontt2020 / audiontt2022)")
+        if not hasattr(encoder, "forward_frames") or not hasattr(encoder, "frame_stride"):
+            raise TypeError(f"{type(encoder).__name__} has no forward_frames/frame_stride: HEAR timestamp embeddings "
+                            "need an audio encoder (audiontt2020 / audiontt2022)")
         self.encoder = encoder
         self.frontend = nn.ModuleList(frontend)
         self.sample_rate = int(sample_rate)
@@ -90,17 +90,12 @@ class HearModel(nn.Module):
         if audio.shape[1] < self.min_samples():
             audio = nn.functional.pad(audio, (0, self.min_samples() - audio.shape[1]))
         outs = []
-        mel_frames = None
+        mel_frames = 0
         for start in range(0, audio.shape[0], BATCH):
             x = self.features(audio[start:start + BATCH])
             mel_frames = x.shape[-1]
             outs.append(self.encoder.forward_frames(x).float())
-        if not outs:
-            d = self.timestamp_embedding_size
-            return audio.new_zeros((0, 0, d)), 1, 0
-        frames = torch.cat(outs)
-        stride = max(1, mel_frames // max(frames.shape[1], 1))
-        return frames, stride, mel_frames
+        return torch.cat(outs), int(self.encoder.frame_stride), mel_frames
 
 
 def _pieces_from(path: str):
@@ -122,13 +117,19 @@ def _pieces_from(path: str):
 
 def load_model(model_file_path: str = "") -> HearModel:
     """A HEAR model from a checkpoint, run directory, encoder.pt or official BYOL-A weight file."""
+    model, source = _pieces_from(model_file_path)
+    return hear_model(model, f"{source.kind}: {model.encoder_spec}", model_file_path or "random model")
+
+
+def hear_model(model, description: str = "", where: str = "model") -> HearModel:
+    """The HEAR model of an :class:`~ssl_toolkit.eval.models.EvalModel` (also used by ``ssl-toolkit embed
+    --frames``): its front end, with per-clip standardization when pre_norm has no statistics."""
     from .audio.embedding import frontend_sample_rate, split_frontend
 
-    model, source = _pieces_from(model_file_path)
     frontend = list(model.frontend)
     upstream, prenorm, downstream = split_frontend(frontend)
     if prenorm is not None and not bool(getattr(prenorm, "ready", False)):
-        warnings.warn(f"{model_file_path or 'random model'}: no pre_norm statistics stored with the weights; "
+        warnings.warn(f"{where}: no pre_norm statistics stored with the weights; "
                       "each clip's log-mel is standardized with its own mean and std")
         frontend = [*upstream, ClipNorm(), *downstream]
     hop = 160
@@ -136,8 +137,7 @@ def load_model(model_file_path: str = "") -> HearModel:
         fe = getattr(op, "mel", None)
         if fe is not None and hasattr(fe, "hop_length"):
             hop = int(fe.hop_length)
-    return HearModel(model.encoder, frontend, frontend_sample_rate(frontend), hop,
-                     f"{source.kind}: {model.encoder_spec}")
+    return HearModel(model.encoder, frontend, frontend_sample_rate(frontend), hop, description)
 
 
 def _device_of(model: HearModel) -> torch.device:

@@ -6,7 +6,8 @@
   denied, a read-only file system) is an error before any work is done.
 - :func:`check_new_run`: a directory that already holds a run is refused without ``--resume`` or ``--overwrite``.
 - :func:`recipe_changes`: what a resume would change against the checkpoint's recipe. Only the keys in
-  :data:`SAFE_ON_RESUME` (length, logging, checkpointing, monitors, loader workers, device) may differ unless
+  :data:`SAFE_ON_RESUME` (length, logging, checkpointing, monitors, loader workers, device, and the initial
+  weights ``model.init_*``, which a resume replaces by the checkpoint's) may differ unless
   the user accepts the change (``--allow-recipe-change``); the recipe of every resume is kept.
 """
 from __future__ import annotations
@@ -24,11 +25,13 @@ from .quoting import short_repr
 class RunDirError(RuntimeError):
     """A run directory that is in use, or holds a run that would be lost."""
 
-RUN_FILES = ("recipe.yaml", "metrics.csv", "encoder.pt", "checkpoints", "tensorboard", "skipped_files.txt")
+RUN_FILES = ("recipe.yaml", "metrics.csv", "encoder.pt", "encoder.safetensors", "checkpoints", "tensorboard",
+             "skipped_files.txt")
 SAFE_ON_RESUME = ("trainer.epochs", "trainer.max_steps", "trainer.max_minutes", "trainer.log_every",
                   "trainer.checkpoint_every", "trainer.keep_checkpoints", "trainer.progress", "trainer.tensorboard",
                   "trainer.collapse_threshold", "trainer.hooks", "data.num_workers", "data.pin_memory",
-                  "data.prefetch_factor", "device", "out_dir", "description")
+                  "data.prefetch_factor", "device", "out_dir", "description", "model.init_from", "model.init_strict",
+                  "model.init_sha256")
 
 
 class RunDirLock:

@@ -14,7 +14,7 @@ import dataclasses
 from typing import Any, Optional
 
 from . import __version__
-from .registry import AUGMENTATIONS, RegistryError
+from .registry import AUGMENTATIONS, ENCODERS, RegistryError
 
 CARD_VERSION = 1
 
@@ -56,6 +56,15 @@ def _spec(op: Any) -> dict:
     return dict(op) if isinstance(op, dict) else {"name": str(op)}
 
 
+def init_only_parameters(encoder_name: str) -> tuple:
+    """The encoder builder's parameters that only say where its first weights come from (``init_only``, e.g.
+    timm's ``pretrained_path``): left out of the card, since the file holds the weights."""
+    try:
+        return tuple(getattr(ENCODERS.get(encoder_name).builder, "init_only", ()))
+    except RegistryError:
+        return ()
+
+
 def in_frontend(spec: dict) -> bool:
     """Whether the registered op ``spec`` names is part of an encoder's front end."""
     try:
@@ -91,6 +100,7 @@ def card_from_recipe(recipe: dict, views_state: Optional[dict] = None,
         encoder = _spec(recipe["model"]["encoder"])
     except (KeyError, TypeError):
         raise ValueError("the recipe has no model.encoder") from None
+    encoder = {k: v for k, v in encoder.items() if k not in init_only_parameters(encoder["name"])}
     specs, states = frontend_of(recipe.get("views") or {}, views_state)
     return WeightsCard(encoder=encoder, frontend=specs, frontend_state=states, feature_dim=feature_dim,
                        imports=list(recipe.get("imports") or []), recipe_name=str(recipe.get("name") or ""))

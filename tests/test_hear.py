@@ -97,6 +97,19 @@ def test_api_contract(checkpoint):
     assert e2.shape[1] >= 1 and t2.shape == e2.shape[:2]
 
 
+@pytest.mark.parametrize("seconds", [0.37, 0.45, 0.5, 1.234, 3.0])
+def test_timestamps_are_the_centres_of_the_pooled_frames(checkpoint, seconds):
+    """AudioNTT2020 pools 8 log-mel frames (10 ms apart, frame j centred at j·10 ms) per output frame; with the
+    half-period shift the timestamps are (4k + 3.5)·10 ms, 40 ms apart, whatever the clip length (the frame
+    period is the encoder's frame_stride, not an estimate from the frame counts)."""
+    model = hear.load_model(str(checkpoint))
+    emb, ts = hear.get_timestamp_embeddings(torch.zeros(1, int(seconds * 16000)), model)
+    k = torch.arange(ts.shape[1], dtype=torch.float32)
+    torch.testing.assert_close(ts[0], (4 * k + 3.5) * 10.0)
+    mel_frames = int(seconds * 16000) // 160 + 1
+    assert ts.shape[1] == 2 * ((mel_frames - 4) // 8)  # both passes, cut to the shifted one's frames
+
+
 def test_pre_norm_statistics_come_from_the_checkpoint(checkpoint):
     model = hear.load_model(str(checkpoint))
     norm = model.frontend[1]

@@ -100,6 +100,11 @@ def test_image_and_audio_component_declarations(tmp_path):
         load_recipe(audio, ["data.dataset.on_bad_file=ignore"])
 
 
-def test_optional_parameters_accept_null(tensor_recipe):
-    r = load_recipe(tensor_recipe, ["model.predictor={name: directpred, out_dim: null}"])
-    assert r.model.predictor["out_dim"] is None
+def test_optional_parameters_accept_null():
+    from pathlib import Path
+
+    cifar = Path(__file__).resolve().parents[1] / "recipes" / "image" / "byol_cifar10_cpu.yaml"
+    r = load_recipe(cifar, ["data.dataset.limit=null"])
+    assert r.data.dataset["limit"] is None
+    with pytest.raises(RecipeError, match=r"key 'data.dataset.limit': expected a value in \[1, inf\), got 0"):
+        load_recipe(cifar, ["data.dataset.limit=0"])

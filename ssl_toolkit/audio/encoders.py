@@ -52,6 +52,9 @@ def _pool(frames: torch.Tensor) -> torch.Tensor:
 
 class _AudioNTT(nn.Module):
     modality = "audio"
+    frame_stride: int
+    """Log-mel frames per output frame (the time pooling of the conv blocks): frame k pools frames
+    [k·stride, (k+1)·stride)."""
     features: nn.Sequential
     fc: nn.Sequential
     feature_dim: int
@@ -74,6 +77,8 @@ class _AudioNTT(nn.Module):
 class AudioNTT2020(_AudioNTT):
     """BYOL-A v1 encoder: 3 conv blocks + 2-layer MLP per frame; embedding = max + mean over time."""
 
+    frame_stride = 8
+
     def __init__(self, n_mels: PositiveInt = 64, feature_d: PositiveInt = 512, norm: Norm = "bn",
                  dropout: Rate = 0.3):
         super().__init__()
@@ -92,6 +97,8 @@ class AudioNTT2020(_AudioNTT):
 @ENCODERS.register("audiontt2022")
 class AudioNTT2022(_AudioNTT):
     """BYOL-A v2 encoder: 2 conv blocks; frame = concat(conv features, MLP of them); embedding = max + mean."""
+
+    frame_stride = 4
 
     def __init__(self, n_mels: PositiveInt = 64, feature_d: PositiveInt = 3072, mlp_hidden_d: PositiveInt = 2048,
                  norm: Norm = "bn", dropout: Rate = 0.3):

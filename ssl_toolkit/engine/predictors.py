@@ -42,13 +42,12 @@ Choices where the papers' details could not be recovered (documented defaults):
   Visser runs on Σ/‖Σ‖_F (eigenvalues ≤ 1, with η = 0.5 the fixed point is stable) and rescales by
   √‖Σ‖_F. Defaults: ρ = 0.3 (as DirectPred), α = 0.01, visser n = 20, η = 0.5.
 - W starts at the identity (only seen before the first training step, e.g. in eval mode).
-- ``out_dim`` (must equal the projection size) and ``hidden_dim`` (ignored) are accepted so that
-  ``model.predictor.name=ns`` works on a recipe whose MLP predictor sets them (``base:`` merging
-  cannot delete keys).
+- They take no ``out_dim``/``hidden_dim`` (W is square): ``model.predictor.name=ns`` on a recipe with an MLP
+  predictor replaces the whole section (:func:`ssl_toolkit.recipe.loading.swaps_component`).
 """
 from __future__ import annotations
 
-from typing import Annotated, Optional, Sequence
+from typing import Annotated, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -144,13 +143,8 @@ class ClosedFormPredictor(nn.Module):
     uses_targets = False
     """True when the weight needs the cross-correlation Ĉ with the target projections."""
 
-    def __init__(self, in_dim: int, rho: float = 0.3, freq: int = 1, normalize: bool = False,
-                 out_dim: Optional[int] = None, hidden_dim: Optional[int] = None):
+    def __init__(self, in_dim: int, rho: float = 0.3, freq: int = 1, normalize: bool = False):
         super().__init__()
-        if out_dim is not None and out_dim != in_dim:
-            raise ValueError(f"a closed-form predictor is square: out_dim must equal the projection size "
-                             f"{in_dim}, got {out_dim}")
-        del hidden_dim  # no hidden layer (accepted so that a recipe's MLP predictor can be renamed)
         if not 0.0 <= rho < 1.0:
             raise ValueError(f"rho must be in [0, 1), got {rho}")
         if freq < 1:
@@ -208,9 +202,8 @@ class ClosedFormPredictor(nn.Module):
 class DirectPred(ClosedFormPredictor):
     """DirectPred predictor (Tian et al. 2021): W = U diag(sqrt(s/max s) + eps) Uᵀ of the EMA correlation."""
 
-    def __init__(self, in_dim: PositiveInt, rho: Rate = 0.3, eps: NonNegativeFloat = 0.01, freq: PositiveInt = 1,
-                 out_dim: Optional[PositiveInt] = None, hidden_dim: Optional[PositiveInt] = None):
-        super().__init__(in_dim, rho, freq, False, out_dim, hidden_dim)
+    def __init__(self, in_dim: PositiveInt, rho: Rate = 0.3, eps: NonNegativeFloat = 0.01, freq: PositiveInt = 1):
+        super().__init__(in_dim, rho, freq, False)
         self.eps = float(eps)
 
     def compute_weight(self) -> torch.Tensor:
@@ -222,9 +215,8 @@ class DirectCopy(ClosedFormPredictor):
     """DirectCopy predictor (Wang et al. 2021): W = F̂/‖F̂‖_F + alpha·I, no eigendecomposition."""
 
     def __init__(self, in_dim: PositiveInt, rho: Rate = 0.3, alpha: NonNegativeFloat = 0.01, freq: PositiveInt = 1,
-                 normalize: bool = True, out_dim: Optional[PositiveInt] = None,
-                 hidden_dim: Optional[PositiveInt] = None):
-        super().__init__(in_dim, rho, freq, False, out_dim, hidden_dim)
+                 normalize: bool = True):
+        super().__init__(in_dim, rho, freq, False)
         self.alpha, self.normalize_weight = float(alpha), bool(normalize)
 
     def compute_weight(self) -> torch.Tensor:
@@ -233,9 +225,8 @@ class DirectCopy(ClosedFormPredictor):
 
 class _EdgeOfOrthogonality(ClosedFormPredictor):
     def __init__(self, in_dim: PositiveInt, rho: Rate = 0.3, alpha: NonNegativeFloat = 0.01, freq: PositiveInt = 1,
-                 normalize: bool = True, out_dim: Optional[PositiveInt] = None,
-                 hidden_dim: Optional[PositiveInt] = None):
-        super().__init__(in_dim, rho, freq, normalize, out_dim, hidden_dim)
+                 normalize: bool = True):
+        super().__init__(in_dim, rho, freq, normalize)
         self.alpha = float(alpha)
 
     def closed_form(self) -> torch.Tensor:
@@ -261,9 +252,8 @@ class VisserPredictor(_EdgeOfOrthogonality):
     """Edge of Orthogonality 'Visser': W = Σ^{1/2} (n Visser steps, rate eta) + alpha·I."""
 
     def __init__(self, in_dim: PositiveInt, rho: Rate = 0.3, alpha: NonNegativeFloat = 0.01, n: PositiveInt = 20,
-                 eta: Annotated[float, Range("(0, 1]")] = 0.5, freq: PositiveInt = 1, normalize: bool = True,
-                 out_dim: Optional[PositiveInt] = None, hidden_dim: Optional[PositiveInt] = None):
-        super().__init__(in_dim, rho, alpha, freq, normalize, out_dim, hidden_dim)
+                 eta: Annotated[float, Range("(0, 1]")] = 0.5, freq: PositiveInt = 1, normalize: bool = True):
+        super().__init__(in_dim, rho, alpha, freq, normalize)
         if not 0.0 < eta <= 1.0:
             raise ValueError(f"eta must be in (0, 1], got {eta}")
         self.n, self.eta = int(n), float(eta)
@@ -277,9 +267,8 @@ class NewtonSchulzPredictor(_EdgeOfOrthogonality):
     """Edge of Orthogonality 'NS': W = Σ^{1/2} (n Newton–Schulz steps) + alpha·I."""
 
     def __init__(self, in_dim: PositiveInt, rho: Rate = 0.3, alpha: NonNegativeFloat = 0.01, n: PositiveInt = 9,
-                 freq: PositiveInt = 1, normalize: bool = True, out_dim: Optional[PositiveInt] = None,
-                 hidden_dim: Optional[PositiveInt] = None):
-        super().__init__(in_dim, rho, alpha, freq, normalize, out_dim, hidden_dim)
+                 freq: PositiveInt = 1, normalize: bool = True):
+        super().__init__(in_dim, rho, alpha, freq, normalize)
         self.n = int(n)
 
     def closed_form(self) -> torch.Tensor:
@@ -291,9 +280,8 @@ class NewtonSchulz2Predictor(_EdgeOfOrthogonality):
     """Edge of Orthogonality 'NS2': W = Σ^{1/4} (Newton–Schulz twice, n steps each) + alpha·I."""
 
     def __init__(self, in_dim: PositiveInt, rho: Rate = 0.3, alpha: NonNegativeFloat = 0.01, n: PositiveInt = 7,
-                 freq: PositiveInt = 1, normalize: bool = True, out_dim: Optional[PositiveInt] = None,
-                 hidden_dim: Optional[PositiveInt] = None):
-        super().__init__(in_dim, rho, alpha, freq, normalize, out_dim, hidden_dim)
+                 freq: PositiveInt = 1, normalize: bool = True):
+        super().__init__(in_dim, rho, alpha, freq, normalize)
         self.n = int(n)
 
     def closed_form(self) -> torch.Tensor:
@@ -305,9 +293,8 @@ class StiefelPredictor(_EdgeOfOrthogonality):
     """Edge of Orthogonality 'Stiefel': W = BΣᵀ/‖B‖_F + alpha·I, B = (ΣᵀΣ)^{-1/2} by n Newton–Schulz steps."""
 
     def __init__(self, in_dim: PositiveInt, rho: Rate = 0.3, alpha: NonNegativeFloat = 0.01, n: PositiveInt = 9,
-                 freq: PositiveInt = 1, normalize: bool = True, out_dim: Optional[PositiveInt] = None,
-                 hidden_dim: Optional[PositiveInt] = None):
-        super().__init__(in_dim, rho, alpha, freq, normalize, out_dim, hidden_dim)
+                 freq: PositiveInt = 1, normalize: bool = True):
+        super().__init__(in_dim, rho, alpha, freq, normalize)
         self.n = int(n)
 
     def closed_form(self) -> torch.Tensor:

@@ -1,5 +1,5 @@
-"""CLI wiring: ``ssl-toolkit eval`` and ``ssl-toolkit plot`` (added to the main parser by
-``add_eval_parser(subparsers)`` / ``add_plot_parser(subparsers)``; each sets ``func``)."""
+"""CLI wiring: ``ssl-toolkit eval``, ``embed`` and ``plot`` (added to the main parser by
+``add_eval_parser(subparsers)`` / ``add_embed_parser`` / ``add_plot_parser``; each sets ``func``)."""
 from __future__ import annotations
 
 import sys
@@ -56,6 +56,80 @@ def add_eval_parser(subparsers) -> None:
     p.add_argument("--out", help="output folder (default runs/eval-<recipe>-<checkpoint>-<timestamp>)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     p.set_defaults(func=_cmd_eval)
+
+
+EMBED_HELP = """Embeddings of your own files: OUT/embeddings.npz (embeddings float32 N x D, files N; with --frames
+also frames, timestamps in ms and frame_offsets), OUT/manifest.json (checkpoint sha256, encoder, front end,
+settings, command) and OUT/skipped.csv. CHECKPOINT: what eval --checkpoint accepts. INPUT: a folder (searched
+recursively for audio or image files, by the encoder's modality) or an EVAR-style metadata CSV (file_name)."""
+
+
+def _yaml_option(text: str, option: str, kind: type):
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ValueError(f"{option}: not YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(value, kind):
+        raise ValueError(f"{option}: expected a YAML {kind.__name__}, e.g. "
+                         + ("'{name: audiontt2020, feature_d: 2048}'" if kind is dict else "'[{name: to_float}]'"))
+    return value
+
+
+def _cmd_embed(args) -> int:
+    from ..embed import EmbedSettings, run_embed
+    from .errors import EvalError
+
+    settings = EmbedSettings(frames=args.frames, unit_sec=args.unit_sec, long_clips=args.long_clips,
+                             image_size=args.image_size, batch_size=args.batch_size, chunk=args.chunk,
+                             precision=args.precision, device=args.device, on_bad_file=args.on_bad_file,
+                             progress=not args.quiet)
+    try:
+        encoder = _yaml_option(args.encoder, "--encoder", dict) if args.encoder else None
+        frontend = _yaml_option(args.frontend, "--frontend", list) if args.frontend else None
+        manifest = run_embed(args.checkpoint, args.input, args.out, settings, encoder, frontend, args.overwrite)
+    except (EvalError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        print(f"{manifest['n_files']} files → {args.out}/embeddings.npz ({manifest['feature_dim']}-d, "
+              f"{manifest['files_per_second']} files/s; {manifest['n_skipped']} skipped)")
+    return 0
+
+
+def _positive(kind):
+    def parse(text):
+        value = kind(text)
+        if not value > 0:
+            raise ValueError(text)
+        return value
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+def add_embed_parser(subparsers) -> None:
+    p = subparsers.add_parser("embed", help="embeddings of your own audio or image files", description=EMBED_HELP)
+    p.add_argument("checkpoint", help="run dir | checkpoints/*.pt | encoder.pt | official BYOL-A weights | random")
+    p.add_argument("input", help="a folder of audio or image files, or an EVAR-style metadata CSV")
+    p.add_argument("--out", required=True, help="output folder (new, or give --overwrite)")
+    p.add_argument("--frames", action="store_true", help="audio: also timestamp embeddings (HEAR convention)")
+    p.add_argument("--unit-sec", type=_positive(float), default=None,
+                   help="audio piece length (s); longer files are cut and the pieces averaged, as eval does "
+                        "(default: the training recipe's unit_sec, else 1.0)")
+    p.add_argument("--long-clips", choices=("chunks", "crop", "whole"), default="chunks")
+    p.add_argument("--image-size", type=_positive(int), default=None,
+                   help="images: resize the shorter side and centre-crop (default: each image at its own size)")
+    p.add_argument("--batch-size", type=_positive(int), default=64)
+    p.add_argument("--chunk", type=_positive(int), default=256, help="files decoded at a time (bounds memory)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--on-bad-file", choices=("skip", "fail"), default="skip")
+    p.add_argument("--encoder", help="YAML mapping: the encoder of 'random' or of weights without a recipe")
+    p.add_argument("--frontend", help="YAML list: the front-end ops (default: the checkpoint's)")
+    p.add_argument("--overwrite", action="store_true", help="replace the embeddings already in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+    p.set_defaults(func=_cmd_embed)
 
 
 def add_plot_parser(subparsers) -> None:

@@ -127,21 +127,26 @@ def embed_split(model: EvalModel, split: ImageSplit, device: torch.device, preci
     n = len(split.dataset)
     out = np.zeros((n, model.feature_dim), dtype=np.float32)
     ok = np.zeros(n, dtype=bool)
+    for idx, x, bad in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
+        for item in bad:
+            log.warning("%s: skipped %s: %s", desc, item.path, item.reason)
+        if idx is None:
+            continue
+        out[idx.numpy()] = encode_batch(model, x.to(device), device, precision)
+        ok[idx.numpy()] = True
+    return out, ok
+
+
+def encode_batch(model: EvalModel, x: torch.Tensor, device: torch.device, precision: str) -> np.ndarray:
+    """(B, D) float32 features of a raw image batch on ``device``: the model's front end in fp32, then the
+    encoder (under bf16 autocast for ``precision: bf16``). Shared by ``eval`` and ``embed``."""
     amp = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
     with torch.inference_mode():
-        for idx, x, bad in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
-            for item in bad:
-                log.warning("%s: skipped %s: %s", desc, item.path, item.reason)
-            if idx is None:
-                continue
-            x = x.to(device)
-            for op in model.frontend:
-                x = op(x, None)
-            with amp:
-                y = model.encoder(x)
-            out[idx.numpy()] = y.float().cpu().numpy()
-            ok[idx.numpy()] = True
-    return out, ok
+        for op in model.frontend:
+            x = op(x, None)
+        with amp:
+            y = model.encoder(x)
+    return y.float().cpu().numpy()
 
 
 class ImageEmbedder:

@@ -1,8 +1,9 @@
 """What ``--checkpoint`` names, turned into a frozen encoder plus its deterministic front end.
 
-Accepted: a run directory (its newest valid ``checkpoints/*.pt``, else ``encoder.pt``), a training
-checkpoint ``*.pt``, an ``encoder.pt`` (this version's, or a bare state dict as earlier versions wrote: a
-``recipe.yaml`` beside it is used when present), an official BYOL-A weight file (``features.*``/``fc.*``;
+Accepted: a run directory (its newest valid ``checkpoints/*.pt``, else ``encoder.pt``, else
+``encoder.safetensors``), a training checkpoint ``*.pt``, an ``encoder.pt`` (this version's, or a bare state dict
+as earlier versions wrote: a ``recipe.yaml`` beside it is used when present), an ``encoder.safetensors`` (its card
+in the header) or any ``.safetensors`` state dict, an official BYOL-A weight file (``features.*``/``fc.*``;
 the AudioNTT encoder is inferred from the tensor shapes), or the word ``random`` (the eval recipe's
 ``model`` with random initialization).
 
@@ -120,7 +121,9 @@ def resolve_checkpoint(spec: str) -> ModelSource:
             return _from_state(spec, cand, state)
         if (path / "encoder.pt").is_file():
             return _from_state(spec, path / "encoder.pt", _load(path / "encoder.pt"))
-        detail = ("; ".join(errors)) if errors else "no checkpoints/*.pt and no encoder.pt in it"
+        if (path / "encoder.safetensors").is_file():
+            return _from_safetensors(spec, path / "encoder.safetensors")
+        detail = ("; ".join(errors)) if errors else "no checkpoints/*.pt, encoder.pt or encoder.safetensors in it"
         raise EvalError(f"--checkpoint {spec}: a directory but not a usable run directory ({detail})")
     if not path.exists():
         close = ""
@@ -129,7 +132,10 @@ def resolve_checkpoint(spec: str) -> ModelSource:
 
             close = did_you_mean(path.name, [p.name for p in path.parent.iterdir()])
         raise EvalError(f"--checkpoint {spec}: no such file or directory{close} "
-                        "(give a run directory, a checkpoint .pt, an encoder.pt, official weights, or 'random')")
+                        "(give a run directory, a checkpoint .pt, an encoder.pt / .safetensors, official weights, "
+                        "or 'random')")
+    if path.suffix == ".safetensors":
+        return _from_safetensors(spec, path)
     return _from_state(spec, path, _load(path))
 
 
@@ -148,6 +154,31 @@ def _derived_card(recipe: dict, views_state: Optional[dict], path: Path) -> Weig
         raise EvalError(f"--checkpoint {path}: its recipe: {e}") from None
 
 
+def _from_encoder_weights(spec: str, path: Path, checksum: str, weights: dict, card: Optional[dict]) -> ModelSource:
+    """An encoder file's weights: with its card, else with the recipe beside it, else official BYOL-A or bare."""
+    if card is not None:
+        return ModelSource(spec, "encoder", path, checksum, encoder_state=weights, card=_card(card, path),
+                           card_origin="weights card")
+    recipe = _sibling_recipe(path)
+    looks_official = any(k.startswith(("features.", "fc.")) for k in weights) and path.stem != "encoder"
+    src = ModelSource(spec, "official" if looks_official and recipe is None else "encoder", path, checksum,
+                      recipe=recipe, encoder_state=weights)
+    if recipe is not None:
+        src.card, src.card_origin = _derived_card(recipe, None, path), "checkpoint recipe"
+        src.notes.append(f"recipe from {path.parent}/recipe.yaml beside the weights")
+    return src
+
+
+def _from_safetensors(spec: str, path: Path) -> ModelSource:
+    try:
+        weights, card = ckpt.load_encoder_safetensors(path)
+    except ckpt.CheckpointError as e:
+        raise EvalError(f"--checkpoint: {e}") from None
+    if not weights:
+        raise EvalError(f"--checkpoint {path}: the safetensors file holds no tensors")
+    return _from_encoder_weights(spec, path, sha256_file(path), weights, card)
+
+
 def _from_state(spec: str, path: Path, state: Any) -> ModelSource:
     checksum = sha256_file(path)
     if ckpt.TrainingState.is_one(state):
@@ -163,18 +194,7 @@ def _from_state(spec: str, path: Path, state: Any) -> ModelSource:
         return src
     contents = ckpt.encoder_file_contents(state)
     if contents is not None:
-        weights, card = contents
-        if card is not None:
-            return ModelSource(spec, "encoder", path, checksum, encoder_state=weights, card=_card(card, path),
-                               card_origin="weights card")
-        recipe = _sibling_recipe(path)
-        looks_official = any(k.startswith(("features.", "fc.")) for k in weights) and path.name != "encoder.pt"
-        src = ModelSource(spec, "official" if looks_official and recipe is None else "encoder", path, checksum,
-                          recipe=recipe, encoder_state=weights)
-        if recipe is not None:
-            src.card, src.card_origin = _derived_card(recipe, None, path), "checkpoint recipe"
-            src.notes.append(f"recipe from {path.parent}/recipe.yaml beside the weights")
-        return src
+        return _from_encoder_weights(spec, path, checksum, *contents)
     if isinstance(state, dict):
         from ..audio.encoders import official_state_dict
 

@@ -110,11 +110,20 @@ def read_recipe_file(path: Path) -> dict:
     return data
 
 
+def swaps_component(old: Any, new: Any) -> bool:
+    """Whether ``new`` names another component than ``old``: both mappings with a ``name`` key, the names
+    different. The rule for inheritance and overrides: a component section whose ``name`` changes is
+    replaced as a whole, so the new component never inherits the old one's parameters."""
+    return isinstance(old, dict) and isinstance(new, dict) and "name" in old and "name" in new \
+        and old["name"] != new["name"]
+
+
 def deep_merge(base: dict, update: dict) -> dict:
-    """Mappings merge key by key; any other value (lists included) replaces the base value."""
+    """Mappings merge key by key, except a component section whose ``name`` changes, which replaces the base's
+    (:func:`swaps_component`); any other value (lists included) replaces the base value."""
     out = copy.deepcopy(base)
     for k, v in update.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and not swaps_component(out[k], v):
             out[k] = deep_merge(out[k], v)
         else:
             out[k] = copy.deepcopy(v)
@@ -177,6 +186,8 @@ def apply_override(tree: dict, parts: list[str], value: Any, origins: Origins) -
                 f"cannot set '{part}' inside a {type(node).__name__} value", file=COMMAND_LINE, key=".".join(parts)
             )
         path += (key,)
+        if last and key == "name" and len(parts) > 1 and isinstance(node, dict) and node.get("name", value) != value:
+            _keep_only_command_line(node, path[:-1], origins)  # another component: drop the old one's parameters
         if last:
             node[key] = value
         else:
@@ -184,6 +195,14 @@ def apply_override(tree: dict, parts: list[str], value: Any, origins: Origins) -
                 node[key] = {}
             node = node[key]
     origins.record(value, COMMAND_LINE, path)
+
+
+def _keep_only_command_line(section: dict, prefix: tuple, origins: Origins) -> None:
+    """Remove the keys of a component ``section`` that came from recipe files (those set by earlier overrides
+    stay): ``model.encoder.name=timm`` starts the section anew, as :func:`swaps_component` does for files."""
+    for k in list(section):
+        if origins.of(prefix + (k,)) != COMMAND_LINE:
+            del section[k]
 
 
 def load_resolved_tree(path: str | os.PathLike, overrides: list[str] = ()) -> tuple[dict, Origins]:
@@ -195,7 +214,23 @@ def load_resolved_tree(path: str | os.PathLike, overrides: list[str] = ()) -> tu
         apply_override(tree, *parse_override(text), origins)
     tree.setdefault("name", Path(path).stem)
     origins.by_path.setdefault(("name",), str(Path(path).resolve()))
+    check_required(tree, origins)
     return tree, origins
+
+
+REQUIRED = "???"
+"""A value a recipe leaves for its user to give (OmegaConf's mandatory-value marker), e.g. ``init_from: ???``."""
+
+
+def check_required(tree: Any, origins: Origins, path: tuple = ()) -> None:
+    """RecipeError for the first value still equal to REQUIRED after inheritance and overrides."""
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, list) else ()
+    for k, v in items:
+        if v == REQUIRED:
+            key = ".".join(map(str, path + (k,)))
+            raise RecipeError(f"required: this recipe leaves it to you; give it on the command line ({key}=...) "
+                              "or in a recipe that inherits this one", file=origins.of(path + (k,)), key=key)
+        check_required(v, origins, path + (k,))
 
 
 def expand_path(path: str | os.PathLike) -> Path:

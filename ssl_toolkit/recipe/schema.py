@@ -57,6 +57,14 @@ class ModelConfig:
     predictor: Optional[Component] = dataclasses.field(
         default=None, metadata={"registry": "heads", "supplied": ("in_dim",)}
     )
+    init_from: Optional[str] = None
+    """Weights for the online encoder before step 0 (the targets start as copies; optimizer and schedule are
+    fresh): official BYOL-A v1/v2 files, an encoder.pt / .safetensors, a run dir or checkpoint, a torchvision
+    state dict. The run's recipe.yaml records the resolved path and init_sha256. Ignored on resume."""
+    init_strict: bool = True
+    """false: load the tensors whose names and shapes match, log the others (instead of an error)."""
+    init_sha256: Optional[str] = None
+    """The sha256 of init_from's file: written by the trainer; when a recipe sets it, the file must match."""
 
 
 @dataclasses.dataclass

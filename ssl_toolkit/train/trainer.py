@@ -35,6 +35,7 @@ from ..views import ViewMaker
 from ..weights_card import card_from_recipe
 from .distributed import barrier, broadcast_object, init_distributed, shutdown
 from .hooks import Hooks, NonFiniteLossError, builtin_hooks, recipe_hooks  # noqa: F401 - NonFiniteLossError re-exported
+from .init_weights import InitError, initialize_encoder
 from .loop import Position, Run, TrainingError, run_loop
 from .optim import build_optimizer
 from .step import Learner
@@ -230,6 +231,23 @@ class Trainer:
         if self.scaler is not None and state.scaler:
             self.scaler.load_state_dict(state.scaler)
 
+    def _initial_weights(self, state: ckpt.TrainingState | None) -> None:
+        """``model.init_from`` on a fresh run (the resolved path and sha256 go into the recipe); a resume keeps the
+        checkpoint's weights and its recipe's init keys."""
+        m = self.recipe.model
+        if state is not None:
+            old = state.recipe.get("model") or {}
+            m.init_from, m.init_strict, m.init_sha256 = (old.get("init_from"), old.get("init_strict", True),
+                                                         old.get("init_sha256"))
+            return
+        if m.init_from is None:
+            return
+        try:
+            path, digest = initialize_encoder(self.method, str(m.init_from), m.init_strict, m.init_sha256, self._log)
+        except InitError as e:
+            raise TrainingError(str(e)) from None
+        m.init_from, m.init_sha256 = str(path), digest
+
     def _write_recipe(self, step: int | None) -> None:
         """recipe.yaml; on a resume whose recipe differs, the previous one is kept as recipe.until-step-N.yaml."""
         text = yaml.safe_dump(to_plain(self.recipe.to_dict()), sort_keys=False)
@@ -258,6 +276,7 @@ class Trainer:
 
         state = self._find_resume_checkpoint()
         self._check_resume(state)
+        self._initial_weights(state)
         pos = Position()
         try:
             self.views.prepare(preparation_batches(dataset, r.data.batch_size, r.data.num_workers, r.seed,
@@ -303,8 +322,10 @@ class Trainer:
                 return self.run_dir
             self._save(self.run.pos, "last.pt")
             if self.is_main:
-                ckpt.save_encoder(self.run_dir / "encoder.pt", self.method.encoder.state_dict(),
-                                 self._card(self.recipe.to_dict(), self.views.state_dict()))
+                card = self._card(self.recipe.to_dict(), self.views.state_dict())
+                ckpt.save_encoder(self.run_dir / "encoder.pt", self.method.encoder.state_dict(), card)
+                ckpt.save_encoder_safetensors(self.run_dir / "encoder.safetensors", self.method.encoder.state_dict(),
+                                              card)
         finally:
             self.hooks.on_end(self.run)
             shutdown(self.dist)

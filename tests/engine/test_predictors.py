@@ -1,5 +1,7 @@
 """Closed-form predictor heads: every formula against an eigendecomposition / by hand, the EMA
 statistics, the refresh frequency, and what receives gradients."""
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -10,8 +12,10 @@ from ssl_toolkit.engine.heads import MLPHead
 from ssl_toolkit.engine.predictors import (CLOSED_FORM_PREDICTORS, directcopy_weight, directpred_weight,
                                            neumann_weight, newton_schulz, ns2_root, ns_sqrt, stiefel_weight,
                                            visser_sqrt)
-from ssl_toolkit.recipe import EmaConfig
-from ssl_toolkit.registry import HEADS
+from ssl_toolkit.recipe import EmaConfig, load_recipe
+from ssl_toolkit.registry import HEADS, RegistryError
+
+ROOT = Path(__file__).resolve().parents[2]
 
 D = 6
 
@@ -211,11 +215,15 @@ def test_observe_sees_the_targets_of_each_pair():
     torch.testing.assert_close(m.online.predictor.cross, z.T @ zt / 32)
 
 
-def test_mlp_predictor_keys_are_accepted_so_recipes_can_rename_the_head():
-    h = HEADS.build("ns", in_dim=8, hidden_dim=1024, out_dim=8)
-    assert h.out_dim == 8
-    with pytest.raises(ValueError, match="square"):
-        HEADS.build("directpred", in_dim=8, out_dim=16)
+def test_renaming_the_mlp_predictor_replaces_its_section():
+    """The heads are square and take no hidden_dim/out_dim: a recipe that swaps the MLP for one of them, by
+    ``base:`` or on the command line, gets a predictor section without the MLP's keys."""
+    derived = load_recipe(ROOT / "recipes/variants/image/directpred_cifar10_cpu.yaml")
+    assert dict(derived.model.predictor) == {"name": "directpred"}
+    swapped = load_recipe(ROOT / "recipes/image/byol_cifar10_cpu.yaml", ["model.predictor.name=ns"])
+    assert dict(swapped.model.predictor) == {"name": "ns"}
+    with pytest.raises(RegistryError, match="no parameter 'hidden_dim'"):
+        HEADS.build("ns", in_dim=8, hidden_dim=1024)
 
 
 def test_statistics_and_weight_stay_fp32_under_bf16_autocast():
