@@ -1,4 +1,5 @@
 import os
+import shutil
 
 import pytest
 import torch
@@ -71,3 +72,45 @@ def test_an_unreadable_checkpoint_says_permission_denied(tmp_path, deny_reading,
                 ckpt.load_checkpoint(good)
         finally:
             good.chmod(0o644)
+
+
+def test_encoder_safetensors_beside_encoder_pt_holds_the_same_weights_and_the_card(tensor_recipe, tmp_path):
+    """A run writes encoder.safetensors (no pickle at all) next to encoder.pt: same tensors, the card as JSON in the
+    header; eval reads it (also as a run directory's last resort) and embeds exactly as from encoder.pt."""
+    from safetensors import safe_open
+
+    from ssl_toolkit.eval.models import make_models, resolve_checkpoint
+    from ssl_toolkit.eval.schema import ModelSpec
+    from ssl_toolkit.recipe import load_recipe
+    from ssl_toolkit.train.trainer import Trainer
+
+    run = Trainer(load_recipe(tensor_recipe, ["trainer.max_steps=2", "trainer.tensorboard=false",
+                                              "trainer.progress=false"]), out_dir=tmp_path / "run", quiet=True).fit()
+    weights, card = ckpt.encoder_file_contents(torch.load(run / "encoder.pt", weights_only=True))
+    st_weights, st_card = ckpt.load_encoder_safetensors(run / "encoder.safetensors")
+    assert set(st_weights) == set(weights) and all(torch.equal(st_weights[k], weights[k]) for k in weights)
+    assert st_card == card and st_card["encoder"]["name"] == "mlp_encoder"
+    with safe_open(str(run / "encoder.safetensors"), framework="pt") as f:
+        assert f.metadata()["format"] == ckpt.ENCODER_FORMAT
+    x = torch.randn(5, 16)
+    outs = []
+    for spec in (run / "encoder.pt", run / "encoder.safetensors"):
+        model, _ = make_models(resolve_checkpoint(str(spec)), ModelSpec(), want_random=False)
+        outs.append(model.encoder(x))
+    assert torch.equal(outs[0], outs[1])
+    shutil.rmtree(run / "checkpoints")  # a run dir with only encoder.safetensors left
+    (run / "encoder.pt").unlink()
+    assert resolve_checkpoint(str(run)).path.name == "encoder.safetensors"
+
+
+def test_foreign_or_broken_safetensors(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.ones(2, 3)}, str(tmp_path / "plain.safetensors"))
+    weights, card = ckpt.load_encoder_safetensors(tmp_path / "plain.safetensors")
+    assert card is None and torch.equal(weights["w"], torch.ones(2, 3))
+    (tmp_path / "bad.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(ckpt.CheckpointError, match="bad.safetensors: not a readable safetensors file"):
+        ckpt.load_encoder_safetensors(tmp_path / "bad.safetensors")
+    with pytest.raises(ckpt.CheckpointError, match="checkpoint not found"):
+        ckpt.load_encoder_safetensors(tmp_path / "none.safetensors")
