@@ -2,7 +2,7 @@
 
 CHECKPOINT is anything ``eval --checkpoint`` accepts (:mod:`ssl_toolkit.eval.models`). INPUT is a folder,
 searched recursively for the files of the encoder's modality (audio or image, by extension), or an EVAR-style
-metadata CSV (a ``file_name`` column, relative to the CSV's folder). OUT, a new folder, receives:
+metadata CSV (a ``file_name`` column, relative to the CSV's folder or to ``--root``). OUT, a new folder, receives:
 
 - ``embeddings.npz``: ``embeddings`` float32 (N, D) and ``files`` (N,) str — relative to the INPUT folder, or
   as the CSV writes them — in the same order. With ``--frames`` (audio) also ``frames`` float32 (ΣT, D),
@@ -90,8 +90,9 @@ class _Output:
         self.timestamps.append(ts.astype(np.float32))
 
 
-def list_inputs(spec: str | Path, modality: str) -> Inputs:
-    """The files INPUT names, in a fixed order (sorted paths for a folder, the CSV's order)."""
+def list_inputs(spec: str | Path, modality: str, root: Optional[str | Path] = None) -> Inputs:
+    """The files INPUT names, in a fixed order (sorted paths for a folder, the CSV's order); a CSV's file names
+    resolve against ``root`` (relative to the CSV's folder; default: that folder)."""
     from .audio.dataset import AUDIO_EXTENSIONS
     from .audio.metadata import read_metadata_csv
     from .image.datasets import IMAGE_EXTENSIONS
@@ -112,7 +113,8 @@ def list_inputs(spec: str | Path, modality: str) -> Inputs:
         names = [r["file_name"] for r in table.rows]
         if not names:
             raise EvalError(f"embed: {path} lists no files")
-        return Inputs(path.parent, [path.parent / n for n in names], names, "csv")
+        base = path.parent / Path(root).expanduser() if root is not None else path.parent
+        return Inputs(base, [base / n for n in names], names, "csv")
     what = "not a folder or a .csv file" if path.exists() else "no such file or directory"
     raise EvalError(f"embed: INPUT {spec}: {what} (give a folder of files or an EVAR-style metadata CSV)")
 
@@ -191,6 +193,19 @@ def _measure_prenorm(model, inputs: Inputs, settings: EmbedSettings, sample_rate
             "n_pieces": stats["n_items"]}
 
 
+def _check_unit(model, unit_sec: float, sample_rate: int, device) -> None:
+    """A piece of ``unit_sec`` must give the encoder at least one frame (a clear error instead of a crash)."""
+    from .views import Pipeline
+
+    probe = torch.zeros(1, max(1, int(round(unit_sec * sample_rate))), device=device)
+    try:
+        with torch.inference_mode():
+            model.encoder(Pipeline(list(model.frontend))(probe))
+    except (RuntimeError, ValueError, IndexError) as e:
+        raise EvalError(f"embed: --unit-sec {unit_sec}: a piece this short does not fit the encoder "
+                        f"({str(e).splitlines()[0]}); use a longer unit") from None
+
+
 def _embed_audio(model, inputs: Inputs, settings: EmbedSettings, unit_sec: float, device, output: _Output,
                  bar) -> dict:
     from .audio.dataset import load_audio
@@ -205,6 +220,7 @@ def _embed_audio(model, inputs: Inputs, settings: EmbedSettings, unit_sec: float
         stats = {"source": "checkpoint", "mean": float(prenorm.mean), "std": float(prenorm.std)}
     else:
         stats = _measure_prenorm(model, inputs, settings, sample_rate, unit_sec, device)
+    _check_unit(model, unit_sec, sample_rate, device)
     hear = hear_model(model, "embed") if settings.frames else None
     for rows in _chunks(len(inputs.paths), settings.chunk):
         waves, kept = _read(inputs, rows, lambda p: load_audio(p, sample_rate), settings, output)
@@ -218,6 +234,7 @@ def _embed_audio(model, inputs: Inputs, settings: EmbedSettings, unit_sec: float
                 with torch.inference_mode(), _amp(device, settings.precision):
                     frames, ts = get_timestamp_embeddings(torch.from_numpy(wave)[None].to(device), hear)
                 output.add_frames(frames[0].float().cpu().numpy(), ts[0].cpu().numpy())
+        del waves  # before the next chunk is decoded: one chunk of audio in memory
         bar.update(len(rows))
     info = {"sample_rate": sample_rate, "unit_sec": unit_sec, "long_clips": settings.long_clips, "prenorm": stats}
     if hear is not None:
@@ -244,6 +261,7 @@ def _embed_images(model, inputs: Inputs, settings: EmbedSettings, device, output
         if images:
             output.rows.append(out)
             output.names.extend(inputs.names[i] for i in kept)
+        del images
         bar.update(len(rows))
     return {"image_size": settings.image_size or "each image at its own size"}
 
@@ -273,7 +291,7 @@ def _write(output: _Output, dim: int) -> None:
 
 def run_embed(checkpoint: str, input_spec: str | Path, out: str | Path, settings: EmbedSettings,
               encoder: Optional[dict] = None, frontend: Optional[list] = None, overwrite: bool = False,
-              command: Optional[list[str]] = None) -> dict:
+              command: Optional[list[str]] = None, root: Optional[str | Path] = None) -> dict:
     """Embed every file of ``input_spec`` with ``checkpoint`` into ``out``; returns the manifest."""
     from tqdm.auto import tqdm
 
@@ -300,7 +318,7 @@ def run_embed(checkpoint: str, input_spec: str | Path, out: str | Path, settings
                         "embed reads audio and image files")
     if settings.frames and modality != "audio":
         raise EvalError("embed: --frames gives timestamp embeddings of audio; this encoder is an image encoder")
-    inputs = list_inputs(input_spec, modality)
+    inputs = list_inputs(input_spec, modality, root)
     out.mkdir(parents=True, exist_ok=True)
     output = _Output(out)
     start = time.perf_counter()
@@ -320,7 +338,7 @@ def run_embed(checkpoint: str, input_spec: str | Path, out: str | Path, settings
         "checkpoint_sha256": source.checksum or None, "encoder": model.encoder_spec,
         "frontend": model.frontend_spec, "frontend_source": model.source, "modality": modality,
         "feature_dim": model.feature_dim, "input": str(Path(input_spec).expanduser().resolve()),
-        "input_kind": inputs.source, "n_files": len(output.names), "n_skipped": len(output.skipped),
+        "input_kind": inputs.source, "files_root": str(inputs.root.resolve()), "n_files": len(output.names), "n_skipped": len(output.skipped),
         **info, "precision": settings.precision, "device": str(device), "batch_size": settings.batch_size,
         "seconds": round(seconds, 3), "files_per_second": round(len(inputs.paths) / max(seconds, 1e-9), 2),
         "toolkit_version": __version__, "torch_version": torch.__version__,

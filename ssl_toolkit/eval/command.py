@@ -88,7 +88,8 @@ def _cmd_embed(args) -> int:
     try:
         encoder = _yaml_option(args.encoder, "--encoder", dict) if args.encoder else None
         frontend = _yaml_option(args.frontend, "--frontend", list) if args.frontend else None
-        manifest = run_embed(args.checkpoint, args.input, args.out, settings, encoder, frontend, args.overwrite)
+        manifest = run_embed(args.checkpoint, args.input, args.out, settings, encoder, frontend, args.overwrite,
+                             root=args.root)
     except (EvalError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -113,6 +114,7 @@ def add_embed_parser(subparsers) -> None:
     p.add_argument("checkpoint", help="run dir | checkpoints/*.pt | encoder.pt | official BYOL-A weights | random")
     p.add_argument("input", help="a folder of audio or image files, or an EVAR-style metadata CSV")
     p.add_argument("--out", required=True, help="output folder (new, or give --overwrite)")
+    p.add_argument("--root", help="CSV input: where file_name resolves (relative to the CSV's folder; default: it)")
     p.add_argument("--frames", action="store_true", help="audio: also timestamp embeddings (HEAR convention)")
     p.add_argument("--unit-sec", type=_positive(float), default=None,
                    help="audio piece length (s); longer files are cut and the pieces averaged, as eval does "
