@@ -158,16 +158,26 @@ def confusion_plot(cm: np.ndarray, classes: list[str], title: str, out: Path) ->
     return _save(fig, out)
 
 
-def tsne_plot(x: np.ndarray, y: np.ndarray, classes: list[str], title: str, out: Path, max_points: int = 1500,
-              seed: int = 0) -> Optional[Path]:
-    """t-SNE of (a stratified subsample of) the test embeddings, coloured by label."""
+def stratified_sample(y: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices of ``n`` items with each label's share of ``y`` (largest remainders; fixed seed)."""
+    rng = np.random.default_rng(seed)
+    labels, counts = np.unique(y, return_counts=True)
+    quota = counts * n / len(y)
+    take = np.floor(quota).astype(int)
+    take[np.argsort(-(quota - take), kind="stable")[: n - take.sum()]] += 1
+    return np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:k] for c, k in zip(labels, take)]))
+
+
+def tsne_plot(x: np.ndarray, y: np.ndarray, classes: list[str], title: str, out: Path, max_points: int = 1000,
+              seed: int = 0, max_iter: int = 500) -> Optional[Path]:
+    """t-SNE (van der Maaten & Hinton 2008; scikit-learn, Barnes-Hut) of a stratified sample of at most
+    ``max_points`` test embeddings, standardized and PCA-reduced to 50 dimensions, coloured by label."""
     from sklearn.manifold import TSNE
 
     if len(x) < 5:
         return None
-    rng = np.random.default_rng(seed)
     if len(x) > max_points:
-        idx = rng.permutation(len(x))[:max_points]
+        idx = stratified_sample(np.asarray(y), max_points, seed)
         x, y = x[idx], y[idx]
     x = np.asarray(x, dtype=np.float64)
     x = (x - x.mean(0)) / (x.std(0) + 1e-8)
@@ -175,7 +185,8 @@ def tsne_plot(x: np.ndarray, y: np.ndarray, classes: list[str], title: str, out:
         u, s, _ = np.linalg.svd(x - x.mean(0), full_matrices=False)
         x = u[:, :50] * s[:50]
     perplexity = float(min(30, max(2, (len(x) - 1) / 3)))
-    emb = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
+    emb = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed,
+               max_iter=max_iter).fit_transform(x)
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 5.6))
     n = len(classes)
@@ -235,7 +246,8 @@ def eval_plots(results: dict, artifacts: dict, folder: Path, cfg=None, progress:
                                        folder / f"{safe_name(task)}_confusion.png"))
         if (cfg is None or cfg.tsne) and not art.get("multi_label") and art.get("tsne_x") is not None:
             p = tsne_plot(art["tsne_x"], art["tsne_y"], art["classes"], f"{task}: {label}",
-                          folder / f"{safe_name(task)}_tsne.png", max_points=cfg.tsne_points if cfg else 1500)
+                          folder / f"{safe_name(task)}_tsne.png", max_points=cfg.tsne_points if cfg else 1000,
+                          max_iter=cfg.tsne_iterations if cfg else 500)
             if p:
                 made.append(p)
     return made

@@ -105,7 +105,18 @@ def markdown(results: dict) -> str:
         lines.append("")
         for p in plots:
             lines.append(f"- [{p}]({p})")
+        if any(p.endswith("_tsne.png") for p in plots):
+            lines.append("")
+            lines.append(TSNE_NOTE)
     return "\n".join(lines) + "\n"
+
+
+TSNE_NOTE = ("The `*_tsne.png` maps place a stratified sample of the task's test embeddings (the evaluated model's, "
+             "standardized, PCA to 50 dimensions) in 2-D with t-SNE, coloured by the true label, which t-SNE does not "
+             "see: items with similar embeddings land near each other, so one tight patch per colour means the "
+             "classes are separable. Distances between patches, patch sizes and the axes carry no meaning, and "
+             "t-SNE can show clusters that a linear probe cannot separate (or hide ones it can): read the "
+             "accuracy table first.")
 
 
 def write_reports(results: dict, artifacts: dict, out: Path, plot_cfg=None, progress: bool = True,

@@ -23,6 +23,7 @@ from typing import Any, Literal, Optional, Union
 
 from ..recipe import (Component, Origins, Validator, import_tree_components, load_resolved_tree,
                       to_plain)
+from ..recipe.schema import ranged
 from ..registry import did_you_mean
 
 TASK_KINDS = ("audio_classification", "image_classification")
@@ -71,8 +72,11 @@ class PlotConfig:
     enabled: bool = True
     confusion: bool = True
     tsne: bool = True
-    tsne_points: int = 1500
+    tsne_points: int = ranged(1000, "[5, inf)")
     """Test items drawn (stratified, fixed seed) for the t-SNE map."""
+    tsne_iterations: int = ranged(500, "[250, inf)")
+    """Optimization iterations of the t-SNE map (≥ 250, the early-exaggeration phase). 1000 points × 500
+    iterations keep the maps under ~10 % of an eval's time (benchmarks/results/bench_eval_plots.md)."""
 
 
 @dataclasses.dataclass

@@ -52,6 +52,7 @@ def test_random_checkpoint_end_to_end_writes_everything(tone_csv, tmp_path):
     assert "| tones | accuracy |" in md and "random init (evaluated)" in md and "log-mel" in md
     for name in ("tones_bars.png", "tones_confusion.png", "tones_tsne.png"):
         assert (out / "plots" / name).stat().st_size > 1000, name
+    assert "The `*_tsne.png` maps place a stratified sample" in md and "carry no meaning" in md
     assert res["tasks"]["tones"]["mean"] == e["mean"]
 
 
