@@ -1,4 +1,4 @@
-"""The ``ssl-toolkit`` command: train | recipe | stats | list | eval | embed | plot."""
+"""The ``ssl-toolkit`` command: train | recipe | stats | list | eval | embed | plot | shard."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +9,7 @@ import yaml
 from .eval.command import add_embed_parser, add_eval_parser, add_plot_parser
 from .recipe import RecipeError, import_components, load_recipe, to_plain
 from .registry import ALL_REGISTRIES, RegistryError
+from .shard_command import add_shard_parser
 
 
 def _cmd_train(args) -> int:
@@ -85,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_parser(sub)
     add_embed_parser(sub)
     add_plot_parser(sub)
+    add_shard_parser(sub)
 
     p = sub.add_parser("list", help="registered components with descriptions and parameters")
     p.add_argument("kind", nargs="?", help=", ".join(ALL_REGISTRIES))

@@ -4,3 +4,4 @@ from . import methods  # noqa: F401
 from .train import optim, rankme, schedules  # noqa: F401
 from . import tensors  # noqa: F401
 from . import image, audio  # noqa: F401
+from . import shards  # noqa: F401

@@ -6,6 +6,9 @@ Dataset contract (every registered dataset follows it):
   (unreadable, empty, NaN...) and the dataset was asked to skip such files.
 - Optional ``set_epoch(epoch)``: datasets with random per-item choices (e.g. audio segment crops)
   derive them from (seed, epoch, index) so that a resumed run draws exactly what it would have.
+- Streaming datasets (``torch.utils.data.IterableDataset``, e.g. :mod:`ssl_toolkit.shards`) yield the same items
+  and are their own sampler: ``configure(batch_size, rank, world_size)``, ``batches_per_epoch()``,
+  ``set_position(epoch, batches_done)``, ``ordered_items()`` (a fixed order for statistics and monitors).
 """
 from __future__ import annotations
 
@@ -104,12 +107,22 @@ class EpochSampler(Sampler[int]):
 
 
 def preparation_batches(dataset, batch_size: int, num_workers: int, seed: int, device: torch.device):
-    """A callable yielding raw training batches on ``device`` in a fixed random order (seed + 7919),
-    for ops that compute statistics before training (e.g. BYOL-A's pre_norm). It never touches the
+    """A callable yielding raw training batches on ``device`` in a fixed random order (seed + 7919; a shard stream's
+    stored order), for ops that compute statistics before training (e.g. BYOL-A's pre_norm). It never touches the
     global RNG, so preparing (or loading cached statistics) does not change a run's randomness."""
     from torch.utils.data import DataLoader
 
     def batches():
+        if hasattr(dataset, "ordered_items"):  # a shard stream: its items in stored order
+            items = []
+            for item in dataset.ordered_items():
+                items.append(item)
+                if len(items) == batch_size:
+                    x, _, _ = collate_skipping_bad(items)
+                    items = []
+                    if x is not None:
+                        yield x.to(device, non_blocking=True)
+            return
         order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed + 7919))
         loader = DataLoader(dataset, batch_size=batch_size, sampler=order.tolist(), num_workers=num_workers,
                             collate_fn=collate_skipping_bad, generator=torch.Generator().manual_seed(seed))

@@ -38,3 +38,17 @@ def test_text_is_written_as_open_would(tmp_path):
     assert path.read_bytes() == text.encode("utf-8")
     atomic_write_text(path, text)
     assert path.read_text() == text
+
+
+def test_files_get_the_mode_open_would_give(tmp_path):
+    """Not mkstemp's private 0600: results, manifests and shard indexes are read by other users too."""
+    import os
+
+    from ssl_toolkit.atomic import atomic_write_text
+
+    old = os.umask(0o027)
+    try:
+        path = atomic_write_text(tmp_path / "r.json", "{}")
+    finally:
+        os.umask(old)
+    assert (path.stat().st_mode & 0o777) == 0o640

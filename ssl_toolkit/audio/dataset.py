@@ -47,24 +47,29 @@ class AudioDecodeError(ValueError):
 
 
 # ----------------------------------------------------------------------------- decoding
-def _decode(path: Path) -> tuple[np.ndarray, int]:
-    """(samples, channels) float32 array and its sample rate."""
+def _decode(source, suffix: str) -> tuple[np.ndarray, int]:
+    """(samples, channels) float32 array and its sample rate, from a path or a binary file object."""
     errors = []
-    if path.suffix.lower() in _SOUNDFILE_FIRST:
+    if suffix.lower() in _SOUNDFILE_FIRST:
         try:
             import soundfile as sf
 
-            data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+            if hasattr(source, "seek"):
+                source.seek(0)
+            data, sr = sf.read(source if hasattr(source, "read") else str(source), dtype="float32", always_2d=True)
             return data, int(sr)
         except Exception as e:  # noqa: BLE001 - any decoder failure is a bad file
-            msg = str(e).strip().replace(f"Error opening {str(path)!r}: ", "")
+            msg = str(e).strip().replace(f"Error opening {str(source)!r}: ", "")
             errors.append(f"soundfile: {msg or type(e).__name__}")
     try:
         import librosa
 
+        if hasattr(source, "seek"):
+            source.seek(0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            data, sr = librosa.load(str(path), sr=None, mono=False, dtype=np.float32)
+            data, sr = librosa.load(source if hasattr(source, "read") else str(source), sr=None, mono=False,
+                                    dtype=np.float32)
         data = np.atleast_2d(data).T  # librosa: (channels, samples)
         return np.ascontiguousarray(data), int(sr)
     except Exception as e:  # noqa: BLE001
@@ -90,7 +95,15 @@ def load_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
         raise AudioDecodeError("file not found")
     if path.stat().st_size == 0:
         raise AudioDecodeError("empty file (0 bytes)")
-    data, sr = _decode(path)
+    return decode_audio(path, path.suffix, sample_rate)
+
+
+def decode_audio(source, suffix: str, sample_rate: int) -> np.ndarray:
+    """:func:`load_audio` of a path or a binary file object (e.g. a WebDataset sample's bytes) whose format
+    ``suffix`` (``.wav``...) names."""
+    if hasattr(source, "getbuffer") and source.getbuffer().nbytes == 0:
+        raise AudioDecodeError("empty file (0 bytes)")
+    data, sr = _decode(source, suffix)
     if data.size == 0 or data.shape[0] == 0:
         raise AudioDecodeError("zero-length audio (no samples)")
     if sr <= 0:

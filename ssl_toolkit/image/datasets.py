@@ -247,11 +247,15 @@ def decode_image(path: Path, size: Optional[int], max_pixels: int = MAX_PIXELS) 
     """Read an image file as RGB uint8 (3, H, W); with ``size``, resize the shorter side to ``size``
     (antialiased bilinear) and centre-crop size × size. Images above ``max_pixels`` are refused before
     decoding; 16-bit images are scaled to 8 bits. Raises on unreadable files."""
+    return decode_image_bytes(path.read_bytes(), size, max_pixels)
+
+
+def decode_image_bytes(data: bytes, size: Optional[int], max_pixels: int = MAX_PIXELS) -> torch.Tensor:
+    """:func:`decode_image` of an encoded image held in memory (e.g. a WebDataset sample)."""
     from torchvision.io import ImageReadMode
     from torchvision.io import decode_image as tv_decode
     from torchvision.transforms.v2 import functional as TF
 
-    data = path.read_bytes()
     if not data:
         raise ValueError("empty file")
     dims = header_size(data)

@@ -64,8 +64,11 @@ class RankMeMonitor(Hook):
         if not run.is_main:
             return
         dataset = run.dataset
-        order = np.random.default_rng(run.recipe.seed).permutation(len(dataset))
-        items = [dataset[int(i)] for i in order[:min(self.pool_size, len(dataset))]]
+        if hasattr(dataset, "ordered_items"):  # a shard stream: its first items in stored order
+            items = [it for _, it in zip(range(self.pool_size), dataset.ordered_items())]
+        else:
+            order = np.random.default_rng(run.recipe.seed).permutation(len(dataset))
+            items = [dataset[int(i)] for i in order[:min(self.pool_size, len(dataset))]]
         x, _, bad = collate_skipping_bad(items)
         if x is None or x.shape[0] < 2:
             raise ValueError(f"rankme: the pool of {len(items)} training items has fewer than 2 usable items")

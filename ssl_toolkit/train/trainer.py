@@ -62,14 +62,22 @@ def build_loader(r: Recipe, device: torch.device, rank: int = 0, world_size: int
         raise TrainingError(str(e)) from e
     if len(dataset) == 0:
         raise TrainingError(f"data.dataset ({r.data.dataset.name}) has zero items: nothing to train on")
-    sampler = EpochSampler(len(dataset), r.data.batch_size, seed=r.seed, shuffle=r.data.shuffle,
-                           drop_last=r.data.drop_last, rank=rank, world_size=world_size)
+    streaming = isinstance(dataset, torch.utils.data.IterableDataset)
+    if streaming:  # a shard stream is its own sampler: epochs, per-rank/worker split, resume (ssl_toolkit/shards.py)
+        try:
+            dataset.configure(r.data.batch_size, rank, world_size)
+        except ValueError as e:
+            raise TrainingError(f"data.dataset ({r.data.dataset.name}): {e}") from None
+        sampler = dataset
+    else:
+        sampler = EpochSampler(len(dataset), r.data.batch_size, seed=r.seed, shuffle=r.data.shuffle,
+                               drop_last=r.data.drop_last, rank=rank, world_size=world_size)
     if sampler.batches_per_epoch() == 0:
         raise TrainingError(
             f"data.dataset has {len(dataset)} items: fewer than one batch of data.batch_size="
             f"{r.data.batch_size} per process; lower data.batch_size or set data.drop_last: false")
     loader = DataLoader(
-        dataset, batch_size=r.data.batch_size, sampler=sampler, num_workers=r.data.num_workers,
+        dataset, batch_size=r.data.batch_size, sampler=None if streaming else sampler, num_workers=r.data.num_workers,
         collate_fn=collate_skipping_bad, pin_memory=r.data.pin_memory and device.type == "cuda",
         generator=torch.Generator().manual_seed(r.seed),  # keeps the global RNG untouched
         prefetch_factor=r.data.prefetch_factor if r.data.num_workers > 0 else None,
