@@ -18,12 +18,15 @@ Groups (``--groups``, default all):
     python benchmarks/bench_variants.py --size medium --shard 0/2 &  # two processes share the runs,
     python benchmarks/bench_variants.py --size medium --shard 1/2    # then one more call without --shard
                                                                      # assembles the table from the run folders
+    python benchmarks/bench_variants.py --size full --batches 64 --jsonl benchmarks/results/validity_image.jsonl
+                                          # the claims at the 8-minute recipe's size (stop and rerun at will)
 
 Every run is the ordinary trainer on a shipped recipe plus command-line style overrides; runs that are
 identical across groups (the BYOL baseline) are trained once per seed. Results go to
 ``--out`` (default runs/bench_variants-<modality>-<size>): ``results.json``, ``results.md`` and the run folders;
-each finished run keeps its result in ``<run>/bench_result.json``, so a rerun (or the assembling call after
-sharded runs) only does what is missing.
+each finished run keeps its result in ``<run>/bench_result.json`` (and, with ``--jsonl``, a line in that file), so
+a rerun (or the assembling call after sharded runs) only does what is missing, and a run stopped part-way (killed,
+session over) resumes from its last checkpoint.
 """
 from __future__ import annotations
 
@@ -74,7 +77,7 @@ SETTINGS = {
 EVAL_COMMON = ["baselines=[]", "plots.enabled=false", "cache=false", "device=cpu", "linear.runs=1"]
 
 
-def plan(groups: list[str], modality: str, size: str) -> list[tuple[str, str, str, list[str]]]:
+def plan(groups: list[str], modality: str, size: str, batches=BATCHES) -> list[tuple[str, str, str, list[str]]]:
     """(group, label, recipe path, overrides) for every run of one seed."""
     s = SETTINGS[modality]
     v = s["variant"].format
@@ -87,7 +90,7 @@ def plan(groups: list[str], modality: str, size: str) -> list[tuple[str, str, st
                       "recipe's batch size", file=sys.stderr)
                 runs += [(g, "byol", s["byol"], bs), (g, "tribyol", v("tribyol"), bs)]
                 continue
-            for b in BATCHES:
+            for b in batches:
                 runs += [(g, f"byol bs{b}", s["byol"], [f"data.batch_size={b}"]),
                          (g, f"tribyol bs{b}", v("tribyol"), [f"data.batch_size={b}"])]
         elif g == "predictors":
@@ -108,8 +111,10 @@ def _last_metrics(run_dir: Path) -> dict:
 
     rows = read_metrics(run_dir)
     last = rows[-1]
+    rankme = [float(r["rankme"]) for r in rows if r.get("rankme") not in (None, "")]
     return {"loss": float(last["loss"]), "collapse": float(last["collapse"]), "steps": int(last["step"]),
-            "train_s": float(last["elapsed_s"]), "collapse_min": min(float(r["collapse"]) for r in rows)}
+            "train_s": float(last["elapsed_s"]), "collapse_min": min(float(r["collapse"]) for r in rows),
+            "rankme": rankme[-1] if rankme else None}
 
 
 @torch.no_grad()
@@ -186,8 +191,8 @@ def train_and_eval(recipe_path: str, overrides: list[str], seed: int, run_dir: P
         if res.get("overrides") == train_ov:
             return res
     t0 = time.perf_counter()
-    if not (run_dir / "encoder.pt").exists():
-        Trainer(load_recipe(ROOT / recipe_path, train_ov), out_dir=run_dir, quiet=True).fit()
+    if not (run_dir / "encoder.pt").exists():  # a run stopped part-way resumes from its last checkpoint
+        Trainer(load_recipe(ROOT / recipe_path, train_ov), out_dir=run_dir, resume="auto", quiet=True).fit()
         if not (run_dir / "encoder.pt").exists():  # SIGTERM/SIGUSR1: the trainer checkpointed and returned early
             raise SystemExit(f"training of {run_dir} was interrupted (signal); rerun the same command to redo it")
     res = {"recipe": recipe_path, "overrides": train_ov, **_last_metrics(run_dir)}
@@ -199,6 +204,41 @@ def train_and_eval(recipe_path: str, overrides: list[str], seed: int, run_dir: P
     res["wall_s"] = round(time.perf_counter() - t0, 1)
     saved.write_text(json.dumps(res))
     return res
+
+
+def _config(recipe_path: str, overrides: list[str], seed: int) -> str:
+    return f"{Path(recipe_path).stem}{''.join(' ' + o for o in overrides)} seed={seed}"
+
+
+def _logged(path) -> dict:
+    """The runs already appended to a results file, by config (a line cut short by a kill is ignored)."""
+    found = {}
+    if path is not None and Path(path).exists():
+        for line in Path(path).read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            found[row["key"]] = row["result"]
+    return found
+
+
+def _append(path, recipe_path: str, overrides: list[str], seed: int, group: str, label: str, res: dict) -> None:
+    """One JSON line per finished run: what the issue's results files hold (accuracies as fractions)."""
+    if path is None:
+        return
+    from ssl_toolkit.recipe import load_recipe
+
+    epochs = load_recipe(ROOT / recipe_path, res["overrides"]).trainer.epochs
+    row = {"key": _config(recipe_path, overrides, seed), "group": group, "config": label, "seed": seed,
+           "recipe": recipe_path, "overrides": overrides, "epochs": epochs, "steps": res["steps"],
+           "final_loss": res["loss"], "final_collapse": res["collapse"], "min_collapse": res["collapse_min"],
+           "rankme": res.get("rankme"), "linear": res.get("linear"), "knn": res.get("knn"), "units": "fraction",
+           "train_s": res["train_s"], "wall_s": res["wall_s"], "host": platform.node(),
+           "finished": datetime.now().isoformat(timespec="seconds"), "result": res}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -266,6 +306,10 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=None, help="default 3 (2 with --size quick)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1: on a shared CPU, 2 OpenMP threads can be many times slower)")
+    ap.add_argument("--batches", type=int, nargs="+", default=list(BATCHES), help="the tribyol group's batch sizes")
+    ap.add_argument("--jsonl", type=Path, default=None,
+                    help="append one JSON line per finished run (config, seed, epochs, final_collapse, linear, knn "
+                         "as fractions, ...) to this file; runs already in it are not trained again")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -281,7 +325,8 @@ def main(argv=None) -> int:
     ev = eval_recipe(args.modality, args.size)
     meta["eval"] = f"`{ev.name}` eval recipe, task(s) {', '.join(t['name'] for t in ev.tasks)}"
     runs, done = [], {}
-    todo = [(seed, *p) for seed in range(seeds) for p in plan(args.groups, args.modality, args.size)]
+    todo = [(seed, *p) for seed in range(seeds) for p in plan(args.groups, args.modality, args.size, args.batches)]
+    logged = _logged(args.jsonl)
     keys = list(dict.fromkeys((r, tuple(o), seed) for seed, _, _, r, o in todo))
     for i, (seed, group, label, recipe_path, overrides) in enumerate(todo):
         key = (recipe_path, tuple(overrides), seed)
@@ -291,8 +336,11 @@ def main(argv=None) -> int:
             tag = f"{Path(recipe_path).stem}{''.join('-' + o.split('=')[1] for o in overrides)}-s{seed}"
             print(f"[{i + 1}/{len(todo)}] {group}: {label} seed {seed} ({recipe_path} {' '.join(overrides)})",
                   file=sys.stderr, flush=True)
-            done[key] = train_and_eval(recipe_path, overrides, seed, out / "runs" / tag, args.modality,
-                                       args.size, label)
+            done[key] = logged.get(_config(recipe_path, overrides, seed))
+            if done[key] is None:
+                done[key] = train_and_eval(recipe_path, overrides, seed, out / "runs" / tag, args.modality,
+                                           args.size, label)
+                _append(args.jsonl, recipe_path, overrides, seed, group, label, done[key])
             print(f"    linear {done[key].get('linear', float('nan')):.4f} knn {done[key].get('knn', float('nan')):.4f} "
                   f"collapse {done[key]['collapse']:.3f} ({done[key]['wall_s']} s)", file=sys.stderr, flush=True)
         runs.append({"group": group, "label": label, "seed": seed, **done[key]})

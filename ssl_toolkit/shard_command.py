@@ -84,7 +84,9 @@ def write_shards(source: str | Path, out: str | Path, max_count: int = 1000, mod
     for old in out.glob("shard-*.tar"):
         old.unlink()
     start, skipped, counts = time.perf_counter(), [], {}
-    with wds.ShardWriter(str(out / "shard-%06d.tar"), maxcount=max_count, verbose=0) as sink:
+    # an integer mtime: no PAX header per member (a float one needs it: twice the headers to parse when reading),
+    # and the same input gives byte-identical shards
+    with wds.ShardWriter(str(out / "shard-%06d.tar"), maxcount=max_count, verbose=0, mtime=0) as sink:
         for i, (path, name, label) in enumerate(tqdm(list(zip(paths, names, labels)), desc="shard", unit="file",
                                                      disable=not progress)):
             try:

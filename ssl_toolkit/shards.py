@@ -173,16 +173,17 @@ class ShardStream(torch.utils.data.IterableDataset):
             if position >= quota:
                 return
             if position >= done:
-                yield self._item(sample, np.random.default_rng((self.seed, self.epoch, self.rank, worker, position)))
+                yield self._item(sample, (self.seed, self.epoch, self.rank, worker, position))
 
-    def _item(self, sample: dict, rng: np.random.Generator):
+    def _item(self, sample: dict, seed: tuple):
+        """(x, label) of a raw sample, or a BadItem; ``seed`` keys the sample's random choices (decode's rng)."""
         name = f"{sample.get('__url__', '?')}:{sample.get('__key__', '?')}"
         ext = next((e for e in self.extensions if e in sample), None)
         try:
             if ext is None:
                 raise ValueError(f"no {'/'.join(self.extensions)} member in the sample (members: "
                                  f"{', '.join(k for k in sample if not k.startswith('__'))})")
-            x = self.decode(sample[ext], ext, rng)
+            x = self.decode(sample[ext], ext, seed)
         except Exception as e:  # noqa: BLE001 - any decoder failure is a bad file
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             if self.on_bad_file == "fail":
@@ -191,13 +192,14 @@ class ShardStream(torch.utils.data.IterableDataset):
         label = int(sample["cls"]) if "cls" in sample else -1
         return x, label
 
-    def decode(self, data: bytes, ext: str, rng: np.random.Generator) -> torch.Tensor:
+    def decode(self, data: bytes, ext: str, seed: tuple) -> torch.Tensor:
+        """The item tensor of one encoded file; random choices from ``numpy.random.default_rng(seed)``."""
         raise NotImplementedError
 
     def ordered_items(self) -> Iterator:
         """Every decoded item once, shards and samples in their stored order (fixed pools: statistics, monitors)."""
         for i, sample in enumerate(self._pass(list(self.urls), 1, 0)):
-            yield self._item(sample, np.random.default_rng((self.seed, i)))
+            yield self._item(sample, (self.seed, i))
 
     def describe(self) -> dict:
         return {"urls": [Path(u).name for u in self.urls], "epoch_size": self.epoch_size}
@@ -219,7 +221,7 @@ class WebDatasetImages(ShardStream):
         super().__init__(urls, epoch_size, shuffle_buffer, seed, on_bad_file)
         self.size = size
 
-    def decode(self, data: bytes, ext: str, rng: np.random.Generator) -> torch.Tensor:
+    def decode(self, data: bytes, ext: str, seed: tuple) -> torch.Tensor:
         from .image.datasets import decode_image_bytes
 
         return decode_image_bytes(data, self.size)
@@ -239,11 +241,12 @@ class WebDatasetAudio(ShardStream):
         self.sample_rate, self.unit_sec = int(sample_rate), float(unit_sec)
         self.segment_samples = int(round(self.unit_sec * self.sample_rate))
 
-    def decode(self, data: bytes, ext: str, rng: np.random.Generator) -> torch.Tensor:
+    def decode(self, data: bytes, ext: str, seed: tuple) -> torch.Tensor:
         from .audio.dataset import decode_audio, random_segment
 
         wave = decode_audio(io.BytesIO(data), f".{ext}", self.sample_rate)
-        return torch.from_numpy(np.array(random_segment(wave, self.segment_samples, rng), dtype=np.float32))
+        segment = random_segment(wave, self.segment_samples, np.random.default_rng(seed))
+        return torch.from_numpy(np.array(segment, dtype=np.float32))
 
     def describe(self) -> dict:
         return {**super().describe(), "sample_rate": self.sample_rate, "unit_sec": self.unit_sec}

@@ -64,6 +64,10 @@ def test_shard_writes_every_file_once_with_its_label_and_an_index(image_folder, 
         write_shards(image_folder, tmp_path / "s", progress=False)
     write_shards(image_folder, tmp_path / "s", max_count=100, overwrite=True, progress=False)
     assert len(list((tmp_path / "s").glob("shard-*.tar"))) == 1
+    write_shards(image_folder, tmp_path / "t", max_count=100, progress=False)  # same input, same bytes
+    assert (tmp_path / "s" / "shard-000000.tar").read_bytes() == (tmp_path / "t" / "shard-000000.tar").read_bytes()
+    with tarfile.open(tmp_path / "t" / "shard-000000.tar") as t:
+        assert not any(m.pax_headers for m in t.getmembers())  # no per-member PAX header to parse
 
 
 def test_shard_from_a_csv_and_errors(tmp_path, capsys):
