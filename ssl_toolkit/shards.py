@@ -229,8 +229,9 @@ class WebDatasetImages(ShardStream):
 
 @DATASETS.register("webdataset_audio")
 class WebDatasetAudio(ShardStream):
-    """Audio from WebDataset shards (wav/flac/ogg/mp3... members) as random ``unit_sec`` mono segments at
-    ``sample_rate``, like ``audio_folder``."""
+    """Audio from WebDataset shards as random ``unit_sec`` mono segments at ``sample_rate``, like ``audio_folder``.
+
+    Members wav/flac/ogg/oga/opus/mp3/aiff/aif/au hold the encoded files."""
 
     extensions = ("wav", "flac", "ogg", "oga", "opus", "mp3", "aiff", "aif", "au")
 
