@@ -15,6 +15,8 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    restarted: bool = False
+    """torchrun started these workers again (any node's failure): the run continues from its checkpoint."""
 
     @property
     def enabled(self) -> bool:
@@ -36,12 +38,15 @@ def init_distributed(device_name: str) -> tuple[DistInfo, torch.device]:
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        # A store namespace per torchrun attempt: after an elastic restart the new workers must not
-        # read the previous attempt's (dead) peer addresses from the agent's long-lived store.
+        # The job's store outlives worker restarts. TORCHELASTIC_RESTART_COUNT cannot number the starts: when a
+        # worker on another node fails, torchrun restarts this node's workers without raising it, so the nodes
+        # would disagree. Each rank counts its own starts in the store instead (the same count on every rank),
+        # which names a fresh namespace per start (no rank reads a dead peer's address) and says "restarted".
         store, rank, world_size = next(dist.rendezvous("env://"))
-        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
-        dist.init_process_group(backend=backend, store=dist.PrefixStore(f"ssl_toolkit/attempt_{attempt}", store),
+        starts = store.add(f"ssl_toolkit/starts/rank_{rank}", 1)
+        dist.init_process_group(backend=backend, store=dist.PrefixStore(f"ssl_toolkit/start_{starts}", store),
                                 rank=rank, world_size=world_size)
+        info = DistInfo(info.rank, info.world_size, info.local_rank, restarted=starts > 1)
     return info, device
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import random
 import sys
 from datetime import datetime
@@ -127,7 +126,7 @@ class Trainer:
             self.dist, self.device = init_distributed(recipe.device)
         except ValueError as e:  # an unknown device name
             raise TrainingError(str(e)) from None
-        if resume is None and int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0:
+        if resume is None and self.dist.restarted:
             self.resume = resume = "auto"  # torchrun restarted the workers: continue where the job was
         if resume == "auto" and out_dir is None and recipe.out_dir is None:
             raise TrainingError("--resume auto needs the run directory: pass --out DIR (or set out_dir)")
