@@ -38,10 +38,10 @@ def permission_denied(monkeypatch):
     """Root reads any file, so the permission failure is injected where the file is opened."""
     real = audio_dataset._decode
 
-    def decode(path):
-        if Path(path).name == "no_permission.wav":
-            raise PermissionError(13, "Permission denied", str(path))
-        return real(path)
+    def decode(source, suffix):
+        if Path(source).name == "no_permission.wav":
+            raise PermissionError(13, "Permission denied", str(source))
+        return real(source, suffix)
 
     monkeypatch.setattr(audio_dataset, "_decode", decode)
 
