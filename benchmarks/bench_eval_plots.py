@@ -38,7 +38,8 @@ def bench_recipe(name: str, checkpoint: str, folder: Path) -> list[dict]:
 
     plotting.eval_plots = timed
     try:
-        recipe = load_eval_recipe(ROOT / "recipes" / "eval" / name, [f"cache_dir={folder / 'cache'}", "plots.tsne=false"])
+        recipe = load_eval_recipe(ROOT / "recipes" / "eval" / name,
+                                  [f"cache_dir={folder / 'cache'}", "plots.tsne=false"])
         start = time.perf_counter()
         run_eval(recipe, checkpoint, out_dir=folder / "out", quiet=True)
         total = time.perf_counter() - start
@@ -56,7 +57,8 @@ def bench_recipe(name: str, checkpoint: str, folder: Path) -> list[dict]:
                                max_points=points, max_iter=iterations)
             seconds += time.perf_counter() - start
         rows.append({"recipe": name, "what": f"t-SNE maps: {points} points, {iterations} iterations",
-                     "seconds": round(seconds, 2), "share_of_eval_plus_maps": round((seconds + captured["seconds"]) / (total + seconds), 3)})
+                     "seconds": round(seconds, 2),
+                     "share_of_eval_plus_maps": round((seconds + captured["seconds"]) / (total + seconds), 3)})
     return rows
 
 

@@ -79,7 +79,8 @@ def main(argv=None) -> int:
             ("CIFAR-10", "image_folder (PNG files)", lambda: ImageFolder(str(tmp / "png"))),
             ("CIFAR-10", f"webdataset_images ({n_png} shards of PNG)", lambda: WebDatasetImages(
                 str(tmp / "png_shards" / f"shard-{{000000..{n_png - 1:06d}}}.tar"))),
-            ("FSDD", "audio_folder, cache none (decode every epoch)", lambda: AudioFolder(str(tmp / "wav"), cache="none")),
+            ("FSDD", "audio_folder, cache none (decode every epoch)",
+             lambda: AudioFolder(str(tmp / "wav"), cache="none")),
             ("FSDD", f"audio_folder, cache memory (preloaded in {preload_s:.1f} s)", lambda: preloaded),
             ("FSDD", f"webdataset_audio ({n_wav} shards of wav)", lambda: WebDatasetAudio(
                 str(tmp / "wav_shards" / f"shard-{{000000..{n_wav - 1:06d}}}.tar"))),

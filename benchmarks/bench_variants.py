@@ -341,7 +341,8 @@ def main(argv=None) -> int:
                 done[key] = train_and_eval(recipe_path, overrides, seed, out / "runs" / tag, args.modality,
                                            args.size, label)
                 _append(args.jsonl, recipe_path, overrides, seed, group, label, done[key])
-            print(f"    linear {done[key].get('linear', float('nan')):.4f} knn {done[key].get('knn', float('nan')):.4f} "
+            print(f"    linear {done[key].get('linear', float('nan')):.4f} "
+                  f"knn {done[key].get('knn', float('nan')):.4f} "
                   f"collapse {done[key]['collapse']:.3f} ({done[key]['wall_s']} s)", file=sys.stderr, flush=True)
         runs.append({"group": group, "label": label, "seed": seed, **done[key]})
         if n_shards > 1:

@@ -157,7 +157,8 @@ def test_images_take_eval_s_front_end_and_are_batched_by_size(tmp_path):
     from ssl_toolkit.recipe import load_recipe
 
     recipe = load_recipe(ROOT / "recipes" / "image" / "byol_cifar10_cpu.yaml",
-                         ["model.encoder.width=0.125", "model.projector.hidden_dim=32", "model.predictor.hidden_dim=32"])
+                         ["model.encoder.width=0.125", "model.projector.hidden_dim=32",
+                          "model.predictor.hidden_dim=32"])
     ckpt = write_random_checkpoint(recipe, tmp_path / "run" / "checkpoints" / "last.pt")
     folder = tmp_path / "img" / "sub"
     folder.mkdir(parents=True)

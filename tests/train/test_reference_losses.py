@@ -2,12 +2,12 @@
 tests/data/reference_losses.json.
 
 fp32 rounding differs between CPUs (oneDNN/BLAS kernels): on another machine step 0 agrees to ~1e-7 and the
-difference then grows about twofold per step (seen between two x86 CPUs: byol_cifar10_cpu 5e-7 at step 1, 4e-2 at step 16; byola_fsdd 3e-5 at step 1,
-2e-4 at step 2).
-So the file holds one record per numerics fingerprint (CPU model, torch's CPU capability, torch version):
-on a recorded machine all 20 steps must agree to 1e-5; on any other machine the first EARLY_STEPS steps
-(initialization, augmentation, forward, loss and the first optimizer and EMA updates) must agree to
-EARLY_TOLERANCE with the first record, and a warning asks for this machine's record. Re-record only for an intended change of the math, on every machine you keep:
+difference then grows about twofold per step (seen between two x86 CPUs: byol_cifar10_cpu 5e-7 at step 1, 4e-2
+at step 16; byola_fsdd 3e-5 at step 1, 2e-4 at step 2). So the file holds one record per numerics fingerprint
+(CPU model, torch's CPU capability, torch version): on a recorded machine all 20 steps must agree to 1e-5; on
+any other machine the first EARLY_STEPS steps (initialization, augmentation, forward, loss and the first optimizer
+and EMA updates) must agree to EARLY_TOLERANCE with the first record, and a warning asks for this machine's
+record. Re-record only for an intended change of the math, on every machine you keep:
 ``python tests/train/test_reference_losses.py --record`` (adds or replaces this machine's record)."""
 import csv
 import json
