@@ -120,16 +120,13 @@ def list_inputs(spec: str | Path, modality: str, root: Optional[str | Path] = No
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
-    from .run_dir import RunDirError, check_output_location
+    from .eval.runner import check_output_folder
 
     present = [n for n in OUTPUT_FILES if (out / n).exists()]
     if present and not overwrite:
         raise EvalError(f"embed: --out {out} already holds embeddings ({', '.join(present)}); choose a new "
                         "folder or pass --overwrite")
-    try:
-        check_output_location(out)
-    except RunDirError as e:
-        raise EvalError(f"embed: {e}") from None
+    check_output_folder(out, "embed: ")
 
 
 def _chunks(n: int, size: int):

@@ -60,6 +60,12 @@ def test_a_killed_holder_leaves_no_stuck_lock(tmp_path):
             pass
     with pytest.raises(EvalError, match="in use by a training process"):
         run_eval(load_eval_recipe(ROOT / "recipes/eval/emodb.yaml"), "random", out / "eval", progress=False)
+    from ssl_toolkit.embed import EmbedSettings, run_embed
+
+    with pytest.raises(EvalError, match="embed: --out .* in use by a training process"):
+        run_embed("random", ROOT / "data" / "demo" / "fsdd_mini", out / "emb", EmbedSettings(progress=False),
+                  encoder={"name": "audiontt2020", "feature_d": 32})
+    assert not (out / "emb").exists()
     holder.send_signal(signal.SIGKILL)
     holder.wait()
     with RunDirLock(out):  # the kernel released it

@@ -49,6 +49,18 @@ def check_modality(model, tasks: list, checkpoint: str, recipe_name: str) -> Non
                             f"an {kind} encoder")
 
 
+def check_output_folder(out: Path, what: str = "") -> None:
+    """EvalError unless ``out`` can be written and lies in no run directory a training process holds (eval, embed)."""
+    busy = held_lock(out)
+    if busy is not None:
+        raise EvalError(f"{what}--out {out}: {busy} is a run directory in use by a training process; write into "
+                        "another folder or wait for the run to end")
+    try:
+        check_output_location(out)
+    except RunDirError as e:
+        raise EvalError(f"{what}{e}") from None
+
+
 def default_out_dir(recipe: EvalRecipe, checkpoint: str) -> Path:
     if recipe.out_dir:
         return expand_path(recipe.out_dir)
@@ -242,14 +254,7 @@ def run_eval(recipe: EvalRecipe, checkpoint: str, out_dir: Optional[str | Path] 
         raise EvalError(str(e)) from None
     precision = "bf16" if recipe.precision == "auto" else recipe.precision
     out = Path(out_dir) if out_dir is not None else default_out_dir(recipe, checkpoint)
-    busy = held_lock(out)
-    if busy is not None:
-        raise EvalError(f"--out {out}: {busy} is a run directory in use by a training process; evaluate into "
-                        "another folder or wait for the run to end")
-    try:
-        check_output_location(out)
-    except RunDirError as e:
-        raise EvalError(str(e)) from None
+    check_output_folder(out)
     source = resolve_checkpoint(checkpoint)
     want_random = "random" in recipe.baselines and source.kind != "random"
     model, rnd = make_models(source, recipe.model, seed=recipe.seed, want_random=want_random, prenorm=recipe.prenorm)
