@@ -34,6 +34,14 @@ def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
     return device
 
 
+def precision_autocast(device: torch.device, precision: str):
+    """The context a forward pass runs in for ``precision``: bf16 autocast on ``device`` for ``bf16``, else none
+    (fp32). Shared by evaluation, ``embed`` and their helpers."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 @contextlib.contextmanager
 def torch_threads(count: int = 1) -> Iterator[None]:
     """Run the block with ``count`` torch intra-op threads; the previous count is restored after,

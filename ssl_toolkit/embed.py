@@ -36,6 +36,7 @@ import torch
 
 from . import __version__
 from .atomic import atomic_write, atomic_write_text
+from .devices import precision_autocast
 from .eval.errors import EvalError
 
 log = logging.getLogger("ssl_toolkit.embed")
@@ -134,8 +135,9 @@ def _chunks(n: int, size: int):
         yield range(start, min(n, start + size))
 
 
-def _read(inputs: Inputs, rows, read, settings: EmbedSettings, output: _Output) -> tuple[list, list[int]]:
-    """Decode ``rows`` of the input with ``read(path)``: (items, their rows); bad files are recorded."""
+def _read(inputs: Inputs, rows, read, on_bad_file: str, skipped: list) -> tuple[list, list[int]]:
+    """Decode ``rows`` of the input with ``read(path)``: (items, their rows); bad files go to ``skipped``
+    (``on_bad_file: fail``: an error)."""
     items, kept = [], []
     for i in rows:
         try:
@@ -143,19 +145,13 @@ def _read(inputs: Inputs, rows, read, settings: EmbedSettings, output: _Output) 
             kept.append(i)
         except Exception as e:  # noqa: BLE001 - any decoder failure is a bad file
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            if settings.on_bad_file == "fail":
+            if on_bad_file == "fail":
                 raise EvalError(f"embed: cannot use {inputs.paths[i]}: {reason} (--on-bad-file skip leaves "
                                 "unreadable files out)") from None
-            output.skipped.append((inputs.names[i], reason))
-            if len(output.skipped) <= 10:
+            skipped.append((inputs.names[i], reason))
+            if len(skipped) <= 10:
                 log.warning("embed: skipped %s: %s", inputs.paths[i], reason)
     return items, kept
-
-
-def _amp(device: torch.device, precision: str):
-    import contextlib
-
-    return torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
 
 
 def _measure_prenorm(model, inputs: Inputs, settings: EmbedSettings, sample_rate: int, unit_sec: float,
@@ -169,12 +165,10 @@ def _measure_prenorm(model, inputs: Inputs, settings: EmbedSettings, sample_rate
 
     upstream, prenorm, _ = split_frontend(model.frontend)
     chosen = np.sort(np.random.default_rng(0).permutation(len(inputs.paths))[:MAX_STATS_FILES])
-    scratch = _Output(Path("."))
 
-    def batches():
+    def batches():  # bad files are left out here; the embedding pass records them
         for rows in _chunks(len(chosen), settings.chunk):
-            waves, _ = _read(inputs, chosen[rows.start:rows.stop], lambda p: load_audio(p, sample_rate),
-                             EmbedSettings(on_bad_file="skip"), scratch)
+            waves, _ = _read(inputs, chosen[rows.start:rows.stop], lambda p: load_audio(p, sample_rate), "skip", [])
             pieces = Pieces.cut(waves, unit_sec, sample_rate, settings.long_clips)
             for idx in pieces.batches(settings.batch_size):
                 yield pieces.batch(idx).to(device)
@@ -220,7 +214,7 @@ def _embed_audio(model, inputs: Inputs, settings: EmbedSettings, unit_sec: float
     _check_unit(model, unit_sec, sample_rate, device)
     hear = hear_model(model, "embed") if settings.frames else None
     for rows in _chunks(len(inputs.paths), settings.chunk):
-        waves, kept = _read(inputs, rows, lambda p: load_audio(p, sample_rate), settings, output)
+        waves, kept = _read(inputs, rows, lambda p: load_audio(p, sample_rate), settings.on_bad_file, output.skipped)
         if waves:
             output.rows.append(embed_clips(waves, model.encoder, model.frontend, sample_rate, unit_sec,
                                            settings.long_clips, device=device, batch_size=settings.batch_size,
@@ -228,7 +222,7 @@ def _embed_audio(model, inputs: Inputs, settings: EmbedSettings, unit_sec: float
             output.names.extend(inputs.names[i] for i in kept)
         if hear is not None:
             for wave in waves:
-                with torch.inference_mode(), _amp(device, settings.precision):
+                with torch.inference_mode(), precision_autocast(device, settings.precision):
                     frames, ts = get_timestamp_embeddings(torch.from_numpy(wave)[None].to(device), hear)
                 output.add_frames(frames[0].float().cpu().numpy(), ts[0].cpu().numpy())
         del waves  # before the next chunk is decoded: one chunk of audio in memory
@@ -245,7 +239,8 @@ def _embed_images(model, inputs: Inputs, settings: EmbedSettings, device, output
     from .image.datasets import decode_image
 
     for rows in _chunks(len(inputs.paths), settings.chunk):
-        images, kept = _read(inputs, rows, lambda p: decode_image(p, settings.image_size), settings, output)
+        images, kept = _read(inputs, rows, lambda p: decode_image(p, settings.image_size), settings.on_bad_file,
+                             output.skipped)
         by_size: dict[tuple, list[int]] = {}
         for j, img in enumerate(images):
             by_size.setdefault(tuple(img.shape), []).append(j)

@@ -80,22 +80,18 @@ class HearModel(nn.Module):
         return 16 * self.hop_length
 
     @torch.no_grad()
-    def frames(self, audio: Tensor) -> Tuple[Tensor, int, int]:
-        """(frames (n, T', D), log-mel frames per encoder frame, log-mel frame count)."""
+    def frames(self, audio: Tensor) -> Tensor:
+        """The encoder's frames (n, T', D); frame k pools log-mel frames [k·s, (k+1)·s), s = encoder.frame_stride."""
         if audio.ndim != 2:
             raise ValueError(f"HEAR audio must be (n_sounds, n_samples), got shape {tuple(audio.shape)}")
         check_waveforms(audio, what="HEAR audio")
         if audio.shape[0] == 0:
-            return audio.new_zeros((0, 0, self.timestamp_embedding_size), dtype=torch.float32), 1, 0
+            return audio.new_zeros((0, 0, self.timestamp_embedding_size), dtype=torch.float32)
         if audio.shape[1] < self.min_samples():
             audio = nn.functional.pad(audio, (0, self.min_samples() - audio.shape[1]))
-        outs = []
-        mel_frames = 0
-        for start in range(0, audio.shape[0], BATCH):
-            x = self.features(audio[start:start + BATCH])
-            mel_frames = x.shape[-1]
-            outs.append(self.encoder.forward_frames(x).float())
-        return torch.cat(outs), int(self.encoder.frame_stride), mel_frames
+        outs = [self.encoder.forward_frames(self.features(audio[start:start + BATCH])).float()
+                for start in range(0, audio.shape[0], BATCH)]
+        return torch.cat(outs)
 
 
 def _pieces_from(path: str):
@@ -162,7 +158,7 @@ def get_timestamp_embeddings(audio: Tensor, model: HearModel) -> Tuple[Tensor, T
     if not isinstance(model, HearModel):
         raise TypeError(f"model must come from ssl_toolkit.hear.load_model, got {type(model).__name__}")
     audio = torch.as_tensor(audio).to(_device_of(model))
-    frames, stride, _ = model.frames(audio)
+    frames, stride = model.frames(audio), int(model.encoder.frame_stride)
     frame_ms = 1000.0 * model.hop_length / model.sample_rate
     n_shift = _shifts(stride, frame_ms, TIMESTAMP_MS)
     if n_shift > 1 and frames.shape[1] > 0:
@@ -172,7 +168,7 @@ def get_timestamp_embeddings(audio: Tensor, model: HearModel) -> Tuple[Tensor, T
             offset = j * step * model.hop_length
             if audio.shape[1] - offset < model.min_samples():
                 break
-            passes.append(model.frames(audio[:, offset:])[0])
+            passes.append(model.frames(audio[:, offset:]))
         if len(passes) == n_shift:
             t = min(p.shape[1] for p in passes)
             frames = torch.stack([p[:, :t] for p in passes], dim=2).flatten(1, 2)
@@ -191,7 +187,7 @@ def get_scene_embeddings(audio: Tensor, model: HearModel) -> Tensor:
     if not isinstance(model, HearModel):
         raise TypeError(f"model must come from ssl_toolkit.hear.load_model, got {type(model).__name__}")
     audio = torch.as_tensor(audio).to(_device_of(model))
-    frames, _, _ = model.frames(audio)
+    frames = model.frames(audio)
     if frames.shape[0] == 0:
         return frames.new_zeros((0, model.scene_embedding_size))
     return (frames.max(dim=1).values + frames.mean(dim=1)).float().contiguous()

@@ -7,13 +7,13 @@ end runs in fp32, the encoder under bf16 autocast when ``precision`` is ``bf16``
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
 import torch
 
+from ..devices import precision_autocast
 from ..views import Pipeline
 from .augment import PreNorm
 
@@ -144,13 +144,12 @@ def embed_clips(waves: list, encoder: Callable[[torch.Tensor], torch.Tensor], fr
     pieces = Pieces.cut(waves, unit_sec, sample_rate, long_clips)
     front = Pipeline(list(frontend))
     device = torch.device(device)
-    amp = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
     out: Optional[np.ndarray] = None
     with torch.inference_mode():
         for idx in tqdm(list(pieces.batches(batch_size)), desc=desc, unit="batch", disable=not progress,
                         leave=False):
             x = front(pieces.batch(idx).to(device))  # fp32, outside autocast
-            with amp:
+            with precision_autocast(device, precision):
                 y = encoder(x)
             y = y.float().cpu().numpy().astype(np.float64)
             if out is None:

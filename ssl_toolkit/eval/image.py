@@ -8,7 +8,6 @@ and the weighted kNN.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from ..data import BadItem
+from ..devices import precision_autocast
 from ..registry import DATASETS, RegistryError
 from .cache import EmbeddingCache, digest, files_fingerprint
 from .errors import task_error
@@ -140,11 +140,10 @@ def embed_split(model: EvalModel, split: ImageSplit, device: torch.device, preci
 def encode_batch(model: EvalModel, x: torch.Tensor, device: torch.device, precision: str) -> np.ndarray:
     """(B, D) float32 features of a raw image batch on ``device``: the model's front end in fp32, then the
     encoder (under bf16 autocast for ``precision: bf16``). Shared by ``eval`` and ``embed``."""
-    amp = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
     with torch.inference_mode():
         for op in model.frontend:
             x = op(x, None)
-        with amp:
+        with precision_autocast(device, precision):
             y = model.encoder(x)
     return y.float().cpu().numpy()
 

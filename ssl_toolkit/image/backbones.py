@@ -20,7 +20,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..checkpoint import state_dict_mismatch
+from ..checkpoint import CheckpointError, load_checkpoint, load_encoder_safetensors, state_dict_mismatch
 from ..params import PositiveInt
 from ..quoting import short_repr
 from ..registry import ENCODERS, did_you_mean
@@ -65,16 +65,10 @@ def read_state_dict(path: str, who: str) -> dict[str, torch.Tensor]:
     p = Path(path).expanduser()
     if not p.is_file():
         raise ValueError(f"encoder '{who}': weights file not found: {p}")
-    try:
-        if p.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(p))
-        else:
-            state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - corrupt file, pickled code, missing safetensors: one clear message
-        raise ValueError(f"encoder '{who}': cannot read weights file {p}: {type(e).__name__}: "
-                         f"{(str(e).splitlines() or [''])[0]}") from None
+    try:  # the checkpoint module's readers: weights_only, truncated/foreign files named
+        state = load_encoder_safetensors(p)[0] if p.suffix == ".safetensors" else load_checkpoint(p)
+    except CheckpointError as e:
+        raise ValueError(f"encoder '{who}': cannot read weights file {e}") from None
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
