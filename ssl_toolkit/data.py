@@ -131,3 +131,46 @@ def preparation_batches(dataset, batch_size: int, num_workers: int, seed: int, d
                 yield x.to(device, non_blocking=True)
 
     return batches
+
+
+@DATASETS.register("concat")
+class ConcatDatasets(torch.utils.data.ConcatDataset):
+    """Several datasets read as one: ``{name: concat, datasets: [{name: audio_folder, root: ...}, {...}]}``, items
+    numbered in the order listed. Each part is built as a recipe's ``data.dataset`` would be; ``set_epoch`` and
+    ``describe()`` (which keys cached statistics) reach every part. Items must have one shape: audio
+    parts need the same ``sample_rate`` and ``unit_sec``. Statistics computed on it are stored in the run dir."""
+
+    def __init__(self, datasets: list):
+        from .recipe.schema import Component
+
+        if not isinstance(datasets, (list, tuple)) or not datasets:
+            raise ValueError(f"concat: datasets must be a non-empty list of dataset sections, got {datasets!r}")
+        parts = []
+        for i, spec in enumerate(datasets):
+            if not isinstance(spec, dict) or "name" not in spec:
+                raise ValueError(f"concat: datasets.{i} must be a section with a name, got {spec!r}")
+            if spec["name"] == "concat" or spec["name"] not in DATASETS:
+                raise ValueError(f"concat: datasets.{i}: {spec['name']!r} is not a dataset to combine "
+                                 f"(known: {', '.join(n for n in DATASETS.names() if n != 'concat')})")
+            parts.append(build_dataset(Component(spec), key=f"datasets.{i}"))
+            if isinstance(parts[-1], torch.utils.data.IterableDataset):
+                raise ValueError(f"concat: datasets.{i} ({spec['name']}) is a stream; shards are combined by "
+                                 "listing them all in one webdataset section")
+        shapes = {i: getattr(p, "segment_samples", None) for i, p in enumerate(parts)}
+        if len({s for s in shapes.values() if s is not None}) > 1:
+            raise ValueError(f"concat: the parts cut audio to different lengths (samples per item by part: {shapes}); "
+                             "give every part the same sample_rate and unit_sec")
+        super().__init__(parts)
+        if shapes[0] is not None:
+            self.segment_samples = shapes[0]
+
+    def set_epoch(self, epoch: int) -> None:
+        for part in self.datasets:
+            if hasattr(part, "set_epoch"):
+                part.set_epoch(epoch)
+
+    def describe(self) -> dict:
+        return {"concat": [p.describe() if hasattr(p, "describe") else type(p).__name__ for p in self.datasets]}
+
+    def __repr__(self) -> str:
+        return f"ConcatDatasets({', '.join(repr(p) for p in self.datasets)})"

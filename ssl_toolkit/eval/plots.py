@@ -65,12 +65,15 @@ def training_curves(run_dir: str | Path, out: Optional[str | Path] = None) -> Pa
         raise ValueError(f"{path} has no 'step' column (columns: {', '.join(rows[0])})")
     step = np.array([_num(r["step"]) for r in rows])
     panels = [(k, title) for k, title, _ in CURVES if k in rows[0]]
+    panels += [(k, f"probe {k.removeprefix('monitor_')} (test %)") for k in rows[0]
+               if k.startswith("monitor_") and not k.endswith("_init")]
     plt = _plt()
     cols = 3 if len(panels) > 4 else 2
     nrows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(5 * cols, 3.2 * nrows), squeeze=False)
     for ax, (key, title) in zip(axes.flat, panels):
-        y = np.array([_num(r[key]) for r in rows])
+        scale = 100.0 if key.startswith("monitor_") else 1.0  # probe scores in %
+        y = scale * np.array([_num(r[key]) for r in rows])
         ok = np.isfinite(y)
         ax.plot(step[ok], y[ok], lw=1.2, marker="o" if ok.sum() < 30 else None, ms=3)
         if key == "loss" and ok.sum() > 10:  # smoothed trend
@@ -81,8 +84,8 @@ def training_curves(run_dir: str | Path, out: Optional[str | Path] = None) -> Pa
         if key == "collapse":
             ax.axhline(0.25, color="grey", ls="--", lw=0.8)
             ax.set_ylim(bottom=0)
-        if key.startswith("rankme") and f"{key}_init" in rows[0]:  # the random-init value, for scale
-            init = _num(rows[0][f"{key}_init"])
+        if (key.startswith(("rankme", "monitor_"))) and f"{key}_init" in rows[0]:  # the random-init value, for scale
+            init = scale * next((v for v in (_num(r[f"{key}_init"]) for r in rows) if np.isfinite(v)), math.nan)
             if np.isfinite(init):
                 ax.axhline(init, color="grey", ls="--", lw=0.8, label=f"random init {init:.1f}")
                 ax.legend(fontsize=8)

@@ -35,6 +35,12 @@ class NonFiniteLossError(TrainingError):
 class Hook:
     order = 50
 
+    @property
+    def state_key(self) -> str:
+        """Where this hook's state is kept in checkpoints (hooks of one class that can appear twice in a recipe
+        override it with a key of their own)."""
+        return type(self).__name__
+
     def on_resume(self, run, state) -> None: ...
     def on_start(self, run) -> None: ...
     def on_step(self, run, out) -> None: ...
@@ -51,7 +57,7 @@ class Hook:
 
 
 class Hooks:
-    """The hooks of a run, called in order; a hook's checkpoint state is kept under its class name."""
+    """The hooks of a run, called in order; a hook's checkpoint state is kept under its ``state_key``."""
 
     POINTS = ("on_resume", "on_start", "on_step", "on_log", "on_step_end", "on_epoch_end", "on_checkpoint", "on_end")
 
@@ -70,12 +76,12 @@ class Hooks:
         return call
 
     def states(self) -> dict:
-        return {type(h).__name__: s for h in self.hooks if (s := h.state_dict())}
+        return {h.state_key: s for h in self.hooks if (s := h.state_dict())}
 
     def load_states(self, states: dict) -> None:
         for h in self.hooks:
-            if type(h).__name__ in states:
-                h.load_state_dict(states[type(h).__name__])
+            if h.state_key in states:
+                h.load_state_dict(states[h.state_key])
 
 
 class NanGuard(Hook):

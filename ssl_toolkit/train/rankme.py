@@ -39,6 +39,35 @@ def rankme(z: torch.Tensor, eps: float = EPS) -> float:
     return float(torch.exp(-(p * p.log()).sum()))
 
 
+@torch.no_grad()
+def online_features(run, items: torch.Tensor, frontend: list, batch_size: int, projector: bool = False):
+    """(features, projections or None), float32 on the CPU, of a batch of raw items through the views' eval
+    front end ops and the online encoder (and projector) in eval mode under the run's autocast; the modules'
+    train/eval modes are restored after. Shared by the monitors."""
+    method, device = run.learner.method, run.learner.device
+    modules = (method.encoder, method.online.projector) if projector else (method.encoder,)
+    modes = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        feats, projs = [], []
+        for chunk in items.split(batch_size):
+            h = chunk.to(device)
+            for op in frontend:
+                h = op(h, None)
+            if run.learner.channels_last and h.ndim == 4:
+                h = h.contiguous(memory_format=torch.channels_last)
+            with run.learner.autocast():
+                f = method.encoder(h)
+                if projector:
+                    projs.append(method.online.projector(f).float().cpu())
+            feats.append(f.float().cpu())
+    finally:
+        for m, mode in zip(modules, modes):
+            m.train(mode)
+    return torch.cat(feats), (torch.cat(projs) if projector else None)
+
+
 @HOOKS.register("rankme")
 class RankMeMonitor(Hook):
     """RankMe of the online encoder's features and of the projector's output on a fixed pool of training items."""
@@ -52,15 +81,18 @@ class RankMeMonitor(Hook):
                 raise ValueError(f"rankme: {name} must be >= 1, got {v}")
         self.every, self.pool_size, self.batch_size = int(every), int(pool), int(batch_size)
         self.init: dict = {}
+        self.next_at = 0
 
     def state_dict(self) -> dict:
-        return {"init": self.init}
+        return {"init": self.init, "next_at": self.next_at}
 
     def load_state_dict(self, state: dict) -> None:
-        self.init = dict(state.get("init", {}))
+        self.init, self.next_at = dict(state.get("init", {})), int(state.get("next_at", 0))
 
     def on_start(self, run):
-        self.first_row, self.next_at = True, 0
+        # a fresh run measures at its first row (which fixes metrics.csv's columns); a resumed one continues the
+        # checkpoint's schedule
+        self.first_row = run.resumed_step is None
         if not run.is_main:
             return
         dataset = run.dataset
@@ -80,30 +112,9 @@ class RankMeMonitor(Hook):
             run.log(f"rankme at random init: features {self.init['rankme']:.1f}, projections "
                     f"{self.init['rankme_proj']:.1f} (pool {x.shape[0]})")
 
-    @torch.no_grad()
     def measure(self, run) -> dict:
-        method, device = run.learner.method, run.learner.device
-        modules = (method.encoder, method.online.projector)
-        modes = [m.training for m in modules]
-        for m in modules:
-            m.eval()
-        try:
-            feats, projs = [], []
-            for chunk in self.items.split(self.batch_size):
-                h = chunk.to(device)
-                for op in self.frontend:
-                    h = op(h, None)
-                if run.learner.channels_last and h.ndim == 4:
-                    h = h.contiguous(memory_format=torch.channels_last)
-                with run.learner.autocast():
-                    f = method.encoder(h)
-                    p = method.online.projector(f)
-                feats.append(f.float())
-                projs.append(p.float())
-        finally:
-            for m, mode in zip(modules, modes):
-                m.train(mode)
-        return {"rankme": rankme(torch.cat(feats)), "rankme_proj": rankme(torch.cat(projs))}
+        feats, projs = online_features(run, self.items, self.frontend, self.batch_size, projector=True)
+        return {"rankme": rankme(feats), "rankme_proj": rankme(projs)}
 
     def on_log(self, run, row):
         """Measures at the first logged row, at the first log step at or past each multiple of ``every``, and at

@@ -1,0 +1,185 @@
+"""BYOL-A on a CPU budget: which levers make 8 minutes of 2-core pretraining on unlabeled speech beat the baselines.
+
+Each lever is ``recipes/audio/byola_cpu_8min.yaml`` plus overrides (the recipe's own wall-clock cap,
+``trainer.max_minutes``, bounds every run), pretrained with the ordinary trainer and evaluated with the EVAR linear
+probe (3 probe seeds) on EmoDB (emotion, speaker independent) and the two FSDD tasks (digits speaker independent,
+speaker ID by take), with the random-init and log-mel rows of the same eval beside it.
+
+    python benchmarks/bench_audio_budget.py --levers reference emodb_too --seeds 0
+    python benchmarks/bench_audio_budget.py --levers shipped --seeds 0 1 2      # the recipe as shipped, 3 seeds
+    python benchmarks/bench_audio_budget.py --table                              # only rewrite the table
+
+Every finished run appends one JSON line to ``benchmarks/results/audio_budget.jsonl`` (accuracies as fractions);
+a rerun skips what is logged and resumes an unfinished run from its last checkpoint (a resumed run's wall-clock cap
+restarts, so it may train longer than one sitting would). ``--table`` writes ``audio_budget.md``: one row per lever,
+mean ± std over the seeds run. Needs ../shared/data/fsdd and ../shared/data/emodb.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RECIPE = "recipes/audio/byola_cpu_8min.yaml"
+RESULTS = ROOT / "benchmarks" / "results" / "audio_budget.jsonl"
+EVALS = ("recipes/eval/emodb.yaml", "recipes/eval/fsdd.yaml")
+TASKS = ("emodb", "fsdd_digits", "fsdd_speaker")
+FSDD = ROOT.parent / "shared" / "data" / "fsdd"
+EMODB = ROOT.parent / "shared" / "data" / "emodb"
+
+
+def _part(root: str, audio_dir: str) -> str:
+    return (f"{{name: audio_folder, root: {root}, metadata: metadata.csv, audio_dir: {audio_dir}, split: train, "
+            "sample_rate: 16000, unit_sec: 0.95}")
+
+
+FSDD_AND_EMODB = ("data.dataset={name: concat, datasets: [" + _part("../shared/data/fsdd", "recordings") + ", "
+                  + _part("../shared/data/emodb", "wav") + "]}")
+MONITORS = ("trainer.hooks=[{name: rankme, every: 100, pool: 512}, {name: probe, recipe: recipes/eval/emodb.yaml, "
+            "every_epochs: 4}, {name: probe, recipe: recipes/eval/fsdd.yaml, task: fsdd_digits, max_train: 500, "
+            "max_test: 300, every_epochs: 4}]")
+
+# label: (what it changes, overrides of RECIPE)
+LEVERS: dict[str, tuple[str, list[str]]] = {
+    "reference": ("the issue's first data point: FSDD train only, d=512, batch 64, lr 3e-4, τ 0.99", []),
+    "emodb_too": ("+ EmoDB's 304 training clips (unlabeled) beside FSDD's 2,000", [FSDD_AND_EMODB, MONITORS]),
+    "shipped": ("recipes/audio/byola_cpu_8min.yaml as shipped", []),
+}
+
+
+def _metrics(run_dir: Path) -> dict:
+    from ssl_toolkit.train.metrics import read_metrics
+
+    rows = read_metrics(run_dir)
+    last = rows[-1]
+    rankme = [float(r["rankme"]) for r in rows if r.get("rankme") not in (None, "")]
+    return {"steps": int(last["step"]), "train_s": round(float(last["elapsed_s"]), 1), "final_loss": float(last["loss"]),
+            "final_collapse": float(last["collapse"]), "rankme": rankme[-1] if rankme else None,
+            "samples_per_s": round(float(last["samples_per_s"]), 1)}
+
+
+def _eval(run_dir: Path) -> dict:
+    """{system: {task: [3 probe-seed scores]}} for the model, random init and log-mel."""
+    from ssl_toolkit.eval.runner import run_eval
+    from ssl_toolkit.eval.schema import load_eval_recipe
+
+    scores: dict = {}
+    for path in EVALS:
+        recipe = load_eval_recipe(ROOT / path, ["plots.enabled=false", "device=cpu"])
+        res = run_eval(recipe, str(run_dir), out_dir=run_dir / "eval" / Path(path).stem, quiet=True)
+        systems = {"model": res["tasks"], **{k: v["tasks"] for k, v in res["baselines"].items()}}
+        for system, tasks in systems.items():
+            for task, entry in tasks.items():
+                scores.setdefault(system, {})[task] = entry["runs"]
+    return scores
+
+
+def run_one(label: str, seed: int, out: Path) -> dict:
+    from ssl_toolkit.recipe import load_recipe
+    from ssl_toolkit.train.trainer import Trainer
+
+    what, overrides = LEVERS[label]
+    run_dir = out / f"{label}-s{seed}"
+    train_ov = ["trainer.progress=false", "trainer.tensorboard=false", f"seed={seed}", *overrides]
+    t0 = time.perf_counter()
+    if not (run_dir / "encoder.pt").exists():
+        Trainer(load_recipe(ROOT / RECIPE, train_ov), out_dir=run_dir, resume="auto", quiet=True).fit()
+        if not (run_dir / "encoder.pt").exists():
+            raise SystemExit(f"training of {run_dir} was interrupted; rerun the same command to finish it")
+    recipe = load_recipe(ROOT / RECIPE, train_ov)
+    row = {"lever": label, "what": what, "seed": seed, "recipe": RECIPE, "overrides": overrides,
+           "feature_d": recipe.model.encoder.params["feature_d"], **_metrics(run_dir)}
+    row["scores"] = _eval(run_dir)
+    row.update({"units": "fraction", "wall_s": round(time.perf_counter() - t0, 1), "host": platform.node(),
+                "finished": datetime.now().isoformat(timespec="seconds")})
+    return row
+
+
+def logged(path: Path = RESULTS) -> list[dict]:
+    rows = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:  # a line cut short by a kill
+                continue
+    return rows
+
+
+def _ms(values: list[float]) -> str:
+    import numpy as np
+
+    v = 100 * np.asarray(values, dtype=float)
+    return f"{v.mean():.1f} ± {v.std(ddof=1):.1f}" if len(v) > 1 else f"{v.mean():.1f}"
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown: per lever, mean ± std over pretraining seeds of each task's mean over probe seeds; the random
+    and log-mel rows come from the same evals (mean over probe seeds, then over the evals)."""
+    import numpy as np
+
+    lines = ["# BYOL-A on a CPU budget (benchmarks/bench_audio_budget.py)", "",
+             f"Recipe `{RECIPE}` + each lever's overrides; EVAR linear probe, mean of 3 probe seeds per pretraining",
+             "seed, then mean ± std over pretraining seeds (n). Accuracies in %.", "",
+             "| lever | what it changes | n | steps | " + " | ".join(TASKS) + " | RankMe |",
+             "|---|---|---:|---:|" + "---:|" * len(TASKS) + "---:|"]
+    by_lever: dict[str, list[dict]] = {}
+    for r in rows:
+        by_lever.setdefault(r["lever"], []).append(r)
+    base: dict = {}
+    for lever, rs in by_lever.items():
+        cells = [_ms([np.mean(r["scores"]["model"][t]) for r in rs]) for t in TASKS]
+        steps = int(np.mean([r["steps"] for r in rs]))
+        rk = np.mean([r["rankme"] for r in rs if r["rankme"] is not None] or [float("nan")])
+        lines.append(f"| {lever} | {rs[0]['what']} | {len(rs)} | {steps} | " + " | ".join(cells) + f" | {rk:.0f} |")
+        for r in rs:
+            for system in ("random", "logmel"):
+                for t in TASKS:
+                    if t in r["scores"].get(system, {}):
+                        base.setdefault((system, r["feature_d"], t), []).append(np.mean(r["scores"][system][t]))
+    for system, d in sorted({(s, d) for s, d, _ in base}):
+        cells = [_ms(base[(system, d, t)]) if (system, d, t) in base else "–" for t in TASKS]
+        what = f"random AudioNTT2020 d={d}" if system == "random" else "log-mel time mean+max, no learning"
+        lines.append(f"| *{system}* | {what}; the levers' evals pooled | {len(base[(system, d, TASKS[0])])} | | "
+                     + " | ".join(cells) + " | |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--levers", nargs="*", default=[], choices=sorted(LEVERS))
+    ap.add_argument("--seeds", nargs="*", type=int, default=[0])
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "audio_budget")
+    ap.add_argument("--table", action="store_true", help="only rewrite benchmarks/results/audio_budget.md")
+    args = ap.parse_args(argv)
+    if not args.table and not (FSDD.is_dir() and EMODB.is_dir()):
+        raise SystemExit(f"needs {FSDD} and {EMODB}")
+    import torch
+
+    torch.set_num_threads(2)
+    done = {(r["lever"], r["seed"]) for r in logged()}
+    for label in [] if args.table else args.levers:
+        for seed in args.seeds:
+            if (label, seed) in done:
+                print(f"{label} seed {seed}: logged, skipped")
+                continue
+            row = run_one(label, seed, args.out)
+            RESULTS.parent.mkdir(parents=True, exist_ok=True)
+            with open(RESULTS, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            m = row["scores"]["model"]
+            print(f"{label} seed {seed}: {row['steps']} steps, " +
+                  ", ".join(f"{t} {100 * sum(m[t]) / len(m[t]):.1f}" for t in TASKS), flush=True)
+    (RESULTS.with_suffix(".md")).write_text(table(logged()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

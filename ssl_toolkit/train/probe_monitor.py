@@ -1,0 +1,219 @@
+"""Probe monitor: a labelled downstream score of the online encoder, logged while training ("above random yet?").
+
+solo-learn and lightly run an online kNN on the validation set; here any task of an eval recipe serves, on frozen
+features: ``trainer.hooks: [{name: probe, recipe: recipes/eval/emodb.yaml, every_epochs: 10}]``. The task's
+training items (its ``train`` and ``valid`` rows, at most ``max_train``) fit a fast probe that scores its ``test``
+rows (at most ``max_test``; both capped by a seeded subsample drawn once, so every measurement sees the same items):
+
+- ``knn`` (images' default): the weighted cosine kNN of the eval recipe's ``knn`` settings (Wu et al. 2018, eq. 5
+  with its k and temperature), on raw features;
+- ``ridge`` (audio's default): closed-form ridge regression onto one-hot targets on standardized features
+  (scikit-learn ``RidgeCV``), its penalty chosen among 10^-3..10^4 by exact leave-one-out error on the training
+  items. A linear read-out like EVAR's probe, at a fraction of its cost and without a random number.
+
+The score (accuracy, or mAP for multi-label tasks) is logged as ``monitor_<task>`` at the first logged row, at the
+first log step of every ``every_epochs``-th epoch, and at the last step, with ``monitor_<task>_init``: the same
+probe on the encoder before step 0 (kept in checkpoints, so a resumed run shows the same scale). Items go through
+the views' eval front end (uint8→float / log-mel → pre_norm with the run's statistics, normalize) and the encoder in
+eval mode, under the run's autocast; the hook draws no random number from torch's or numpy's global generators and
+changes no weight or buffer, so the losses are bit-identical with it on or off. Under DDP only rank 0 computes.
+Audio clips are embedded as in eval (``unit_sec`` pieces of the task, averaged); the eval's own ``pre_norm``
+statistics (EVAR: the task's training clips) are not re-measured, so scores differ a little from ``ssl-toolkit eval``.
+"""
+from __future__ import annotations
+
+import re
+import time
+from typing import Literal, Optional
+
+import numpy as np
+import torch
+
+from ..data import BadItem
+from ..params import PositiveInt
+from ..registry import HOOKS
+from .hooks import Hook
+
+RIDGE_ALPHAS = tuple(10.0 ** e for e in range(-3, 5))
+
+
+def ridge_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, num_classes: int,
+                multi_label: bool = False) -> np.ndarray:
+    """Test outputs (N_test, C) of ridge regression onto one-hot (or multi-hot) targets, standardized inputs,
+    the penalty chosen by leave-one-out error (scikit-learn's efficient generalized cross-validation)."""
+    from sklearn.linear_model import RidgeCV
+
+    from ..eval.protocols import standardize
+
+    x_train, x_test = standardize(x_train, x_test)
+    targets = np.asarray(y_train, dtype=np.float64) if multi_label else np.eye(num_classes)[np.asarray(y_train)]
+    model = RidgeCV(alphas=np.asarray(RIDGE_ALPHAS)).fit(x_train.astype(np.float64), targets)
+    return np.asarray(model.predict(x_test.astype(np.float64))).reshape(len(x_test), -1)
+
+
+def _capped(rows: np.ndarray, cap: int, seed: int) -> np.ndarray:
+    rows = np.asarray(rows, dtype=np.int64)
+    return np.sort(np.random.default_rng(seed).permutation(rows)[:cap]) if len(rows) > cap else np.sort(rows)
+
+
+@HOOKS.register("probe")
+class ProbeMonitor(Hook):
+    """A fast probe on one eval task's frozen features, every ``every_epochs`` epochs (``monitor_<task>``)."""
+
+    order = 41
+
+    def __init__(self, recipe: str, task: Optional[str] = None, every_epochs: PositiveInt = 1,
+                 probe: Literal["auto", "knn", "ridge"] = "auto", max_train: PositiveInt = 2000,
+                 max_test: PositiveInt = 1000, batch_size: PositiveInt = 128):
+        if probe not in ("auto", "knn", "ridge"):
+            raise ValueError(f"probe: probe must be 'auto', 'knn' or 'ridge', got {probe!r}")
+        for name, v in (("every_epochs", every_epochs), ("max_train", max_train), ("max_test", max_test),
+                        ("batch_size", batch_size)):
+            if int(v) < 1:
+                raise ValueError(f"probe: {name} must be >= 1, got {v}")
+        self.recipe_path, self.task_name, self.probe = str(recipe), task, probe
+        self.every, self.max_train, self.max_test = int(every_epochs), int(max_train), int(max_test)
+        self.batch_size = int(batch_size)
+        self.init: Optional[float] = None
+        self.next_epoch: Optional[int] = None
+        self.seconds = 0.0
+
+    @property
+    def state_key(self) -> str:  # several probes may run side by side
+        return f"ProbeMonitor[{self.recipe_path}:{self.task_name or ''}]"
+
+    def state_dict(self) -> dict:
+        return {"init": self.init, "next_epoch": self.next_epoch} if self.init is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.init, self.next_epoch = state.get("init"), state.get("next_epoch")
+
+    # ------------------------------------------------------------------ setup
+    def _task(self):
+        from ..eval.schema import load_eval_recipe
+        from ..recipe.errors import RecipeError
+
+        try:
+            recipe = load_eval_recipe(self.recipe_path)
+        except (RecipeError, OSError, ValueError) as e:
+            raise ValueError(f"probe: recipe {self.recipe_path}: {e}") from None
+        tasks = recipe.parsed_tasks
+        names = [t.name for t in tasks]
+        if self.task_name is None:
+            if len(tasks) != 1:
+                raise ValueError(f"probe: {self.recipe_path} has {len(tasks)} tasks ({', '.join(names)}); "
+                                 "name one with task: <name>")
+            return recipe, tasks[0]
+        if self.task_name not in names:
+            raise ValueError(f"probe: no task {self.task_name!r} in {self.recipe_path} (tasks: {', '.join(names)})")
+        return recipe, tasks[names.index(self.task_name)]
+
+    def on_start(self, run):
+        # a fresh run measures at its first row (which fixes metrics.csv's columns); a resumed one continues the
+        # checkpoint's schedule, so it measures where the uninterrupted run would have
+        self.first_row = run.resumed_step is None
+        if self.next_epoch is None:
+            self.next_epoch = self.every
+        if not run.is_main:
+            return
+        from ..eval.schema import AudioTask
+
+        recipe, task = self._task()
+        self.column = "monitor_" + re.sub(r"\W+", "_", task.name)
+        self.modality = "audio" if isinstance(task, AudioTask) else "image"
+        encoder_modality = getattr(run.learner.method.encoder, "modality", None)
+        if encoder_modality is not None and encoder_modality != self.modality:
+            raise ValueError(f"probe: task {task.name!r} of {self.recipe_path} is an {self.modality} task, but this "
+                             f"run trains an {encoder_modality} encoder")
+        self.kind = self.probe if self.probe != "auto" else ("knn" if self.modality == "image" else "ridge")
+        self.knn = recipe.knn
+        views = run.learner.views
+        self.frontend = [op for op in (*views.input.ops, *views.joint.ops) if op.eval_frontend]
+        (self._load_audio if self.modality == "audio" else self._load_images)(run, task, recipe.seed)
+        if self.init is None:
+            self.init = self.measure(run)
+            run.log(f"probe {task.name} ({self.kind}, {len(self.y_train)} train / {len(self.y_test)} test items) "
+                    f"at random init: {100 * self.init:.1f} %")
+
+    def _load_audio(self, run, task, seed: int) -> None:
+        from ..audio.embedding import frontend_sample_rate
+        from ..eval.audio_tasks import decode_all, load_task
+
+        data = load_task(task)
+        unit = data.units[0]
+        fit = unit.train if unit.valid is None else np.concatenate([unit.train, unit.valid])
+        rows = {"train": _capped(fit, self.max_train, seed), "test": _capped(unit.test, self.max_test, seed + 1)}
+        self.sample_rate = frontend_sample_rate(self.frontend)
+        self.task, self.multi_label, self.num_classes = task, data.multi_label, data.num_classes
+        for role, idx in rows.items():
+            sub = type(data)(task, data.csv_path, data.base, [data.files[i] for i in idx], data.labels[idx],
+                             data.classes, [], data.csv_sha256)
+            waves = decode_all(sub, self.sample_rate, progress=False)
+            ok = [i for i, w in enumerate(waves) if w is not None]
+            setattr(self, f"x_{role}", [waves[i] for i in ok])
+            setattr(self, f"y_{role}", data.labels[idx][ok])
+
+    def _load_images(self, run, task, seed: int) -> None:
+        from ..eval.image import load_task
+
+        data = load_task(task)
+        self.multi_label, self.num_classes = False, data.num_classes
+        parts = {"train": [data.splits["train"]] + ([data.splits["valid"]] if "valid" in data.splits else []),
+                 "test": [data.splits["test"]]}
+        for role, splits in parts.items():
+            pairs = [(s, i) for s in splits for i in range(len(s.dataset))]
+            cap = self.max_train if role == "train" else self.max_test
+            chosen = _capped(np.arange(len(pairs)), cap, seed + (role == "test"))
+            xs, ys = [], []
+            for j in chosen:
+                split, i = pairs[j]
+                item = split.dataset[i]
+                if not isinstance(item, BadItem):
+                    xs.append(torch.as_tensor(item[0]))
+                    ys.append(int(split.labels[i]))
+            setattr(self, f"x_{role}", torch.stack(xs))
+            setattr(self, f"y_{role}", np.asarray(ys, dtype=np.int64))
+
+    # ------------------------------------------------------------------ measuring
+    def _features(self, run, items) -> np.ndarray:
+        from ..audio.embedding import embed_clips
+        from .rankme import online_features
+
+        if self.modality == "image":
+            return online_features(run, items, self.frontend, self.batch_size)[0].numpy()
+        device = run.learner.device
+        encoder = run.learner.method.encoder
+        mode = encoder.training
+        encoder.eval()
+        try:
+            return embed_clips(items, encoder, self.frontend, self.sample_rate, self.task.unit_sec,
+                               self.task.long_clips, device=device, batch_size=self.batch_size,
+                               precision=run.recipe.precision)
+        finally:
+            encoder.train(mode)
+
+    def measure(self, run) -> float:
+        """The probe's test score of the online encoder now."""
+        from ..eval.protocols import knn_predict, score
+
+        t0 = time.perf_counter()
+        train, test = self._features(run, self.x_train), self._features(run, self.x_test)
+        if self.kind == "knn":
+            out = knn_predict(train, self.y_train, test, self.num_classes, self.knn.k, self.knn.temperature)
+        else:
+            out = ridge_probe(train, self.y_train, test, self.num_classes, self.multi_label)
+        self.seconds += time.perf_counter() - t0
+        return float(score(out, self.y_test, self.multi_label))
+
+    def on_log(self, run, row):
+        if not run.is_main:
+            return
+        if self.first_row or run.pos.epoch >= self.next_epoch or run.done:
+            row[self.column] = self.measure(run)
+            row[f"{self.column}_init"] = self.init
+            self.next_epoch = (run.pos.epoch // self.every + 1) * self.every
+        self.first_row = False
+
+    def on_end(self, run):
+        if run.is_main and self.seconds:
+            run.log(f"probe {self.column.removeprefix('monitor_')}: {self.seconds:.1f} s spent measuring")
