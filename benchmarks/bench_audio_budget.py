@@ -50,6 +50,13 @@ MONITORS = ("trainer.hooks=[{name: rankme, every: 100, pool: 512}, {name: probe,
 LEVERS: dict[str, tuple[str, list[str]]] = {
     "reference": ("the issue's first data point: FSDD train only, d=512, batch 64, lr 3e-4, τ 0.99", []),
     "emodb_too": ("+ EmoDB's 304 training clips (unlabeled) beside FSDD's 2,000", [FSDD_AND_EMODB, MONITORS]),
+    "lr_1e-3": ("emodb_too + Adam lr 1e-3 (from 3e-4): a short run takes bigger steps",
+                [FSDD_AND_EMODB, MONITORS, "optimizer.lr=0.001"]),
+    "freq_strong": ("emodb_too + stronger frequency stretch in random_resize_crop (freq_scale 0.5-2.0, from 0.6-1.5): "
+                    "views differ more in pitch/formants, i.e. in speaker", [FSDD_AND_EMODB, MONITORS,
+                    "views.branches.0.1.freq_scale=[0.5, 2.0]", "views.branches.1.1.freq_scale=[0.5, 2.0]"]),
+    "d2048": ("emodb_too + AudioNTT2020 d=2048 (the paper's; from 512): bigger, fewer steps in the budget",
+              [FSDD_AND_EMODB, MONITORS, "model.encoder.feature_d=2048"]),
     "shipped": ("recipes/audio/byola_cpu_8min.yaml as shipped", []),
 }
 
