@@ -161,8 +161,21 @@ def test_audio_probe_on_the_demo_task_does_not_change_training(tmp_path):
     probe = (f"trainer.hooks=[{{name: probe, recipe: {ROOT}/recipes/eval/fsdd_demo.yaml, max_train: 40, max_test: 20, "
              "every_epochs: 1}]")
     off = Trainer(load_recipe(recipe, base), out_dir=tmp_path / "off", quiet=True).fit()
-    on = Trainer(load_recipe(recipe, [*base, probe]), out_dir=tmp_path / "on", quiet=True).fit()
+    trainer = Trainer(load_recipe(recipe, [*base, probe]), out_dir=tmp_path / "on", quiet=True)
+    on = trainer.fit()
     assert [r["loss"] for r in rows(off)] == [r["loss"] for r in rows(on)]
+    # EVAR pre-normalization: the probe's clips are normalized with the statistics of its own training clips
+    # (population mean / std of their log-mel pieces), while the run keeps the statistics of its training data
+    from ssl_toolkit.audio.embedding import Pieces, split_frontend
+    hook = next(h for h in trainer.hooks.hooks if isinstance(h, probe_monitor.ProbeMonitor))
+    upstream, probe_norm, _ = split_frontend(hook.frontend)
+    _, run_norm, _ = split_frontend(list(trainer.run.learner.views.input.ops))
+    pieces = Pieces.cut(hook.x_train, hook.task.unit_sec, hook.sample_rate, hook.task.long_clips)
+    with torch.no_grad():
+        mel = torch.cat([torch.nn.Sequential(*upstream)(pieces.batch(idx)) for idx in pieces.batches(16)])
+    assert float(probe_norm.mean) == pytest.approx(mel.double().mean().item(), rel=1e-4)
+    assert float(probe_norm.std) == pytest.approx(mel.double().std(unbiased=False).item(), rel=1e-4)
+    assert abs(float(run_norm.mean) - float(probe_norm.mean)) > 0.1  # FSDD training audio vs these clips
     got = [r["monitor_fsdd_mini_digits"] for r in rows(on)]
     assert got[0] and got[-1] and all(0 <= float(v) <= 1 for v in got)
     assert float(rows(on)[0]["monitor_fsdd_mini_digits_init"]) >= 0.0
