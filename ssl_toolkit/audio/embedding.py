@@ -130,30 +130,47 @@ class Pieces:
                 yield idx[s:s + batch_size]
 
 
+def frontend_batches(waves: list, frontend: list, sample_rate: int, unit_sec: float, long_clips: str = "chunks", *,
+                     device="cpu", batch_size: int = 64, desc: str = "embedding", progress: bool = False):
+    """Yields (owner clip of each piece, fp32 front-end output) for batches of equal-size pieces of ``waves``
+    (the input of :func:`embed_batches`; the front end has no weights, so a caller may keep the list)."""
+    from tqdm.auto import tqdm
+
+    pieces = Pieces.cut(waves, unit_sec, sample_rate, long_clips)
+    front = Pipeline(list(frontend))
+    for idx in tqdm(list(pieces.batches(batch_size)), desc=desc, unit="batch", disable=not progress, leave=False):
+        with torch.inference_mode():
+            x = front(pieces.batch(idx).to(torch.device(device)))  # fp32, outside autocast
+        yield pieces.clip[idx], x
+
+
+def embed_batches(batches, encoder: Callable[[torch.Tensor], torch.Tensor], n_clips: int, *,
+                  precision: str = "fp32") -> np.ndarray:
+    """(n_clips, D) float32: per clip, the mean of ``encoder(x)`` over its pieces in ``batches`` of
+    (owner clip, front-end output)."""
+    out: Optional[np.ndarray] = None
+    counts = np.zeros(n_clips, dtype=np.float64)
+    with torch.inference_mode():
+        for clip, x in batches:
+            with precision_autocast(x.device, precision):
+                y = encoder(x)
+            y = y.float().cpu().numpy().astype(np.float64)
+            if out is None:
+                out = np.zeros((n_clips, y.shape[1]), dtype=np.float64)
+            np.add.at(out, clip, y)
+            np.add.at(counts, clip, 1.0)
+    return (out / counts[:, None]).astype(np.float32)
+
+
 def embed_clips(waves: list, encoder: Callable[[torch.Tensor], torch.Tensor], frontend: list, sample_rate: int,
                 unit_sec: float, long_clips: str = "chunks", *, device="cpu", batch_size: int = 64,
                 precision: str = "fp32", desc: str = "embedding", progress: bool = False) -> np.ndarray:
     """(N, D) float32 scene embeddings of ``waves`` (float32 mono arrays at ``sample_rate``): per clip,
     the mean over its pieces of ``encoder(frontend(pieces))``. The clips must pass :func:`check_waveforms`;
     zero clips give a (0, 0) array."""
-    from tqdm.auto import tqdm
-
     check_waveforms(waves, what="embed_clips")
     if not waves:
         return np.zeros((0, 0), dtype=np.float32)
-    pieces = Pieces.cut(waves, unit_sec, sample_rate, long_clips)
-    front = Pipeline(list(frontend))
-    device = torch.device(device)
-    out: Optional[np.ndarray] = None
-    with torch.inference_mode():
-        for idx in tqdm(list(pieces.batches(batch_size)), desc=desc, unit="batch", disable=not progress,
-                        leave=False):
-            x = front(pieces.batch(idx).to(device))  # fp32, outside autocast
-            with precision_autocast(device, precision):
-                y = encoder(x)
-            y = y.float().cpu().numpy().astype(np.float64)
-            if out is None:
-                out = np.zeros((len(waves), y.shape[1]), dtype=np.float64)
-            np.add.at(out, pieces.clip[idx], y)
-    counts = np.bincount(pieces.clip, minlength=len(waves)).astype(np.float64)
-    return (out / counts[:, None]).astype(np.float32)
+    batches = frontend_batches(waves, frontend, sample_rate, unit_sec, long_clips, device=device,
+                               batch_size=batch_size, desc=desc, progress=progress)
+    return embed_batches(batches, encoder, len(waves), precision=precision)

@@ -38,6 +38,7 @@ from ..registry import HOOKS
 from .hooks import Hook
 
 RIDGE_ALPHAS = tuple(10.0 ** e for e in range(-3, 5))
+MAX_KEPT_BYTES = 512 * 2 ** 20  # audio: front-end output kept between measurements
 
 
 def ridge_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, num_classes: int,
@@ -80,6 +81,8 @@ class ProbeMonitor(Hook):
         self.init: Optional[float] = None
         self.next_epoch: Optional[int] = None
         self.seconds = 0.0
+        self.frontend_out: dict = {}
+        self.kept_bytes = 0
 
     @property
     def state_key(self) -> str:  # several probes may run side by side
@@ -188,29 +191,47 @@ class ProbeMonitor(Hook):
             setattr(self, f"y_{role}", np.asarray(ys, dtype=np.int64))
 
     # ------------------------------------------------------------------ measuring
-    def _features(self, run, items) -> np.ndarray:
-        from ..audio.embedding import embed_clips
+    def _features(self, run, role: str) -> np.ndarray:
+        from ..audio.embedding import embed_batches, frontend_batches
         from .rankme import online_features
 
+        items = getattr(self, f"x_{role}")
         if self.modality == "image":
             return online_features(run, items, self.frontend, self.batch_size)[0].numpy()
-        device = run.learner.device
+        batches = self.frontend_out.get(role)
+        if batches is None:
+            batches = self._keeping(role, frontend_batches(
+                items, self.frontend, self.sample_rate, self.task.unit_sec, self.task.long_clips,
+                device=run.learner.device, batch_size=self.batch_size))
         encoder = run.learner.method.encoder
         mode = encoder.training
         encoder.eval()
         try:
-            return embed_clips(items, encoder, self.frontend, self.sample_rate, self.task.unit_sec,
-                               self.task.long_clips, device=device, batch_size=self.batch_size,
-                               precision=run.recipe.precision)
+            return embed_batches(batches, encoder, len(items), precision=run.recipe.precision)
         finally:
             encoder.train(mode)
+
+    def _keeping(self, role: str, batches):
+        """Passes ``batches`` through and keeps them for the next measurements while all kept front-end output
+        fits in MAX_KEPT_BYTES (the front end has no weights, so its output does not change)."""
+        kept: Optional[list] = []
+        for clip, x in batches:
+            if kept is not None:
+                self.kept_bytes += x.numel() * x.element_size()
+                if self.kept_bytes <= MAX_KEPT_BYTES:
+                    kept.append((clip, x))
+                else:
+                    kept = None
+            yield clip, x
+        if kept is not None:
+            self.frontend_out[role] = kept
 
     def measure(self, run) -> float:
         """The probe's test score of the online encoder now."""
         from ..eval.protocols import knn_predict, score
 
         t0 = time.perf_counter()
-        train, test = self._features(run, self.x_train), self._features(run, self.x_test)
+        train, test = self._features(run, "train"), self._features(run, "test")
         if self.kind == "knn":
             out = knn_predict(train, self.y_train, test, self.num_classes, self.knn.k, self.knn.temperature)
         else:

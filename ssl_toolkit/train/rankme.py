@@ -17,6 +17,7 @@ computes.
 """
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 import numpy as np
@@ -82,6 +83,7 @@ class RankMeMonitor(Hook):
         self.every, self.pool_size, self.batch_size = int(every), int(pool), int(batch_size)
         self.init: dict = {}
         self.next_at = 0
+        self.seconds = 0.0
 
     def state_dict(self) -> dict:
         return {"init": self.init, "next_at": self.next_at}
@@ -113,8 +115,11 @@ class RankMeMonitor(Hook):
                     f"{self.init['rankme_proj']:.1f} (pool {x.shape[0]})")
 
     def measure(self, run) -> dict:
+        t0 = time.perf_counter()
         feats, projs = online_features(run, self.items, self.frontend, self.batch_size, projector=True)
-        return {"rankme": rankme(feats), "rankme_proj": rankme(projs)}
+        out = {"rankme": rankme(feats), "rankme_proj": rankme(projs)}
+        self.seconds += time.perf_counter() - t0
+        return out
 
     def on_log(self, run, row):
         """Measures at the first logged row, at the first log step at or past each multiple of ``every``, and at
@@ -127,3 +132,7 @@ class RankMeMonitor(Hook):
             row.update({f"{k}_init": v for k, v in self.init.items()})
             self.next_at = (step // self.every + 1) * self.every
         self.first_row = False
+
+    def on_end(self, run):
+        if run.is_main and self.seconds:
+            run.log(f"rankme: {self.seconds:.1f} s spent measuring")

@@ -176,6 +176,12 @@ def test_audio_probe_on_the_demo_task_does_not_change_training(tmp_path):
     assert float(probe_norm.mean) == pytest.approx(mel.double().mean().item(), rel=1e-4)
     assert float(probe_norm.std) == pytest.approx(mel.double().std(unbiased=False).item(), rel=1e-4)
     assert abs(float(run_norm.mean) - float(probe_norm.mean)) > 0.1  # FSDD training audio vs these clips
+    # the front end's output is kept between measurements and scores exactly as recomputing it
+    assert set(hook.frontend_out) == {"train", "test"}
+    kept = hook.measure(trainer.run)
+    hook.frontend_out.clear()
+    hook.kept_bytes = probe_monitor.MAX_KEPT_BYTES  # full: nothing more is kept
+    assert hook.measure(trainer.run) == kept and not hook.frontend_out
     got = [r["monitor_fsdd_mini_digits"] for r in rows(on)]
     assert got[0] and got[-1] and all(0 <= float(v) <= 1 for v in got)
     assert float(rows(on)[0]["monitor_fsdd_mini_digits_init"]) >= 0.0
