@@ -11,10 +11,10 @@ rows (at most ``max_test``; both capped by a seeded subsample drawn once, so eve
   (scikit-learn ``RidgeCV``), its penalty chosen among 10^-3..10^4 by exact leave-one-out error on the training
   items. A linear read-out like EVAR's probe, at a fraction of its cost and without a random number.
 
-The score (accuracy, or mAP for multi-label tasks) is logged as ``monitor_<task>`` at the first logged row, at the
-first log step of every ``every_epochs``-th epoch, and at the last step, with ``monitor_<task>_init``: the same
+The score (accuracy, or mAP for multi-label tasks) is logged as ``monitor_<task>`` at the first log step of every
+``every_epochs``-th epoch and at the last step, with ``monitor_<task>_init``: the same
 probe on the encoder before step 0 (kept in checkpoints, so a resumed run shows the same scale). Items go through
-the views' eval front end (uint8→float / log-mel → pre_norm with the run's statistics, normalize) and the encoder in
+the views' eval front end (uint8→float / log-mel → pre_norm, normalize) and the encoder in
 eval mode, under the run's autocast; the hook draws no random number from torch's or numpy's global generators and
 changes no weight or buffer, so the losses are bit-identical with it on or off. Under DDP only rank 0 computes.
 Audio clips are embedded as in eval (``unit_sec`` pieces of the task, averaged), with ``pre_norm`` statistics measured
@@ -115,7 +115,7 @@ class ProbeMonitor(Hook):
         return recipe, tasks[names.index(self.task_name)]
 
     def on_start(self, run):
-        # a fresh run measures at its first row (which fixes metrics.csv's columns); a resumed one continues the
+        # a fresh run's first row fixes metrics.csv's columns (empty unless measured); a resumed one continues the
         # checkpoint's schedule, so it measures where the uninterrupted run would have
         self.first_row = run.resumed_step is None
         if self.next_epoch is None:
@@ -242,10 +242,14 @@ class ProbeMonitor(Hook):
     def on_log(self, run, row):
         if not run.is_main:
             return
-        if self.first_row or run.pos.epoch >= self.next_epoch or run.done:
+        if run.pos.epoch >= self.next_epoch or run.done:
             row[self.column] = self.measure(run)
-            row[f"{self.column}_init"] = self.init
             self.next_epoch = (run.pos.epoch // self.every + 1) * self.every
+        elif self.first_row:  # the first row fixes metrics.csv's columns; the init value stands for step 0
+            row[self.column] = ""
+        else:
+            return
+        row[f"{self.column}_init"] = self.init
         self.first_row = False
 
     def on_end(self, run):

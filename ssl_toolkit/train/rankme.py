@@ -9,9 +9,8 @@ more of the spectrum's tail, so compare values measured with the same ``pool``.
 The :class:`RankMeMonitor` hook (``trainer.hooks: [{name: rankme, every: 100, pool: 512}]``) embeds a fixed pool
 of un-augmented training items (the first ``pool`` items of a seeded permutation, through the views' front-end
 ops: uint8→float / log-mel → pre_norm, normalize) with the online encoder and projector in eval mode and logs
-``rankme`` and ``rankme_proj`` at the first logged row, then at the first log step at or past every multiple of
-``every``, and at the last step, with the values of the
-random init measured before step 0 (``rankme_init``, ``rankme_proj_init``) for scale. It draws no random
+``rankme`` and ``rankme_proj`` at the first log step at or past every multiple of ``every`` and at the last step,
+with the values of the random init measured before step 0 (``rankme_init``, ``rankme_proj_init``) for scale. It draws no random
 number and changes no weight or buffer, so training is bit-identical with it on or off; under DDP only rank 0
 computes.
 """
@@ -82,17 +81,17 @@ class RankMeMonitor(Hook):
                 raise ValueError(f"rankme: {name} must be >= 1, got {v}")
         self.every, self.pool_size, self.batch_size = int(every), int(pool), int(batch_size)
         self.init: dict = {}
-        self.next_at = 0
+        self.next_at = self.every
         self.seconds = 0.0
 
     def state_dict(self) -> dict:
         return {"init": self.init, "next_at": self.next_at}
 
     def load_state_dict(self, state: dict) -> None:
-        self.init, self.next_at = dict(state.get("init", {})), int(state.get("next_at", 0))
+        self.init, self.next_at = dict(state.get("init", {})), int(state.get("next_at", self.every))
 
     def on_start(self, run):
-        # a fresh run measures at its first row (which fixes metrics.csv's columns); a resumed one continues the
+        # a fresh run's first row fixes metrics.csv's columns (empty unless measured); a resumed one continues the
         # checkpoint's schedule
         self.first_row = run.resumed_step is None
         if not run.is_main:
@@ -122,15 +121,19 @@ class RankMeMonitor(Hook):
         return out
 
     def on_log(self, run, row):
-        """Measures at the first logged row, at the first log step at or past each multiple of ``every``, and at
-        the last step."""
+        """Measures at the first log step at or past each multiple of ``every`` and at the last step; the first
+        row carries the columns (empty unless measured) and the random-init values."""
         if not run.is_main:
             return
         step = run.pos.step
-        if self.first_row or step >= self.next_at or run.done:
+        if step >= self.next_at or run.done:
             row.update(self.measure(run))
-            row.update({f"{k}_init": v for k, v in self.init.items()})
             self.next_at = (step // self.every + 1) * self.every
+        elif self.first_row:  # the first row fixes metrics.csv's columns; the init values stand for step 0
+            row.update({k: "" for k in self.init})
+        else:
+            return
+        row.update({f"{k}_init": v for k, v in self.init.items()})
         self.first_row = False
 
     def on_end(self, run):

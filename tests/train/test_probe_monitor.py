@@ -89,7 +89,8 @@ def test_image_probe_columns_scale_and_no_effect_on_training(image_setup, tmp_pa
     a, b = (TrainingState.load(d / "checkpoints/last.pt").method for d in (off, on))
     assert all(torch.equal(a[k], b[k]) for k in a)
     got = {int(r["step"]): r["monitor_tiny_task"] for r in r_on}
-    assert {k for k, v in got.items() if v} == {2, 10, 12}  # the first row, the first log of epoch 2, the last
+    assert {k for k, v in got.items() if v} == {10, 12}  # the first log of epoch 2, the last step
+    assert got[2] == "" and r_on[0]["monitor_tiny_task_init"]  # the first row: the column and the init scale
     init = {r["monitor_tiny_task_init"] for r in r_on if r["monitor_tiny_task"]}
     assert len(init) == 1 and 0.0 <= float(init.pop()) <= 1.0
     assert all(0.0 <= float(v) <= 1.0 for v in got.values() if v)
@@ -118,7 +119,9 @@ def test_image_probe_resumes_with_the_same_scale_and_values(image_setup, tmp_pat
     Trainer(load_recipe(recipe, [*common, "trainer.max_steps=8"]), out_dir=out, resume="auto", quiet=True).fit()
     ref = Trainer(load_recipe(recipe, [*common, "trainer.max_steps=8"]), out_dir=tmp_path / "ref", quiet=True).fit()
     assert [r["loss"] for r in rows(ref)] == [r["loss"] for r in rows(out)]
-    assert [r["monitor_tiny_task"] for r in rows(ref)] == [r["monitor_tiny_task"] for r in rows(out)]
+    # the first part also measured at its own last step (4); every measurement of the straight run is repeated
+    ref_v, out_v = ({r["step"]: r["monitor_tiny_task"] for r in rows(d)} for d in (ref, out))
+    assert ref_v["8"] and all(out_v[k] == v for k, v in ref_v.items() if v)
     assert {r["monitor_tiny_task_init"] for r in rows(out) if r["monitor_tiny_task_init"]} == \
         {r["monitor_tiny_task_init"] for r in rows(ref) if r["monitor_tiny_task_init"]}
 
@@ -149,7 +152,7 @@ def test_image_probe_under_ddp_rank0_computes(image_setup, tmp_path):
                            "-m", "ssl_toolkit", "train", *args], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr  # no deadlock, no error on rank 1
     got = [r["monitor_tiny_task"] for r in rows(tmp_path / "ddp")]
-    assert got[0] and got[-1] and all(0 <= float(v) <= 1 for v in got if v)
+    assert got[-1] and all(0 <= float(v) <= 1 for v in got if v)
 
 
 # ----------------------------------------------------------------------------- an audio run
@@ -183,5 +186,5 @@ def test_audio_probe_on_the_demo_task_does_not_change_training(tmp_path):
     hook.kept_bytes = probe_monitor.MAX_KEPT_BYTES  # full: nothing more is kept
     assert hook.measure(trainer.run) == kept and not hook.frontend_out
     got = [r["monitor_fsdd_mini_digits"] for r in rows(on)]
-    assert got[0] and got[-1] and all(0 <= float(v) <= 1 for v in got)
+    assert got[-1] and all(0 <= float(v) <= 1 for v in got if v)
     assert float(rows(on)[0]["monitor_fsdd_mini_digits_init"]) >= 0.0

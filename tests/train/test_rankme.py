@@ -55,7 +55,8 @@ def test_monitor_logs_columns_and_does_not_change_training(tensor_recipe, tmp_pa
     a, b = (TrainingState.load(d / "checkpoints/last.pt").method for d in (off, on))
     assert all(torch.equal(a[k], b[k]) for k in a)
     got = {int(r["step"]): r["rankme"] for r in r_on}
-    assert set(k for k, v in got.items() if v) == {2, 4, 8, 12}  # the first row, every 4 steps, the last
+    assert set(k for k, v in got.items() if v) == {4, 8, 12}  # every 4 steps and the last
+    assert got[2] == ""  # the first row carries the columns and the init values, measured before step 0
     init = float(r_on[0]["rankme_init"])
     assert 1 <= init <= 32 and 1 <= float(r_on[0]["rankme_proj_init"]) <= 16  # ≤ min(pool, D)
     assert all(1 <= float(v) <= 32 for v in got.values() if v)
@@ -93,4 +94,4 @@ def test_monitor_under_ddp_rank0_computes_and_training_matches_one_process(singl
     for k in a:
         if a[k].is_floating_point():
             assert torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-5), k
-    assert [bool(r["rankme"]) for r in rows(tmp_path / "ddp")] == [True, True, True]  # steps 2, 4 (≥ 3), 6
+    assert [bool(r["rankme"]) for r in rows(tmp_path / "ddp")] == [False, True, True]  # steps 4 (≥ 3) and 6
