@@ -72,6 +72,11 @@ def monitors(run_dir: Path, task: str) -> dict[str, list[tuple[int, float]]]:
     return out
 
 
+def monitors_steps(run_dir: Path) -> list[str]:
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return [r["step"] for r in csv.DictReader(f)]
+
+
 def nearest(series: list[tuple[int, float]], step: int) -> float:
     return min(series, key=lambda sv: (abs(sv[0] - step), sv[0]))[1]
 
@@ -146,11 +151,14 @@ def main(argv=None) -> int:
             except ValueError:  # a line cut short by a kill
                 continue
     points = [(int(p.stem.split("_")[1]), str(p)) for p in sorted((run_dir / "checkpoints").glob("step_*.pt"))]
-    points = [(0, "random")] + points
+    final = int(monitors_steps(run_dir)[-1])
+    points = [(0, "random")] + points + ([(final, str(run_dir))] if final not in {p for p, _ in points} else [])
     for step, ckpt in points:
         if step in done:
             continue
         res = evaluate(args.setup, str(run_dir) if ckpt == "random" else ckpt, run_dir / "eval" / f"step_{step}")
+        if ckpt == str(run_dir):
+            ckpt = str(run_dir / "checkpoints" / "last.pt")
         row = {"setup": args.setup, "step": step, "checkpoint": ckpt, "units": "fraction",
                **(res["random"] if ckpt == "random" else res["model"])}
         with open(log, "a") as f:
