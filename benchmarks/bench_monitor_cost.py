@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import re
 import statistics
 import subprocess
@@ -49,10 +50,13 @@ def train_seconds(recipe: str, overrides: list[str], out: Path) -> tuple[float, 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--only", nargs="*", default=None, help="recipe names (the start of the table's names)")
+    ap.add_argument("--merge", action="store_true", help="keep the other recipes' rows of the existing JSON")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = ap.parse_args()
     shared = (ROOT.parent / "shared" / "data").is_dir()
-    todo = {n: v for n, v in RECIPES.items() if shared or not v[2]}
+    todo = {n: v for n, v in RECIPES.items() if (shared or not v[2])
+            and (args.only is None or any(n.startswith(o) for o in args.only))}
     times = {n: {"on": [], "off": [], "spent": []} for n in todo}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
@@ -66,18 +70,23 @@ def main() -> None:
                         times[name]["spent"].append(spent)
                     print(f"round {r + 1}: {name}: monitors {label}: {t:.1f} s (monitors' own timers: {spent:.1f} s)",
                           flush=True)
-    lines = ["# Cost of the shipped monitors (trainer.hooks as shipped vs trainer.hooks=[])", "",
-             f"Training wall time (last row's elapsed_s), median of {args.rounds} alternated rounds, 2-core CPU.", "",
-             "| recipe | hooks as shipped (s) | monitors' own timers (s) | share | no hooks (s) | on/off difference |",
-             "|---|---|---|---|---|---|"]
     summary = {}
+    previous = Path(args.out) / "bench_monitor_cost.json"
+    if args.merge and previous.exists():
+        summary = {n: v for n, v in json.loads(previous.read_text())["results"].items() if n in RECIPES}
     for name, t in times.items():
         on, off, spent = statistics.median(t["on"]), statistics.median(t["off"]), statistics.median(t["spent"])
         summary[name] = {"on_s": on, "off_s": off, "spent_s": spent, "share": spent / on, "overhead": on / off - 1,
-                         **t}
-        lines.append(f"| {name} | {on:.1f} | {spent:.1f} | {100 * spent / on:.1f} % | {off:.1f} | "
-                     f"{100 * (on / off - 1):+.1f} % |")
-    payload = {"rounds": args.rounds, "results": summary, "environment": environment(torch.device("cpu"))}
+                         "rounds": args.rounds, **t}
+    lines = ["# Cost of the shipped monitors (trainer.hooks as shipped vs trainer.hooks=[])", "",
+             "Training wall time (last row's elapsed_s; median of the alternated rounds), the seconds the monitors' own",
+             "timers report (random-init measurement included) and their share of the wall time, 2-core CPU.", "",
+             "| recipe | rounds | hooks as shipped (s) | monitors' own timers (s) | share | no hooks (s) | on/off |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, v in summary.items():
+        lines.append(f"| {name} | {v.get('rounds', 1)} | {v['on_s']:.1f} | {v['spent_s']:.1f} | "
+                     f"{100 * v['share']:.1f} % | {v['off_s']:.1f} | {100 * v['overhead']:+.1f} % |")
+    payload = {"results": summary, "environment": environment(torch.device("cpu"))}
     print(write_results(args.out, "bench_monitor_cost", payload, lines).read_text())
 
 
