@@ -75,7 +75,11 @@ def training_curves(run_dir: str | Path, out: Optional[str | Path] = None) -> Pa
         scale = 100.0 if key.startswith("monitor_") else 1.0  # probe scores in %
         y = scale * np.array([_num(r[key]) for r in rows])
         ok = np.isfinite(y)
-        ax.plot(step[ok], y[ok], lw=1.2, marker="o" if ok.sum() < 30 else None, ms=3)
+        init = math.nan
+        if key.startswith(("rankme", "monitor_")) and f"{key}_init" in rows[0]:  # the random-init value, at step 0
+            init = scale * next((v for v in (_num(r[f"{key}_init"]) for r in rows) if np.isfinite(v)), math.nan)
+        x0, y0 = (step[ok], y[ok]) if not np.isfinite(init) else (np.r_[0, step[ok]], np.r_[init, y[ok]])
+        ax.plot(x0, y0, lw=1.2, marker="o" if ok.sum() < 30 else None, ms=3)
         if key == "loss" and ok.sum() > 10:  # smoothed trend
             w = max(3, ok.sum() // 20)
             smooth = np.convolve(y[ok], np.ones(w) / w, mode="valid")
@@ -84,11 +88,10 @@ def training_curves(run_dir: str | Path, out: Optional[str | Path] = None) -> Pa
         if key == "collapse":
             ax.axhline(0.25, color="grey", ls="--", lw=0.8)
             ax.set_ylim(bottom=0)
-        if (key.startswith(("rankme", "monitor_"))) and f"{key}_init" in rows[0]:  # the random-init value, for scale
-            init = scale * next((v for v in (_num(r[f"{key}_init"]) for r in rows) if np.isfinite(v)), math.nan)
-            if np.isfinite(init):
-                ax.axhline(init, color="grey", ls="--", lw=0.8, label=f"random init {init:.1f}")
-                ax.legend(fontsize=8)
+        if np.isfinite(init):  # for scale: the curve starts there
+            ax.axhline(init, color="grey", ls="--", lw=0.8, label=f"random init {init:.1f} (step 0)")
+            ax.legend(fontsize=8)
+        if key.startswith(("rankme", "monitor_")):
             ax.set_ylim(bottom=0)
         if key == "lr":
             ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
