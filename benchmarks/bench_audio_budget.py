@@ -67,7 +67,8 @@ def _metrics(run_dir: Path) -> dict:
     rows = read_metrics(run_dir)
     last = rows[-1]
     rankme = [float(r["rankme"]) for r in rows if r.get("rankme") not in (None, "")]
-    return {"steps": int(last["step"]), "train_s": round(float(last["elapsed_s"]), 1), "final_loss": float(last["loss"]),
+    return {"steps": int(last["step"]), "train_s": round(float(last["elapsed_s"]), 1),
+            "final_loss": float(last["loss"]),
             "final_collapse": float(last["collapse"]), "rankme": rankme[-1] if rankme else None,
             "samples_per_s": round(float(last["samples_per_s"]), 1)}
 

@@ -1,4 +1,4 @@
-"""Do the live quality signals mean something? RankMe and the probe monitor against the linear evaluation, over training.
+"""Do the live quality signals mean something? RankMe and the probe monitor vs the linear evaluation, over training.
 
 One run of a shipped recipe with dense monitors and kept checkpoints; every checkpoint is then evaluated with the
 task's eval recipe (the EVAR linear probe, 3 seeds, for audio; the converged linear probe and kNN for CIFAR-10),

@@ -10,8 +10,8 @@ The :class:`RankMeMonitor` hook (``trainer.hooks: [{name: rankme, every: 100, po
 of un-augmented training items (the first ``pool`` items of a seeded permutation, through the views' front-end
 ops: uint8→float / log-mel → pre_norm, normalize) with the online encoder and projector in eval mode and logs
 ``rankme`` and ``rankme_proj`` at the first log step at or past every multiple of ``every`` and at the last step,
-with the values of the random init measured before step 0 (``rankme_init``, ``rankme_proj_init``) for scale. It draws no random
-number and changes no weight or buffer, so training is bit-identical with it on or off; under DDP only rank 0
+with the values of the random init measured before step 0 (``rankme_init``, ``rankme_proj_init``) for scale. It draws
+no random number and changes no weight or buffer, so training is bit-identical with it on or off; under DDP only rank 0
 computes.
 """
 from __future__ import annotations

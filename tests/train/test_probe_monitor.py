@@ -130,7 +130,8 @@ def test_probe_errors_name_the_key_and_what_was_expected(image_setup, tmp_path):
     from ssl_toolkit.recipe import RecipeError
 
     recipe, train, ev = image_setup
-    cases = [(f"{{name: probe, recipe: {ev}, task: nope}}", r"no task 'nope' in .*probe_eval.yaml \(tasks: tiny-task\)"),
+    cases = [(f"{{name: probe, recipe: {ev}, task: nope}}",
+              r"no task 'nope' in .*probe_eval.yaml \(tasks: tiny-task\)"),
              (f"{{name: probe, recipe: {tmp_path / 'missing.yaml'}}}", "missing.yaml"),
              (f"{{name: probe, recipe: {ROOT / 'recipes/eval/fsdd_demo.yaml'}}}",
               "is an audio task, but this run trains an image encoder")]
