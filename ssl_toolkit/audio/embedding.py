@@ -137,10 +137,10 @@ def frontend_batches(waves: list, frontend: list, sample_rate: int, unit_sec: fl
     from tqdm.auto import tqdm
 
     pieces = Pieces.cut(waves, unit_sec, sample_rate, long_clips)
-    front = Pipeline(list(frontend))
+    front, device = Pipeline(list(frontend)), torch.device(device)
     for idx in tqdm(list(pieces.batches(batch_size)), desc=desc, unit="batch", disable=not progress, leave=False):
         with torch.inference_mode():
-            x = front(pieces.batch(idx).to(torch.device(device)))  # fp32, outside autocast
+            x = front(pieces.batch(idx).to(device))  # fp32, outside autocast
         yield pieces.clip[idx], x
 
 

@@ -81,8 +81,7 @@ class ProbeMonitor(Hook):
         self.init: Optional[float] = None
         self.next_epoch: Optional[int] = None
         self.seconds = 0.0
-        self.frontend_out: dict = {}
-        self.kept_bytes = 0
+        self.frontend_out: dict = {}  # audio: role → kept (owner clips, front-end output) batches
 
     @property
     def state_key(self) -> str:  # several probes may run side by side
@@ -214,11 +213,12 @@ class ProbeMonitor(Hook):
     def _keeping(self, role: str, batches):
         """Passes ``batches`` through and keeps them for the next measurements while all kept front-end output
         fits in MAX_KEPT_BYTES (the front end has no weights, so its output does not change)."""
+        room = MAX_KEPT_BYTES - sum(x.nbytes for done in self.frontend_out.values() for _, x in done)
         kept: Optional[list] = []
         for clip, x in batches:
             if kept is not None:
-                self.kept_bytes += x.numel() * x.element_size()
-                if self.kept_bytes <= MAX_KEPT_BYTES:
+                room -= x.nbytes
+                if room >= 0:
                     kept.append((clip, x))
                 else:
                     kept = None
