@@ -1,6 +1,6 @@
 """BYOL-A on a CPU budget: which levers make 8 minutes of 2-core pretraining on unlabeled speech beat the baselines.
 
-Each lever is ``recipes/audio/byola_cpu_8min.yaml`` plus overrides (the recipe's own wall-clock cap,
+Each lever is ``recipes/audio/byola_v1_cpu_8min.yaml`` plus overrides (the recipe's own wall-clock cap,
 ``trainer.max_minutes``, bounds every run), pretrained with the ordinary trainer and evaluated with the EVAR linear
 probe (3 probe seeds) on EmoDB (emotion, speaker independent) and the two FSDD tasks (digits speaker independent,
 speaker ID by take), with the random-init and log-mel rows of the same eval beside it.
@@ -12,7 +12,8 @@ speaker ID by take), with the random-init and log-mel rows of the same eval besi
 Every finished run appends one JSON line to ``benchmarks/results/audio_budget.jsonl`` (accuracies as fractions);
 a rerun skips what is logged and resumes an unfinished run from its last checkpoint (a resumed run's wall-clock cap
 restarts, so it may train longer than one sitting would). ``--table`` writes ``audio_budget.md``: one row per lever,
-mean ± std over the seeds run. Needs ../shared/data/fsdd and ../shared/data/emodb.
+mean ± std over the seeds run; ``validity_audio.jsonl`` gets the v1 / v2 / TriBYOL runs (issue 17).
+Needs ../shared/data/fsdd and ../shared/data/emodb.
 """
 from __future__ import annotations
 
@@ -27,8 +28,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-RECIPE = "recipes/audio/byola_cpu_8min.yaml"
+RECIPE = "recipes/audio/byola_v1_cpu_8min.yaml"  # the levers change BYOL-A v1 at the budget
 RESULTS = ROOT / "benchmarks" / "results" / "audio_budget.jsonl"
+VALIDITY = ROOT / "benchmarks" / "results" / "validity_audio.jsonl"  # issue 17's audio claims, from these runs
+VALIDITY_CONFIGS = {"reference": "byola_v1", "v2": "byola_v2", "tribyol": "tribyol"}
+STEPS_PER_EPOCH = 2000 // 64  # FSDD's training clips at the recipe's batch
 EVALS = ("recipes/eval/emodb.yaml", "recipes/eval/fsdd.yaml")
 TASKS = ("emodb", "fsdd_digits", "fsdd_speaker")
 FSDD = ROOT.parent / "shared" / "data" / "fsdd"
@@ -46,6 +50,9 @@ MONITORS = ("trainer.hooks=[{name: rankme, every: 100, pool: 512}, {name: probe,
             "every_epochs: 4}, {name: probe, recipe: recipes/eval/fsdd.yaml, task: fsdd_digits, max_train: 500, "
             "max_test: 300, every_epochs: 4}]")
 
+V1 = "[{name: mixup, ratio: 0.4, n_memory: 2048}, {name: random_resize_crop}]"  # BYOL-A v1's view
+V2 = "[{name: mixup, ratio: 0.2, n_memory: 2048}, {name: random_resize_crop}, {name: random_linear_fader, gain: 1.0}]"
+
 # label: (what it changes, overrides of RECIPE)
 LEVERS: dict[str, tuple[str, list[str]]] = {
     "reference": ("the issue's first data point: FSDD train only, d=512, batch 64, lr 3e-4, τ 0.99", []),
@@ -57,6 +64,14 @@ LEVERS: dict[str, tuple[str, list[str]]] = {
                     "views.branches.0.1.freq_scale=[0.5, 2.0]", "views.branches.1.1.freq_scale=[0.5, 2.0]"]),
     "d2048": ("emodb_too + AudioNTT2020 d=2048 (the paper's; from 512): bigger, fewer steps in the budget",
               [FSDD_AND_EMODB, MONITORS, "model.encoder.feature_d=2048"]),
+    "freq_strong_ref": ("reference + the stronger frequency stretch of freq_strong (FSDD only, no EmoDB)",
+                        ["views.branches.0.1.freq_scale=[0.5, 2.0]", "views.branches.1.1.freq_scale=[0.5, 2.0]"]),
+    "v2": ("reference as BYOL-A v2 (TASLP 2023): nnAudio log-mel, mixup 0.2, random linear fader, AudioNTT2022 "
+           "d=3072 (MLP hidden 2048), lr 1e-4", ["views.input.0.frontend=nnaudio_mel", f"views.branches=[{V2}, {V2}]",
+                                                "model.encoder={name: audiontt2022, n_mels: 64, feature_d: 3072, "
+                                                "mlp_hidden_d: 2048}", "optimizer.lr=0.0001"]),
+    "tribyol": ("reference as TriBYOL (Li et al., ICASSP 2022): 3 views, 2 EMA targets updated alternately",
+                ["method={name: tribyol, target_update: alternate}", f"views.branches=[{V1}, {V1}, {V1}]"]),
     "shipped": ("recipes/audio/byola_cpu_8min.yaml as shipped", []),
 }
 
@@ -160,6 +175,23 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def validity_rows(rows: list[dict]) -> list[dict]:
+    """The BYOL-A v1 / v2 / TriBYOL runs as the rows of ``validity_audio.jsonl`` (``linear``: per task, the mean
+    over 3 probe seeds, fractions; the EVAR protocol has no kNN, so ``knn`` is null)."""
+    import numpy as np
+
+    out = []
+    for r in rows:
+        if r["lever"] in VALIDITY_CONFIGS:
+            out.append({"config": VALIDITY_CONFIGS[r["lever"]], "seed": r["seed"], "lever": r["lever"],
+                        "epochs": round(r["steps"] / STEPS_PER_EPOCH, 1), "steps": r["steps"],
+                        "train_s": r["train_s"], "final_loss": r["final_loss"],
+                        "final_collapse": r["final_collapse"], "rankme": r["rankme"],
+                        "linear": {t: float(np.mean(v)) for t, v in r["scores"]["model"].items()}, "knn": None,
+                        "units": "fraction", "recipe": r["recipe"], "overrides": r["overrides"]})
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--levers", nargs="*", default=[], choices=sorted(LEVERS))
@@ -186,6 +218,7 @@ def main(argv=None) -> int:
             print(f"{label} seed {seed}: {row['steps']} steps, " +
                   ", ".join(f"{t} {100 * sum(m[t]) / len(m[t]):.1f}" for t in TASKS), flush=True)
     (RESULTS.with_suffix(".md")).write_text(table(logged()))
+    VALIDITY.write_text("".join(json.dumps(r) + "\n" for r in validity_rows(logged())))
     return 0
 
 

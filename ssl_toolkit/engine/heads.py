@@ -13,11 +13,12 @@ class MLPHead(nn.Sequential):
     """MLP head: (Linear → norm → ReLU) × (num_layers−1) → Linear, as BYOL's projector and predictor.
 
     norm: ``bn`` | ``gn`` | ``gn_ws`` (GroupNorm after weight-standardized Linear layers: batch-independent,
-    Richemond et al. 2020) | ``none``; see :mod:`ssl_toolkit.engine.norms`.
+    Richemond et al. 2020) | ``none``; see :mod:`ssl_toolkit.engine.norms`. ``last_bias=False`` drops the last
+    Linear's bias (DeepMind's BYOL MLP has none there).
     """
 
     def __init__(self, in_dim: PositiveInt, hidden_dim: PositiveInt = 4096, out_dim: PositiveInt = 256,
-                 num_layers: PositiveInt = 2, norm: Norm = "bn", last_norm: bool = False):
+                 num_layers: PositiveInt = 2, norm: Norm = "bn", last_norm: bool = False, last_bias: bool = True):
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         layers: list[nn.Module] = []
@@ -26,7 +27,7 @@ class MLPHead(nn.Sequential):
         for _ in range(num_layers - 1):
             layers += [linear(dim, hidden_dim), make_norm(norm, hidden_dim), nn.ReLU(inplace=True)]
             dim = hidden_dim
-        layers.append(linear(dim, out_dim) if last_norm else nn.Linear(dim, out_dim))
+        layers.append((linear if last_norm else nn.Linear)(dim, out_dim, bias=last_bias))
         if last_norm:
             layers.append(make_norm(norm, out_dim))
         super().__init__(*layers)

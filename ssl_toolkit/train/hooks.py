@@ -84,6 +84,50 @@ class Hooks:
                 h.load_state_dict(states[h.state_key])
 
 
+class Monitor(Hook):
+    """A quality signal of the online encoder (RankMe, a probe): measured at random init before step 0 (kept in
+    checkpoints, so a resumed run shows the same scale), whenever :meth:`due`, and at the last step. The first row
+    of a fresh run carries its columns (empty unless measured) with the ``<column>_init`` values; rank 0 computes.
+    Subclasses set ``init`` (column → value) and ``label``, and define ``measure``, ``due`` and ``advance``."""
+
+    label = "monitor"
+
+    def __init__(self):
+        self.init: dict = {}
+        self.seconds = 0.0  # spent measuring, logged at the end (read by benchmarks/bench_monitor_cost.py)
+        self.first_row = True
+
+    def measure(self, run) -> dict: ...
+    def due(self, run) -> bool: ...
+    def advance(self, run) -> None: ...
+
+    def timed_measure(self, run) -> dict:
+        t0 = time.perf_counter()
+        out = self.measure(run)
+        self.seconds += time.perf_counter() - t0
+        return out
+
+    def on_start(self, run):
+        self.first_row = run.resumed_step is None  # a resumed run continues the checkpoint's schedule
+
+    def on_log(self, run, row):
+        if not run.is_main:
+            return
+        if self.due(run) or run.done:
+            row.update(self.timed_measure(run))
+            self.advance(run)
+        elif self.first_row:  # the first row fixes metrics.csv's columns; the init values stand for step 0
+            row.update({k: "" for k in self.init})
+        else:
+            return
+        row.update({f"{k}_init": v for k, v in self.init.items()})
+        self.first_row = False
+
+    def on_end(self, run):
+        if run.is_main and self.seconds:
+            run.log(f"{self.label}: {self.seconds:.1f} s spent measuring")
+
+
 class NanGuard(Hook):
     """Stops the run at the first NaN/inf loss; tracked on the device (no per-step sync), checked at log
     steps and before every checkpoint, so no checkpoint ever holds a diverged model."""

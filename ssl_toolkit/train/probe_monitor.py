@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import re
-import time
 from typing import Literal, Optional
 
 import numpy as np
@@ -35,7 +34,7 @@ import torch
 from ..data import BadItem
 from ..params import PositiveInt
 from ..registry import HOOKS
-from .hooks import Hook
+from .hooks import Monitor
 
 RIDGE_ALPHAS = tuple(10.0 ** e for e in range(-3, 5))
 MAX_KEPT_BYTES = 512 * 2 ** 20  # audio: front-end output kept between measurements
@@ -61,14 +60,16 @@ def _capped(rows: np.ndarray, cap: int, seed: int) -> np.ndarray:
 
 
 @HOOKS.register("probe")
-class ProbeMonitor(Hook):
+class ProbeMonitor(Monitor):
     """A fast probe on one eval task's frozen features, every ``every_epochs`` epochs (``monitor_<task>``)."""
 
     order = 41
+    label = "probe"
 
     def __init__(self, recipe: str, task: Optional[str] = None, every_epochs: PositiveInt = 1,
                  probe: Literal["auto", "knn", "ridge"] = "auto", max_train: PositiveInt = 2000,
                  max_test: PositiveInt = 1000, batch_size: PositiveInt = 128):
+        super().__init__()
         if probe not in ("auto", "knn", "ridge"):
             raise ValueError(f"probe: probe must be 'auto', 'knn' or 'ridge', got {probe!r}")
         for name, v in (("every_epochs", every_epochs), ("max_train", max_train), ("max_test", max_test),
@@ -78,9 +79,7 @@ class ProbeMonitor(Hook):
         self.recipe_path, self.task_name, self.probe = str(recipe), task, probe
         self.every, self.max_train, self.max_test = int(every_epochs), int(max_train), int(max_test)
         self.batch_size = int(batch_size)
-        self.init: Optional[float] = None
         self.next_epoch: Optional[int] = None
-        self.seconds = 0.0
         self.frontend_out: dict = {}  # audio: role → kept (owner clips, front-end output) batches
 
     @property
@@ -88,10 +87,10 @@ class ProbeMonitor(Hook):
         return f"ProbeMonitor[{self.recipe_path}:{self.task_name or ''}]"
 
     def state_dict(self) -> dict:
-        return {"init": self.init, "next_epoch": self.next_epoch} if self.init is not None else {}
+        return {"init": self.init, "next_epoch": self.next_epoch} if self.init else {}
 
     def load_state_dict(self, state: dict) -> None:
-        self.init, self.next_epoch = state.get("init"), state.get("next_epoch")
+        self.init, self.next_epoch = state.get("init") or {}, state.get("next_epoch")
 
     # ------------------------------------------------------------------ setup
     def _task(self):
@@ -114,9 +113,7 @@ class ProbeMonitor(Hook):
         return recipe, tasks[names.index(self.task_name)]
 
     def on_start(self, run):
-        # a fresh run's first row fixes metrics.csv's columns (empty unless measured); a resumed one continues the
-        # checkpoint's schedule, so it measures where the uninterrupted run would have
-        self.first_row = run.resumed_step is None
+        super().on_start(run)  # a resumed run measures where the uninterrupted one would have
         if self.next_epoch is None:
             self.next_epoch = self.every
         if not run.is_main:
@@ -135,10 +132,13 @@ class ProbeMonitor(Hook):
         views = run.learner.views
         self.frontend = [op for op in (*views.input.ops, *views.joint.ops) if op.eval_frontend]
         (self._load_audio if self.modality == "audio" else self._load_images)(run, task, recipe.seed)
-        if self.init is None:
-            self.init = self.measure(run)
+        self.label = f"probe {task.name}"
+        if isinstance(self.init, float):  # a checkpoint written before the init values were keyed by column
+            self.init = {self.column: self.init}
+        if not self.init:
+            self.init = self.timed_measure(run)
             run.log(f"probe {task.name} ({self.kind}, {len(self.y_train)} train / {len(self.y_test)} test items) "
-                    f"at random init: {100 * self.init:.1f} %")
+                    f"at random init: {100 * self.init[self.column]:.1f} %")
 
     def _load_audio(self, run, task, seed: int) -> None:
         from ..audio.embedding import Pieces, frontend_sample_rate, split_frontend
@@ -226,32 +226,19 @@ class ProbeMonitor(Hook):
         if kept is not None:
             self.frontend_out[role] = kept
 
-    def measure(self, run) -> float:
+    def measure(self, run) -> dict:
         """The probe's test score of the online encoder now."""
         from ..eval.protocols import knn_predict, score
 
-        t0 = time.perf_counter()
         train, test = self._features(run, "train"), self._features(run, "test")
         if self.kind == "knn":
             out = knn_predict(train, self.y_train, test, self.num_classes, self.knn.k, self.knn.temperature)
         else:
             out = ridge_probe(train, self.y_train, test, self.num_classes, self.multi_label)
-        self.seconds += time.perf_counter() - t0
-        return float(score(out, self.y_test, self.multi_label))
+        return {self.column: float(score(out, self.y_test, self.multi_label))}
 
-    def on_log(self, run, row):
-        if not run.is_main:
-            return
-        if run.pos.epoch >= self.next_epoch or run.done:
-            row[self.column] = self.measure(run)
-            self.next_epoch = (run.pos.epoch // self.every + 1) * self.every
-        elif self.first_row:  # the first row fixes metrics.csv's columns; the init value stands for step 0
-            row[self.column] = ""
-        else:
-            return
-        row[f"{self.column}_init"] = self.init
-        self.first_row = False
+    def due(self, run) -> bool:
+        return run.pos.epoch >= self.next_epoch
 
-    def on_end(self, run):
-        if run.is_main and self.seconds:
-            run.log(f"probe {self.column.removeprefix('monitor_')}: {self.seconds:.1f} s spent measuring")
+    def advance(self, run) -> None:
+        self.next_epoch = (run.pos.epoch // self.every + 1) * self.every

@@ -16,7 +16,6 @@ computes.
 """
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 import numpy as np
@@ -25,7 +24,7 @@ import torch
 from ..data import collate_skipping_bad
 from ..params import PositiveInt, Range
 from ..registry import HOOKS
-from .hooks import Hook
+from .hooks import Monitor
 
 EPS = 1e-7
 
@@ -69,20 +68,21 @@ def online_features(run, items: torch.Tensor, frontend: list, batch_size: int, p
 
 
 @HOOKS.register("rankme")
-class RankMeMonitor(Hook):
-    """RankMe of the online encoder's features and of the projector's output on a fixed pool of training items."""
+class RankMeMonitor(Monitor):
+    """RankMe of the online encoder's features and of the projector's output on a fixed pool of training items,
+    at the first log step at or past each multiple of ``every``."""
 
     order = 40
+    label = "rankme"
 
     def __init__(self, every: PositiveInt = 100, pool: Annotated[int, Range("[2, inf)")] = 512,
                  batch_size: PositiveInt = 128):
+        super().__init__()
         for name, v in (("every", every), ("pool", pool), ("batch_size", batch_size)):
             if int(v) < 1:
                 raise ValueError(f"rankme: {name} must be >= 1, got {v}")
         self.every, self.pool_size, self.batch_size = int(every), int(pool), int(batch_size)
-        self.init: dict = {}
         self.next_at = self.every
-        self.seconds = 0.0
 
     def state_dict(self) -> dict:
         return {"init": self.init, "next_at": self.next_at}
@@ -91,9 +91,7 @@ class RankMeMonitor(Hook):
         self.init, self.next_at = dict(state.get("init", {})), int(state.get("next_at", self.every))
 
     def on_start(self, run):
-        # a fresh run's first row fixes metrics.csv's columns (empty unless measured); a resumed one continues the
-        # checkpoint's schedule
-        self.first_row = run.resumed_step is None
+        super().on_start(run)
         if not run.is_main:
             return
         dataset = run.dataset
@@ -108,34 +106,17 @@ class RankMeMonitor(Hook):
         self.items = x
         views = run.learner.views
         self.frontend = [op for op in (*views.input.ops, *views.joint.ops) if op.eval_frontend]
-        if not self.init:  # measured before step 0, kept in checkpoints so a resumed run shows the same scale
-            self.init = self.measure(run)
+        if not self.init:
+            self.init = self.timed_measure(run)
             run.log(f"rankme at random init: features {self.init['rankme']:.1f}, projections "
                     f"{self.init['rankme_proj']:.1f} (pool {x.shape[0]})")
 
     def measure(self, run) -> dict:
-        t0 = time.perf_counter()
         feats, projs = online_features(run, self.items, self.frontend, self.batch_size, projector=True)
-        out = {"rankme": rankme(feats), "rankme_proj": rankme(projs)}
-        self.seconds += time.perf_counter() - t0
-        return out
+        return {"rankme": rankme(feats), "rankme_proj": rankme(projs)}
 
-    def on_log(self, run, row):
-        """Measures at the first log step at or past each multiple of ``every`` and at the last step; the first
-        row carries the columns (empty unless measured) and the random-init values."""
-        if not run.is_main:
-            return
-        step = run.pos.step
-        if step >= self.next_at or run.done:
-            row.update(self.measure(run))
-            self.next_at = (step // self.every + 1) * self.every
-        elif self.first_row:  # the first row fixes metrics.csv's columns; the init values stand for step 0
-            row.update({k: "" for k in self.init})
-        else:
-            return
-        row.update({f"{k}_init": v for k, v in self.init.items()})
-        self.first_row = False
+    def due(self, run) -> bool:
+        return run.pos.step >= self.next_at
 
-    def on_end(self, run):
-        if run.is_main and self.seconds:
-            run.log(f"rankme: {self.seconds:.1f} s spent measuring")
+    def advance(self, run) -> None:
+        self.next_at = (run.pos.step // self.every + 1) * self.every

@@ -85,3 +85,14 @@ def test_ws_layers_standardize_each_output_row_and_backpropagate_to_the_raw_weig
     # through the standardization: a row's output ignores a shift of its raw weights, so the gradient
     # w.r.t. the raw weight sums to zero per output row (up to float32 rounding)
     assert (g.mean(1).abs() <= 1e-5 * g.abs().mean(1)).all()
+
+
+@pytest.mark.parametrize("last_norm", [False, True])
+def test_mlp_head_last_bias_switch(last_norm):
+    """``last_bias=False`` removes the bias of the last Linear only (DeepMind's BYOL MLP)."""
+    with_bias, without = (HEADS.build("mlp", in_dim=4, hidden_dim=8, out_dim=3, norm="gn_ws", last_norm=last_norm,
+                                      last_bias=b) for b in (True, False))
+    linears = [[m for m in h.modules() if isinstance(m, nn.Linear)] for h in (with_bias, without)]
+    assert [m.bias is not None for m in linears[0]] == [True, True]
+    assert [m.bias is not None for m in linears[1]] == [True, False]
+    assert without(torch.zeros(2, 4)).shape == (2, 3)

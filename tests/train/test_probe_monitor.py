@@ -126,6 +126,23 @@ def test_image_probe_resumes_with_the_same_scale_and_values(image_setup, tmp_pat
         {r["monitor_tiny_task_init"] for r in rows(ref) if r["monitor_tiny_task_init"]}
 
 
+def test_probe_resumes_a_checkpoint_whose_init_is_a_bare_number(image_setup, tmp_path):
+    """Checkpoints written before the monitors shared one base kept the probe's init as a float."""
+    from ssl_toolkit.checkpoint import TrainingState
+
+    recipe, train, ev = image_setup
+    hooks = f"trainer.hooks=[{{name: probe, recipe: {ev}, every_epochs: 1}}]"
+    common = [*train, *FIXED, hooks, "trainer.log_every=4"]
+    out = Trainer(load_recipe(recipe, [*common, "trainer.max_steps=4"]), out_dir=tmp_path / "r", quiet=True).fit()
+    path = out / "checkpoints" / "last.pt"
+    state = TrainingState.load(path)
+    (key,) = [k for k in state.hooks if k.startswith("ProbeMonitor")]
+    state.hooks[key]["init"] = 0.25  # the old layout, and a value no random init of this task gives
+    state.save(path)
+    Trainer(load_recipe(recipe, [*common, "trainer.max_steps=8"]), out_dir=out, resume="auto", quiet=True).fit()
+    assert rows(out)[-1]["monitor_tiny_task_init"] == "0.25"
+
+
 def test_probe_errors_name_the_key_and_what_was_expected(image_setup, tmp_path):
     from ssl_toolkit.recipe import RecipeError
 

@@ -1,0 +1,72 @@
+"""benchmarks/validity_verdicts.py (issue 17's claims) and the audio-budget bench it reads: the verdict rules on
+hand-made seeds, every claim naming runs the harnesses produce, and the shipped 8-minute recipe being its lever."""
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from ssl_toolkit.recipe import load_recipe
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _module(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod
+
+
+verdicts, variants, budget = (_module(n) for n in ("validity_verdicts", "bench_variants", "bench_audio_budget"))
+BETTER = verdicts.Claim("x", "src", "better", verdicts.IMG, "a", "b")
+SAME = verdicts.Claim("x", "src", "comparable", verdicts.IMG, "a", "b")
+COLLAPSE = verdicts.Claim("x", "src", "collapses", verdicts.IMG, "a")
+
+
+@pytest.mark.parametrize("claim, a, b, expected", [
+    (BETTER, [0.50, 0.52], [0.40, 0.42], "reproduced"),
+    (BETTER, [0.40, 0.42], [0.50, 0.52], "not reproduced at this size"),
+    (BETTER, [0.44, 0.52], [0.42, 0.47], "inconclusive (spreads overlap)"),  # 0.48 ± 0.057 vs 0.445 ± 0.035
+    (SAME, [0.44, 0.46], [0.45, 0.47], "reproduced"),  # |Δ| = 1 point ≤ 3
+    (SAME, [0.30, 0.31], [0.45, 0.46], "not reproduced at this size"),
+    (SAME, [0.30, 0.46], [0.45, 0.46], "inconclusive (spreads overlap)"),  # Δ = −7.5 points, 0.38 ± 0.113
+    (SAME, [0.60, 0.61], [0.45, 0.46], "inconclusive (spreads overlap)"),  # far ahead: not "comparable" either
+    (BETTER, [0.50], [0.40, 0.42], "pending (1 + 2 of 3 + 3 runs)"),
+])
+def test_verdict_rules(claim, a, b, expected):
+    assert verdicts.verdict(claim, a, b, []) == expected
+
+
+def test_collapse_verdict_needs_every_seed_collapsed():
+    assert verdicts.verdict(COLLAPSE, [], [], [0.001, 0.002]) == "reproduced"
+    assert verdicts.verdict(COLLAPSE, [], [], [0.001, 0.6]) == "not reproduced at this size"
+    assert verdicts.verdict(COLLAPSE, [], [], [0.001]).startswith("pending")
+
+
+def test_every_claim_names_runs_the_harnesses_make():
+    image = {re.sub(r" seed=0$", "", variants._config(path, ov, 0))
+             for _, _, path, ov in variants.plan(list(variants.GROUPS), "image", "full")}
+    audio = set(budget.VALIDITY_CONFIGS.values())
+    for c in verdicts.CLAIMS:
+        names = image if c.file == verdicts.IMG else audio
+        assert c.a in names and (c.kind == "collapses" or c.b in names), c.name
+
+
+def test_rows_are_read_by_key_and_metric(tmp_path, monkeypatch):
+    monkeypatch.setattr(verdicts, "RESULTS", tmp_path)
+    (tmp_path / verdicts.AUD).write_text(
+        '{"config": "byola_v1", "seed": 0, "linear": {"emodb": 0.5}, "final_collapse": 0.9}\n'
+        '{"config": "byola_v1", "seed": 1, "linear": {"emodb": 0.7}, "final_collapse": 0.8}\n{"config": "by')
+    rows = verdicts.runs(verdicts.AUD)["byola_v1"]  # the line cut short by a kill is skipped
+    assert verdicts.values(rows, "linear.emodb") == [0.5, 0.7] and verdicts.values(rows, "linear.knn") == []
+
+
+def test_the_shipped_8_minute_recipe_is_the_benchmarked_v2_lever():
+    shipped = load_recipe(ROOT / "recipes" / "audio" / "byola_cpu_8min.yaml").to_dict()
+    lever = load_recipe(ROOT / budget.RECIPE, budget.LEVERS["v2"][1]).to_dict()
+    for key in ("name", "description"):
+        shipped.pop(key), lever.pop(key)
+    assert shipped == lever
