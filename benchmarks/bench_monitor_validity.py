@@ -57,7 +57,15 @@ def evaluate(setup: str, checkpoint: str, out: Path) -> dict:
     recipe = load_eval_recipe(ROOT / eval_recipe, ["plots.enabled=false"])
     res = run_eval(recipe, checkpoint, out_dir=out, quiet=True)
     systems = {"model": res["tasks"], "random": res["baselines"]["random"]["tasks"]}
-    return {name: {"linear": tasks[task]["runs"], "knn": tasks[task].get("knn")} for name, tasks in systems.items()}
+    return {name: _scores(tasks, task) for name, tasks in systems.items()}
+
+
+def _scores(tasks: dict, task: str) -> dict:
+    """A task's linear runs (and kNN score): one entry per task, or ``task/linear`` + ``task/knn`` when an eval
+    task runs several protocols."""
+    if task in tasks:
+        return {"linear": tasks[task]["runs"], "knn": None}
+    return {"linear": tasks[f"{task}/linear"]["runs"], "knn": tasks[f"{task}/knn"]["runs"][0]}
 
 
 def monitors(run_dir: Path, task: str) -> dict[str, list[tuple[int, float]]]:

@@ -152,18 +152,26 @@ def assess() -> list[dict]:
     return out
 
 
+def short_source(source: str) -> str:
+    """'Li et al. 2022' of 'Li et al. 2022, TriBYOL (arXiv ...'."""
+    return re.split(r"[,(:]", source)[0].strip()
+
+
 def markdown(rows: list[dict]) -> str:
     lines = ["# The seed papers' claims at a size where BYOL learns (benchmarks/validity_verdicts.py)", "",
              "Images: `byol_cifar10_cpu.yaml` (narrow ResNet-18, 20k CIFAR-10 images × 12 epochs, bf16), every "
              "variant at equal epochs, converged linear probe of `recipes/eval/cifar10.yaml` (accuracy %). Audio: "
-             "`byola_cpu_8min.yaml` (8 minutes of 2-core CPU pretraining on FSDD), EVAR linear probe. "
-             "Mean ± std over pretraining seeds (n); the verdict rules are in the script's docstring.", "",
-             "| claim | source | ours: A | ours: B | verdict |", "|---|---|---|---|---|"]
+             "BYOL-A at the 8-minute 2-core CPU budget on FSDD (`byola_v1_cpu_8min.yaml` and the v2 / TriBYOL levers "
+             "of `bench_audio_budget.py`, v2 = `byola_cpu_8min.yaml`; equal time, so v2 takes about half the steps), "
+             "EVAR linear probe. Mean ± std over pretraining seeds (n); the verdict rules are in the script's "
+             "docstring.", "",
+             "| claim | ours: A | ours: B | verdict | source |", "|---|---|---|---|---|"]
     for r in rows:
         a = ("collapse " + _cell(r["a_collapse"], 1, 3) if r["kind"] == "collapses" else _cell(r["a_values"])
              + (f"; collapse {mean_std(r['a_collapse'])[0]:.2f}" if r["a_collapse"] else ""))
-        lines.append(f"| {r['claim']} | {r['source']} | {r['a']}: {a} | "
-                     f"{r['b'] + ': ' + _cell(r['b_values']) if r['b'] else ''} | {r['verdict']} |")
+        lines.append(f"| {r['claim']} | {r['a']}: {a} | {r['b'] + ': ' + _cell(r['b_values']) if r['b'] else ''} | "
+                     f"{r['verdict']} | {short_source(r['source'])} |")
+    lines += ["", "## Sources", ""] + [f"- {r['claim']}: {r['source']}" for r in rows]
     return "\n".join(lines) + "\n"
 
 

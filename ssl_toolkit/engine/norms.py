@@ -7,8 +7,11 @@
   statistics", GroupNorm with 16 groups + weight standardization).
 - ``none``: Identity.
 
-Group rule, for ``gn`` and ``gn_ws`` at every width C: 16 groups (Richemond et al. 2020); when 16 does
-not divide C, gcd(16, C) groups (the largest power of two ≤ 16 that divides C).
+Group rule, for ``gn`` and ``gn_ws`` at every width C: the most groups g ≤ 16 that divide C with at least 4
+channels each (1 group below 8 channels). From 64 channels on that is 16 groups, Richemond et al. 2020's setting
+on ResNet-50 (whose narrowest layer, 64 channels, has 4 per group); narrower layers get fewer groups instead of
+turning into InstanceNorm: with 16 groups of 1 channel in the 16-channel stem and layer1 of the width-0.25
+ResNet-18, GN+WS BYOL collapsed where this rule trains (benchmarks/results/gn_ws_diagnostics.md).
 
 :func:`make_norm` builds the layer for 1-d features (B, C) or 2-d maps (B, C, H, W);
 :func:`linear_layer` / :func:`conv_layer` give the matching weight layer class (:class:`WSLinear` /
@@ -16,7 +19,6 @@ not divide C, gcd(16, C) groups (the largest power of two ≤ 16 that divides C)
 """
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
@@ -27,6 +29,7 @@ NORMS = ("bn", "gn", "gn_ws", "none")
 Norm = Literal[NORMS]
 """The ``norm`` parameter of encoders and heads."""
 GN_GROUPS = 16
+GN_MIN_CHANNELS = 4
 
 
 def check_norm(norm: str) -> str:
@@ -36,9 +39,9 @@ def check_norm(norm: str) -> str:
     return norm
 
 
-def gn_groups(channels: int, groups: int = GN_GROUPS) -> int:
-    """``groups`` if it divides ``channels``, else gcd(groups, channels)."""
-    return groups if channels % groups == 0 else math.gcd(groups, channels)
+def gn_groups(channels: int, groups: int = GN_GROUPS, min_channels: int = GN_MIN_CHANNELS) -> int:
+    """The most groups g ≤ ``groups`` dividing ``channels`` with ≥ ``min_channels`` channels per group (else 1)."""
+    return max((g for g in range(1, groups + 1) if channels % g == 0 and channels // g >= min_channels), default=1)
 
 
 def group_norm(channels: int) -> nn.GroupNorm:
