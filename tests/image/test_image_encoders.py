@@ -55,7 +55,10 @@ def test_gn_ws_replaces_batchnorm_and_standardizes_weights():
     mods = list(enc.modules())
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in mods)
     gns = [m for m in mods if isinstance(m, nn.GroupNorm)]
-    assert gns and all(m.num_groups == 16 for m in gns)
+    # the rule of engine/norms.py by hand: 16 groups from 64 channels on, else groups of 4 channels
+    hand = {16: 4, 32: 8, 64: 16, 128: 16}
+    assert gns and {m.num_channels for m in gns} == set(hand)
+    assert all(m.num_groups == hand[m.num_channels] for m in gns)
     convs = [m for m in mods if isinstance(m, nn.Conv2d)]
     assert convs and all(isinstance(m, WSConv2d) for m in convs)
     # the standardization makes the output invariant to an affine change of a filter
