@@ -306,12 +306,17 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=None, help="default 3 (2 with --size quick)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1: on a shared CPU, 2 OpenMP threads can be many times slower)")
+    ap.add_argument("--labels", nargs="+", default=None, metavar="LABEL",
+                    help="only the runs with these labels (e.g. bn gn_ws of the norm group)")
     ap.add_argument("--batches", type=int, nargs="+", default=list(BATCHES), help="the tribyol group's batch sizes")
     ap.add_argument("--jsonl", type=Path, default=None,
                     help="append one JSON line per finished run (config, seed, epochs, final_collapse, linear, knn "
                          "as fractions, ...) to this file; runs already in it are not trained again")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
+    planned = {label for _, label, _, _ in plan(args.groups, args.modality, args.size, args.batches)}
+    if args.labels and set(args.labels) - planned:
+        ap.error(f"--labels: {sorted(set(args.labels) - planned)} not among the planned runs' labels {sorted(planned)}")
     torch.set_num_threads(args.threads)
     seeds = args.seeds or (2 if args.size == "quick" else 3)
     out = args.out or ROOT / "runs" / f"bench_variants-{args.modality}-{args.size}"
@@ -326,6 +331,8 @@ def main(argv=None) -> int:
     meta["eval"] = f"`{ev.name}` eval recipe, task(s) {', '.join(t['name'] for t in ev.tasks)}"
     runs, done = [], {}
     todo = [(seed, *p) for seed in range(seeds) for p in plan(args.groups, args.modality, args.size, args.batches)]
+    if args.labels:
+        todo = [t for t in todo if t[2] in args.labels]
     logged = _logged(args.jsonl)
     keys = list(dict.fromkeys((r, tuple(o), seed) for seed, _, _, r, o in todo))
     for i, (seed, group, label, recipe_path, overrides) in enumerate(todo):

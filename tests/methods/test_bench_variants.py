@@ -49,3 +49,12 @@ def test_eval_recipe_per_size(tmp_path, monkeypatch):
     assert [t["name"] for t in full.tasks] == ["fsdd_digits"] and len(full.parsed_tasks) == 1
     monkeypatch.setitem(bench.SETTINGS["audio"], "full_eval_recipe", (path, task, tmp_path / "missing"))
     assert [t["name"] for t in bench.eval_recipe("audio", "full").tasks] == ["fsdd_mini_digits"]
+
+
+def test_labels_filter_names_an_unknown_label(tmp_path, capsys):
+    import pytest
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--groups", "norm", "--labels", "bn", "gn-ws", "--out", str(tmp_path)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--labels: ['gn-ws'] not among" in err and "'gn_ws'" in err
