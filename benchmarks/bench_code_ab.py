@@ -3,8 +3,9 @@
 For each round and each recipe, ``ssl-toolkit train`` runs once with the code and recipe files of ``--old``
 (a git revision, checked out into a temporary worktree) and once with the working tree's, in alternating
 order, each a fresh process from the repository root with the same overrides (plus ``--new-set`` ones for the
-working tree, e.g. ``trainer.hooks=[]`` to time the loop without the monitors it added). The figure is the median samples/s over the logged windows after the
-first (the first holds start-up and warm-up). Writes results/bench_code_ab.json and .md.
+working tree, e.g. ``trainer.hooks=[]`` to time the loop without the monitors it added). The figure is the
+median samples/s over the logged windows after the first (the first holds start-up and warm-up).
+Writes results/bench_code_ab.json and .md.
 
     python benchmarks/bench_code_ab.py --old 631147f --rounds 3
 """
@@ -82,7 +83,8 @@ def main() -> None:
         summary[name] = {"old": o, "new": n, "ratio": n / o, **res}
         lines.append(f"| {name} | {o:.1f} | {n:.1f} | {n / o:.3f} | "
                      f"{', '.join(f'{v:.1f}' for v in res['old'])} | {', '.join(f'{v:.1f}' for v in res['new'])} |")
-    payload = {"old": old_rev, "rounds": args.rounds, "new_set": args.new_set, "results": summary, "environment": environment(torch.device("cpu"))}
+    payload = {"old": old_rev, "rounds": args.rounds, "new_set": args.new_set, "results": summary,
+               "environment": environment(torch.device("cpu"))}
     print(write_results(args.out, "bench_code_ab", payload, lines).read_text())
 
 

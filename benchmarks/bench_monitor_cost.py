@@ -80,7 +80,8 @@ def main() -> None:
                          "rounds": args.rounds, **t}
     lines = ["# Cost of the shipped monitors (trainer.hooks as shipped vs trainer.hooks=[])", "",
              "Training wall time (last row's elapsed_s; median of the alternated rounds), the seconds the",
-             "monitors' own timers report (random-init measurement included) and their share of the wall time, 2-core CPU.", "",
+             "monitors' own timers report (random-init measurement included) and their share of the wall time, "
+             "2-core CPU.", "",
              "| recipe | rounds | hooks as shipped (s) | monitors' own timers (s) | share | no hooks (s) | on/off |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for name, v in summary.items():

@@ -84,7 +84,8 @@ def main() -> None:
              f"bf16 {meta['peak_gflops']['bf16']:.0f} GFLOP/s. FLOPs counted by FlopCounterMode over forward + "
              "backward, convolutions counted as direct ones (oneDNN may use Winograd for 3×3, so a step can exceed "
              "the matmul peak); the step time includes views, optimizer and EMA.", "",
-             "| setting | precision | samples/s | GFLOP/step | achieved GFLOP/s | % of peak |", "|---|---|---:|---:|---:|---:|"]
+             "| setting | precision | samples/s | GFLOP/step | achieved GFLOP/s | % of peak |",
+             "|---|---|---:|---:|---:|---:|"]
     lines += [f"| {r['setting']} | {r['precision']} | {r['samples_per_s']:.1f} | {r['gflop_per_step']:.2f} | "
               f"{r['achieved_gflops']:.1f} | {100 * r['utilization']:.1f} |" for r in rows]
     print(f"wrote {write_results(args.out, 'bench_utilization', {'meta': meta, 'rows': rows}, lines)}")

@@ -94,7 +94,9 @@ def plan(groups: list[str], modality: str, size: str, batches=BATCHES) -> list[t
                 runs += [(g, f"byol bs{b}", s["byol"], [f"data.batch_size={b}"]),
                          (g, f"tribyol bs{b}", v("tribyol"), [f"data.batch_size={b}"])]
         elif g == "predictors":
-            runs += [(g, "byol (MLP predictor)", s["byol"], bs)] + [(g, h, v(h), bs) for h in PREDICTORS]
+            runs += [(g, "byol (MLP predictor)", s["byol"], bs),
+                     (g, "byol (linear predictor)", s["byol"], [*bs, "model.predictor.num_layers=1"])]
+            runs += [(g, h, v(h), bs) for h in PREDICTORS]
         elif g == "self_labeling":
             runs += [(g, "byol", s["byol"], bs), (g, "ccsl", v("ccsl"), bs), (g, "cssl", v("cssl"), bs)]
         elif g == "norm":

@@ -45,7 +45,8 @@ def test_arbitrary_text(tmp_path, text):
 
 
 @SETTINGS
-@given(overrides=st.lists(st.tuples(st.lists(st.one_of(KEYS, st.sampled_from(["0", "1", "-1", "9"]), st.text(max_size=5)),
+@given(overrides=st.lists(st.tuples(st.lists(st.one_of(KEYS, st.sampled_from(["0", "1", "-1", "9"]),
+                                                      st.text(max_size=5)),
                                              min_size=0, max_size=4), st.text(max_size=20)), max_size=3))
 def test_arbitrary_overrides_on_a_real_recipe(overrides):
     _load(RECIPES / "tensors" / "byol_gaussian.yaml", [".".join(k) + "=" + v for k, v in overrides])

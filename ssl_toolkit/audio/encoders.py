@@ -154,7 +154,8 @@ def load_official_weights(encoder: nn.Module, path: str | os.PathLike, strict: b
         problem = state_dict_mismatch(encoder.state_dict(), state, limit=6)
         if problem:
             raise ValueError(f"{path}: weights do not fit {type(encoder).__name__}"
-                             f"(feature_d={getattr(encoder, 'feature_dim', '?')}, norm={getattr(encoder, 'norm', '?')}): "
+                             f"(feature_d={getattr(encoder, 'feature_dim', '?')}, "
+                             f"norm={getattr(encoder, 'norm', '?')}): "
                              + problem)
     encoder.load_state_dict(state, strict=strict)
     return encoder

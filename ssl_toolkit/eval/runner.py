@@ -164,7 +164,8 @@ def _run_audio(task: AudioTask, systems: list, recipe: EvalRecipe, cache, device
             test_y.append(data.labels[unit.test])
         run_scores = [float(np.mean(s)) for s in per_seed]
         n_units = len(data.units)
-        extra = {"n_train": int(round(np.mean([s[0] for s in sizes]))), "n_valid": int(round(np.mean([s[1] for s in sizes]))),
+        extra = {"n_train": int(round(np.mean([s[0] for s in sizes]))),
+                 "n_valid": int(round(np.mean([s[1] for s in sizes]))),
                  "n_test": int(sum(s[2] for s in sizes)), "num_classes": data.num_classes, "embedding_dim": int(dim),
                  "best_epochs": best_epochs, "cached": all(cached), "elapsed_s": round(time.perf_counter() - t0, 2)}
         if n_units > 1:

@@ -191,7 +191,8 @@ def _check_task_list(tasks: Any, validator: Validator) -> list:
                 bad = [k for k in task.split_values if k not in ("train", "valid", "test")]
                 if bad:
                     validator.fail(path + ("split_values", bad[0]),
-                                   f"split names are train, valid, test{did_you_mean(bad[0], ('train', 'valid', 'test'))}")
+                                   "split names are train, valid, test"
+                                   + did_you_mean(bad[0], ('train', 'valid', 'test')))
                 if task.fold_column is not None:
                     validator.fail(path + ("split_values",), "split_values and fold_column exclude each other")
         else:

@@ -83,7 +83,8 @@ class Normalize(BatchAugmentation):
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         _check_float(x, "normalize")
         if x.shape[1] != self.mean.shape[1]:
-            raise ValueError(f"normalize has {self.mean.shape[1]} channel statistics, images have {x.shape[1]} channels")
+            raise ValueError(f"normalize has {self.mean.shape[1]} channel statistics, "
+                             f"images have {x.shape[1]} channels")
         return (x - self.mean.to(x)) / self.std.to(x)
 
 
@@ -116,7 +117,8 @@ class RandomResizedCrop(RandomOp):
             raise ValueError(f"random_resized_crop: scale and ratio must be positive increasing pairs, "
                              f"got {self.scale}, {self.ratio}")
         if interpolation not in ("bilinear", "bicubic"):
-            raise ValueError(f"random_resized_crop: interpolation must be 'bilinear' or 'bicubic', got {interpolation!r}")
+            raise ValueError("random_resized_crop: interpolation must be 'bilinear' or 'bicubic', "
+                             f"got {interpolation!r}")
         self.interpolation, self.antialias = interpolation, bool(antialias)
 
     def sample_params(self, batch_size: int, device, generator=None, image_size=None) -> dict[str, torch.Tensor]:

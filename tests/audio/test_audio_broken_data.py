@@ -49,7 +49,8 @@ def permission_denied(monkeypatch):
 def overrides(folder, on_bad_file):
     return [f"data.dataset.root={folder}", "data.dataset.metadata=null", "data.dataset.audio_dir=null",
             "data.dataset.split=null", f"data.dataset.on_bad_file={on_bad_file}", "data.batch_size=4",
-            "data.drop_last=false", "trainer.max_steps=6", "trainer.log_every=2", "trainer.progress=false", "model.encoder.feature_d=64",
+            "data.drop_last=false", "trainer.max_steps=6", "trainer.log_every=2", "trainer.progress=false",
+            "model.encoder.feature_d=64",
             "model.projector.hidden_dim=64", "model.predictor.hidden_dim=64"]
 
 

@@ -36,7 +36,8 @@ def fsdd_slice(tmp_path_factory):
 
 def train(out: Path, data: Path, *extra: str) -> subprocess.CompletedProcess:
     args = [sys.executable, "-m", "ssl_toolkit", "train", str(RECIPE), "--out", str(out),
-            f"data.dataset.root={data}", "data.dataset.metadata=slice.csv", f"data.dataset.audio_dir={FSDD / 'recordings'}",
+            f"data.dataset.root={data}", "data.dataset.metadata=slice.csv",
+            f"data.dataset.audio_dir={FSDD / 'recordings'}",
             "data.batch_size=8", "trainer.log_every=1", "trainer.checkpoint_every=2", "trainer.progress=false",
             *extra]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"}

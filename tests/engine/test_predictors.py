@@ -131,7 +131,8 @@ def test_ema_statistics_first_batch_initializes_then_rho():
     h.observe([z1], [z1])
     torch.testing.assert_close(h.sigma, torch.diag(torch.tensor([0.5, 2.0])))  # ZᵀZ/n, no zero-start bias
     h.observe([z2], [z2])
-    torch.testing.assert_close(h.sigma, 0.3 * torch.diag(torch.tensor([0.5, 2.0])) + 0.7 * torch.diag(torch.tensor([2.0, 0.0])))
+    torch.testing.assert_close(h.sigma, 0.3 * torch.diag(torch.tensor([0.5, 2.0]))
+                               + 0.7 * torch.diag(torch.tensor([2.0, 0.0])))
     # W = U diag(sqrt(s/max s) + ε) Uᵀ with s = (1.55, 0.6)
     torch.testing.assert_close(h.weight, torch.diag(torch.tensor([1.01, (0.6 / 1.55) ** 0.5 + 0.01])))
 

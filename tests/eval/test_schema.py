@@ -32,7 +32,8 @@ def test_overrides_reach_tasks_and_sections():
 
 def test_unknown_keys_get_did_you_mean_and_the_file(tmp_path):
     p = tmp_path / "e.yaml"
-    p.write_text("name: e\nlinaer: {lr: 0.1}\ntasks: [{name: a, kind: audio_classification, metadata: m.csv, unit_sec: 1}]\n")
+    p.write_text("name: e\nlinaer: {lr: 0.1}\n"
+                 "tasks: [{name: a, kind: audio_classification, metadata: m.csv, unit_sec: 1}]\n")
     with pytest.raises(RecipeError) as e:
         load_eval_recipe(p)
     assert "linaer" in str(e.value) and "did you mean 'linear'" in str(e.value) and str(p) in str(e.value)

@@ -25,6 +25,7 @@ def test_plan_covers_every_comparison_with_existing_recipes():
     labels = {(g, lab) for g, lab, _, _ in bench.plan(groups, "image", "full")}
     assert {("tribyol", f"{m} bs{b}") for m in ("byol", "tribyol") for b in (16, 32, 64, 256)} <= labels
     assert {("predictors", h) for h in bench.PREDICTORS} <= labels
+    assert ("predictors", "byol (linear predictor)") in labels  # Edge of Orthogonality's baseline
     assert {("self_labeling", "ccsl"), ("self_labeling", "cssl"), ("norm", "bn"), ("norm", "gn_ws"),
             ("norm", "none"), ("simsiam", "simsiam"), ("precision", "fp32")} <= labels
 
