@@ -3,7 +3,8 @@
 Reads ``benchmarks/results/validity_image.jsonl`` (``bench_variants.py --size full --jsonl ...``: the
 ``byol_cifar10_cpu.yaml`` size, equal epochs) and ``validity_audio.jsonl`` (written by
 ``bench_audio_budget.py`` from its BYOL-A v1 / v2 / TriBYOL runs at the 8-minute budget) and writes
-``validity_claims.{md,json}``: per claim the source, our mean ± std over pretraining seeds and the verdict.
+``validity_claims.{md,json}``: per claim the source, our mean ± std over pretraining seeds, the differences
+A − B on the seeds both sides ran (shown beside the verdict, which does not use them) and the verdict.
 
 Verdicts, on the claim's metric (linear accuracy unless named), mean ± sample std over ≥ 2 seeds:
 
@@ -100,15 +101,22 @@ def runs(file: str) -> dict[str, list[dict]]:
     return out
 
 
+def _value(row: dict, metric: str) -> float | None:
+    v = row
+    for part in metric.split("."):
+        v = v.get(part) if isinstance(v, dict) else None
+    return None if v is None or math.isnan(float(v)) else float(v)
+
+
 def values(rows: list[dict], metric: str) -> list[float]:
-    out = []
-    for r in rows:
-        v = r
-        for part in metric.split("."):
-            v = v.get(part) if isinstance(v, dict) else None
-        if v is not None and not math.isnan(float(v)):
-            out.append(float(v))
-    return out
+    return [v for v in (_value(r, metric) for r in rows) if v is not None]
+
+
+def paired(rows_a: list[dict], rows_b: list[dict], metric: str) -> list[float]:
+    """A − B on each pretraining seed both sides ran (the seed sets both sides' data order and random draws)."""
+    b = {r["seed"]: _value(r, metric) for r in rows_b}
+    return [va - b[r["seed"]] for r in rows_a
+            if (va := _value(r, metric)) is not None and b.get(r["seed"]) is not None]
 
 
 def mean_std(v: list[float]) -> tuple[float, float]:
@@ -150,6 +158,7 @@ def assess() -> list[dict]:
         collapse = values(rows_a, "final_collapse")
         out.append({"claim": c.name, "source": c.source, "kind": c.kind, "metric": c.metric, "a": c.a, "b": c.b,
                     "a_values": a, "b_values": b, "a_collapse": collapse,
+                    "paired_differences": paired(rows_a, rows_b, c.metric) if c.b else [],
                     "verdict": verdict(c, a, b, collapse)})
     return out
 
@@ -165,14 +174,17 @@ def markdown(rows: list[dict]) -> str:
              "variant at equal epochs, converged linear probe of `recipes/eval/cifar10.yaml` (accuracy %). Audio: "
              "BYOL-A at the 8-minute 2-core CPU budget on FSDD (`byola_v1_cpu_8min.yaml` and the v2 / TriBYOL levers "
              "of `bench_audio_budget.py`, v2 = `byola_cpu_8min.yaml`; equal time, so v2 takes about half the steps), "
-             "EVAR linear probe. Mean ± std over pretraining seeds (n); the verdict rules are in the script's "
-             "docstring.", "",
-             "| claim | ours: A | ours: B | verdict | source |", "|---|---|---|---|---|"]
+             "EVAR linear probe. Mean ± std over pretraining seeds (n); A − B: the difference on each seed both "
+             "ran, mean ± std (points); the verdict rules are in the script's docstring.", "",
+             "| claim | ours: A | ours: B | A − B, same seed | verdict | source |", "|---|---|---|---|---|---|"]
     for r in rows:
         a = ("collapse " + _cell(r["a_collapse"], 1, 3) if r["kind"] == "collapses" else _cell(r["a_values"])
              + (f"; collapse {mean_std(r['a_collapse'])[0]:.2f}" if r["a_collapse"] else ""))
+        d = r["paired_differences"]
+        delta = "" if not d else (f"{100 * mean_std(d)[0]:+.1f} ± {100 * mean_std(d)[1]:.1f} (n={len(d)})"
+                                  if len(d) > 1 else f"{100 * d[0]:+.1f} (n=1)")
         lines.append(f"| {r['claim']} | {r['a']}: {a} | {r['b'] + ': ' + _cell(r['b_values']) if r['b'] else ''} | "
-                     f"{r['verdict']} | {short_source(r['source'])} |")
+                     f"{delta} | {r['verdict']} | {short_source(r['source'])} |")
     lines += ["", "## Sources", ""] + [f"- {r['claim']}: {r['source']}" for r in rows]
     return "\n".join(lines) + "\n"
 

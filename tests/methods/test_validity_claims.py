@@ -70,3 +70,16 @@ def test_the_shipped_8_minute_recipe_is_the_benchmarked_v2_lever():
     for key in ("name", "description"):
         shipped.pop(key), lever.pop(key)
     assert shipped == lever
+
+
+def test_paired_differences_use_the_seeds_both_sides_ran(tmp_path, monkeypatch):
+    monkeypatch.setattr(verdicts, "RESULTS", tmp_path)
+    a = [{"seed": 0, "linear": 0.45}, {"seed": 1, "linear": 0.39}, {"seed": 3, "linear": 0.40}]
+    b = [{"seed": 1, "linear": 0.38}, {"seed": 0, "linear": 0.43}, {"seed": 2, "linear": 0.42}]
+    d = verdicts.paired(a, b, "linear")
+    assert [round(x, 6) for x in d] == [0.02, 0.01]  # seeds 0 and 1; 2 and 3 have no partner
+    assert verdicts.paired(a, [{"seed": 0, "linear": float("nan")}], "linear") == []
+    row = {"claim": "c", "source": "S 2020, t", "kind": "better", "metric": "linear", "a": "x", "b": "y",
+           "a_values": [0.45, 0.39], "b_values": [0.43, 0.38], "a_collapse": [], "paired_differences": d,
+           "verdict": "v"}
+    assert "| +1.5 ± 0.7 (n=2) | v | S 2020 |" in verdicts.markdown([row])  # mean 1.5, std 0.71 points
