@@ -238,8 +238,9 @@ def main(argv=None) -> int:
             m = row["scores"]["model"]
             print(f"{label} seed {seed}: {row['steps']} steps, " +
                   ", ".join(f"{t} {100 * sum(m[t]) / len(m[t]):.1f}" for t in TASKS), flush=True)
-    (RESULTS.with_suffix(".md")).write_text(table(logged()))
-    VALIDITY.write_text("".join(json.dumps(r) + "\n" for r in validity_rows(logged())))
+    rows = logged()
+    (RESULTS.with_suffix(".md")).write_text(table(rows))
+    VALIDITY.write_text("".join(json.dumps(r) + "\n" for r in validity_rows(rows)))
     return 0
 
 

@@ -316,7 +316,8 @@ def main(argv=None) -> int:
                          "as fractions, ...) to this file; runs already in it are not trained again")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
-    planned = {label for _, label, _, _ in plan(args.groups, args.modality, args.size, args.batches)}
+    one_seed = plan(args.groups, args.modality, args.size, args.batches)
+    planned = {label for _, label, _, _ in one_seed}
     if args.labels and set(args.labels) - planned:
         ap.error(f"--labels: {sorted(set(args.labels) - planned)} not among the planned runs' labels {sorted(planned)}")
     torch.set_num_threads(args.threads)
@@ -332,7 +333,7 @@ def main(argv=None) -> int:
     ev = eval_recipe(args.modality, args.size)
     meta["eval"] = f"`{ev.name}` eval recipe, task(s) {', '.join(t['name'] for t in ev.tasks)}"
     runs, done = [], {}
-    todo = [(seed, *p) for seed in range(seeds) for p in plan(args.groups, args.modality, args.size, args.batches)]
+    todo = [(seed, *p) for seed in range(seeds) for p in one_seed]
     if args.labels:
         todo = [t for t in todo if t[2] in args.labels]
     logged = _logged(args.jsonl)

@@ -97,9 +97,17 @@ class Monitor(Hook):
         self.seconds = 0.0  # spent measuring, logged at the end (read by benchmarks/bench_monitor_cost.py)
         self.first_row = True
 
-    def measure(self, run) -> dict: ...
-    def due(self, run) -> bool: ...
-    def advance(self, run) -> None: ...
+    def measure(self, run) -> dict:
+        """Column → value of the online encoder now."""
+        raise NotImplementedError
+
+    def due(self, run) -> bool:
+        """Whether this log step is a scheduled measurement."""
+        raise NotImplementedError
+
+    def advance(self, run) -> None:
+        """Moves the schedule past the measurement just made."""
+        raise NotImplementedError
 
     def timed_measure(self, run) -> dict:
         t0 = time.perf_counter()
