@@ -178,7 +178,8 @@ def markdown(rows: list[dict]) -> str:
              "ran, mean ± std (points); the verdict rules are in the script's docstring.", "",
              "| claim | ours: A | ours: B | A − B, same seed | verdict | source |", "|---|---|---|---|---|---|"]
     for r in rows:
-        a = ("collapse " + _cell(r["a_collapse"], 1, 3) if r["kind"] == "collapses" else _cell(r["a_values"])
+        a = (f"collapse {_cell(r['a_collapse'], 1, 3)}; {r['metric']} {_cell(r['a_values'])}"
+             if r["kind"] == "collapses" else _cell(r["a_values"])
              + (f"; collapse {mean_std(r['a_collapse'])[0]:.2f}" if r["a_collapse"] else ""))
         d = r["paired_differences"]
         delta = "" if not d else (f"{100 * mean_std(d)[0]:+.1f} ± {100 * mean_std(d)[1]:.1f} (n={len(d)})"

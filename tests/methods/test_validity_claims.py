@@ -83,3 +83,11 @@ def test_paired_differences_use_the_seeds_both_sides_ran(tmp_path, monkeypatch):
            "a_values": [0.45, 0.39], "b_values": [0.43, 0.38], "a_collapse": [], "paired_differences": d,
            "verdict": "v"}
     assert "| +1.5 ± 0.7 (n=2) | v | S 2020 |" in verdicts.markdown([row])  # mean 1.5, std 0.71 points
+
+
+def test_a_collapse_row_shows_the_collapse_metric_and_the_accuracy_it_costs():
+    row = {"claim": "c", "source": "S 2020", "kind": "collapses", "metric": "linear", "a": "x", "b": None,
+           "a_values": [0.135, 0.118, 0.119], "b_values": [], "a_collapse": [0.0013, 0.0011, 0.0012],
+           "paired_differences": [], "verdict": "reproduced"}  # std of 13.5, 11.8, 11.9: sqrt(1.82 / 2) = 0.95
+    cell = "| x: collapse 0.001 ± 0.000 (n=3); linear 12.4 ± 1.0 (n=3) |  |  | reproduced |"
+    assert cell in verdicts.markdown([row])
