@@ -168,6 +168,14 @@ def short_source(source: str) -> str:
     return re.split(r"[,(:]", source)[0].strip()
 
 
+def _a_cell(r: dict) -> str:
+    """A's cell: a collapse claim leads with the collapse metric, the others with the claim's metric."""
+    if r["kind"] == "collapses":
+        return f"collapse {_cell(r['a_collapse'], 1, 3)}; {r['metric']} {_cell(r['a_values'])}"
+    collapse = f"; collapse {mean_std(r['a_collapse'])[0]:.2f}" if r["a_collapse"] else ""
+    return _cell(r["a_values"]) + collapse
+
+
 def markdown(rows: list[dict]) -> str:
     lines = ["# The seed papers' claims at a size where BYOL learns (benchmarks/validity_verdicts.py)", "",
              "Images: `byol_cifar10_cpu.yaml` (narrow ResNet-18, 20k CIFAR-10 images × 12 epochs, bf16), every "
@@ -178,9 +186,7 @@ def markdown(rows: list[dict]) -> str:
              "ran, mean ± std (points); the verdict rules are in the script's docstring.", "",
              "| claim | ours: A | ours: B | A − B, same seed | verdict | source |", "|---|---|---|---|---|---|"]
     for r in rows:
-        a = (f"collapse {_cell(r['a_collapse'], 1, 3)}; {r['metric']} {_cell(r['a_values'])}"
-             if r["kind"] == "collapses" else _cell(r["a_values"])
-             + (f"; collapse {mean_std(r['a_collapse'])[0]:.2f}" if r["a_collapse"] else ""))
+        a = _a_cell(r)
         d = r["paired_differences"]
         delta = "" if not d else (f"{100 * mean_std(d)[0]:+.1f} ± {100 * mean_std(d)[1]:.1f} (n={len(d)})"
                                   if len(d) > 1 else f"{100 * d[0]:+.1f} (n=1)")
