@@ -12,7 +12,8 @@ Verdicts, on the claim's metric (linear accuracy unless named), mean ± sample s
   *not reproduced at this size* when they do not overlap and B is ahead, *inconclusive* when they overlap;
 - a "comparable" claim (A matches B) is *reproduced* when |mean A − mean B| ≤ the claim's tolerance (3 points, the
   issue's own bar for BN-free BYOL), *not reproduced at this size* when A is behind by more than the tolerance with
-  intervals that do not overlap, else *inconclusive*;
+  intervals that do not overlap, *reproduced and exceeded* when A is ahead by more than the tolerance with intervals
+  that do not overlap (the claim that A does as well holds, with room), else *inconclusive*;
 - a "collapses" claim is *reproduced* when every seed ends with the collapse metric below 0.05;
 - fewer than 2 seeds of either side: *pending* (and how many runs exist).
 
@@ -138,7 +139,9 @@ def verdict(claim: Claim, a: list[float], b: list[float], collapse: list[float])
             "reproduced" if ma > mb else "not reproduced at this size")
     if abs(ma - mb) <= TOLERANCE:
         return "reproduced"
-    return "not reproduced at this size" if apart and ma < mb else "inconclusive (spreads overlap)"
+    if not apart:
+        return "inconclusive (spreads overlap)"
+    return "not reproduced at this size" if ma < mb else "reproduced and exceeded (A ahead, spreads apart)"
 
 
 def _cell(v: list[float], scale: float = 100, digits: int = 1) -> str:

@@ -33,7 +33,8 @@ COLLAPSE = verdicts.Claim("x", "src", "collapses", verdicts.IMG, "a")
     (SAME, [0.44, 0.46], [0.45, 0.47], "reproduced"),  # |Δ| = 1 point ≤ 3
     (SAME, [0.30, 0.31], [0.45, 0.46], "not reproduced at this size"),
     (SAME, [0.30, 0.46], [0.45, 0.46], "inconclusive (spreads overlap)"),  # Δ = −7.5 points, 0.38 ± 0.113
-    (SAME, [0.60, 0.61], [0.45, 0.46], "inconclusive (spreads overlap)"),  # far ahead: not "comparable" either
+    (SAME, [0.60, 0.61], [0.45, 0.46], "reproduced and exceeded (A ahead, spreads apart)"),  # +15 points
+    (SAME, [0.45, 0.61], [0.45, 0.46], "inconclusive (spreads overlap)"),  # +7.5 points, 0.53 ± 0.113
     (BETTER, [0.50], [0.40, 0.42], "pending (1 + 2 of 3 + 3 runs)"),
 ])
 def test_verdict_rules(claim, a, b, expected):
