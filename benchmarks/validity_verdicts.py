@@ -131,7 +131,7 @@ def verdict(claim: Claim, a: list[float], b: list[float], collapse: list[float])
             return f"pending ({len(collapse)} of 3 runs)"
         return "reproduced" if max(collapse) < 0.05 else "not reproduced at this size"
     if len(a) < 2 or len(b) < 2:
-        return f"pending ({len(a)} + {len(b)} of 3 + 3 runs)"
+        return f"pending ({len(a)} of 3 and {len(b)} of 3 runs)"
     (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
     apart = ma - sa > mb + sb or mb - sb > ma + sa
     if claim.kind == "better":

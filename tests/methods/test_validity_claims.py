@@ -35,7 +35,7 @@ COLLAPSE = verdicts.Claim("x", "src", "collapses", verdicts.IMG, "a")
     (SAME, [0.30, 0.46], [0.45, 0.46], "inconclusive (spreads overlap)"),  # Δ = −7.5 points, 0.38 ± 0.113
     (SAME, [0.60, 0.61], [0.45, 0.46], "reproduced and exceeded (A ahead, spreads apart)"),  # +15 points
     (SAME, [0.45, 0.61], [0.45, 0.46], "inconclusive (spreads overlap)"),  # +7.5 points, 0.53 ± 0.113
-    (BETTER, [0.50], [0.40, 0.42], "pending (1 + 2 of 3 + 3 runs)"),
+    (BETTER, [0.50], [0.40, 0.42], "pending (1 of 3 and 2 of 3 runs)"),
 ])
 def test_verdict_rules(claim, a, b, expected):
     assert verdicts.verdict(claim, a, b, []) == expected
