@@ -130,7 +130,10 @@ def stiefel_weight(sigma: torch.Tensor, n: int = 9) -> torch.Tensor:
     """B Σᵀ/‖B‖_F with B ≈ (ΣᵀΣ)^{-1/2} from ``n`` Newton–Schulz steps on ΣᵀΣ.
 
     BΣᵀ is the (transposed) orthogonal polar factor of Σ — the orthogonal projector onto range(Σ)
-    for a PSD Σ, the identity for an SPD one — and the 1/‖B‖_F factor sets its scale against the ridge.
+    for a PSD Σ, the identity for an SPD one. Only the eigenvalues too small for ``n`` steps to
+    converge (z grows at most 1.5× per step) are damped. 1/‖B‖_F (≤ λ_min(Σ) once converged) is far below the heads'
+    ridge α = 0.01 for L2-normalized projections (about 1e-4 at d = 256), so with the ridge the
+    predictor is ≈ α·I, the identity predictor that lets BYOL collapse (README, the papers' claims).
     """
     b = newton_schulz(sigma.T @ sigma, n)[1]
     return b @ sigma.T / b.norm().clamp(min=1e-12)
@@ -290,7 +293,11 @@ class NewtonSchulz2Predictor(_EdgeOfOrthogonality):
 
 @HEADS.register("stiefel")
 class StiefelPredictor(_EdgeOfOrthogonality):
-    """Edge of Orthogonality 'Stiefel': W = BΣᵀ/‖B‖_F + alpha·I, B = (ΣᵀΣ)^{-1/2} by n Newton–Schulz steps."""
+    """Edge of Orthogonality 'Stiefel': W = BΣᵀ/‖B‖_F + alpha·I, B = (ΣᵀΣ)^{-1/2} by n Newton–Schulz steps.
+
+    Collapses at the CPU CIFAR recipe: W is ≈ alpha·I (see :func:`stiefel_weight`); the paper's exact
+    formula could not be recovered, so this is our reading of it, not a reproduction.
+    """
 
     def __init__(self, in_dim: PositiveInt, rho: Rate = 0.3, alpha: NonNegativeFloat = 0.01, n: PositiveInt = 9,
                  freq: PositiveInt = 1, normalize: bool = True):

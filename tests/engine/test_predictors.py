@@ -114,6 +114,17 @@ def test_stiefel_on_a_rank_deficient_psd_is_a_scaled_orthogonal_projector():
     torch.testing.assert_close(p, spectral(q, (s > 0).double()), atol=1e-8, rtol=0)
 
 
+def test_stiefel_weight_is_negligible_against_the_ridge_on_normalized_projections():
+    """Why `stiefel` collapses (README): on L2-normalized projections ‖P‖ ≪ α, so W = P + αI ≈ αI."""
+    z = torch.nn.functional.normalize(torch.randn(1024, 256, generator=torch.Generator().manual_seed(0)), dim=1)
+    top = torch.linalg.eigvalsh(stiefel_weight(z.T @ z / len(z))).abs().max()
+    head = HEADS.build("stiefel", in_dim=256).train()
+    assert 0 < top < head.alpha / 10
+    head.observe([z], [z])  # a training step's statistics set W
+    ridge = head.alpha * torch.eye(256)
+    assert (head.weight - ridge).norm() < 0.1 * ridge.norm()
+
+
 # ----------------------------------------------------------------------------- the heads
 def test_heads_have_no_parameters_and_start_at_identity():
     for name in CLOSED_FORM_PREDICTORS:
