@@ -47,6 +47,15 @@ def test_collapse_verdict_needs_every_seed_collapsed():
     assert verdicts.verdict(COLLAPSE, [], [], [0.001]).startswith("pending")
 
 
+def test_a_caveat_rides_on_every_verdict_but_pending():
+    c = verdicts.Claim("x", "src", "better", verdicts.IMG, "a", "b", caveat="not the paper's formula")
+    assert verdicts.with_caveat(c, verdicts.verdict(c, [0.2, 0.21], [0.4, 0.42], [])) == (
+        "not reproduced at this size (not the paper's formula)")
+    assert verdicts.with_caveat(c, verdicts.verdict(c, [0.2], [0.4, 0.42], [])) == "pending (1 of 3 and 2 of 3 runs)"
+    assert verdicts.with_caveat(BETTER, "reproduced") == "reproduced"
+    assert [c.caveat != "" for c in verdicts.CLAIMS].count(True) == 1  # stiefel's, README says why
+
+
 def test_every_claim_names_runs_the_harnesses_make():
     image = {re.sub(r" seed=0$", "", variants._config(path, ov, 0))
              for _, _, path, ov in variants.plan(list(variants.GROUPS), "image", "full")}
