@@ -10,23 +10,13 @@ appends its final and minimum collapse metric, loss and collapse curve to benchm
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
-import csv
-import json
 import math
 import sys
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
+from medium_diagnosis import ROOT, SIZE_NOTE, main, train_case
 
 RESULTS = ROOT / "benchmarks" / "results" / "gn_ws_diagnostics.jsonl"
-MEDIUM = ["data.dataset.limit=5000", "trainer.epochs=3", "trainer.log_every=10", "trainer.progress=false",
-          "trainer.tensorboard=false", "device=cpu", "seed=0", "trainer.max_minutes=null", "trainer.hooks=[]"]
 BN, GN_WS = "recipes/image/byol_cifar10_cpu.yaml", "recipes/variants/image/gn_ws_cifar10_cpu.yaml"
 CASES = {
     "bn": (BN, []),
@@ -76,27 +66,13 @@ def patched(name: str):
 
 
 def run(name: str) -> dict:
-    from ssl_toolkit.recipe import load_recipe
-    from ssl_toolkit.train.trainer import Trainer
-
     recipe, extra = CASES[name]
-    out = ROOT / "runs" / "gn_ws_diagnostics" / name.replace(" ", "_").replace("+", "_")
-    start = time.time()
-    with patched(name):
-        Trainer(load_recipe(ROOT / recipe, MEDIUM + extra), out_dir=out, quiet=True, overwrite=True).fit()
-    rows = list(csv.DictReader(open(out / "metrics.csv")))
-    return {"case": name, "recipe": recipe, "overrides": extra, "loss": float(rows[-1]["loss"]),
-            "collapse": float(rows[-1]["collapse"]), "collapse_min": min(float(r["collapse"]) for r in rows),
-            "seconds": round(time.time() - start, 1), "threads": torch.get_num_threads(),
-            "curve": [round(float(r["collapse"]), 3) for r in rows]}
+    return train_case(name, recipe, extra, "gn_ws_diagnostics", patched)[0]
 
 
 def markdown(rows: list[dict]) -> str:
     lines = ["# Where BN-free BYOL collapses (benchmarks/diagnose_gn_ws.py)", "",
-             "Medium size: 5,000 CIFAR-10 subset images × 3 epochs (117 steps), seed 0, no linear eval; collapse "
-             "metric = std of the L2-normalized projections × √d (≈1 healthy, →0 collapsed), logged every 10 "
-             "steps. "
-             "One seed each: a diagnosis, not a result. Group rule: gcd(16, C) groups (1 channel per group in the "
+             SIZE_NOTE + " Group rule: gcd(16, C) groups (1 channel per group in the "
              "16-channel layers) except the min4ch cases (ssl_toolkit's rule: ≥ 4 channels per group).", "",
              "| case | threads | final collapse | min collapse | final loss | train s |",
              "|---|---:|---:|---:|---:|---:|"]
@@ -106,31 +82,5 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("cases", nargs="*", help="cases to run (default: all not yet logged)")
-    ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args(argv)
-    unknown = [c for c in args.cases if c not in CASES]
-    if unknown:
-        ap.error(f"unknown case(s) {unknown}; cases: {', '.join(CASES)}")
-    torch.set_num_threads(args.threads)
-    done = {json.loads(line)["case"] for line in RESULTS.read_text().splitlines()} if RESULTS.exists() else set()
-    for name in args.cases or list(CASES):
-        if name in done:
-            continue
-        res = run(name)
-        print(json.dumps(res), flush=True)
-        with open(RESULTS, "a") as f:
-            f.write(json.dumps(res) + "\n")
-    write_markdown()
-    return 0
-
-
-def write_markdown() -> None:
-    rows = [json.loads(line) for line in RESULTS.read_text().splitlines()]
-    RESULTS.with_suffix(".md").write_text(markdown(rows) + FINDINGS)
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main(sys.argv[1:], __doc__, CASES, RESULTS, run, lambda rows: markdown(rows) + FINDINGS))

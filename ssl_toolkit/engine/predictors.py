@@ -32,13 +32,19 @@ Variants (``HEADS`` names):
   B ≈ (ΣᵀΣ)^{-1/2}; P = BΣᵀ/‖B‖_F, the orthogonal polar factor of Σ (a point of the Stiefel
   manifold; the orthogonal projector onto range(Σ) for a PSD Σ) scaled by 1/‖B‖_F).
 
-Choices where the papers' details could not be recovered (documented defaults):
+What the Edge of Orthogonality paper states (main text; its hyper-parameter appendix was not available) and
+what we chose where it is silent or differs:
 
-- For the Edge-of-Orthogonality variants the projections are L2-normalized row-wise before Σ and C
-  are formed (``normalize: true``): BYOL's loss compares L2-normalized vectors, tr Σ = 1 then puts
-  Σ's spectrum in [0, 1] — the Neumann series of ``ne`` converges only for eigenvalues in (0, 2) —
-  and the ridge α means the same thing at every scale. ``normalize: false`` uses raw projections.
-- The iterations are scaled to converge: Newton–Schulz runs on A/‖A‖_F and rescales by √‖A‖_F;
+- Σ = ZᵀZ/b of the online latents (Sec. 4.3); no normalization of the latents is stated. Ours L2-normalizes
+  them row-wise before Σ and C are formed (``normalize: true``): BYOL's loss compares L2-normalized vectors,
+  tr Σ = 1 then puts Σ's spectrum in [0, 1] — the Neumann series of ``ne`` converges only for eigenvalues
+  in (0, 2) — and the ridge α means the same thing at every scale. ``normalize: false`` uses raw projections.
+- The paper puts an EMA "on the predictor" (rate not given); ours averages the statistics Σ̂, Ĉ (ρ = 0.3).
+- The paper scans the ridge α ∈ {0, 0.15, …, 0.9} (100- and 300-epoch tables; best 0.15 for NE, 0.3 for
+  Stiefel, 0.6–0.9 for NS²); ours defaults to α = 0.01. Newton–Schulz runs n = 9 steps (NS, Stiefel) and
+  2 × 7 (NS²), as in the paper.
+- The iterations are scaled to converge: Newton–Schulz runs on A/‖A‖_F and rescales by √‖A‖_F (as the paper's
+  NS);
   Visser runs on Σ/‖Σ‖_F (eigenvalues ≤ 1, with η = 0.5 the fixed point is stable) and rescales by
   √‖Σ‖_F. Defaults: ρ = 0.3 (as DirectPred), α = 0.01, visser n = 20, η = 0.5.
 - W starts at the identity (only seen before the first training step, e.g. in eval mode).
@@ -293,10 +299,11 @@ class NewtonSchulz2Predictor(_EdgeOfOrthogonality):
 
 @HEADS.register("stiefel")
 class StiefelPredictor(_EdgeOfOrthogonality):
-    """Edge of Orthogonality 'Stiefel': W = BΣᵀ/‖B‖_F + alpha·I, B = (ΣᵀΣ)^{-1/2} by n Newton–Schulz steps.
+    """Edge of Orthogonality 'Stiefel' (the paper's Stiefel predictor): W = BΣᵀ/‖B‖_F + alpha·I,
+    B = (ΣᵀΣ)^{-1/2} by n Newton–Schulz steps.
 
-    Collapses at the CPU CIFAR recipe: W is ≈ alpha·I (see :func:`stiefel_weight`); the paper's exact
-    formula could not be recovered, so this is our reading of it, not a reproduction.
+    Collapses at the CPU CIFAR recipe: on L2-normalized projections W is ≈ alpha·I (see :func:`stiefel_weight`;
+    benchmarks/results/stiefel_diagnostics.md measures the paper's raw latents and ridges).
     """
 
     def __init__(self, in_dim: PositiveInt, rho: Rate = 0.3, alpha: NonNegativeFloat = 0.01, n: PositiveInt = 9,

@@ -114,6 +114,15 @@ def test_stiefel_on_a_rank_deficient_psd_is_a_scaled_orthogonal_projector():
     torch.testing.assert_close(p, spectral(q, (s > 0).double()), atol=1e-8, rtol=0)
 
 
+@pytest.mark.parametrize("scale", [1e-3, 7.0])
+def test_stiefel_weight_scales_with_sigma(scale):
+    """P = BΣᵀ/‖B‖_F is homogeneous of degree 1 in Σ (BΣᵀ is scale free, ‖B‖_F ∝ 1/scale): how large P
+    is against a fixed ridge α depends on the latents' magnitude (benchmarks/diagnose_stiefel.py)."""
+    a, _, _ = random_spd(5)
+    torch.testing.assert_close(stiefel_weight(scale * a, n=15), scale * stiefel_weight(a, n=15), atol=1e-10,
+                               rtol=1e-8)
+
+
 def test_stiefel_weight_is_negligible_against_the_ridge_on_normalized_projections():
     """Why `stiefel` collapses (README): on L2-normalized projections ‖P‖ ≪ α, so W = P + αI ≈ αI."""
     z = torch.nn.functional.normalize(torch.randn(1024, 256, generator=torch.Generator().manual_seed(0)), dim=1)
