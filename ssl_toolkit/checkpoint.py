@@ -144,6 +144,8 @@ class TrainingState:
     """[path, reason] of every bad file skipped so far."""
     window: list = dataclasses.field(default_factory=lambda: [0.0, 0])
     """[sum of step losses, steps] of the open log window."""
+    elapsed_s: float = 0.0
+    """Training seconds up to this checkpoint, summed over the sessions that led to it (0 in older checkpoints)."""
     card: Optional[dict] = None
     hooks: dict = dataclasses.field(default_factory=dict)
     format: str = CHECKPOINT_FORMAT

@@ -162,15 +162,19 @@ class NanGuard(Hook):
 
 class Deadline(Hook):
     """``trainer.max_minutes``: at the first log step past the budget the run ends as a finished run;
-    under DDP the ranks agree (any rank past it ends all)."""
+    under DDP the ranks agree (any rank past it ends all). The budget is training time over every session:
+    a resumed run gets what its checkpoint had left."""
 
     order = 10
 
     def __init__(self, minutes: float):
-        self.minutes = minutes
+        self.minutes, self.carried = minutes, 0.0
+
+    def on_resume(self, run, state):
+        self.carried = float(state.elapsed_s)
 
     def on_start(self, run):
-        self.deadline = time.perf_counter() + 60 * self.minutes
+        self.deadline = time.perf_counter() + 60 * self.minutes - self.carried
 
     def on_log(self, run, row):
         if run.done:
@@ -188,15 +192,17 @@ class Deadline(Hook):
 
 class WindowMetrics(Hook):
     """The metrics row: means over the log window of loss and the method's diagnostics, lr, τ, samples/s,
-    the collapse metric (mean over ranks), skipped files, elapsed time."""
+    the collapse metric (mean over ranks), skipped files, elapsed time (training seconds over every session:
+    a resumed run continues its checkpoint's count)."""
 
     order = 20
 
     def __init__(self):
-        self.loss_sum, self.steps = 0.0, 0
+        self.loss_sum, self.steps, self.carried = 0.0, 0, 0.0
 
     def on_resume(self, run, state):
         self.loss_sum, self.steps = state.window
+        self.carried = float(state.elapsed_s)
 
     def on_start(self, run):
         # float32 on the device, continued from the checkpoint, so a resumed run logs the same bits
@@ -220,7 +226,7 @@ class WindowMetrics(Hook):
                     "lr": self.last.lr, "tau": self.last.tau,
                     "samples_per_s": self.samples / max(now - self.window_start, 1e-9),
                     "collapse": float(collapse), "skipped_files": len(run.pos.skipped),
-                    "elapsed_s": now - self.run_start})
+                    "elapsed_s": self.carried + now - self.run_start})
         row.update({k: float(v) / self.steps for k, v in self.extra.items()})
         self.extra.clear()
         self.loss_sum.zero_()
@@ -228,6 +234,7 @@ class WindowMetrics(Hook):
 
     def on_checkpoint(self, run, state):
         state.window = [float(self.loss_sum), self.steps]
+        state.elapsed_s = self.carried + time.perf_counter() - self.run_start
 
 
 class MetricsFile(Hook):

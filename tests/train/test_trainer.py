@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ssl_toolkit.recipe import load_recipe
-from ssl_toolkit.checkpoint import load_checkpoint
+from ssl_toolkit.checkpoint import TrainingState, load_checkpoint
 from ssl_toolkit.train.trainer import NonFiniteLossError, Trainer, TrainingError
 
 FAST = ["trainer.tensorboard=false", "trainer.progress=false"]
@@ -67,6 +67,24 @@ def test_max_minutes_ends_the_run_at_the_first_log_step_past_the_budget(tensor_r
     generous = train(tensor_recipe, tmp_path / "long", ["trainer.max_minutes=60", "trainer.max_steps=9",
                                                         "trainer.log_every=3"])
     assert [int(x["step"]) for x in rows(generous)] == [3, 6, 9]
+
+
+def test_elapsed_time_and_the_max_minutes_budget_carry_over_a_resume(tensor_recipe, tmp_path):
+    """elapsed_s counts training time over every session, and trainer.max_minutes budgets that same time."""
+    out = train(tensor_recipe, tmp_path / "run", ["trainer.max_steps=8", "trainer.log_every=4"])
+    carried = load_checkpoint(out / "checkpoints/last.pt")["elapsed_s"]
+    assert carried >= float(rows(out)[-1]["elapsed_s"]) > 0
+    train(tensor_recipe, out, ["trainer.max_steps=12", "trainer.log_every=4"], resume="auto")
+    assert [int(r["step"]) for r in rows(out)] == [4, 8, 12] and float(rows(out)[-1]["elapsed_s"]) > carried
+    # a checkpoint that has spent 2 of a 1-minute budget: the resumed run ends at its first log step
+    state = TrainingState.load(out / "checkpoints/last.pt")
+    state.elapsed_s = 120.0
+    state.save(out / "checkpoints/last.pt")
+    (out / "encoder.pt").unlink()
+    train(tensor_recipe, out, ["trainer.max_steps=40", "trainer.log_every=2", "trainer.max_minutes=1"],
+          resume="auto")
+    assert [int(r["step"]) for r in rows(out)] == [4, 8, 12, 14] and float(rows(out)[-1]["elapsed_s"]) >= 120
+    assert load_checkpoint(out / "checkpoints/last.pt")["elapsed_s"] >= 120 and (out / "encoder.pt").exists()
 
 
 def test_resume_mid_epoch_is_bit_exact(tensor_recipe, tmp_path):
