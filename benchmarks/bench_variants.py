@@ -4,7 +4,8 @@ number of epochs with several seeds, evaluate the frozen encoder with the downst
 
 Groups (``--groups``, default all):
   tribyol        BYOL vs TriBYOL at batch 16 / 32 / 64 / 256 (image only: the paper's small-batch claim)
-  predictors     BYOL vs each closed-form predictor (directpred, directcopy, ne, visser, ns, ns2, stiefel)
+  predictors     BYOL vs each closed-form predictor (directpred, directcopy, ne, visser, ns, ns2, stiefel), and
+                 stiefel in the Edge of Orthogonality paper's setting (raw latents, its best ridge α = 0.3)
   self_labeling  BYOL vs CCSL / CSSL, with the self-labeling diagnostic measured after training (fraction of
                  batch pairs selected and the fraction of those whose labels agree, on training batches)
   norm           BatchNorm vs GroupNorm + weight standardization vs no normalization (collapse expected)
@@ -45,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 PREDICTORS = ("directpred", "directcopy", "ne", "visser", "ns", "ns2", "stiefel")
+STIEFEL_PAPER = ["model.predictor.normalize=false", "model.predictor.alpha=0.3"]  # diagnose_stiefel.py
 GROUPS = ("tribyol", "predictors", "self_labeling", "norm", "simsiam")  # the variant comparison (default)
 EXTRA_GROUPS = ("precision",)
 BATCHES = (16, 32, 64, 256)
@@ -97,6 +99,7 @@ def plan(groups: list[str], modality: str, size: str, batches=BATCHES) -> list[t
             runs += [(g, "byol (MLP predictor)", s["byol"], bs),
                      (g, "byol (linear predictor)", s["byol"], [*bs, "model.predictor.num_layers=1"])]
             runs += [(g, h, v(h), bs) for h in PREDICTORS]
+            runs.append((g, "stiefel (raw latents, alpha 0.3)", v("stiefel"), [*bs, *STIEFEL_PAPER]))
         elif g == "self_labeling":
             runs += [(g, "byol", s["byol"], bs), (g, "ccsl", v("ccsl"), bs), (g, "cssl", v("cssl"), bs)]
         elif g == "norm":
