@@ -1,8 +1,8 @@
 """Shared harness of the medium-size diagnoses (``diagnose_gn_ws.py``, ``diagnose_stiefel.py``): each case is
 a shipped recipe plus overrides, trained at the medium size (5,000 CIFAR-10 images × 3 epochs, seed 0, no linear
 eval); each finished case appends one JSON line (final and minimum collapse metric, loss, collapse curve, time,
-plus what the script's ``measure`` adds) to the script's results file and is skipped when run again; the
-markdown table beside it is rewritten from every line.
+plus what the script's ``run`` adds to the row of ``train_case``) to the script's results file and is skipped
+when run again; the markdown table beside it is rewritten from every line.
 """
 from __future__ import annotations
 

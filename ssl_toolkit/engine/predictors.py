@@ -43,9 +43,8 @@ what we chose where it is silent or differs:
 - The paper scans the ridge α ∈ {0, 0.15, …, 0.9} (100- and 300-epoch tables; best 0.15 for NE, 0.3 for
   Stiefel, 0.6–0.9 for NS²); ours defaults to α = 0.01. Newton–Schulz runs n = 9 steps (NS, Stiefel) and
   2 × 7 (NS²), as in the paper.
-- The iterations are scaled to converge: Newton–Schulz runs on A/‖A‖_F and rescales by √‖A‖_F (as the paper's
-  NS);
-  Visser runs on Σ/‖Σ‖_F (eigenvalues ≤ 1, with η = 0.5 the fixed point is stable) and rescales by
+- The iterations are scaled to converge: Newton–Schulz runs on A/‖A‖_F and rescales by √‖A‖_F (as the
+  paper's NS); Visser runs on Σ/‖Σ‖_F (eigenvalues ≤ 1, with η = 0.5 the fixed point is stable) and rescales by
   √‖Σ‖_F. Defaults: ρ = 0.3 (as DirectPred), α = 0.01, visser n = 20, η = 0.5.
 - W starts at the identity (only seen before the first training step, e.g. in eval mode).
 - They take no ``out_dim``/``hidden_dim`` (W is square): ``model.predictor.name=ns`` on a recipe with an MLP
