@@ -80,7 +80,7 @@ LEVERS: dict[str, tuple[str, list[str]]] = {
 
 
 def _metrics(run_dir: Path) -> dict:
-    from ssl_toolkit.train.metrics import read_metrics
+    from ssl_toolkit.training.metrics import read_metrics
 
     rows = read_metrics(run_dir)
     last = rows[-1]
@@ -109,7 +109,7 @@ def _eval(run_dir: Path) -> dict:
 
 def run_one(label: str, seed: int, out: Path) -> dict:
     from ssl_toolkit.recipe import load_recipe
-    from ssl_toolkit.train.trainer import Trainer
+    from ssl_toolkit.training.trainer import Trainer
 
     what, overrides = LEVERS[label]
     run_dir = out / f"{label}-s{seed}"

@@ -40,7 +40,7 @@ SETUPS = {
 
 def train(setup: str, run_dir: Path) -> None:
     from ssl_toolkit.recipe import load_recipe
-    from ssl_toolkit.train.trainer import Trainer
+    from ssl_toolkit.training.trainer import Trainer
 
     recipe, overrides, *_ = SETUPS[setup]
     if not (run_dir / "encoder.pt").exists():

@@ -43,7 +43,7 @@ def pretrain(contender: str, minutes: float, precision: str, width: float, batch
     subprocess.run(cmd, check=True, cwd=ROOT)
     wall = time.perf_counter() - start
     if contender == "ssl_toolkit":
-        from ssl_toolkit.train.metrics import read_metrics
+        from ssl_toolkit.training.metrics import read_metrics
 
         rows = read_metrics(out)
         steps, seconds = int(rows[-1]["step"]), float(rows[-1]["elapsed_s"])

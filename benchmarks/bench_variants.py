@@ -112,7 +112,7 @@ def plan(groups: list[str], modality: str, size: str, batches=BATCHES) -> list[t
 
 
 def _last_metrics(run_dir: Path) -> dict:
-    from ssl_toolkit.train.metrics import read_metrics
+    from ssl_toolkit.training.metrics import read_metrics
 
     rows = read_metrics(run_dir)
     last = rows[-1]
@@ -185,7 +185,7 @@ def train_and_eval(recipe_path: str, overrides: list[str], seed: int, run_dir: P
                    label: str) -> dict:
     from ssl_toolkit.eval.runner import run_eval
     from ssl_toolkit.recipe import load_recipe
-    from ssl_toolkit.train.trainer import Trainer
+    from ssl_toolkit.training.trainer import Trainer
 
     s = SETTINGS[modality]
     train_ov = ["trainer.progress=false", "trainer.tensorboard=false", f"seed={seed}", "device=cpu",

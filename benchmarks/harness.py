@@ -46,7 +46,7 @@ def autocast(device: torch.device, precision: str):
 
 def trainer_batches(recipe, device: torch.device):
     """Endless uint8/float batches from the trainer's own loader (``build_loader``), epoch after epoch."""
-    from ssl_toolkit.train.trainer import build_loader
+    from ssl_toolkit.training.trainer import build_loader
 
     dataset, sampler, loader = build_loader(recipe, device)
     for epoch in itertools.count():
@@ -58,15 +58,15 @@ def trainer_batches(recipe, device: torch.device):
 
 
 def byol_training_step(recipe, device: torch.device, precision: str, global_batch: int):
-    """The trainer's own step (``ssl_toolkit.train.step.train_step`` on the learner the trainer builds, with
+    """The trainer's own step (``ssl_toolkit.training.step.train_step`` on the learner the trainer builds, with
     ``precision`` instead of the recipe's), without the loop's bookkeeping. Its phases are
     ``record_function`` ranges (views, forward, backward, optimizer, ema) for torch.profiler. Returns
     ``(step, method)``; ``step(x, around_model)`` runs ``around_model`` (a context manager, e.g. a FLOP
     counter) around the step."""
     import dataclasses
 
-    from ssl_toolkit.train.step import train_step
-    from ssl_toolkit.train.trainer import build_learner
+    from ssl_toolkit.training.step import train_step
+    from ssl_toolkit.training.trainer import build_learner
 
     recipe = dataclasses.replace(recipe, precision=precision)
     learner, _ = build_learner(recipe, device, global_batch, total_steps=10_000, steps_per_epoch=1_000)

@@ -31,7 +31,7 @@ def train_case(name: str, recipe: str, extra: list[str], out_root: str,
                context: Callable[[str], contextlib.AbstractContextManager] | None = None) -> tuple[dict, Path]:
     """Train one case (inside ``context(name)`` if given); its row and its run folder."""
     from ssl_toolkit.recipe import load_recipe
-    from ssl_toolkit.train.trainer import Trainer
+    from ssl_toolkit.training.trainer import Trainer
 
     out = ROOT / "runs" / out_root / name.replace(" ", "_").replace("+", "_")
     start = time.time()

@@ -147,6 +147,8 @@ class TrainingState:
     elapsed_s: float = 0.0
     """Training seconds up to this checkpoint, summed over the sessions that led to it (0 in older checkpoints)."""
     card: Optional[dict] = None
+    data_items: Optional[int] = None
+    """Items of the training dataset (None for a stream of shards of unknown length, or an older checkpoint)."""
     hooks: dict = dataclasses.field(default_factory=dict)
     format: str = CHECKPOINT_FORMAT
 
@@ -193,8 +195,10 @@ def save_encoder_safetensors(path: str | os.PathLike, state_dict: dict, card: Op
 
     from safetensors.torch import save
 
+    from .weights_card import plain_card
+
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state_dict.items()}
-    metadata = {"format": ENCODER_FORMAT, "card": json.dumps(card, default=str)}
+    metadata = {"format": ENCODER_FORMAT, "card": json.dumps(plain_card(card) if card else card, default=str)}
     return atomic_write(path, lambda f: f.write(save(tensors, metadata=metadata)))
 
 

@@ -1,27 +1,31 @@
-"""The ``ssl-toolkit`` command: train | recipe | stats | list | eval | embed | plot | shard."""
+"""The ``ssl-toolkit`` command: train | recipe | stats | list | eval | embed | export | plot | shard.
+
+A thin layer over the Python entry points (:mod:`ssl_toolkit.api`): argument parsing, exit codes and one-line
+messages. Each command imports what it needs when it runs, so ``--help`` answers without loading torch.
+"""
 from __future__ import annotations
 
 import argparse
 import sys
 
-import yaml
-
-from .eval.command import add_embed_parser, add_eval_parser, add_plot_parser
-from .recipe import RecipeError, import_components, load_recipe, to_plain
+from .eval.command import add_embed_parser, add_eval_parser, add_export_parser, add_plot_parser
 from .registry import ALL_REGISTRIES, RegistryError
 from .shard_command import add_shard_parser
 
 
 def _cmd_train(args) -> int:
-    from .train.trainer import Trainer
+    from .api import train
 
-    recipe = load_recipe(args.recipe, args.overrides)
-    Trainer(recipe, out_dir=args.out, resume=args.resume, quiet=args.quiet, overwrite=args.overwrite,
-            allow_recipe_change=args.allow_recipe_change).fit()
+    train(args.recipe, args.overrides, out=args.out, resume=args.resume, quiet=args.quiet, overwrite=args.overwrite,
+          allow_recipe_change=args.allow_recipe_change)
     return 0
 
 
 def _cmd_recipe(args) -> int:
+    import yaml
+
+    from .recipe import load_recipe, to_plain
+
     recipe = load_recipe(args.recipe, args.overrides)
     sys.stdout.write(yaml.safe_dump(to_plain(recipe.to_dict()), sort_keys=False))
     return 0
@@ -37,6 +41,8 @@ def _cmd_stats(args) -> int:
 
 
 def _cmd_list(args) -> int:
+    from .recipe import import_components
+
     import_components()
     kinds = [args.kind] if args.kind else list(ALL_REGISTRIES)
     for kind in kinds:
@@ -85,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_eval_parser(sub)
     add_embed_parser(sub)
+    add_export_parser(sub)
     add_plot_parser(sub)
     add_shard_parser(sub)
 
@@ -104,16 +111,26 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     try:
         return args.func(args)
-    except (RecipeError, RegistryError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except Exception as e:  # noqa: BLE001 - known failure kinds get one clear line
-        from .checkpoint import CheckpointError
-        from .data import DatasetError
-        from .run_dir import RunDirError
-        from .train.trainer import TrainingError
+        code = exit_code(e)
+        if code is None:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return code
 
-        if isinstance(e, (TrainingError, CheckpointError, RunDirError, DatasetError)):
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-        raise
+
+# (module, class, exit code): a recipe or registry error is a usage error (2), the others a failed run (1)
+KNOWN_ERRORS = (("ssl_toolkit.recipe.errors", "RecipeError", 2), ("ssl_toolkit.registry", "RegistryError", 2),
+                ("ssl_toolkit.eval.errors", "EvalError", 1), ("ssl_toolkit.training.loop", "TrainingError", 1),
+                ("ssl_toolkit.checkpoint", "CheckpointError", 1), ("ssl_toolkit.data", "DatasetError", 1),
+                ("ssl_toolkit.run_dir", "RunDirError", 1), ("ssl_toolkit.hub", "ExportError", 1))
+
+
+def exit_code(error: BaseException):
+    """The exit code of a known failure kind (its message is the one line to print), else None. A class whose
+    module was never imported cannot have raised, so nothing is imported here."""
+    for module, name, code in KNOWN_ERRORS:
+        cls = getattr(sys.modules.get(module), name, None)
+        if cls is not None and isinstance(error, cls):
+            return code
+    return None

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Optional
 
 from .atomic import atomic_write_text
-from .shards import INDEX_FILE, INDEX_FORMAT
 
 
 class ShardError(ValueError):
@@ -73,6 +72,8 @@ def write_shards(source: str | Path, out: str | Path, max_count: int = 1000, mod
     index."""
     import webdataset as wds
     from tqdm.auto import tqdm
+
+    from .shards import INDEX_FILE, INDEX_FORMAT
 
     source, out = Path(source).expanduser(), Path(out).expanduser()
     if max_count < 1:

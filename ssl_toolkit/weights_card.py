@@ -11,6 +11,7 @@ files written before cards existed get theirs from the recipe and views state th
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any, Optional
 
 from . import __version__
@@ -36,12 +37,17 @@ class WeightsCard:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def to_plain(self) -> dict:
+        """The card with every op state tensor as a (nested) list: JSON-safe (safetensors headers, config.json)."""
+        return plain_card(self.to_dict())
+
     @classmethod
     def from_dict(cls, obj: Any, where: str = "") -> "WeightsCard":
         if not isinstance(obj, dict) or not isinstance(obj.get("encoder"), dict) or "name" not in obj["encoder"]:
             raise ValueError(f"{where}: the weights card is not a mapping with encoder.name")
         names = {f.name for f in dataclasses.fields(cls)}
         card = cls(**{k: v for k, v in obj.items() if k in names})
+        card.frontend_state = [tensor_state(s) if isinstance(s, dict) else s for s in card.frontend_state]
         if len(card.frontend_state) != len(card.frontend):
             raise ValueError(f"{where}: the weights card has {len(card.frontend)} front-end ops but "
                              f"{len(card.frontend_state)} op states")
@@ -50,6 +56,28 @@ class WeightsCard:
     def without_state(self) -> "WeightsCard":
         """The same card with fresh front-end ops (e.g. pre_norm statistics measured per task)."""
         return dataclasses.replace(self, frontend_state=[{} for _ in self.frontend])
+
+
+_LEGACY_SCALAR = re.compile(r"^tensor\(([-+0-9.eE]+|nan|inf|-inf)\)$")
+
+
+def plain_card(card: dict) -> dict:
+    """A card dict with its op state tensors as lists (numbers for 0-d tensors)."""
+    states = [{k: v.tolist() if hasattr(v, "tolist") else v for k, v in s.items()} for s in card.get("frontend_state", [])]
+    return {**card, "frontend_state": states}
+
+
+def tensor_state(state: dict) -> dict:
+    """An op state read from JSON back to tensors: numbers and lists, and the ``"tensor(-6.)"`` strings that
+    version 0.1.0 wrote into ``encoder.safetensors`` headers for scalar states."""
+    import torch
+
+    out = {}
+    for k, v in state.items():
+        if isinstance(v, str) and (m := _LEGACY_SCALAR.match(v.strip())):
+            v = float(m.group(1))
+        out[k] = torch.tensor(v) if isinstance(v, (int, float, list)) and not isinstance(v, bool) else v
+    return out
 
 
 def _spec(op: Any) -> dict:

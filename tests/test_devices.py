@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from ssl_toolkit.devices import resolve_device, torch_threads
-from ssl_toolkit.train.distributed import init_distributed
+from ssl_toolkit.training.distributed import init_distributed
 
 
 @pytest.fixture

@@ -172,7 +172,7 @@ def test_training_on_shards_resumes_bit_exactly(image_shards, tmp_path):
 
     from ssl_toolkit.checkpoint import TrainingState
     from ssl_toolkit.recipe import load_recipe
-    from ssl_toolkit.train.trainer import Trainer
+    from ssl_toolkit.training.trainer import Trainer
 
     overrides = [f"data.dataset={{name: webdataset_images, urls: '{image_shards}', shuffle_buffer: 8}}",
                  "data.batch_size=4", "data.num_workers=2", "model.encoder.width=0.125", "trainer.max_steps=5",

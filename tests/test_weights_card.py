@@ -11,7 +11,7 @@ from ssl_toolkit import checkpoint as ckpt
 from ssl_toolkit.eval.models import make_models, resolve_checkpoint
 from ssl_toolkit.recipe import import_components, load_recipe
 from ssl_toolkit.registry import AUGMENTATIONS
-from ssl_toolkit.train.trainer import Trainer
+from ssl_toolkit.training.trainer import Trainer
 from ssl_toolkit.weights_card import WeightsCard, card_from_recipe
 
 ROOT = Path(__file__).resolve().parents[1]

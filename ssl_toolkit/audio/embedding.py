@@ -164,11 +164,12 @@ def embed_batches(batches, encoder: Callable[[torch.Tensor], torch.Tensor], n_cl
 
 def embed_clips(waves: list, encoder: Callable[[torch.Tensor], torch.Tensor], frontend: list, sample_rate: int,
                 unit_sec: float, long_clips: str = "chunks", *, device="cpu", batch_size: int = 64,
-                precision: str = "fp32", desc: str = "embedding", progress: bool = False) -> np.ndarray:
+                precision: str = "fp32", desc: str = "embedding", progress: bool = False,
+                names: Optional[list] = None) -> np.ndarray:
     """(N, D) float32 scene embeddings of ``waves`` (float32 mono arrays at ``sample_rate``): per clip,
-    the mean over its pieces of ``encoder(frontend(pieces))``. The clips must pass :func:`check_waveforms`;
-    zero clips give a (0, 0) array."""
-    check_waveforms(waves, what="embed_clips")
+    the mean over its pieces of ``encoder(frontend(pieces))``. The clips must pass :func:`check_waveforms`
+    (an error names the clip by ``names``); zero clips give a (0, 0) array."""
+    check_waveforms(waves, names, what="embed_clips")
     if not waves:
         return np.zeros((0, 0), dtype=np.float32)
     batches = frontend_batches(waves, frontend, sample_rate, unit_sec, long_clips, device=device,

@@ -10,16 +10,9 @@ weight file, or 'random'. Writes OUT/results.json, OUT/results.md and OUT/plots/
 
 
 def _cmd_eval(args) -> int:
-    from .errors import EvalError
-    from .runner import run_eval
-    from .schema import load_eval_recipe
+    from ..api import evaluate
 
-    recipe = load_eval_recipe(args.recipe, args.overrides)
-    try:
-        run_eval(recipe, args.checkpoint, out_dir=args.out, quiet=args.quiet)
-    except EvalError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    evaluate(args.recipe, args.checkpoint, args.overrides, out=args.out, quiet=args.quiet)
     return 0
 
 
@@ -79,7 +72,6 @@ def _yaml_option(text: str, option: str, kind: type):
 
 def _cmd_embed(args) -> int:
     from ..embed import EmbedSettings, run_embed
-    from .errors import EvalError
 
     settings = EmbedSettings(frames=args.frames, unit_sec=args.unit_sec, long_clips=args.long_clips,
                              image_size=args.image_size, batch_size=args.batch_size, chunk=args.chunk,
@@ -88,9 +80,13 @@ def _cmd_embed(args) -> int:
     try:
         encoder = _yaml_option(args.encoder, "--encoder", dict) if args.encoder else None
         frontend = _yaml_option(args.frontend, "--frontend", list) if args.frontend else None
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
         manifest = run_embed(args.checkpoint, args.input, args.out, settings, encoder, frontend, args.overwrite,
                              root=args.root)
-    except (EvalError, ValueError) as e:
+    except ValueError as e:  # audio the embedding refuses (check_waveforms), named by file
         print(f"error: {e}", file=sys.stderr)
         return 1
     if not args.quiet:
@@ -132,6 +128,34 @@ def add_embed_parser(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace the embeddings already in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
     p.set_defaults(func=_cmd_embed)
+
+
+EXPORT_HELP = """Write OUT, a folder in the layout the model hubs use, from a finished run: config.json (library_name
+ssl_toolkit, encoder, front end, feature_dim, modality, the weights card), model.safetensors (the encoder weights,
+the card in its header), README.md (a model card: how to load it, what it was trained on, the eval results) and
+recipe.yaml. Nothing is uploaded: `huggingface-cli upload` or git lfs is your step. Load it with
+ssl_toolkit.load_encoder(OUT) or torch.hub.load(REPO, "encoder", source="local", path=OUT)."""
+
+
+def _cmd_export(args) -> int:
+    from ..api import export
+
+    out = export(args.run, args.out, checkpoint=args.checkpoint, results=args.results, license=args.license,
+                 overwrite=args.overwrite)
+    print(out)
+    return 0
+
+
+def add_export_parser(subparsers) -> None:
+    p = subparsers.add_parser("export", help="a shareable folder (model card, safetensors) from a run",
+                              description=EXPORT_HELP)
+    p.add_argument("run", help="a training run directory (with its finished encoder.pt / encoder.safetensors)")
+    p.add_argument("out", help="the folder to write (must not exist, unless --overwrite)")
+    p.add_argument("--checkpoint", help="export this checkpoints/*.pt instead of the run's finished encoder")
+    p.add_argument("--results", help="an eval results.json: its scores go into the model card (model-index)")
+    p.add_argument("--license", help="the license id for the card's front matter (e.g. mit, apache-2.0, cc-by-4.0)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    p.set_defaults(func=_cmd_export)
 
 
 def add_plot_parser(subparsers) -> None:

@@ -132,20 +132,37 @@ def embed_split(model: EvalModel, split: ImageSplit, device: torch.device, preci
             log.warning("%s: skipped %s: %s", desc, item.path, item.reason)
         if idx is None:
             continue
-        out[idx.numpy()] = encode_batch(model, x.to(device), device, precision)
+        out[idx.numpy()] = encode_batch(model.frontend, model.encoder, x.to(device), device, precision)
         ok[idx.numpy()] = True
     return out, ok
 
 
-def encode_batch(model: EvalModel, x: torch.Tensor, device: torch.device, precision: str) -> np.ndarray:
-    """(B, D) float32 features of a raw image batch on ``device``: the model's front end in fp32, then the
-    encoder (under bf16 autocast for ``precision: bf16``). Shared by ``eval`` and ``embed``."""
+def encode_batch(frontend: list, encoder: torch.nn.Module, x: torch.Tensor, device: torch.device,
+                 precision: str) -> np.ndarray:
+    """(B, D) float32 features of a raw image batch on ``device``: the front-end ops in fp32, then the
+    encoder (under bf16 autocast for ``precision: bf16``). Shared by ``eval``, ``embed`` and the API."""
     with torch.inference_mode():
-        for op in model.frontend:
+        for op in frontend:
             x = op(x, None)
         with precision_autocast(device, precision):
-            y = model.encoder(x)
+            y = encoder(x)
     return y.float().cpu().numpy()
+
+
+def embed_images(images: list, frontend: list, encoder: torch.nn.Module, device: torch.device, batch_size: int,
+                 precision: str, feature_dim: int) -> np.ndarray:
+    """(N, feature_dim) float32 features of uint8 (3, H, W) images, in order: images of one size are batched
+    together through :func:`encode_batch` (``ssl-toolkit embed`` and ``Encoder.embed``)."""
+    by_size: dict[tuple, list[int]] = {}
+    for j, img in enumerate(images):
+        by_size.setdefault(tuple(img.shape), []).append(j)
+    out = np.zeros((len(images), feature_dim), dtype=np.float32)
+    for group in by_size.values():
+        for s in range(0, len(group), batch_size):
+            idx = group[s:s + batch_size]
+            out[idx] = encode_batch(frontend, encoder, torch.stack([images[j] for j in idx]).to(device), device,
+                                    precision)
+    return out
 
 
 class ImageEmbedder:

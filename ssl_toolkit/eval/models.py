@@ -1,7 +1,8 @@
 """What ``--checkpoint`` names, turned into a frozen encoder plus its deterministic front end.
 
 Accepted: a run directory (its newest valid ``checkpoints/*.pt``, else ``encoder.pt``, else
-``encoder.safetensors``), a training checkpoint ``*.pt``, an ``encoder.pt`` (this version's, or a bare state dict
+``encoder.safetensors``), a folder written by ``ssl-toolkit export`` (its ``model.safetensors`` and
+``recipe.yaml``), a training checkpoint ``*.pt``, an ``encoder.pt`` (this version's, or a bare state dict
 as earlier versions wrote: a ``recipe.yaml`` beside it is used when present), an ``encoder.safetensors`` (its card
 in the header) or any ``.safetensors`` state dict, an official BYOL-A weight file (``features.*``/``fc.*``;
 the AudioNTT encoder is inferred from the tensor shapes), or the word ``random`` (the eval recipe's
@@ -28,11 +29,14 @@ from torch import nn
 from .. import checkpoint as ckpt
 from ..recipe import Component, RecipeError, import_components
 from ..recipe.loading import read_recipe_file
-from ..registry import AUGMENTATIONS, ENCODERS, RegistryError
+from ..registry import AUGMENTATIONS, DATASETS, ENCODERS, RegistryError
 from ..weights_card import WeightsCard, card_from_recipe
 from .errors import EvalError
 
 log = logging.getLogger("ssl_toolkit.eval")
+
+EXPORT_WEIGHTS = "model.safetensors"
+"""The weights file of a folder written by ``ssl-toolkit export`` (the model hubs' name)."""
 
 
 @dataclass
@@ -108,6 +112,8 @@ def resolve_checkpoint(spec: str) -> ModelSource:
     if spec == "random":
         return ModelSource(spec=spec, kind="random")
     path = Path(os.path.expanduser(spec))
+    if path.is_dir() and (path / EXPORT_WEIGHTS).is_file():
+        return _from_safetensors(spec, path / EXPORT_WEIGHTS)
     if path.is_dir():
         candidates = ckpt.checkpoint_candidates(path)
         errors = []
@@ -156,10 +162,10 @@ def _derived_card(recipe: dict, views_state: Optional[dict], path: Path) -> Weig
 
 def _from_encoder_weights(spec: str, path: Path, checksum: str, weights: dict, card: Optional[dict]) -> ModelSource:
     """An encoder file's weights: with its card, else with the recipe beside it, else official BYOL-A or bare."""
-    if card is not None:
-        return ModelSource(spec, "encoder", path, checksum, encoder_state=weights, card=_card(card, path),
-                           card_origin="weights card")
     recipe = _sibling_recipe(path)
+    if card is not None:  # the card names the model; the recipe beside it says how it was trained
+        return ModelSource(spec, "encoder", path, checksum, recipe=recipe, encoder_state=weights,
+                           card=_card(card, path), card_origin="weights card")
     looks_official = any(k.startswith(("features.", "fc.")) for k in weights) and path.stem != "encoder"
     src = ModelSource(spec, "official" if looks_official and recipe is None else "encoder", path, checksum,
                       recipe=recipe, encoder_state=weights)
@@ -368,6 +374,30 @@ def make_models(source: ModelSource, model_cfg, seed: int = 0, want_random: bool
         rnd = EvalModel("random", build_encoder(enc_spec, None, "random baseline", seed),
                         build_frontend(fe_spec, op_states), enc_spec, fe_spec, _random_identity(enc_spec, seed), origin)
     return model, rnd
+
+
+def training_unit_sec(recipe: Optional[dict]) -> float:
+    """The training segment length of an audio recipe: the first ``unit_sec`` of ``data.dataset`` (or of the
+    datasets it combines; a dataset that does not set it, its builder's default), else BYOL-A's 1 s. The default
+    piece length of scene embeddings (``embed``, ``Encoder.embed``, the HEAR module)."""
+    def find(node) -> Optional[float]:
+        if isinstance(node, list):
+            return next((v for v in map(find, node) if v is not None), None)
+        if not isinstance(node, dict):
+            return None
+        if isinstance(node.get("unit_sec"), (int, float)):
+            return float(node["unit_sec"])
+        inner = next((v for v in map(find, node.values()) if v is not None), None)
+        if inner is not None or not isinstance(node.get("name"), str):
+            return inner
+        try:
+            default = DATASETS.get(node["name"]).parameters().get("unit_sec")
+        except RegistryError:
+            return None
+        return float(default.default) if default is not None and isinstance(default.default, (int, float)) else None
+
+    found = find(((recipe or {}).get("data") or {}).get("dataset"))
+    return found if found is not None else 1.0
 
 
 def _hash(obj) -> str:

@@ -109,7 +109,7 @@ class TrainerConfig:
     progress: bool = True
     tensorboard: bool = True
     hooks: list[Component] = dataclasses.field(default_factory=list, metadata={"registry": "hooks"})
-    """Extra hooks (ssl_toolkit/train/hooks.py), each ``{name: registered hook, param: value}``."""
+    """Extra hooks (ssl_toolkit/training/hooks.py), each ``{name: registered hook, param: value}``."""
 
 
 @dataclasses.dataclass

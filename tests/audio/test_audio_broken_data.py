@@ -8,8 +8,8 @@ import soundfile as sf
 
 from ssl_toolkit.audio import dataset as audio_dataset
 from ssl_toolkit.recipe import load_recipe
-from ssl_toolkit.train.metrics import read_metrics
-from ssl_toolkit.train.trainer import Trainer, TrainingError
+from ssl_toolkit.training.metrics import read_metrics
+from ssl_toolkit.training.trainer import Trainer, TrainingError
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "recipes" / "audio" / "byola_fsdd.yaml"

@@ -60,7 +60,7 @@ def test_errors_name_the_part_and_what_was_expected(two_folders, tmp_path):
 
 def test_a_recipe_trains_on_two_folders(two_folders, tmp_path):
     from ssl_toolkit.recipe import load_recipe
-    from ssl_toolkit.train.trainer import Trainer
+    from ssl_toolkit.training.trainer import Trainer
 
     a, b = two_folders
     parts = ", ".join(f"{{name: audio_folder, root: {r}, unit_sec: 0.95}}" for r in (a, b))

@@ -14,7 +14,7 @@ FSDD = ROOT.parent / "shared" / "data" / "fsdd"
 RECIPE = ROOT / "recipes" / "audio" / "byola_fsdd.yaml"
 
 pytestmark = pytest.mark.skipif(not (ROOT / "ssl_toolkit" / "train" / "trainer.py").is_file(),
-                                reason="the trainer (ssl_toolkit/train/trainer.py) is not there yet")
+                                reason="the trainer (ssl_toolkit/training/trainer.py) is not there yet")
 
 
 @pytest.fixture(scope="module")

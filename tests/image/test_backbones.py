@@ -15,7 +15,7 @@ from torch import nn
 
 from ssl_toolkit.recipe import RecipeError, import_components, load_recipe
 from ssl_toolkit.registry import ENCODERS
-from ssl_toolkit.train.trainer import Trainer
+from ssl_toolkit.training.trainer import Trainer
 
 try:
     import timm

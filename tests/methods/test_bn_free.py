@@ -11,7 +11,7 @@ from ssl_toolkit.engine.heads import MLPHead
 from ssl_toolkit.engine.norms import WSLinear, standardize_weight
 from ssl_toolkit.recipe import load_recipe
 from ssl_toolkit.registry import ENCODERS
-from ssl_toolkit.train.trainer import Trainer
+from ssl_toolkit.training.trainer import Trainer
 
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm)
 
@@ -78,7 +78,7 @@ def _collapse_column(run_dir):
 def test_no_normalization_anywhere_collapses_and_the_monitor_says_so(tensor_recipe, tmp_path, capsys):
     """BYOL on the tensor recipe with norm: none in encoder, projector and predictor: the projections'
     spread (collapse monitor) falls under trainer.collapse_threshold and the trainer warns; the same
-    run with BatchNorm stays healthy (tests/train/test_trainer.py checks > 0.25 for it too)."""
+    run with BatchNorm stays healthy (tests/training/test_trainer.py checks > 0.25 for it too)."""
     fast = ["trainer.tensorboard=false", "trainer.progress=false"]
     none = ["model.encoder.norm=none", "model.projector.norm=none", "model.predictor.norm=none"]
     run = Trainer(load_recipe(tensor_recipe, fast + none), out_dir=tmp_path / "none").fit()

@@ -9,7 +9,7 @@ from ssl_toolkit.engine.losses import regression_loss
 from ssl_toolkit.recipe import EmaConfig, load_recipe
 from ssl_toolkit.registry import METHODS
 from ssl_toolkit.checkpoint import load_checkpoint
-from ssl_toolkit.train.trainer import Trainer
+from ssl_toolkit.training.trainer import Trainer
 
 
 def _tribyol(**kw):

@@ -9,8 +9,8 @@ import yaml
 from ssl_toolkit import checkpoint as ckpt
 from ssl_toolkit.engine.build import build_method
 from ssl_toolkit.recipe import load_recipe
-from ssl_toolkit.train.init_weights import InitError, initialize_encoder
-from ssl_toolkit.train.trainer import Trainer, TrainingError
+from ssl_toolkit.training.init_weights import InitError, initialize_encoder
+from ssl_toolkit.training.trainer import Trainer, TrainingError
 
 FAST = ["trainer.tensorboard=false", "trainer.progress=false", "trainer.log_every=1", "trainer.checkpoint_every=1"]
 SHARED = Path(__file__).resolve().parents[3] / "shared"
@@ -118,7 +118,7 @@ def test_torchvision_resnet_weights_load_without_their_classifier():
     tv = torchvision.models.resnet18(weights=None)
     state = tv.state_dict()
     own = ENCODERS.build("resnet18").state_dict()
-    from ssl_toolkit.train.init_weights import fit_to
+    from ssl_toolkit.training.init_weights import fit_to
 
     fitting, left = fit_to(own, state, True, "resnet18.pth")
     assert set(fitting) == set(own) and left == ["classifier fc.weight (not part of the encoder)",

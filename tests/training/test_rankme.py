@@ -8,8 +8,8 @@ import torch
 
 from ssl_toolkit.checkpoint import TrainingState
 from ssl_toolkit.recipe import RecipeError, load_recipe
-from ssl_toolkit.train.rankme import EPS, rankme
-from ssl_toolkit.train.trainer import Trainer
+from ssl_toolkit.training.rankme import EPS, rankme
+from ssl_toolkit.training.trainer import Trainer
 
 FAST = ["trainer.tensorboard=false", "trainer.progress=false"]
 

@@ -12,9 +12,9 @@ import yaml
 
 from ssl_toolkit.checkpoint import TrainingState
 from ssl_toolkit.recipe import load_recipe
-from ssl_toolkit.train import probe_monitor
-from ssl_toolkit.train.probe_monitor import ridge_probe
-from ssl_toolkit.train.trainer import Trainer
+from ssl_toolkit.training import probe_monitor
+from ssl_toolkit.training.probe_monitor import ridge_probe
+from ssl_toolkit.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ["trainer.tensorboard=false", "trainer.progress=false"]
@@ -99,7 +99,7 @@ def test_image_probe_columns_scale_and_no_effect_on_training(image_setup, tmp_pa
 def test_probe_scores_what_the_features_say(image_setup, tmp_path, monkeypatch):
     """A probe that sees the labels in its features scores 1, one that sees noise scores near chance."""
     recipe, train, ev = image_setup
-    from ssl_toolkit.train import rankme
+    from ssl_toolkit.training import rankme
 
     def fake(run, items, frontend, batch_size, projector=False):  # feature = mean brightness (the class)
         bright = items.float().mean((1, 2, 3))

@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from ssl_toolkit.train.optim import LARS, applied_lr, param_groups
-from ssl_toolkit.train.schedules import constant, warmup_cosine
+from ssl_toolkit.training.optim import LARS, applied_lr, param_groups
+from ssl_toolkit.training.schedules import constant, warmup_cosine
 
 
 def test_bias_and_norm_parameters_are_excluded():

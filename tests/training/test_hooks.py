@@ -8,15 +8,15 @@ import torch
 
 from ssl_toolkit.checkpoint import TrainingState
 from ssl_toolkit.recipe import RecipeError, load_recipe
-from ssl_toolkit.train.hooks import Hook, Hooks
-from ssl_toolkit.train.loop import TrainingError
-from ssl_toolkit.train.trainer import Trainer
+from ssl_toolkit.training.hooks import Hook, Hooks
+from ssl_toolkit.training.loop import TrainingError
+from ssl_toolkit.training.trainer import Trainer
 
 FAST = ["trainer.tensorboard=false", "trainer.progress=false"]
 
 PLUGIN = textwrap.dedent('''
     from ssl_toolkit.registry import HOOKS
-    from ssl_toolkit.train.hooks import Hook
+    from ssl_toolkit.training.hooks import Hook
 
     CALLS = []
 
@@ -148,7 +148,7 @@ def test_an_epoch_that_can_make_no_step_is_an_error_not_a_hang(tensor_recipe, tm
 def test_log_lines_about_bad_files_and_left_out_batches_are_bounded(tensor_recipe, tmp_path, capsys, monkeypatch):
     from ssl_toolkit.data import BadItem
     from ssl_toolkit.tensors import GaussianClusters
-    from ssl_toolkit.train.loop import MAX_LOGGED
+    from ssl_toolkit.training.loop import MAX_LOGGED
 
     real = GaussianClusters.__getitem__
     monkeypatch.setattr(GaussianClusters, "__getitem__",  # 3 of every 4 items bad: each batch of 4 has one usable
@@ -168,7 +168,7 @@ def test_first_ctrl_c_asks_for_a_checkpoint_and_the_second_stops_at_once():
     import signal
     from types import SimpleNamespace
 
-    from ssl_toolkit.train.hooks import StopSignals
+    from ssl_toolkit.training.hooks import StopSignals
 
     messages = []
     run = SimpleNamespace(interrupt=None, log=messages.append)

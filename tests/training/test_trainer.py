@@ -11,7 +11,7 @@ import torch
 
 from ssl_toolkit.recipe import load_recipe
 from ssl_toolkit.checkpoint import TrainingState, load_checkpoint
-from ssl_toolkit.train.trainer import NonFiniteLossError, Trainer, TrainingError
+from ssl_toolkit.training.trainer import NonFiniteLossError, Trainer, TrainingError
 
 FAST = ["trainer.tensorboard=false", "trainer.progress=false"]
 

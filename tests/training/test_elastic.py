@@ -12,7 +12,7 @@ ARGS = ["trainer.tensorboard=false", "trainer.progress=false", "trainer.max_step
 
 KILL_RANK1_ONCE = textwrap.dedent("""
     import os, signal, sys
-    from ssl_toolkit.train import trainer
+    from ssl_toolkit.training import trainer
     real = trainer.Trainer._save
     def save_then_die(self, pos, name):
         out = real(self, pos, name)

@@ -82,7 +82,7 @@ def test_encoder_safetensors_beside_encoder_pt_holds_the_same_weights_and_the_ca
     from ssl_toolkit.eval.models import make_models, resolve_checkpoint
     from ssl_toolkit.eval.schema import ModelSpec
     from ssl_toolkit.recipe import load_recipe
-    from ssl_toolkit.train.trainer import Trainer
+    from ssl_toolkit.training.trainer import Trainer
 
     run = Trainer(load_recipe(tensor_recipe, ["trainer.max_steps=2", "trainer.tensorboard=false",
                                               "trainer.progress=false"]), out_dir=tmp_path / "run", quiet=True).fit()

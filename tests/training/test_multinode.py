@@ -22,7 +22,7 @@ TIMEOUT = 240
 # it for the membership change (the other node re-joining the rendezvous), as on a cluster, not for its own failure.
 HOLD_RANK0_ONCE = textwrap.dedent("""
     import os, time
-    from ssl_toolkit.train import trainer
+    from ssl_toolkit.training import trainer
     real_save = trainer.Trainer._save
     def save_then_hold(self, pos, name):
         out = real_save(self, pos, name)

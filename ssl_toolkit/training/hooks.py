@@ -4,7 +4,7 @@ A hook subclasses :class:`Hook` and overrides the points it needs; hooks run in 
 
 - ``on_resume(run, state)``: a checkpoint (TrainingState) is being resumed, before ``on_start``;
 - ``on_start(run)``: before the first step (also of a resumed run);
-- ``on_step(run, out)``: after every optimizer step (``out``: :class:`~ssl_toolkit.train.step.StepOutput`);
+- ``on_step(run, out)``: after every optimizer step (``out``: :class:`~ssl_toolkit.training.step.StepOutput`);
 - ``on_log(run, row)``: at log steps and the last step; add columns to ``row`` (order < 90), the metrics
   file writes it at order 90;
 - ``on_step_end(run)``: after ``on_log``; checkpoints are written here;

@@ -8,7 +8,7 @@ at step 16; byola_fsdd 3e-5 at step 1, 2e-4 at step 2). So the file holds one re
 any other machine the first EARLY_STEPS steps (initialization, augmentation, forward, loss and the first optimizer
 and EMA updates) must agree to EARLY_TOLERANCE with the first record, and a warning asks for this machine's
 record. Re-record only for an intended change of the math, on every machine you keep:
-``python tests/train/test_reference_losses.py --record`` (adds or replaces this machine's record)."""
+``python tests/training/test_reference_losses.py --record`` (adds or replaces this machine's record)."""
 import csv
 import json
 import sys
@@ -63,7 +63,7 @@ def run_losses(name: str, out: Path) -> dict:
     import os
 
     from ssl_toolkit.recipe import load_recipe
-    from ssl_toolkit.train.trainer import Trainer
+    from ssl_toolkit.training.trainer import Trainer
 
     cwd = os.getcwd()
     os.chdir(ROOT)  # the recipes' data paths are relative to the repository root

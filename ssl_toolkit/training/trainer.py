@@ -174,7 +174,7 @@ class Trainer:
             method=self.method.state_dict(), views=views_state, optimizer=self.optimizer.state_dict(),
             scaler=self.scaler.state_dict() if self.scaler is not None else {}, rng=ckpt.rng_state(),
             skipped=[[p, r] for p, r in pos.skipped.items()], card=self._card(recipe_tree, views_state),
-            hooks=self.hooks.states())
+            data_items=self.data_items, hooks=self.hooks.states())
         self.hooks.on_checkpoint(self.run, state)
         if not self.is_main:
             return None
@@ -269,6 +269,7 @@ class Trainer:
         np.random.seed(r.seed % 2**32)
         random.seed(r.seed)
         dataset, sampler, loader = build_loader(r, self.device, self.dist.rank, self.dist.world_size)
+        self.data_items = None if isinstance(dataset, torch.utils.data.IterableDataset) else len(dataset)
         accum = t.grad_accum_steps
         steps_per_epoch = sampler.batches_per_epoch() // accum
         if steps_per_epoch == 0:

@@ -1,0 +1,134 @@
+"""Timestamp (frame) embeddings of audio in the HEAR 2021 convention, and the model object that carries them.
+
+The machinery behind :mod:`ssl_toolkit.hear` (the HEAR API module) and ``Encoder.embed_frames``: an encoder's
+frames (``forward_frames``), one every ``hop × frame_stride`` samples; when that exceeds 50 ms the audio is
+embedded again shifted by a whole number of log-mel hops and the frames interleaved. A timestamp is the centre of
+the log-mel frames its embedding pools.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Tuple
+
+import torch
+from torch import Tensor, nn
+
+from .embedding import check_waveforms, split_frontend
+
+BATCH = 8  # clips per forward pass (bounds memory for long audio)
+TIMESTAMP_MS = 50.0  # largest spacing of timestamp embeddings
+
+
+class ClipNorm(nn.Module):
+    """Standardize each clip's log-mel with its own mean and std (no dataset statistics known)."""
+
+    def forward(self, x: Tensor, generator=None) -> Tensor:
+        dims = tuple(range(1, x.ndim))
+        return (x - x.mean(dim=dims, keepdim=True)) / x.std(dim=dims, keepdim=True).clamp_min(1e-5)
+
+
+class HearModel(nn.Module):
+    """Front end + encoder with the attributes the HEAR API asks for."""
+
+    def __init__(self, encoder: nn.Module, frontend: list, sample_rate: int, hop_length: int, description: str = "",
+                 unit_sec: float = 1.0):
+        super().__init__()
+        if not hasattr(encoder, "forward_frames") or not hasattr(encoder, "frame_stride"):
+            raise TypeError(f"{type(encoder).__name__} has no forward_frames/frame_stride: HEAR timestamp embeddings "
+                            "need an audio encoder (audiontt2020 / audiontt2022)")
+        self.encoder = encoder
+        self.frontend = nn.ModuleList(frontend)
+        self.sample_rate = int(sample_rate)
+        self.hop_length = int(hop_length)
+        self.scene_embedding_size = int(encoder.feature_dim)
+        self.timestamp_embedding_size = int(encoder.feature_dim)
+        self.description = description
+        self.unit_sec = float(unit_sec)
+        self.eval()
+
+    def features(self, audio: Tensor) -> Tensor:
+        x = audio.float()
+        for op in self.frontend:
+            x = op(x, None)
+        return x
+
+    def min_samples(self) -> int:
+        return 16 * self.hop_length
+
+    @torch.no_grad()
+    def frames(self, audio: Tensor) -> Tensor:
+        """The encoder's frames (n, T', D); frame k pools log-mel frames [k·s, (k+1)·s), s = encoder.frame_stride."""
+        if audio.ndim != 2:
+            raise ValueError(f"HEAR audio must be (n_sounds, n_samples), got shape {tuple(audio.shape)}")
+        check_waveforms(audio, what="HEAR audio")
+        if audio.shape[0] == 0:
+            return audio.new_zeros((0, 0, self.timestamp_embedding_size), dtype=torch.float32)
+        if audio.shape[1] < self.min_samples():
+            audio = nn.functional.pad(audio, (0, self.min_samples() - audio.shape[1]))
+        outs = [self.encoder.forward_frames(self.features(audio[start:start + BATCH])).float()
+                for start in range(0, audio.shape[0], BATCH)]
+        return torch.cat(outs)
+
+
+def hear_model(encoder, description: str = "", where: str = "model") -> HearModel:
+    """The HEAR model of an :class:`~ssl_toolkit.encoder.Encoder` (also what ``Encoder.embed_frames`` runs): its
+    backbone and front end, with per-clip standardization when pre_norm has no statistics."""
+    frontend = list(encoder.frontend.ops)
+    upstream, prenorm, downstream = split_frontend(frontend)
+    if prenorm is not None and not bool(getattr(prenorm, "ready", False)):
+        warnings.warn(f"{where}: no pre_norm statistics stored with the weights; "
+                      "each clip's log-mel is standardized with its own mean and std")
+        frontend = [*upstream, ClipNorm(), *downstream]
+    hop = 160
+    for op in upstream:
+        fe = getattr(op, "mel", None)
+        if fe is not None and hasattr(fe, "hop_length"):
+            hop = int(fe.hop_length)
+    return HearModel(encoder.backbone, frontend, encoder.sample_rate or 16000, hop, description,
+                     unit_sec=encoder.unit_sec or 1.0)
+
+
+def _device_of(model: HearModel) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def _shifts(stride: int, frame_ms: float, target_ms: float) -> int:
+    """Passes (audio shifted by stride/n log-mel frames each) needed for ≤ target_ms spacing; n divides stride."""
+    for n in range(1, stride + 1):
+        if stride % n == 0 and stride * frame_ms / n <= target_ms:
+            return n
+    return stride
+
+
+def get_timestamp_embeddings(audio: Tensor, model: HearModel) -> Tuple[Tensor, Tensor]:
+    """((n_sounds, n_timestamps, D) float32 embeddings, (n_sounds, n_timestamps) timestamps in ms).
+
+    When the encoder's frame period exceeds 50 ms (AudioNTT2020: 80 ms), the audio is also embedded
+    shifted by a whole number of log-mel hops and the frames are interleaved, giving evenly spaced
+    timestamps ≤ 50 ms apart (HEAR's advice for onset-tolerance tasks)."""
+    if not isinstance(model, HearModel):
+        raise TypeError(f"model must come from ssl_toolkit.hear.load_model, got {type(model).__name__}")
+    audio = torch.as_tensor(audio).to(_device_of(model))
+    frames, stride = model.frames(audio), int(model.encoder.frame_stride)
+    frame_ms = 1000.0 * model.hop_length / model.sample_rate
+    n_shift = _shifts(stride, frame_ms, TIMESTAMP_MS)
+    if n_shift > 1 and frames.shape[1] > 0:
+        step = stride // n_shift  # log-mel frames between interleaved timestamps
+        passes = [frames]
+        for j in range(1, n_shift):
+            offset = j * step * model.hop_length
+            if audio.shape[1] - offset < model.min_samples():
+                break
+            passes.append(model.frames(audio[:, offset:]))
+        if len(passes) == n_shift:
+            t = min(p.shape[1] for p in passes)
+            frames = torch.stack([p[:, :t] for p in passes], dim=2).flatten(1, 2)
+        else:
+            n_shift = 1
+    n, t = frames.shape[0], frames.shape[1]
+    k = torch.arange(t, dtype=torch.float64)
+    period = stride / n_shift  # in log-mel frames
+    centers = (k * period + (stride - 1) / 2.0) * frame_ms
+    ts = centers.to(torch.float32).to(frames.device).unsqueeze(0).expand(n, t).contiguous()
+    return frames.contiguous(), ts

@@ -1,0 +1,356 @@
+"""The trained encoder as a library object: what :func:`ssl_toolkit.load_encoder` returns.
+
+Like torchvision's weights (``weights.transforms()``, ``weights.meta``) and timm's ``create_model`` +
+``resolve_model_data_config``, one object carries the encoder (``backbone``, the registry module), its
+deterministic front end (``transforms()``: uint8 → float → normalize, or wave → log-mel → pre_norm) and its
+weights card (``card``). ``Encoder(x)`` runs both; ``embed`` / ``embed_frames`` / ``fit_prenorm`` are the
+functions ``ssl-toolkit eval``, ``ssl-toolkit embed`` and the HEAR module run:
+
+- scene embeddings of audio are :func:`ssl_toolkit.audio.embedding.embed_clips`: each clip cut into
+  ``unit_sec`` pieces (a clip shorter than ``unit_sec`` is zero-padded to it, as EVAR pads it), the encoder's
+  clip embedding of each piece, the mean over a clip's pieces;
+- images go through :func:`ssl_toolkit.eval.image.embed_images` (batched by size);
+- timestamp embeddings are :func:`ssl_toolkit.hear.get_timestamp_embeddings`.
+
+pre_norm statistics are the checkpoint's (the training data's). Evaluation measures them on each task's
+training clips instead (EVAR); ``fit_prenorm(train_waves)`` does the same here.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .eval.errors import EvalError
+from .weights_card import WeightsCard
+
+PRECISIONS = ("fp32", "bf16")
+LONG_CLIPS = ("chunks", "crop", "whole")
+
+
+class FrontEnd(nn.Module):
+    """The deterministic front-end ops as one module: no gradient, always in eval mode, the same output for a
+    sample whatever batch it is in."""
+
+    def __init__(self, ops: list[nn.Module]):
+        super().__init__()
+        self.ops = nn.ModuleList(ops)
+        for p in self.ops.parameters():
+            p.requires_grad_(False)
+        super().train(False)
+
+    def train(self, mode: bool = True) -> "FrontEnd":
+        return super().train(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            for op in self.ops:
+                x = op(x, None)
+        return x
+
+
+class Encoder(nn.Module):
+    """Front end + encoder with their card. Build it with :func:`ssl_toolkit.load_encoder`.
+
+    ``forward(x)``: raw waves (B, T) float in [-1, 1] at ``sample_rate`` (audio) or uint8 images (B, 3, H, W)
+    → (B, feature_dim). ``backbone`` is the bare registry encoder (its input is the front end's output)."""
+
+    def __init__(self, backbone: nn.Module, frontend: list[nn.Module], *, encoder_spec: dict, frontend_spec: list,
+                 unit_sec: Optional[float] = None, imports: Sequence[str] = (), recipe_name: str = "",
+                 source: Optional[dict] = None, freeze_bn: bool = False):
+        super().__init__()
+        self.backbone = backbone
+        self.frontend = FrontEnd(frontend)
+        self.encoder_spec, self.frontend_spec = dict(encoder_spec), [dict(s) for s in frontend_spec]
+        self.unit_sec = float(unit_sec or 1.0) if self.modality == "audio" else None
+        self.imports, self.recipe_name = list(imports), recipe_name
+        self.source = dict(source or {})
+        """Where the weights come from: ``spec`` (what was passed), ``kind``, ``path``, ``sha256``, ``notes``."""
+        self.freeze_bn = freeze_bn
+
+    # ------------------------------------------------------------------ what it is
+    @property
+    def modality(self) -> Optional[str]:
+        """``audio`` | ``image`` | ``vector`` (the encoder class's ``modality``)."""
+        return getattr(self.backbone, "modality", None)
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.backbone.feature_dim)
+
+    @property
+    def sample_rate(self) -> Optional[int]:
+        """Audio: the sample rate the front end expects (Hz); None for other modalities."""
+        if self.modality != "audio":
+            return None
+        from .audio.embedding import frontend_sample_rate
+
+        return frontend_sample_rate(list(self.frontend.ops))
+
+    @property
+    def device(self) -> torch.device:
+        p = next(self.backbone.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+    @property
+    def card(self) -> WeightsCard:
+        """The weights card of this encoder as it is now (front-end op states included, e.g. pre_norm)."""
+        states = [{k: v.detach().cpu() for k, v in op.state_dict().items()} for op in self.frontend.ops]
+        return WeightsCard(encoder=dict(self.encoder_spec), frontend=[dict(s) for s in self.frontend_spec],
+                           frontend_state=states, feature_dim=self.feature_dim, imports=list(self.imports),
+                           recipe_name=self.recipe_name)
+
+    @property
+    def prenorm(self) -> Optional[dict]:
+        """Audio: ``{"mean", "std"}`` of the front end's pre_norm op; None without statistics or without the op."""
+        op = self._prenorm_op()
+        if op is None or not bool(op.ready):
+            return None
+        return {"mean": float(op.mean), "std": float(op.std)}
+
+    def transforms(self) -> FrontEnd:
+        """The deterministic front end as a module (what ``forward`` applies before ``backbone``)."""
+        return self.frontend
+
+    def extra_repr(self) -> str:
+        where = self.source.get("path") or self.source.get("spec") or ""
+        return f"modality={self.modality}, feature_dim={self.feature_dim}, source={where!r}"
+
+    # ------------------------------------------------------------------ torch
+    def train(self, mode: bool = True) -> "Encoder":
+        """Train mode for the backbone (BatchNorm too, unless ``freeze_bn``); the front end stays in eval mode."""
+        super().train(mode)
+        self.frontend.eval()
+        if self.freeze_bn:
+            for m in self.backbone.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(self.frontend(x))
+
+    # ------------------------------------------------------------------ embeddings
+    def embed(self, inputs, *, batch_size: int = 64, precision: str = "fp32", unit_sec: Optional[float] = None,
+              long_clips: str = "chunks", image_size: Optional[int] = None, progress: bool = False) -> np.ndarray:
+        """(N, feature_dim) float32 embeddings, in the order of ``inputs``: file paths, a folder (its files of this
+        modality, sorted as :meth:`list_files` lists them), arrays — audio: 1-D float waves at ``sample_rate``
+        or the rows of a 2-D array; images: uint8 (3, H, W) or the items of a (B, 3, H, W) batch. Audio: pieces of
+        ``unit_sec`` (default: the training recipe's), ``long_clips`` chunks | crop | whole; images: with
+        ``image_size`` the shorter side is resized and centre-cropped (paths only)."""
+        self._check_options(batch_size, precision, long_clips)
+        if self.modality == "audio":
+            from .audio.embedding import embed_clips
+
+            waves, names = self._waves(inputs)
+            self._need_prenorm("embed")
+            with self._eval_mode():
+                return embed_clips(waves, self.backbone, list(self.frontend.ops), self.sample_rate,
+                                   float(unit_sec or self.unit_sec), long_clips, device=self.device,
+                                   batch_size=batch_size, precision=precision, progress=progress, names=names)
+        if self.modality == "image":
+            from .eval.image import embed_images
+
+            images = self._images(inputs, image_size)
+            with self._eval_mode():
+                return embed_images(images, list(self.frontend.ops), self.backbone, self.device, batch_size,
+                                    precision, self.feature_dim)
+        raise EvalError(f"embed: encoder {self.encoder_spec.get('name')!r} takes {self.modality or 'unknown'} input; "
+                        "embed reads audio and images (call the encoder on tensors instead)")
+
+    def embed_frames(self, waves, *, precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
+        """Audio: ((B, T', D) float32 frame embeddings, (B, T') timestamps in ms) of equal-length waves (B, T) (or
+        one 1-D wave), HEAR's convention (:func:`ssl_toolkit.hear.get_timestamp_embeddings`)."""
+        from .devices import precision_autocast
+        from .audio.frames import get_timestamp_embeddings, hear_model
+
+        self._need_modality("audio", "embed_frames")
+        self._check_options(1, precision, "chunks")
+        self._need_prenorm("embed_frames")
+        batch = self._wave_batch(waves)
+        with self._eval_mode(), torch.inference_mode(), precision_autocast(self.device, precision):
+            frames, ts = get_timestamp_embeddings(batch, hear_model(self, "embed_frames"))
+        return frames.float(), ts
+
+    def fit_prenorm(self, waves, *, unit_sec: Optional[float] = None, long_clips: str = "chunks", seed: int = 0,
+                    batch_size: int = 64) -> dict:
+        """Audio: measure the pre_norm statistics on ``waves`` (paths, a folder or arrays; e.g. a task's training
+        clips) as evaluation does (up to 10,000 ``unit_sec`` pieces drawn with ``seed``), store them in the front
+        end and return ``{"mean", "std", "n_pieces"}``."""
+        from .audio.embedding import Pieces, split_frontend
+        from .eval.audio_embedder import task_prenorm_stats
+
+        self._need_modality("audio", "fit_prenorm")
+        self._check_options(batch_size, "fp32", long_clips)
+        op = self._prenorm_op()
+        if op is None:
+            raise EvalError(f"fit_prenorm: the front end ({' → '.join(s['name'] for s in self.frontend_spec)}) has "
+                            "no pre_norm op")
+        waves, names = self._waves(waves)
+        from .audio.embedding import check_waveforms
+
+        check_waveforms(waves, names, what="fit_prenorm")
+        pieces = Pieces.cut(waves, float(unit_sec or self.unit_sec), self.sample_rate, long_clips)
+        upstream, _, _ = split_frontend(list(self.frontend.ops))
+        stats = task_prenorm_stats(pieces, np.arange(len(pieces)), upstream, self.device, batch_size, seed)
+        op.mean.fill_(stats["mean"])
+        op.std.fill_(stats["std"])
+        return stats
+
+    def list_files(self, folder: str | os.PathLike) -> list[Path]:
+        """The files of this encoder's modality in ``folder`` (recursive, by extension, sorted): what ``embed``
+        reads for a folder and ``ssl-toolkit embed`` lists in ``files``."""
+        from .input_files import list_inputs
+
+        return list(list_inputs(folder, str(self.modality)).paths)
+
+    # ------------------------------------------------------------------ helpers
+    def _prenorm_op(self):
+        from .audio.embedding import split_frontend
+
+        return split_frontend(list(self.frontend.ops))[1]
+
+    def _need_modality(self, modality: str, what: str) -> None:
+        if self.modality != modality:
+            raise EvalError(f"{what}: needs an {modality} encoder; this one ({self.encoder_spec.get('name')}) takes "
+                            f"{self.modality or 'unknown'} input")
+
+    def _need_prenorm(self, what: str) -> None:
+        op = self._prenorm_op()
+        if op is not None and not bool(op.ready):
+            raise EvalError(f"{what}: the front end's pre_norm has no statistics (the weights carry none, e.g. "
+                            "official BYOL-A weights): call encoder.fit_prenorm(waves) with your training clips "
+                            "first (evaluation measures them on each task's training clips)")
+
+    @staticmethod
+    def _check_options(batch_size: int, precision: str, long_clips: str) -> None:
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if long_clips not in LONG_CLIPS:
+            raise ValueError(f"long_clips: expected one of {', '.join(LONG_CLIPS)}, got {long_clips!r}")
+
+    def _eval_mode(self):
+        return _EvalMode(self)
+
+    def _items(self, inputs) -> list:
+        """``inputs`` as a list of items (paths or arrays); a folder becomes its files."""
+        if isinstance(inputs, (str, os.PathLike)):
+            path = Path(inputs).expanduser()
+            return self.list_files(path) if path.is_dir() else [path]
+        batch_ndim = 2 if self.modality == "audio" else 4
+        if isinstance(inputs, (np.ndarray, torch.Tensor)):
+            return list(inputs) if inputs.ndim == batch_ndim else [inputs]
+        if isinstance(inputs, (list, tuple)):
+            return list(inputs)
+        raise TypeError(f"embed: expected paths, a folder, arrays or a list of them; got {type(inputs).__name__}")
+
+    def _waves(self, inputs) -> tuple[list, list[str]]:
+        """(float32 mono arrays at sample_rate, a name per clip for errors)."""
+        from .audio.dataset import load_audio
+
+        waves, names = [], []
+        for i, item in enumerate(self._items(inputs)):
+            if isinstance(item, (str, os.PathLike)):
+                try:
+                    waves.append(load_audio(item, self.sample_rate))
+                except Exception as e:  # noqa: BLE001 - any decoder failure names the file
+                    raise EvalError(f"cannot read {item}: {str(e).strip().splitlines()[0] if str(e).strip() else e}") \
+                        from None
+                names.append(str(item))
+            else:
+                wave = item.detach().cpu().numpy() if isinstance(item, torch.Tensor) else np.asarray(item)
+                waves.append(wave)
+                names.append(f"clip {i}")
+        return waves, names
+
+    def _wave_batch(self, waves) -> torch.Tensor:
+        if isinstance(waves, (np.ndarray, torch.Tensor)) and waves.ndim in (1, 2):
+            batch = torch.as_tensor(waves)
+            batch = batch[None] if batch.ndim == 1 else batch
+        else:
+            items, _ = self._waves(waves)
+            if len({len(w) for w in items}) > 1:
+                raise ValueError("embed_frames: the waves have different lengths; pass them one at a time "
+                                 "(or pad them to one length)")
+            batch = torch.stack([torch.as_tensor(w) for w in items])
+        return batch.to(self.device)
+
+    def _images(self, inputs, image_size: Optional[int]) -> list[torch.Tensor]:
+        from .image.datasets import decode_image
+
+        images = []
+        for i, item in enumerate(self._items(inputs)):
+            if isinstance(item, (str, os.PathLike)):
+                try:
+                    images.append(decode_image(Path(item), image_size))
+                except Exception as e:  # noqa: BLE001 - any decoder failure names the file
+                    raise EvalError(f"cannot read {item}: {str(e).strip().splitlines()[0] or type(e).__name__}") \
+                        from None
+                continue
+            img = torch.as_tensor(np.asarray(item)) if not isinstance(item, torch.Tensor) else item
+            if img.ndim != 3 or img.shape[0] not in (1, 3) or img.dtype != torch.uint8:
+                raise ValueError(f"embed: image {i} is a {tuple(img.shape)} {img.dtype} array; expected uint8 "
+                                 "(3, H, W) (channels first, as torchvision.io.decode_image gives)")
+            images.append(img)
+        return images
+
+
+class _EvalMode:
+    """Eval mode for the block, the previous modes restored after (embedding a model being fine-tuned)."""
+
+    def __init__(self, module: nn.Module):
+        self.module = module
+
+    def __enter__(self):
+        self.modes = [(m, m.training) for m in self.module.modules()]
+        self.module.eval()
+
+    def __exit__(self, *exc):
+        for m, mode in self.modes:
+            m.training = mode
+
+
+def read_encoder(checkpoint: str | os.PathLike, label: str, *, device: str = "cpu", trainable: bool = False,
+                 freeze_bn: bool = False, encoder: Optional[dict] = None, frontend: Optional[list] = None,
+                 seed: int = 0) -> Encoder:
+    """:func:`ssl_toolkit.load_encoder` for an entry point whose errors name the checkpoint as ``label`` (``--checkpoint``
+    for the commands)."""
+    from .devices import resolve_device
+    from .eval.models import make_models, resolve_checkpoint, training_unit_sec
+    from .eval.schema import ModelSpec
+    from .recipe import Component, import_components
+
+    if not isinstance(checkpoint, (str, os.PathLike)):
+        raise TypeError(f"load_encoder: checkpoint must be a path or 'random', got {type(checkpoint).__name__}")
+    if encoder is not None and not isinstance(encoder, dict):
+        raise TypeError(f"load_encoder: encoder must be a mapping like {{'name': 'audiontt2020'}}, got {encoder!r}")
+    try:
+        dev = resolve_device(device)
+    except ValueError as e:
+        raise EvalError(f"{label} {e}") from None
+    import_components()
+    spec = ModelSpec(encoder=Component(encoder) if encoder else None,
+                     frontend=[Component(c) for c in frontend] if frontend is not None else None)
+    try:
+        source = resolve_checkpoint(os.fspath(checkpoint))
+        model, _ = make_models(source, spec, seed=seed, want_random=False, prenorm="checkpoint")
+    except EvalError as e:
+        raise EvalError(str(e).replace("--checkpoint", label, 1)) from None
+    card = source.card
+    enc = Encoder(model.encoder, model.frontend, encoder_spec=model.encoder_spec, frontend_spec=model.frontend_spec,
+                  unit_sec=training_unit_sec(source.recipe), imports=card.imports if card else (),
+                  recipe_name=(card.recipe_name if card else "") or str((source.recipe or {}).get("name") or ""),
+                  source={"spec": os.fspath(checkpoint), "kind": source.kind,
+                          "path": str(source.path) if source.path else None, "sha256": source.checksum or None,
+                          "card_origin": model.source, "notes": list(source.notes)},
+                  freeze_bn=freeze_bn)
+    for p in enc.backbone.parameters():
+        p.requires_grad_(trainable)
+    enc.train(trainable)
+    return enc.to(dev)
