@@ -86,9 +86,12 @@ def test_api_contract(checkpoint):
     assert float(ts.min()) >= 0.0 and float(ts.max()) <= 1300.0  # inside the audio
     scene = hear.get_scene_embeddings(audio, model)
     assert scene.shape == (3, 64) and scene.dtype == torch.float32
-    # the scene embedding is the encoder's clip embedding of the normalized log-mel
+    # the scene embedding is the mean of the encoder's clip embeddings of unit_sec pieces (the last one ending with
+    # the sound), the rule of ssl-toolkit embed and eval
+    unit = round(model.unit_sec * sr)
+    assert model.unit_sec == 0.95 and audio.shape[1] > unit
     with torch.no_grad():
-        ref = model.encoder(model.features(audio))
+        ref = (model.encoder(model.features(audio[:, :unit])) + model.encoder(model.features(audio[:, -unit:]))) / 2
     assert torch.allclose(scene, ref, atol=1e-5)
     # one sound at a time gives the same embeddings (no batch statistics)
     assert torch.allclose(hear.get_scene_embeddings(audio[1:2], model), scene[1:2], atol=1e-5)

@@ -82,7 +82,7 @@ def _cmd_embed(args) -> int:
         frontend = _yaml_option(args.frontend, "--frontend", list) if args.frontend else None
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return 1
     try:
         manifest = run_embed(args.checkpoint, args.input, args.out, settings, encoder, frontend, args.overwrite,
                              root=args.root)

@@ -29,8 +29,9 @@ def test_eval_command(tone_csv, tmp_path, capsys):
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     assert len(res["tasks"]["tones"]["runs"]) == 1 and "logmel" in res["baselines"]
     # a clear error, exit status 1, for a checkpoint that is not there
-    args = parser().parse_args(["eval", str(recipe), "--checkpoint", str(tmp_path / "nope"), "--quiet"])
-    assert args.func(args) == 1
+    from ssl_toolkit.cli import main
+
+    assert main(["eval", str(recipe), "--checkpoint", str(tmp_path / "nope"), "--quiet"]) == 1
     assert "no such file or directory" in capsys.readouterr().err
     # plot re-draws the bar charts of an eval folder
     args = parser().parse_args(["plot", str(tmp_path / "out")])
