@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "load_encoder": "api", "train": "api", "evaluate": "api", "export": "api",
     "Encoder": "encoder",
-    "RecipeError": "recipe.errors", "EvalError": "eval.errors", "TrainingError": "train.loop",
+    "RecipeError": "recipe.errors", "EvalError": "eval.errors", "TrainingError": "training.loop",
     "CheckpointError": "checkpoint", "ExportError": "hub",
 }
 __all__ = ["__version__", *_PUBLIC]

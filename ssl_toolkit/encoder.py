@@ -18,6 +18,7 @@ training clips instead (EVAR); ``fit_prenorm(train_waves)`` does the same here.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -341,7 +342,11 @@ def read_encoder(checkpoint: str | os.PathLike, label: str, *, device: str = "cp
         source = resolve_checkpoint(os.fspath(checkpoint))
         model, _ = make_models(source, spec, seed=seed, want_random=False, prenorm="checkpoint")
     except EvalError as e:
-        raise EvalError(str(e).replace("--checkpoint", label, 1)) from None
+        message = re.sub(r"^--checkpoint:? ", f"{label} ", str(e))
+        if label != "--checkpoint" and ": name the encoder" in message:  # the commands' hint names recipe keys
+            message = (message.split(": name the encoder")[0] + ": pass encoder={'name': ..., ...} (a registry name "
+                       "and its parameters, as a recipe's model.encoder), or a run directory / checkpoint")
+        raise EvalError(message) from None
     card = source.card
     enc = Encoder(model.encoder, model.frontend, encoder_spec=model.encoder_spec, frontend_spec=model.frontend_spec,
                   unit_sec=training_unit_sec(source.recipe), imports=card.imports if card else (),
