@@ -16,8 +16,9 @@ One code path with the Python API, evaluation and the HEAR module: the checkpoin
 :func:`ssl_toolkit.load_encoder` and every chunk of files goes through ``Encoder.embed`` (audio:
 :func:`ssl_toolkit.audio.embedding.embed_clips`, ``unit_sec`` pieces — a shorter clip zero-padded to one —, mean
 over pieces, as ``eval``; images: :func:`ssl_toolkit.eval.image.embed_images`, the card's front end, as ``eval``)
-and ``Encoder.embed_frames`` (:func:`ssl_toolkit.hear.get_timestamp_embeddings`). Audio needs pre_norm statistics: the checkpoint's, else
-measured on up to 10,000 pieces of the input (as EVAR measures them on a task's training clips).
+and ``Encoder.embed_frames`` (:func:`ssl_toolkit.hear.get_timestamp_embeddings`). Audio needs pre_norm statistics:
+the checkpoint's, else measured on up to 10,000 pieces of the input (as EVAR measures them on a task's training
+clips).
 Files are decoded ``chunk`` at a time, so memory holds one chunk of decoded input whatever N is.
 """
 from __future__ import annotations

@@ -320,8 +320,8 @@ class _EvalMode:
 def read_encoder(checkpoint: str | os.PathLike, label: str, *, device: str = "cpu", trainable: bool = False,
                  freeze_bn: bool = False, encoder: Optional[dict] = None, frontend: Optional[list] = None,
                  seed: int = 0) -> Encoder:
-    """:func:`ssl_toolkit.load_encoder` for an entry point whose errors name the checkpoint as ``label`` (``--checkpoint``
-    for the commands)."""
+    """:func:`ssl_toolkit.load_encoder` for an entry point whose errors name the checkpoint as ``label``
+    (``--checkpoint`` for the commands)."""
     from .devices import resolve_device
     from .eval.models import make_models, resolve_checkpoint, training_unit_sec
     from .eval.schema import ModelSpec

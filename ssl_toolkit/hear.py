@@ -25,8 +25,8 @@ checkpoint's front end (log-mel → pre_norm) and encoder:
 checkpoint (its recipe names the encoder and front end, its views state holds the pre_norm statistics), an
 ``encoder.pt`` / ``.safetensors``, an exported folder or official BYOL-A weights (architecture inferred from
 the shapes, official front end). Without stored statistics (official weights, a bare encoder file, ``""``)
-each piece's log-mel is standardized with its own mean and std, and a warning says so. ``load_model("")`` gives a randomly initialized BYOL-A v1 encoder (for API checks
-only).
+each piece's log-mel is standardized with its own mean and std, and a warning says so. ``load_model("")`` gives a
+randomly initialized BYOL-A v1 encoder (for API checks only).
 """
 from __future__ import annotations
 

@@ -81,8 +81,8 @@ def render_model_card(name: str, config: dict, recipe: dict, datasets: list[str]
     lines = [
         "---", yaml.safe_dump(meta, sort_keys=False).rstrip(), "---", "",
         f"# {name}", "",
-        f"A {config.get('feature_dim')}-d {modality} encoder (`{config.get('architecture')}`) pretrained without labels "
-        f"with {config.get('method') or 'a BYOL-family method'} by "
+        f"A {config.get('feature_dim')}-d {modality} encoder (`{config.get('architecture')}`) pretrained without "
+        f"labels with {config.get('method') or 'a BYOL-family method'} by "
         f"ssl_toolkit {config.get('toolkit_version')}.", "",
         "## Use it", "", "```python", "import ssl_toolkit as sslt", "",
         'enc = sslt.load_encoder("PATH/TO/THIS/FOLDER")  # front end + encoder + card',
@@ -108,7 +108,8 @@ def render_model_card(name: str, config: dict, recipe: dict, datasets: list[str]
         rows = _rows(results)
         labels = sorted({label for r in rows for label in r["baselines"]})
         lines += ["## Evaluation", "",
-                  f"`ssl-toolkit eval` ({results.get('name')}; {results.get('created', '')}), mean ± std over runs, %:",
+                  f"`ssl-toolkit eval` ({results.get('name')}; {results.get('created', '')}), mean ± std over runs, "
+                  "%:",
                   "", "| task | protocol | metric | this model | " + " | ".join(labels) + " |",
                   "|---|---|---|---:|" + "---:|" * len(labels)]
         for r in rows:

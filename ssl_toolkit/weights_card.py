@@ -63,7 +63,8 @@ _LEGACY_SCALAR = re.compile(r"^tensor\(([-+0-9.eE]+|nan|inf|-inf)\)$")
 
 def plain_card(card: dict) -> dict:
     """A card dict with its op state tensors as lists (numbers for 0-d tensors)."""
-    states = [{k: v.tolist() if hasattr(v, "tolist") else v for k, v in s.items()} for s in card.get("frontend_state", [])]
+    states = [{k: v.tolist() if hasattr(v, "tolist") else v for k, v in s.items()}
+              for s in card.get("frontend_state", [])]
     return {**card, "frontend_state": states}
 
 

@@ -248,7 +248,8 @@ def test_frames_are_hear_s_timestamp_embeddings(clips, audio_checkpoint):
     _, waves = clips
     enc = sslt.load_encoder(audio_checkpoint)
     frames, ts = enc.embed_frames(waves[2])
-    want, want_ts = hear.get_timestamp_embeddings(torch.from_numpy(waves[2])[None], hear.load_model(str(audio_checkpoint)))
+    model = hear.load_model(str(audio_checkpoint))
+    want, want_ts = hear.get_timestamp_embeddings(torch.from_numpy(waves[2])[None], model)
     torch.testing.assert_close(frames, want)
     torch.testing.assert_close(ts, want_ts)
     assert frames.shape[0] == 1 and frames.shape[2] == 64 and float(ts[0, 1] - ts[0, 0]) == 40.0

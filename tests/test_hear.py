@@ -135,7 +135,7 @@ def test_load_model_default_and_errors(tmp_path):
     assert model.scene_embedding_size == 2048
     enc = ENCODERS.build("resnet18", cifar_stem=True, width=0.125)
     torch.save(enc.state_dict(), tmp_path / "encoder.pt")
-    with pytest.raises(Exception, match="name the encoder"):
+    with pytest.raises(Exception, match="no recipe to say which encoder they are: pass encoder="):
         hear.load_model(str(tmp_path / "encoder.pt"))
 
 

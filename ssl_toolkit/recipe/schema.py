@@ -69,7 +69,8 @@ class ModelConfig:
 
 @dataclasses.dataclass
 class EmaConfig:
-    """Target update ξ ← τξ + (1−τ)θ (BYOL eq. 1 context); cosine: τ_k = 1 − (1−τ_base)(cos(πk/K)+1)/2."""
+    """Target update ξ ← τξ + (1−τ)θ (BYOL eq. 1 context);
+    cosine: τ_k = 1 − (1−τ_base)(cos(πk/K)+1)/2."""
 
     tau_base: float = ranged(0.996, "[0, 1]")
     schedule: Literal["cosine", "constant"] = "cosine"

@@ -13,8 +13,6 @@ ROOT = Path(__file__).resolve().parents[2]
 FSDD = ROOT.parent / "shared" / "data" / "fsdd"
 RECIPE = ROOT / "recipes" / "audio" / "byola_fsdd.yaml"
 
-pytestmark = pytest.mark.skipif(not (ROOT / "ssl_toolkit" / "train" / "trainer.py").is_file(),
-                                reason="the trainer (ssl_toolkit/training/trainer.py) is not there yet")
 
 
 @pytest.fixture(scope="module")

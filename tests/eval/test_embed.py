@@ -174,7 +174,8 @@ def test_images_take_eval_s_front_end_and_are_batched_by_size(tmp_path):
                                  "dataset": {"name": "image_folder", "path": str(tmp_path)}}]}).model,
         want_random=False)
     for i in range(3):
-        want = encode_batch(model.frontend, model.encoder, decode_image(folder / f"{i}.png", None)[None], torch.device("cpu"), "fp32")
+        want = encode_batch(model.frontend, model.encoder, decode_image(folder / f"{i}.png", None)[None],
+                            torch.device("cpu"), "fp32")
         np.testing.assert_allclose(z["embeddings"][i], want[0], rtol=1e-5, atol=1e-6)
     run_embed(str(ckpt), tmp_path / "img", tmp_path / "s", EmbedSettings(image_size=16, **QUIET))
     assert np.load(tmp_path / "s" / "embeddings.npz")["embeddings"].shape == (3, model.feature_dim)
