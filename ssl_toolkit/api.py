@@ -39,15 +39,10 @@ def train(recipe, overrides: Sequence[str] = (), *, out: Optional[PathLike] = No
           overwrite: bool = False, allow_recipe_change: bool = False, quiet: bool = False) -> Path:
     """Pretrain with ``recipe`` (a YAML path, or a :class:`~ssl_toolkit.recipe.Recipe`) and ``overrides``
     (``"key.sub=value"``); returns the run directory. ``resume``: ``"auto"`` or a checkpoint / run directory."""
-    from .recipe import Recipe, RecipeError, load_recipe
+    from .recipe import Recipe, load_recipe
     from .training.trainer import Trainer
 
-    if isinstance(recipe, Recipe):
-        if overrides:
-            raise RecipeError("train: overrides apply to a recipe file; set the fields of a Recipe object directly")
-        r = recipe
-    else:
-        r = load_recipe(_path(recipe, "recipe"), list(overrides))
+    r = _recipe(recipe, Recipe, load_recipe, overrides, "train: recipe")
     return Path(Trainer(r, out_dir=out, resume=None if resume is None else str(resume), quiet=quiet,
                         overwrite=overwrite, allow_recipe_change=allow_recipe_change).fit())
 
@@ -59,14 +54,8 @@ def evaluate(eval_recipe, checkpoint: PathLike, overrides: Sequence[str] = (), *
     and returns the results dictionary (the content of results.json)."""
     from .eval.runner import run_eval
     from .eval.schema import EvalRecipe, load_eval_recipe
-    from .recipe import RecipeError
 
-    if isinstance(eval_recipe, EvalRecipe):
-        if overrides:
-            raise RecipeError("evaluate: overrides apply to a recipe file; set the fields of an EvalRecipe directly")
-        r = eval_recipe
-    else:
-        r = load_eval_recipe(_path(eval_recipe, "eval_recipe"), list(overrides))
+    r = _recipe(eval_recipe, EvalRecipe, load_eval_recipe, overrides, "evaluate: eval_recipe")
     return run_eval(r, os.fspath(_path(checkpoint, "checkpoint")), out_dir=out, quiet=quiet)
 
 
@@ -77,6 +66,18 @@ def export(run: PathLike, out: PathLike, *, checkpoint: Optional[PathLike] = Non
     from .hub import export_run
 
     return export_run(run, out, checkpoint=checkpoint, results=results, license=license, overwrite=overwrite)
+
+
+def _recipe(recipe, kind: type, load, overrides: Sequence[str], what: str):
+    """``recipe`` itself when it is a ``kind`` object (no overrides then), else ``load(path, overrides)``."""
+    from .recipe import RecipeError
+
+    if isinstance(recipe, kind):
+        if overrides:
+            raise RecipeError(f"{what}: overrides apply to a recipe file; set the fields of the {kind.__name__} "
+                              "object directly")
+        return recipe
+    return load(_path(recipe, what), list(overrides))
 
 
 def _path(value, what: str) -> PathLike:
