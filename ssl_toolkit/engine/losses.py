@@ -11,3 +11,27 @@ def regression_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     Returns a (B,) tensor; callers average over the batch and SUM over view pairs (eq. 4).
     """
     return 2.0 - 2.0 * F.cosine_similarity(p.float(), z.detach().float(), dim=-1, eps=1e-12)
+
+
+def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float, keys: torch.Tensor | None = None,
+                 offset: int = 0) -> torch.Tensor:
+    """SimCLR's NT-Xent (Chen et al. 2020, §2.1, eq. 1), averaged over the 2N anchors of a batch of N pairs:
+
+        ℓ(i, j) = −log exp(sim(z_i, z_j)/T) / Σ_{k≠i} exp(sim(z_i, z_k)/T)
+        L = 1/(2N) Σ_k [ℓ(2k−1, 2k) + ℓ(2k, 2k−1)]
+
+    with sim the cosine similarity. The anchors are this process's views ``[z1; z2]`` (2N rows, row i's positive is
+    row (i + N) mod 2N); the candidates ``keys`` default to the same rows — under DDP the 2N·W rows of every process,
+    gathered with gradients, this process's at ``offset`` — so every anchor is contrasted with the other 2(N·W − 1)
+    views of the global batch. The official code returns ``loss_a + loss_b``, twice this mean."""
+    anchors = F.normalize(torch.cat([z1, z2]).float(), dim=-1)
+    keys = anchors if keys is None else F.normalize(keys.float(), dim=-1)
+    n2 = anchors.shape[0]
+    if n2 == 0 or n2 % 2:
+        raise ValueError(f"nt_xent_loss: two views of the same N items are needed, got {z1.shape[0]} and "
+                         f"{z2.shape[0]}")
+    logits = anchors @ keys.T / temperature
+    rows = torch.arange(n2, device=logits.device)
+    logits[rows, rows + offset] = float("-inf")  # an anchor is not its own negative (k ≠ i)
+    positives = (rows + n2 // 2) % n2 + offset
+    return F.cross_entropy(logits, positives)

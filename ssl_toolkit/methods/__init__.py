@@ -1,3 +1,3 @@
 """One file per method; each registers itself in METHODS."""
 from . import byol  # noqa: F401
-from . import ccsl, cssl, simsiam, tribyol  # noqa: F401
+from . import ccsl, cssl, simclr, simsiam, tribyol  # noqa: F401

@@ -10,7 +10,7 @@ from ssl_toolkit.engine.build import build_method
 
 VARIANTS = sorted((RECIPES / "variants").rglob("*.yaml"))
 EXPECTED = {"tribyol", "directpred", "directcopy", "ne", "visser", "ns", "ns2", "stiefel", "ccsl", "cssl",
-            "gn_ws", "nonorm", "simsiam"}
+            "gn_ws", "nonorm", "simsiam", "simclr"}
 
 
 def test_every_variant_has_an_image_and_an_audio_recipe():

@@ -1,0 +1,73 @@
+"""SimCLR (Chen, Kornblith, Norouzi, Hinton, ICML 2020): a contrastive baseline on the same encoders, heads, views
+and trainer as BYOL — no target network, no predictor, gradients through both views.
+
+Loss: NT-Xent (``engine/losses.py``, eq. 1) over the 2N views of a batch, averaged over the 2N anchors — the
+paper's normalization; the official code's ``loss_a + loss_b`` is twice it, which changes the gradient scale by 2
+(absorbed by the learning rate; LARS's per-layer trust ratio makes the step nearly scale-free anyway). Under DDP the
+negatives are the global batch: the projections of every process are gathered with their gradients
+(``torch.distributed.nn.functional.all_gather``, whose backward sums each slice's gradients back to its process),
+so the DDP-averaged gradient equals the single-process gradient of the global batch (tested).
+
+Projector (the recipe's ``model.projector``): SimCLR's nonlinear head, Linear → BN → ReLU → Linear with the
+hidden width = the encoder's feature dimension and a 128-d output; the official code also batch-normalizes the
+output (``last_norm: true``) and drops the last bias. The ``ema`` section is unused (the logged τ is the schedule's).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..engine.bootstrap import OnlineNetwork, collapse_metric
+from ..engine.ema import tau_at
+from ..engine.losses import nt_xent_loss
+from ..params import PositiveFloat
+from ..registry import METHODS
+
+
+def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """(rows of every process concatenated in rank order, this process's first row); no-op without DDP."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x, 0
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(x)), dist.get_rank() * x.shape[0]
+
+
+class SimCLR(nn.Module):
+    """Encoder → projector on two views; NT-Xent over the (global) batch."""
+
+    num_views = 2
+
+    def __init__(self, encoder: nn.Module, projector: nn.Module, ema, temperature: float):
+        super().__init__()
+        if not temperature > 0:
+            raise ValueError(f"simclr: temperature must be > 0, got {temperature}")
+        self.online = OnlineNetwork(encoder, projector, None)
+        self.ema, self.temperature = ema, float(temperature)
+        self.targets = nn.ModuleList()  # no target network
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.online.encoder
+
+    def forward(self, views) -> dict[str, torch.Tensor]:
+        if len(views) < 2:
+            raise ValueError(f"simclr needs 2 views, got {len(views)}")
+        z1, z2 = (self.online.projector(self.online.encoder(v)) for v in views[:2])
+        keys, offset = gather_with_grad(torch.cat([z1, z2]))
+        loss = nt_xent_loss(z1, z2, self.temperature, keys, offset)
+        return {"loss": loss, "collapse": collapse_metric(z1), "projections": {0: z1, 1: z2}}
+
+    @torch.no_grad()
+    def update_targets(self, step: int, total_steps: int) -> float:
+        return tau_at(step, total_steps, self.ema.tau_base, self.ema.schedule)
+
+
+@METHODS.register("simclr")
+def simclr(encoder, projector, predictor, ema, temperature: PositiveFloat = 0.5) -> SimCLR:
+    """SimCLR: NT-Xent over the 2N views (global batch under DDP), temperature T; no target, no predictor."""
+    if predictor is not None:
+        raise ValueError("simclr has no predictor: set model.predictor: null")
+    return SimCLR(encoder, projector, ema, temperature)

@@ -1,0 +1,125 @@
+"""SimCLR on the engine: NT-Xent as eq. 1 defines it (hand-computed values and a literal per-anchor reference), its
+invariances, gradients through both views, the recipe, and DDP (2 processes, global negatives) = 1 process."""
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import ssl_toolkit.components  # noqa: F401
+from ssl_toolkit.engine.heads import MLPHead
+from ssl_toolkit.engine.losses import nt_xent_loss
+from ssl_toolkit.recipe import EmaConfig, load_recipe
+from ssl_toolkit.registry import METHODS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def reference(z1, z2, t):
+    """Eq. 1 literally: ℓ(i, j) = −log(exp(s_ij/τ) / Σ_{k≠i} exp(s_ik/τ)) over the 2N views, averaged over anchors."""
+    z = torch.cat([z1, z2]).double()
+    n2 = z.shape[0]
+    total = 0.0
+    for i in range(n2):
+        j = (i + n2 // 2) % n2
+        sims = [float(F.cosine_similarity(z[i], z[k], dim=0)) / t for k in range(n2)]
+        denom = sum(math.exp(sims[k]) for k in range(n2) if k != i)
+        total += -math.log(math.exp(sims[j]) / denom)
+    return total / n2
+
+
+def test_hand_computed_two_items():
+    """z1 = z2 = (e1, e2): each anchor's positive has cosine 1, its two negatives cosine 0, its own row is left out:
+    ℓ = −log(e^{1/τ} / (e^{1/τ} + 2)) for every anchor."""
+    e = torch.eye(2)
+    for t in (1.0, 0.5, 0.1):
+        want = -math.log(math.exp(1 / t) / (math.exp(1 / t) + 2))
+        assert float(nt_xent_loss(e, e, t)) == pytest.approx(want, rel=1e-6, abs=1e-6)  # float32 logits
+    # z2 swapped: rows (e1, e2, e2, e1). Anchor 0 (e1): positive row 2 = e2 (cos 0); the rows k ≠ 0 are e2, e2, e1
+    # (cos 0, 0, 1): ℓ = −log(e⁰ / (e⁰ + e⁰ + e¹)) = log(2 + e), and every anchor alike (τ = 1)
+    z1, z2 = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    assert float(nt_xent_loss(z1, z2, 1.0)) == pytest.approx(-math.log(1 / (2 + math.e)), rel=1e-6)
+
+
+def test_equals_the_literal_definition_on_random_projections():
+    g = torch.Generator().manual_seed(0)
+    for n, d, t in ((1, 3, 0.5), (3, 4, 0.2), (8, 16, 1.0)):
+        z1, z2 = torch.randn(n, d, generator=g), torch.randn(n, d, generator=g)
+        assert float(nt_xent_loss(z1, z2, t)) == pytest.approx(reference(z1, z2, t), rel=1e-5)
+
+
+def test_invariances():
+    g = torch.Generator().manual_seed(1)
+    z1, z2 = torch.randn(6, 8, generator=g), torch.randn(6, 8, generator=g)
+    base = nt_xent_loss(z1, z2, 0.5)
+    scale = torch.rand(6, 1, generator=g) * 10 + 0.1
+    torch.testing.assert_close(nt_xent_loss(z1 * scale, z2 / scale, 0.5), base)      # cosine: row scale
+    perm = torch.randperm(6, generator=g)
+    torch.testing.assert_close(nt_xent_loss(z1[perm], z2[perm], 0.5), base)           # item order
+    torch.testing.assert_close(nt_xent_loss(z2, z1, 0.5), base)                       # view order
+    q, _ = torch.linalg.qr(torch.randn(8, 8, generator=g))
+    torch.testing.assert_close(nt_xent_loss(z1 @ q, z2 @ q, 0.5), base)               # rotation
+    assert float(nt_xent_loss(z1, z1, 0.5)) < float(base)  # agreeing views lower it
+    with pytest.raises(ValueError, match="two views of the same N items"):
+        nt_xent_loss(z1, z2[:5], 0.5)
+
+
+def _simclr(t=0.5):
+    torch.manual_seed(0)
+    enc = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU())
+    enc.feature_dim = 16
+    return METHODS.build("simclr", encoder=enc, projector=MLPHead(16, 16, 8, last_norm=True, last_bias=False),
+                         predictor=None, ema=EmaConfig(), temperature=t)
+
+
+def test_method_gradients_flow_through_both_views_and_no_target_exists():
+    m = _simclr()
+    v = [torch.randn(6, 8), torch.randn(6, 8)]
+    out = m(v)
+    z = out["projections"]
+    assert len(m.targets) == 0 and z[0].requires_grad and z[1].requires_grad
+    torch.testing.assert_close(out["loss"], nt_xent_loss(z[0], z[1], 0.5))
+    g0, g1 = torch.autograd.grad(out["loss"], [z[0], z[1]], retain_graph=True)
+    assert float(g0.abs().sum()) > 0 and float(g1.abs().sum()) > 0  # no stop-gradient on either view
+    out["loss"].backward()
+    assert all(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in m.parameters())
+    assert m.update_targets(0, 10) == EmaConfig().tau_base and sorted(m.state_dict())[0].startswith("online.")
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="simclr has no predictor"):
+        enc = nn.Linear(4, 4)
+        enc.feature_dim = 4
+        METHODS.build("simclr", encoder=enc, projector=MLPHead(4, 4, 4), predictor=MLPHead(4, 4, 4),
+                      ema=EmaConfig())
+    with pytest.raises(ValueError, match="needs 2 views"):
+        _simclr()([torch.randn(4, 8)])
+
+
+def test_recipe_builds_simclr_s_head_and_views():
+    from ssl_toolkit.engine.build import build_method
+
+    r = load_recipe(ROOT / "recipes/variants/image/simclr_cifar10_cpu.yaml")
+    assert r.method.name == "simclr" and r.method.params["temperature"] == 0.5 and r.model.predictor is None
+    m = build_method(r)
+    head = m.online.projector
+    linears = [x for x in head if isinstance(x, nn.Linear)]
+    assert [tuple(x.weight.shape) for x in linears] == [(128, 128), (128, 128)] and linears[-1].bias is None
+    assert isinstance(head[-1], nn.BatchNorm1d) and isinstance(head[1], nn.BatchNorm1d)
+    jitter = r.views.branches[0][2]
+    assert jitter["saturation"] == 0.4 and jitter["p"] == 0.8 and r.views.branches[1][4]["p"] == 0.0
+
+
+SIMCLR = ["method={name: simclr, temperature: 0.5}", "model.predictor=null"]
+DISTINCT_VIEWS = "views.branches=[[{name: identity}], [{name: random_scale, low: 1.5, high: 1.5}]]"
+
+
+def test_two_process_ddp_with_global_negatives_equals_single_process(single_and_ddp):
+    a, b = single_and_ddp([*SIMCLR, "trainer.max_steps=4", "trainer.log_every=2", DISTINCT_VIEWS,
+                           "trainer.sync_batchnorm=true"])
+    assert a.keys() == b.keys()
+    for k in a:
+        if a[k].is_floating_point():
+            assert torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-5), (k, (a[k] - b[k]).abs().max())
