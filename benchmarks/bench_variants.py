@@ -11,6 +11,13 @@ Groups (``--groups``, default all):
   norm           BatchNorm vs GroupNorm + weight standardization vs no normalization (collapse expected)
   simsiam        BYOL vs SimSiam
   precision      (not in the default set) BYOL under bf16 autocast vs fp32: the accuracy effect of bf16
+The seed papers' claims (issue 34; not in the default set):
+  augmentations  BYOL and SimCLR with all views' ops, without colour distortion (jitter + grayscale), and with the
+                 crop alone (no flip, colour, solarization): BYOL Fig. 3b / Table 17
+  target         BYOL with ema.tau_base 1 (fixed random target), 0.999, 0.99, 0.97 (the recipe's), 0.9, 0 (the online
+                 network as target, under the cosine schedule), and without a predictor: BYOL Table 5
+  batch          BYOL and SimCLR at batch 32 × 4 accumulated micro-batches (the optimizer batch of 128, one target
+                 update per optimizer step) vs batch 128: BYOL Fig. 3a / Table 16
 
     python benchmarks/bench_variants.py                 # the full comparison: hours on a CPU
     python benchmarks/bench_variants.py --size quick    # a smoke-sized version (2,048 images, 2 epochs, 2 seeds)
@@ -48,7 +55,12 @@ import torch  # noqa: E402
 PREDICTORS = ("directpred", "directcopy", "ne", "visser", "ns", "ns2", "stiefel")
 STIEFEL_PAPER = ["model.predictor.normalize=false", "model.predictor.alpha=0.3"]  # diagnose_stiefel.py
 GROUPS = ("tribyol", "predictors", "self_labeling", "norm", "simsiam")  # the variant comparison (default)
-EXTRA_GROUPS = ("precision",)
+EXTRA_GROUPS = ("precision", "augmentations", "target", "batch")
+# view-op positions in both branches of byol_cifar10_cpu.yaml and simclr_cifar10_cpu.yaml: crop, flip, jitter,
+# grayscale, solarize
+NO_COLOUR = [f"views.branches.{b}.{op}.p=0.0" for b in (0, 1) for op in (2, 3)]
+CROP_ONLY = [*NO_COLOUR, *(f"views.branches.{b}.{op}.p=0.0" for b in (0, 1) for op in (1, 4))]
+TAUS = ("1.0", "0.999", "0.99", "0.9", "0.0")
 BATCHES = (16, 32, 64, 256)
 
 SETTINGS = {
@@ -86,6 +98,10 @@ def plan(groups: list[str], modality: str, size: str, batches=BATCHES) -> list[t
     bs = [f"data.batch_size={s['quick_batch']}"] if size == "quick" else []
     runs = []
     for g in groups:
+        if g in ("augmentations", "target", "batch") and modality != "image":
+            print(f"note: the {g} group is BYOL's ImageNet claim, defined on the image setting; skipped for audio",
+                  file=sys.stderr)
+            continue
         if g == "tribyol":
             if modality != "image":
                 print("note: the TriBYOL batch-size sweep is defined on the image setting; audio runs it at the "
@@ -106,6 +122,17 @@ def plan(groups: list[str], modality: str, size: str, batches=BATCHES) -> list[t
             runs += [(g, "bn", s["byol"], bs), (g, "gn_ws", v("gn_ws"), bs), (g, "none", v("nonorm"), bs)]
         elif g == "simsiam":
             runs += [(g, "byol", s["byol"], bs), (g, "simsiam", v("simsiam"), bs)]
+        elif g == "augmentations":
+            for name, recipe in (("byol", s["byol"]), ("simclr", v("simclr"))):
+                runs += [(g, name, recipe, bs), (g, f"{name} no colour", recipe, [*bs, *NO_COLOUR]),
+                         (g, f"{name} crop only", recipe, [*bs, *CROP_ONLY])]
+        elif g == "target":
+            runs += [(g, "byol", s["byol"], bs), (g, "byol no predictor", s["byol"], [*bs, "model.predictor=null"])]
+            runs += [(g, f"byol tau_base {t}", s["byol"], [*bs, f"ema.tau_base={t}"]) for t in TAUS]
+        elif g == "batch":
+            for name, recipe in (("byol", s["byol"]), ("simclr", v("simclr"))):
+                runs += [(g, name, recipe, bs),
+                         (g, f"{name} bs32x4", recipe, ["data.batch_size=32", "trainer.grad_accum_steps=4"])]
         elif g == "precision":
             runs += [(g, "bf16 autocast", s["byol"], bs), (g, "fp32", s["byol"], [*bs, "precision=fp32"])]
     return runs

@@ -1,4 +1,4 @@
-"""The seed papers' claims against the runs at a size where BYOL learns (issue 17): one verdict per claim.
+"""The papers' claims against the runs at a size where BYOL learns (issues 17 and 34): one verdict per claim.
 
 Reads ``benchmarks/results/validity_image.jsonl`` (``bench_variants.py --size full --jsonl ...``: the
 ``byol_cifar10_cpu.yaml`` size, equal epochs) and ``validity_audio.jsonl`` (written by
@@ -15,7 +15,18 @@ Verdicts, on the claim's metric (linear accuracy unless named), mean ± sample s
   intervals that do not overlap, *reproduced and exceeded* when A is ahead by more than the tolerance with intervals
   that do not overlap (the claim that A does as well holds, with room), else *inconclusive*;
 - a "collapses" claim is *reproduced* when every seed ends with the collapse metric below 0.05;
-- fewer than 2 seeds of either side: *pending* (and how many runs exist).
+- a "smaller drop" claim (A loses less than B when the same thing is taken away: BYOL vs SimCLR without colour
+  distortion, with crops only, at a smaller batch) compares the drops full − ablated, each measured on the seeds
+  that ran both the full and the ablated recipe of its method: *reproduced* when the intervals mean ± std of the two
+  drops do not overlap and A's drop is the smaller, *not reproduced at this size* when they do not overlap and A's
+  is the larger, *inconclusive* when they overlap;
+- a "worse, no collapse" claim (A learns far less than B but does not collapse: BYOL's fixed random target) is
+  *reproduced* when B beats A with intervals apart and every seed of A ends with the collapse metric at or above
+  0.05, *not reproduced at this size* when A collapsed on some seed or is not behind with intervals apart;
+- a "plateau" claim (the members are a broad optimum: τ_base 0.9 … 0.99) is *reproduced* when the members' means
+  lie within the 3-point tolerance of each other and every member's mean is above every outsider's (τ_base 1 and
+  0), *not reproduced at this size* otherwise;
+- fewer than 2 seeds of either side (every member and outsider of a plateau): *pending* (and how many runs exist).
 
     python benchmarks/validity_verdicts.py
 """
@@ -43,6 +54,10 @@ class Claim:
     b: str = ""
     metric: str = "linear"
     caveat: str = ""  # why our runs may not test the paper's method; shown with every verdict but pending
+    a_full: str = ""  # smaller drop: the full recipes whose ablations a and b are
+    b_full: str = ""
+    members: tuple = ()  # plateau: the runs that must agree (a names the first) ...
+    outsiders: tuple = ()  # ... and the runs every member must beat
 
 
 def _img(variant: str, *overrides: str) -> str:
@@ -50,6 +65,10 @@ def _img(variant: str, *overrides: str) -> str:
 
 
 IMG, AUD = "validity_image.jsonl", "validity_audio.jsonl"
+NO_COLOUR = tuple(f"views.branches.{b}.{op}.p=0.0" for b in (0, 1) for op in (2, 3))  # as bench_variants.py
+CROP_ONLY = (*NO_COLOUR, *(f"views.branches.{b}.{op}.p=0.0" for b in (0, 1) for op in (1, 4)))
+SMALL_BATCH = ("data.batch_size=32", "trainer.grad_accum_steps=4")
+GRILL = "Grill et al. 2020, BYOL (NeurIPS, arXiv 2006.07733)"
 LINEAR_PREDICTOR = "model.predictor.num_layers=1"  # BYOL with a trained linear predictor (Edge of Orthogonality)
 STIEFEL_CAVEAT = ("the paper's Stiefel formula on L2-normalized projections with ridge α = 0.01, where it is ≈ the "
                   "identity predictor α·I: not the paper's setting, which the next claim tests")
@@ -90,6 +109,31 @@ CLAIMS = [
           "Chen & He 2021 (CVPR, arXiv 2011.10566): SimSiam 'can be thought of as BYOL without the momentum "
           "encoder'; 68.1 % top-1 at 100 ImageNet epochs (official README)", "comparable", IMG, _img("simsiam"),
           _img("byol")),
+    *[Claim(f"BYOL loses less than SimCLR {what}",
+            f"{GRILL}, Fig. 3b / App. F.3 Table 17: {numbers} (ImageNet, 300 epochs, linear top-1)",
+            "smaller drop", IMG, _img("byol", *ops), _img("simclr", *ops), a_full=_img("byol"),
+            b_full=_img("simclr")) for what, ops, numbers in (
+        ("when colour distortion (jitter + grayscale) is removed", NO_COLOUR,
+         "BYOL 72.5 → 63.4 (−9.1), SimCLR 67.9 → 45.7 (−22.2)"),
+        ("when only the crop remains (no flip, colour or solarization)", CROP_ONLY,
+         "BYOL 72.5 → 59.4 (−13.1), SimCLR 67.9 → 40.3 (−27.6)"))],
+    Claim("without the predictor BYOL collapses", f"{GRILL}, Table 5b: no predictor 0.2 % top-1 (ImageNet, "
+          "300 epochs)", "collapses", IMG, _img("byol", "model.predictor=null")),
+    Claim("with τ_base = 0 (the online network as target) BYOL collapses", f"{GRILL}, Table 5a: τ_base 0 → 0.3 % "
+          "top-1", "collapses", IMG, _img("byol", "ema.tau_base=0.0")),
+    Claim("a fixed random target (τ_base = 1) learns far less than a moving average, but does not collapse",
+          f"{GRILL}, Table 5a: τ_base 1 → 18.8 % vs 72.5 % at 0.99 (and 0.3 % for the collapsed τ_base 0)",
+          "worse, no collapse", IMG, _img("byol", "ema.tau_base=1.0"),
+          _img("byol")),
+    Claim("τ_base between 0.9 and 0.99 is a broad optimum", f"{GRILL}, Table 5a: τ_base 0.9 / 0.99 / 0.999 → "
+          "68.4 / 72.5 / 69.8 %, vs 18.8 % at 1 and 0.3 % at 0", "plateau", IMG, _img("byol", "ema.tau_base=0.9"),
+          members=(_img("byol", "ema.tau_base=0.9"), _img("byol"), _img("byol", "ema.tau_base=0.99")),
+          outsiders=(_img("byol", "ema.tau_base=1.0"), _img("byol", "ema.tau_base=0.0"))),
+    Claim("BYOL loses less than SimCLR at a 4× smaller batch (same optimizer batch, accumulated)",
+          f"{GRILL}, Fig. 3a / App. F.2 Table 16: batch 4096 → 256, BYOL 72.5 → 71.8 (−0.7), SimCLR 67.9 → 64.3 "
+          "(−3.6); ours 128 → 32 × 4 accumulated, only BatchNorm and the negatives see the small batch",
+          "smaller drop", IMG, _img("byol", *SMALL_BATCH), _img("simclr", *SMALL_BATCH), a_full=_img("byol"),
+          b_full=_img("simclr")),
     *[Claim(f"BYOL-A v2 improves on v1 ({task})", "Niizumi et al. 2023 (IEEE/ACM TASLP, arXiv 2204.07402): v2's "
             "augmentations and AudioNTT2022 encoder improve the general-purpose benchmark over v1",
             "better", AUD, "byola_v2", "byola_v1", f"linear.{task}") for task in ("emodb", "fsdd_digits")],
@@ -157,6 +201,46 @@ def verdict(claim: Claim, a: list[float], b: list[float], collapse: list[float])
     return "not reproduced at this size" if ma < mb else "reproduced and exceeded (A ahead, spreads apart)"
 
 
+def drops(full: list[dict], ablated: list[dict], metric: str) -> dict[int, float]:
+    """{seed: full − ablated} on each seed that ran both (a method's loss from taking something away)."""
+    f = {r["seed"]: _value(r, metric) for r in full}
+    return {r["seed"]: f[r["seed"]] - v for r in ablated
+            if (v := _value(r, metric)) is not None and f.get(r["seed"]) is not None}
+
+
+def drop_verdict(drop_a: list[float], drop_b: list[float]) -> str:
+    if len(drop_a) < 2 or len(drop_b) < 2:
+        return f"pending ({len(drop_a)} of 3 and {len(drop_b)} of 3 seeds with both runs)"
+    (ma, sa), (mb, sb) = mean_std(drop_a), mean_std(drop_b)
+    if ma + sa < mb - sb:
+        return "reproduced"
+    if ma - sa > mb + sb:
+        return "not reproduced at this size"
+    return "inconclusive (spreads overlap)"
+
+
+def worse_without_collapse_verdict(a: list[float], b: list[float], collapse: list[float]) -> str:
+    if len(a) < 2 or len(b) < 2:
+        return f"pending ({len(a)} of 3 and {len(b)} of 3 runs)"
+    if min(collapse) < 0.05:
+        return f"not reproduced at this size (collapsed: final collapse metric {min(collapse):.3f})"
+    (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
+    if ma + sa < mb - sb:
+        return "reproduced"
+    return "not reproduced at this size" if ma - sa > mb + sb else "inconclusive (spreads overlap)"
+
+
+def plateau_verdict(members: list[list[float]], outsiders: list[list[float]]) -> str:
+    sizes = [len(v) for v in members + outsiders]
+    if min(sizes) < 2:
+        return f"pending ({sum(min(n, 3) for n in sizes)} of {3 * len(sizes)} runs)"
+    inside = [mean_std(v)[0] for v in members]
+    outside = [mean_std(v)[0] for v in outsiders]
+    if max(inside) - min(inside) <= TOLERANCE and min(inside) > max(outside):
+        return "reproduced"
+    return "not reproduced at this size"
+
+
 def with_caveat(claim: Claim, text: str) -> str:
     return f"{text} ({claim.caveat})" if claim.caveat and not text.startswith("pending") else text
 
@@ -173,19 +257,41 @@ def assess() -> list[dict]:
     tables = {f: runs(f) for f in (IMG, AUD)}
     out = []
     for c in CLAIMS:
-        rows_a, rows_b = tables[c.file].get(c.a, []), tables[c.file].get(c.b, [])
+        got = tables[c.file]
+        rows_a, rows_b = got.get(c.a, []), got.get(c.b, [])
         a, b = values(rows_a, c.metric), values(rows_b, c.metric)
         collapse = values(rows_a, "final_collapse")
+        diffs = paired(rows_a, rows_b, c.metric) if c.b else []
+        if c.kind == "smaller drop":  # A and B are the drops; same seed: B's drop − A's drop
+            da, db = drops(got.get(c.a_full, []), rows_a, c.metric), drops(got.get(c.b_full, []), rows_b, c.metric)
+            a, b, diffs = list(da.values()), list(db.values()), [db[k] - da[k] for k in da if k in db]
+            text = drop_verdict(a, b)
+        elif c.kind == "worse, no collapse":
+            text = worse_without_collapse_verdict(a, b, collapse)
+        elif c.kind == "plateau":
+            text = plateau_verdict([values(got.get(k, []), c.metric) for k in c.members],
+                                   [values(got.get(k, []), c.metric) for k in c.outsiders])
+        else:
+            text = verdict(c, a, b, collapse)
         out.append({"claim": c.name, "source": c.source, "kind": c.kind, "metric": c.metric, "a": c.a, "b": c.b,
-                    "a_values": a, "b_values": b, "a_collapse": collapse,
-                    "paired_differences": paired(rows_a, rows_b, c.metric) if c.b else [],
-                    "verdict": with_caveat(c, verdict(c, a, b, collapse))})
+                    "a_values": a, "b_values": b, "a_collapse": collapse, "paired_differences": diffs,
+                    "verdict": with_caveat(c, text)})
     return out
 
 
 def short_source(source: str) -> str:
     """'Li et al. 2022' of 'Li et al. 2022, TriBYOL (arXiv ...'."""
     return re.split(r"[,(:]", source)[0].strip()
+
+
+SHORT = ((" ".join(CROP_ONLY), "crop only"), (" ".join(NO_COLOUR), "no colour"), (" ".join(SMALL_BATCH), "bs 32×4"))
+
+
+def short_key(key: str) -> str:
+    """A run key with the claims' override groups named (``byol_cifar10_cpu no colour``)."""
+    for ops, name in SHORT:
+        key = key.replace(ops, name)
+    return key
 
 
 def _a_cell(r: dict) -> str:
@@ -203,14 +309,18 @@ def markdown(rows: list[dict]) -> str:
              "BYOL-A at the 8-minute 2-core CPU budget on FSDD (`byola_v1_cpu_8min.yaml` and the v2 / TriBYOL levers "
              "of `bench_audio_budget.py`, v2 = `byola_cpu_8min.yaml`; equal time, so v2 takes about half the steps), "
              "EVAR linear probe. Mean ± std over pretraining seeds (n); A − B: the difference on each seed both "
-             "ran, mean ± std (points); the verdict rules are in the script's docstring.", "",
+             "ran, mean ± std (points); for a 'loses less' claim the cells are the drops full − ablated and the "
+             "same-seed column is B's drop − A's drop; the verdict rules are in the script's docstring.", "",
              "| claim | ours: A | ours: B | A − B, same seed | verdict | source |", "|---|---|---|---|---|---|"]
     for r in rows:
         a = _a_cell(r)
         d = r["paired_differences"]
         delta = "" if not d else (f"{100 * mean_std(d)[0]:+.1f} ± {100 * mean_std(d)[1]:.1f} (n={len(d)})"
                                   if len(d) > 1 else f"{100 * d[0]:+.1f} (n=1)")
-        lines.append(f"| {r['claim']} | {r['a']}: {a} | {r['b'] + ': ' + _cell(r['b_values']) if r['b'] else ''} | "
+        b = f"{short_key(r['b'])}: {_cell(r['b_values'])}" if r["b"] else ""
+        if r["kind"] == "smaller drop":
+            a, b = f"drop {a}", f"drop {b}"
+        lines.append(f"| {r['claim']} | {short_key(r['a'])}: {a} | {b} | "
                      f"{delta} | {r['verdict']} | {short_source(r['source'])} |")
     lines += ["", "## Sources", ""] + [f"- {r['claim']}: {r['source']}" for r in rows]
     return "\n".join(lines) + "\n"

@@ -21,13 +21,17 @@ def test_plan_covers_every_comparison_with_existing_recipes():
                 load_recipe(ROOT / path, [*sized, *overrides])  # validates, overrides included
             if size == "quick":
                 assert all(f"data.batch_size={bench.SETTINGS[modality]['quick_batch']}" in o
-                           for g, _, _, o in runs if g != "tribyol" or modality == "audio")
+                           for g, _, _, o in runs if g not in ("tribyol", "batch") or modality == "audio")
     labels = {(g, lab) for g, lab, _, _ in bench.plan(groups, "image", "full")}
     assert {("tribyol", f"{m} bs{b}") for m in ("byol", "tribyol") for b in (16, 32, 64, 256)} <= labels
     assert {("predictors", h) for h in bench.PREDICTORS} <= labels
     assert ("predictors", "byol (linear predictor)") in labels  # Edge of Orthogonality's baseline
     assert {("self_labeling", "ccsl"), ("self_labeling", "cssl"), ("norm", "bn"), ("norm", "gn_ws"),
             ("norm", "none"), ("simsiam", "simsiam"), ("precision", "fp32")} <= labels
+    assert {("augmentations", f"{m}{a}") for m in ("byol", "simclr") for a in ("", " no colour", " crop only")} | {
+        ("target", "byol no predictor"), ("target", "byol tau_base 1.0"), ("target", "byol tau_base 0.0"),
+        ("batch", "byol bs32x4"), ("batch", "simclr bs32x4")} <= labels
+    assert not [r for r in bench.plan(["augmentations", "target", "batch"], "audio", "full")]  # image claims
 
 
 def test_summary_mean_and_sample_std_and_markdown():
@@ -59,3 +63,16 @@ def test_labels_filter_names_an_unknown_label(tmp_path, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "--labels: ['gn-ws'] not among" in err and "'gn_ws'" in err
+
+
+def test_the_augmentation_ablations_switch_off_the_ops_they_name():
+    """Both recipes keep crop, flip, jitter, grayscale, solarize at the positions the overrides address."""
+    for recipe in ("recipes/image/byol_cifar10_cpu.yaml", "recipes/variants/image/simclr_cifar10_cpu.yaml"):
+        for overrides, off in ((bench.NO_COLOUR, {"color_jitter", "grayscale"}),
+                               (bench.CROP_ONLY, {"color_jitter", "grayscale", "horizontal_flip", "solarize"})):
+            r, full = load_recipe(ROOT / recipe, overrides), load_recipe(ROOT / recipe)
+            for branch, before in zip(r.views.branches, full.views.branches):
+                names = [op["name"] for op in branch]
+                assert names == ["random_resized_crop", "horizontal_flip", "color_jitter", "grayscale", "solarize"]
+                for op, old in zip(branch, before):
+                    assert op.get("p") == (0.0 if op["name"] in off else old.get("p")), (recipe, op)

@@ -58,11 +58,12 @@ def test_a_caveat_rides_on_every_verdict_but_pending():
 
 def test_every_claim_names_runs_the_harnesses_make():
     image = {re.sub(r" seed=0$", "", variants._config(path, ov, 0))
-             for _, _, path, ov in variants.plan(list(variants.GROUPS), "image", "full")}
+             for _, _, path, ov in variants.plan([*variants.GROUPS, *variants.EXTRA_GROUPS], "image", "full")}
     audio = set(budget.VALIDITY_CONFIGS.values())
     for c in verdicts.CLAIMS:
         names = image if c.file == verdicts.IMG else audio
-        assert c.a in names and (c.kind == "collapses" or c.b in names), c.name
+        assert c.a in names and (c.kind in ("collapses", "plateau") or c.b in names), c.name
+        assert all(k in names for k in (*c.members, *c.outsiders) + ((c.a_full, c.b_full) if c.a_full else ())), c
 
 
 def test_rows_are_read_by_key_and_metric(tmp_path, monkeypatch):
@@ -101,3 +102,55 @@ def test_a_collapse_row_shows_the_collapse_metric_and_the_accuracy_it_costs():
            "paired_differences": [], "verdict": "reproduced"}  # std of 13.5, 11.8, 11.9: sqrt(1.82 / 2) = 0.95
     cell = "| x: collapse 0.001 ± 0.000 (n=3); linear 12.4 ± 1.0 (n=3) |  |  | reproduced |"
     assert cell in verdicts.markdown([row])
+
+
+DROP_ROWS = [  # full and ablated runs of two methods: A drops 2 and 3 points, B 10 and 12 (seed 2: B only)
+    ("byol_cifar10_cpu", 0, 0.45), ("byol_cifar10_cpu", 1, 0.44), ("byol_cifar10_cpu x", 0, 0.43),
+    ("byol_cifar10_cpu x", 1, 0.41), ("simclr_cifar10_cpu", 0, 0.40), ("simclr_cifar10_cpu", 1, 0.42),
+    ("simclr_cifar10_cpu", 2, 0.40), ("simclr_cifar10_cpu x", 0, 0.30), ("simclr_cifar10_cpu x", 1, 0.30)]
+
+
+@pytest.mark.parametrize("a, b, expected", [
+    ([0.02, 0.03], [0.10, 0.12], "reproduced"),
+    ([0.10, 0.12], [0.02, 0.03], "not reproduced at this size"),
+    ([0.02, 0.08], [0.05, 0.07], "inconclusive (spreads overlap)"),
+    ([0.02], [0.10, 0.12], "pending (1 of 3 and 2 of 3 seeds with both runs)"),
+])
+def test_drop_rule(a, b, expected):
+    assert verdicts.drop_verdict(a, b) == expected
+
+
+def test_drops_are_measured_per_method_on_the_seeds_that_ran_both(tmp_path, monkeypatch):
+    monkeypatch.setattr(verdicts, "RESULTS", tmp_path)
+    (tmp_path / verdicts.IMG).write_text("".join(
+        f'{{"key": "{k} seed={seed}", "seed": {seed}, "linear": {v}, "final_collapse": 0.8}}\n'
+        for k, seed, v in DROP_ROWS))
+    claim = verdicts.Claim("c", "s", "smaller drop", verdicts.IMG, "byol_cifar10_cpu x", "simclr_cifar10_cpu x",
+                           a_full="byol_cifar10_cpu", b_full="simclr_cifar10_cpu")
+    monkeypatch.setattr(verdicts, "CLAIMS", [claim])
+    (row,) = verdicts.assess()
+    assert [round(v, 6) for v in row["a_values"]] == [0.02, 0.03] and [round(v, 6) for v in row["b_values"]] == [
+        0.1, 0.12]
+    assert [round(v, 6) for v in row["paired_differences"]] == [0.08, 0.09] and row["verdict"] == "reproduced"
+    assert "| c | byol_cifar10_cpu x: drop 2.5 ± 0.7 (n=2)" in verdicts.markdown([row])
+
+
+def test_worse_without_collapse_and_plateau_rules():
+    worse = verdicts.worse_without_collapse_verdict
+    assert worse([0.20, 0.22], [0.42, 0.45], [0.3, 0.4]) == "reproduced"
+    assert worse([0.20, 0.22], [0.42, 0.45], [0.3, 0.01]).startswith("not reproduced at this size (collapsed")
+    assert worse([0.40, 0.46], [0.42, 0.45], [0.3, 0.4]) == "inconclusive (spreads overlap)"
+    assert worse([0.20], [0.42, 0.45], [0.3]).startswith("pending")
+    plateau = verdicts.plateau_verdict
+    inside = [[0.42, 0.44], [0.44, 0.45], [0.43, 0.42]]
+    assert plateau(inside, [[0.2, 0.21], [0.1, 0.1]]) == "reproduced"
+    assert plateau([[0.38, 0.38], *inside[1:]], [[0.2, 0.21], [0.1, 0.1]]) == "not reproduced at this size"
+    assert plateau(inside, [[0.44, 0.44], [0.1, 0.1]]) == "not reproduced at this size"  # an outsider as good
+    assert plateau(inside, [[0.2], [0.1, 0.1]]).startswith("pending")
+
+
+def test_the_claim_table_names_the_ablations_in_words():
+    key = verdicts._img("simclr", *verdicts.CROP_ONLY)
+    assert verdicts.short_key(key) == "simclr_cifar10_cpu crop only"
+    assert verdicts.short_key(verdicts._img("byol", *verdicts.SMALL_BATCH)) == "byol_cifar10_cpu bs 32×4"
+    assert variants.CROP_ONLY == list(verdicts.CROP_ONLY) and variants.NO_COLOUR == list(verdicts.NO_COLOUR)
