@@ -26,7 +26,7 @@ def _cmd_recipe(args) -> int:
 
     from .recipe import load_recipe, to_plain
 
-    recipe = load_recipe(args.recipe, args.overrides)
+    recipe = load_recipe(args.recipe, args.overrides, check_files=False)  # shows the recipe; trains nothing
     sys.stdout.write(yaml.safe_dump(to_plain(recipe.to_dict()), sort_keys=False))
     return 0
 

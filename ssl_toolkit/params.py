@@ -9,11 +9,14 @@ declares one for every int and float parameter).
 from __future__ import annotations
 
 import math
+import os
 import types
 import typing
 from dataclasses import dataclass
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
 
+from .paths import expand_path
 from .quoting import short_repr
 
 
@@ -62,6 +65,56 @@ class Pair:
         return None
 
 
+REFERENCE_CHECKS: dict[str, Callable[[Path, dict, Optional[dict]], Optional[str]]] = {}
+"""Extra checks of a :class:`Reference` kind beyond existence, registered by the module that reads such files
+(``eval_recipe``: ``ssl_toolkit/training/probe_monitor.py``); each gets the resolved path, the sibling parameters
+and the whole recipe tree (or None) and returns None or what is wrong."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A parameter that names a ``file``, a folder (``dir``), either (``path``) or an eval recipe (``eval_recipe``):
+    resolved (``~``, ``$VARS``; relative to the working directory, or to the folder of the sibling parameter
+    ``base`` — the folder itself, or a file's folder) and checked when the recipe is validated, before any work."""
+
+    kind: str
+    base: Optional[str] = None
+
+    def resolve(self, value: str, siblings: Optional[dict] = None) -> Path:
+        path = expand_path(value)
+        anchor = (siblings or {}).get(self.base) if self.base else None
+        if anchor is not None and not path.is_absolute():
+            folder = expand_path(anchor)
+            path = (folder if folder.is_dir() else folder.parent) / path
+        return path
+
+    def check(self, value: Any, siblings: Optional[dict] = None, context: Optional[dict] = None) -> Optional[str]:
+        """None when ``value`` names what it should (or is None / not a path), else what is wrong."""
+        if value is None or not isinstance(value, (str, os.PathLike)):
+            return None
+        path = self.resolve(value, siblings)
+        where = "" if str(path) == str(value) and path.is_absolute() else f" (resolved to {path.absolute()})"
+        want = {"file": "a file", "eval_recipe": "an eval recipe file", "dir": "a folder"}.get(self.kind,
+                                                                                              "a file or folder")
+        if not path.exists():
+            return f"{short_repr(str(value))}: no such file or folder{where}; expected {want}"
+        if self.kind in ("file", "eval_recipe") and not path.is_file():
+            return f"{short_repr(str(value))} is a folder{where}; expected {want}"
+        if self.kind == "dir" and not path.is_dir():
+            return f"{short_repr(str(value))} is a file{where}; expected {want}"
+        if not os.access(path, os.R_OK):
+            return f"{short_repr(str(value))}: not readable (permission denied){where}"
+        extra = REFERENCE_CHECKS.get(self.kind)
+        return extra(path, siblings or {}, context) if extra is not None else None
+
+
+def reference_of(hint: Any) -> Optional[Reference]:
+    """The :class:`Reference` marker of a parameter annotation (``Optional[...]`` included), or None."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return next((r for r in map(reference_of, typing.get_args(hint)) if r is not None), None)
+    return next((m for m in getattr(hint, "__metadata__", ()) if isinstance(m, Reference)), None)
+
+
 def constraints_of(hint: Any) -> list:
     """The :class:`Range`/:class:`Pair` markers of an ``Annotated`` hint (none for a plain type)."""
     return [m for m in getattr(hint, "__metadata__", ()) if isinstance(m, (Range, Pair))]
@@ -90,3 +143,8 @@ Rate = Annotated[float, Range("[0, 1)")]
 """A decay or dropout rate: 1 would freeze (or drop) everything."""
 Finite = Annotated[float, Range("(-inf, inf)")]
 """Any real number (NaN and ±inf refused)."""
+FilePath = Annotated[str, Reference("file")]
+DirPath = Annotated[str, Reference("dir")]
+AnyPath = Annotated[str, Reference("path")]
+"""A file or a folder that must exist when the recipe is checked."""
+

@@ -51,7 +51,8 @@ def test_bad_inputs_at_every_entry_point_are_one_line_errors(tensor_recipe, tmp_
         (["stats", root / "recipes/image/byol_cifar10_cpu.yaml"], 2, "has no pre_norm op"),
         (["stats", tensor_recipe], 2, "key 'views.input'"),
         (["eval", root / "recipes/eval/fsdd_demo.yaml", "--checkpoint", "random", "--out", tmp_path / "e",
-          f"tasks.0.metadata={ragged}", "--quiet"], 1, "meta.csv line 3: 4 fields, but the header has 3"),
+          f"tasks.0.metadata={ragged}", "tasks.0.audio_dir=.", "--quiet"], 1,
+         "meta.csv line 3: 4 fields, but the header has 3"),
         (["train", tensor_recipe, "--out", tmp_path / "o2", "--resume", garbage], 1, "truncated or corrupt"),
     ]
     for args, rc, words in cases:

@@ -22,7 +22,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ import torch
 from ..data import BadFileError, BadItem
 from ..devices import torch_threads
 from ..recipe import expand_path
-from ..params import NonNegativeInt, PositiveFloat, PositiveInt
+from ..params import AnyPath, NonNegativeInt, PositiveFloat, PositiveInt, Reference
 from ..registry import DATASETS
 from .metadata import class_ids, read_metadata_csv
 
@@ -160,7 +160,8 @@ class AudioFolder(torch.utils.data.Dataset):
     whole CSV): names sorted, by number when all are integers.
     """
 
-    def __init__(self, root: str, metadata: str | None = None, audio_dir: str | None = None,
+    def __init__(self, root: AnyPath, metadata: Annotated[str, Reference("file", base="root")] | None = None,
+                 audio_dir: Annotated[str, Reference("dir", base="root")] | None = None,
                  split: str | None = None, fold: str | None = None, label_column: str = "label",
                  fold_column: str = "fold", sample_rate: PositiveInt = 16000, unit_sec: PositiveFloat = 0.95,
                  seed: NonNegativeInt = 0, on_bad_file: Literal["skip", "fail"] = "skip",

@@ -23,6 +23,7 @@ from typing import Any, Literal, Optional, Union
 
 from ..recipe import (Component, Origins, Validator, import_tree_components, load_resolved_tree,
                       to_plain)
+from ..params import Reference
 from ..recipe.schema import ranged
 from ..registry import did_you_mean
 
@@ -85,11 +86,11 @@ class AudioTask:
 
     name: str
     kind: Literal["audio_classification"]
-    metadata: str
+    metadata: str = dataclasses.field(metadata={"reference": Reference("file")})
     """CSV with a file_name column (relative to audio_dir), the label column and split or fold."""
     unit_sec: float
     """Clip length embedded at once: shorter clips are zero-padded, longer ones handled by long_clips."""
-    audio_dir: Optional[str] = None
+    audio_dir: Optional[str] = dataclasses.field(default=None, metadata={"reference": Reference("dir", base="metadata")})
     """Where file_name resolves; default: the CSV's folder. Relative paths are relative to the CSV's folder."""
     label_column: str = "label"
     split_column: str = "split"
@@ -202,9 +203,9 @@ def _check_task_list(tasks: Any, validator: Validator) -> list:
     return parsed
 
 
-def validate_eval_tree(tree: dict, origins: Origins) -> EvalRecipe:
+def validate_eval_tree(tree: dict, origins: Origins, check_files: bool = True) -> EvalRecipe:
     import_tree_components(tree, origins)
-    validator = Validator(origins)
+    validator = Validator(origins, tree, check_files)
     recipe = validator.dataclass(EvalRecipe, tree, ())
     recipe.parsed_tasks = _check_task_list(tree.get("tasks"), validator)
     lin = recipe.linear
@@ -217,17 +218,19 @@ def validate_eval_tree(tree: dict, origins: Origins) -> EvalRecipe:
         validator.fail(("knn",), "k must be >= 1 and temperature > 0")
     if recipe.batch_size < 1:
         validator.fail(("batch_size",), f"must be >= 1, got {recipe.batch_size}")
+    validator.check_references()
     return recipe
 
 
-def load_eval_recipe(path: str | os.PathLike, overrides: list[str] = ()) -> EvalRecipe:
-    """Load (with ``base:`` inheritance and ``key=value`` overrides) and validate an eval recipe."""
+def load_eval_recipe(path: str | os.PathLike, overrides: list[str] = (), check_files: bool = True) -> EvalRecipe:
+    """Load (with ``base:`` inheritance and ``key=value`` overrides) and validate an eval recipe; every task's files
+    (metadata CSV, audio folder, dataset paths) are checked to exist unless ``check_files`` is False."""
     tree, origins = load_resolved_tree(path, overrides)
-    return validate_eval_tree(tree, origins)
+    return validate_eval_tree(tree, origins, check_files)
 
 
-def eval_recipe_from_dict(tree: dict, source: str = "eval recipe") -> EvalRecipe:
+def eval_recipe_from_dict(tree: dict, source: str = "eval recipe", check_files: bool = True) -> EvalRecipe:
     """Validate an in-memory eval recipe mapping (tests, notebooks)."""
     origins = Origins()
     origins.record(tree, source)
-    return validate_eval_tree(dict(tree), origins)
+    return validate_eval_tree(dict(tree), origins, check_files)

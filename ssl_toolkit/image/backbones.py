@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import CheckpointError, load_checkpoint, load_encoder_safetensors, state_dict_mismatch
-from ..params import PositiveInt
+from ..params import FilePath, PositiveInt
 from ..quoting import short_repr
 from ..registry import ENCODERS, did_you_mean
 
@@ -91,7 +91,7 @@ def load_weights(net: nn.Module, path: str, classifier: tuple[str, ...], who: st
 
 
 @ENCODERS.register("timm")
-def timm_encoder(model: str = "resnet50", pretrained_path: Optional[str] = None, in_chans: PositiveInt = 3,
+def timm_encoder(model: str = "resnet50", pretrained_path: Optional[FilePath] = None, in_chans: PositiveInt = 3,
                  options: Optional[dict] = None) -> LibraryEncoder:
     """Any timm model (resnet50, vit_small_patch16_224, ...) without classifier; weights only from a local file."""
     try:
@@ -119,7 +119,7 @@ timm_encoder.init_only = ("pretrained_path",)  # where the first weights come fr
 
 
 @ENCODERS.register("torchvision")
-def torchvision_encoder(model: str = "resnet50", weights_path: Optional[str] = None,
+def torchvision_encoder(model: str = "resnet50", weights_path: Optional[FilePath] = None,
                         options: Optional[dict] = None) -> LibraryEncoder:
     """Any torchvision classification model (resnet50, vit_b_16, ...) without classifier; local weights only."""
     import torchvision.models as models

@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from ..data import BadFileError, BadItem
 from ..recipe import expand_path
-from ..params import PositiveInt
+from ..params import DirPath, FilePath, PositiveInt
 from ..registry import DATASETS
 
 log = logging.getLogger("ssl_toolkit.image")
@@ -87,7 +87,7 @@ class ArrayImageDataset(Dataset):
 class NpzImages(ArrayImageDataset):
     """Images from a .npz of uint8 arrays x_train/y_train/x_test/y_test (HWC or CHW), held in memory."""
 
-    def __init__(self, path: str, split: str = "train", limit: Optional[PositiveInt] = None,
+    def __init__(self, path: FilePath, split: str = "train", limit: Optional[PositiveInt] = None,
                  x_key: Optional[str] = None, y_key: Optional[str] = None):
         p = expand_path(path)
         _check_choice(split, SPLITS, "npz: split")
@@ -188,7 +188,7 @@ def _meta_names(root: Path, meta_file: str, key: str) -> list[str]:
 class Cifar10(_CifarBase):
     """CIFAR-10 from the official python pickles (folder cifar-10-batches-py or its parent), in memory."""
 
-    def __init__(self, path: str, split: Literal["train", "test"] = "train", limit: Optional[PositiveInt] = None):
+    def __init__(self, path: DirPath, split: Literal["train", "test"] = "train", limit: Optional[PositiveInt] = None):
         _check_choice(split, SPLITS, "cifar10: split")
         _check_limit(limit)
         root = _cifar_root(path, "cifar-10-batches-py", "data_batch_1" if split == "train" else "test_batch")
@@ -200,7 +200,7 @@ class Cifar10(_CifarBase):
 class Cifar100(_CifarBase):
     """CIFAR-100 from the official python pickles (folder cifar-100-python or its parent), in memory."""
 
-    def __init__(self, path: str, split: Literal["train", "test"] = "train", limit: Optional[PositiveInt] = None,
+    def __init__(self, path: DirPath, split: Literal["train", "test"] = "train", limit: Optional[PositiveInt] = None,
                  labels: Literal["fine", "coarse"] = "fine"):
         _check_choice(split, SPLITS, "cifar100: split")
         _check_choice(labels, ("fine", "coarse"), "cifar100: labels")
@@ -281,7 +281,7 @@ class ImageFolder(Dataset):
     (``on_bad_file``); 16-bit images are scaled to 8 bits.
     """
 
-    def __init__(self, path: str, split: Optional[str] = None, size: Optional[PositiveInt] = None,
+    def __init__(self, path: DirPath, split: Optional[str] = None, size: Optional[PositiveInt] = None,
                  limit: Optional[PositiveInt] = None, on_bad_file: Literal["skip", "fail"] = "skip",
                  in_memory: bool = False, max_pixels: PositiveInt = MAX_PIXELS):
         _check_choice(on_bad_file, ("skip", "fail"), "image_folder: on_bad_file")

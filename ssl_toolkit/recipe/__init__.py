@@ -19,13 +19,15 @@ from .schema import (Component, DataConfig, EmaConfig, ModelConfig, OptimizerCon
 from .validation import Validator, import_components, import_tree_components, validate  # noqa: F401
 
 
-def load_recipe(path: str | os.PathLike, overrides: list[str] = ()) -> Recipe:
-    """Load, inherit, override and validate a training recipe."""
+def load_recipe(path: str | os.PathLike, overrides: list[str] = (), check_files: bool = True) -> Recipe:
+    """Load, inherit, override and validate a training recipe. Every parameter that names a file, a folder or
+    another recipe is checked to exist (and to be of the right kind) unless ``check_files`` is False."""
     tree, origins = load_resolved_tree(path, overrides)
     import_tree_components(tree, origins)
-    validator = Validator(origins)
+    validator = Validator(origins, tree, check_files)
     recipe = validator.dataclass(Recipe, tree, ())
     _check_optimizer(recipe, validator)
+    validator.check_references()
     return recipe
 
 

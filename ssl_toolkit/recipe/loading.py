@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from ..paths import expand_path  # noqa: F401 - re-exported: recipes' paths
+
 from .errors import RecipeError
 
 COMMAND_LINE = "command line"
@@ -43,10 +45,31 @@ def expanded_size(tree: Any) -> int:
     return size(tree)
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML safe loading that refuses a mapping naming one key twice (PyYAML keeps the last value silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key, line = self.construct_object(key_node, deep=deep), key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise DuplicateKeyError(f"duplicate key {key!r}: set on line {seen[key]} and again on line "
+                                            f"{line} (a mapping takes each key once)")
+                seen[key] = line
+            except TypeError:  # an unhashable key: PyYAML reports it
+                continue
+        return super().construct_mapping(node, deep=deep)
+
+
+class DuplicateKeyError(ValueError):
+    """A YAML mapping with one key twice."""
+
+
 def _parse_yaml(text: str, file: str, key: str | None = None) -> Any:
-    """``yaml.safe_load`` of ``text``, refusing documents whose aliases expand excessively."""
+    """Safe YAML loading of ``text``, refusing duplicate keys and documents whose aliases expand excessively."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
         n = expanded_size(data)
     except (ValueError, RecursionError) as e:
         raise RecipeError(f"refused: {e if isinstance(e, ValueError) else 'nested too deeply'}",
@@ -231,8 +254,3 @@ def check_required(tree: Any, origins: Origins, path: tuple = ()) -> None:
             raise RecipeError(f"required: this recipe leaves it to you; give it on the command line ({key}=...) "
                               "or in a recipe that inherits this one", file=origins.of(path + (k,)), key=key)
         check_required(v, origins, path + (k,))
-
-
-def expand_path(path: str | os.PathLike) -> Path:
-    """A recipe path with ``~`` and ``$VAR``/``${VAR}`` expanded, and nothing else."""
-    return Path(os.path.expandvars(os.path.expanduser(str(path))))

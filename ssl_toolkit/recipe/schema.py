@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal, Optional
 
+from ..params import Reference
+
 
 class Component(dict):
     """A recipe section ``{name: <registered name>, <param>: <value>, ...}``."""
@@ -57,7 +59,7 @@ class ModelConfig:
     predictor: Optional[Component] = dataclasses.field(
         default=None, metadata={"registry": "heads", "supplied": ("in_dim",)}
     )
-    init_from: Optional[str] = None
+    init_from: Optional[str] = dataclasses.field(default=None, metadata={"reference": Reference("path")})
     """Weights for the online encoder before step 0 (the targets start as copies; optimizer and schedule are
     fresh): official BYOL-A v1/v2 files, an encoder.pt / .safetensors, a run dir or checkpoint, a torchvision
     state dict. The run's recipe.yaml records the resolved path and init_sha256. Ignored on resume."""

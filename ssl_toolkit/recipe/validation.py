@@ -11,7 +11,7 @@ import types
 import typing
 from typing import Any, Literal
 
-from ..params import Range, declaration
+from ..params import Range, declaration, reference_of
 from ..quoting import short_repr
 from ..registry import ALL_REGISTRIES, Registry, RegistryError, did_you_mean
 from .errors import RecipeError
@@ -37,8 +37,25 @@ def _type_name(tp: Any) -> str:
 
 
 class Validator:
-    def __init__(self, origins: Origins):
-        self.origins = origins
+    """Validates a recipe tree. ``context``: the whole tree (what a reference check may compare with, e.g. the
+    encoder's modality); ``check_files``: whether parameters that name files are checked to exist (``Reference``)."""
+
+    def __init__(self, origins: Origins, context: dict | None = None, check_files: bool = True):
+        self.origins, self.context, self.check_files = origins, context, check_files
+        self.references: list = []
+
+    def reference(self, ref, value: Any, siblings: dict, path: tuple) -> None:
+        """Note a parameter that names a file, folder or recipe (params.Reference); :meth:`check_references` checks
+        them all once the whole recipe's shape is valid."""
+        if ref is not None and value is not None:
+            self.references.append((ref, value, dict(siblings), path))
+
+    def check_references(self) -> None:
+        """Every noted reference must name what it should, in recipe order (skipped without ``check_files``)."""
+        for ref, value, siblings, path in self.references if self.check_files else ():
+            problem = ref.check(value, siblings, self.context)
+            if problem:
+                self.fail(path, problem)
 
     def fail(self, path: tuple, message: str):
         raise RecipeError(message, file=self.origins.of(path), key=".".join(map(str, path)) or None)
@@ -123,6 +140,9 @@ class Validator:
                     self.in_range(kwargs[name], f.metadata["range"], path + (name,))
             elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 self.fail(path + (name,), f"required value missing (expected {_type_name(hints[name])})")
+        for name, f in fields.items():  # after every field, so that a reference may be relative to another
+            if name in kwargs:
+                self.reference(f.metadata.get("reference"), kwargs[name], kwargs, path + (name,))
         return cls(**kwargs)
 
     def component(self, value: Any, path: tuple, meta: dict) -> Component:
@@ -159,6 +179,9 @@ class Validator:
             for pname, p in params.items():
                 if p.default is inspect.Parameter.empty and pname not in supplied and pname not in value:
                     self.fail(path + (pname,), f"required parameter of {registry.kind} '{name}' missing")
+            for key, v in value.items():
+                if key in hints:
+                    self.reference(reference_of(hints[key]), v, value, path + (key,))
         return Component(value)
 
 
@@ -179,8 +202,11 @@ def import_tree_components(tree: dict, origins: Origins) -> None:
     import_components(imports)
 
 
-def validate(cls: type, tree: dict, source: str = "recipe"):
+def validate(cls: type, tree: dict, source: str = "recipe", check_files: bool = True):
     """Validate a mapping against any schema dataclass (used by eval recipes too)."""
     origins = Origins()
     origins.record(tree, source)
-    return Validator(origins).dataclass(cls, tree, ())
+    validator = Validator(origins, tree, check_files)
+    out = validator.dataclass(cls, tree, ())
+    validator.check_references()
+    return out

@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import copy
 import re
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import numpy as np
 import torch
 
 from ..data import BadItem
-from ..params import PositiveInt
-from ..registry import HOOKS
+from ..params import REFERENCE_CHECKS, PositiveInt, Reference
+from ..registry import ENCODERS, HOOKS, RegistryError
 from .hooks import Monitor
 
 RIDGE_ALPHAS = tuple(10.0 ** e for e in range(-3, 5))
@@ -59,6 +59,51 @@ def _capped(rows: np.ndarray, cap: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).permutation(rows)[:cap]) if len(rows) > cap else np.sort(rows)
 
 
+def probe_task(recipe_path, task_name: Optional[str] = None):
+    """(eval recipe, the task a probe scores): the recipe's one task, or the one named ``task_name``."""
+    from ..eval.schema import load_eval_recipe
+    from ..recipe.errors import RecipeError
+
+    try:
+        recipe = load_eval_recipe(recipe_path)
+    except (RecipeError, OSError, ValueError) as e:
+        raise ValueError(f"probe: recipe {recipe_path}: {e}") from None
+    tasks = recipe.parsed_tasks
+    names = [t.name for t in tasks]
+    if task_name is None:
+        if len(tasks) != 1:
+            raise ValueError(f"probe: {recipe_path} has {len(tasks)} tasks ({', '.join(names)}); "
+                             "name one with task: <name>")
+        return recipe, tasks[0]
+    if task_name not in names:
+        raise ValueError(f"probe: no task {task_name!r} in {recipe_path} (tasks: {', '.join(names)})")
+    return recipe, tasks[names.index(task_name)]
+
+
+def check_probe_recipe(path, siblings: dict, context: Optional[dict]) -> Optional[str]:
+    """A probe's recipe must be an eval recipe with the task it names, of the modality the encoder takes."""
+    from ..eval.schema import AudioTask
+
+    try:
+        _, task = probe_task(path, siblings.get("task"))
+    except ValueError as e:
+        return str(e).removeprefix("probe: ")
+    encoder = ((context or {}).get("model") or {}).get("encoder")
+    name = encoder.get("name") if isinstance(encoder, dict) else encoder
+    try:
+        takes = getattr(ENCODERS.get(name).builder, "modality", None) if isinstance(name, str) else None
+    except RegistryError:
+        takes = None  # model.encoder.name gets its own error
+    kind = "audio" if isinstance(task, AudioTask) else "image"
+    if takes is not None and takes != kind:
+        return (f"task '{task.name}' of eval recipe {path} is an {kind} task, but model.encoder ({name}) takes "
+                f"{takes} input; name an eval recipe of {takes} tasks")
+    return None
+
+
+REFERENCE_CHECKS["eval_recipe"] = check_probe_recipe
+
+
 @HOOKS.register("probe")
 class ProbeMonitor(Monitor):
     """A fast probe on one eval task's frozen features, every ``every_epochs`` epochs (``monitor_<task>``)."""
@@ -66,7 +111,8 @@ class ProbeMonitor(Monitor):
     order = 41
     label = "probe"
 
-    def __init__(self, recipe: str, task: Optional[str] = None, every_epochs: PositiveInt = 1,
+    def __init__(self, recipe: Annotated[str, Reference("eval_recipe")], task: Optional[str] = None,
+                 every_epochs: PositiveInt = 1,
                  probe: Literal["auto", "knn", "ridge"] = "auto", max_train: PositiveInt = 2000,
                  max_test: PositiveInt = 1000, batch_size: PositiveInt = 128):
         super().__init__()
@@ -94,23 +140,7 @@ class ProbeMonitor(Monitor):
 
     # ------------------------------------------------------------------ setup
     def _task(self):
-        from ..eval.schema import load_eval_recipe
-        from ..recipe.errors import RecipeError
-
-        try:
-            recipe = load_eval_recipe(self.recipe_path)
-        except (RecipeError, OSError, ValueError) as e:
-            raise ValueError(f"probe: recipe {self.recipe_path}: {e}") from None
-        tasks = recipe.parsed_tasks
-        names = [t.name for t in tasks]
-        if self.task_name is None:
-            if len(tasks) != 1:
-                raise ValueError(f"probe: {self.recipe_path} has {len(tasks)} tasks ({', '.join(names)}); "
-                                 "name one with task: <name>")
-            return recipe, tasks[0]
-        if self.task_name not in names:
-            raise ValueError(f"probe: no task {self.task_name!r} in {self.recipe_path} (tasks: {', '.join(names)})")
-        return recipe, tasks[names.index(self.task_name)]
+        return probe_task(self.recipe_path, self.task_name)
 
     def on_start(self, run):
         super().on_start(run)  # a resumed run measures where the uninterrupted one would have

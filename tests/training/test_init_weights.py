@@ -8,6 +8,7 @@ import yaml
 
 from ssl_toolkit import checkpoint as ckpt
 from ssl_toolkit.engine.build import build_method
+from ssl_toolkit.recipe import RecipeError
 from ssl_toolkit.recipe import load_recipe
 from ssl_toolkit.training.init_weights import InitError, initialize_encoder
 from ssl_toolkit.training.trainer import Trainer, TrainingError
@@ -86,7 +87,7 @@ def test_resume_does_not_reinitialize(tensor_recipe, source_run, tmp_path):
 
 
 def test_missing_file_and_changed_file_name_the_key(tensor_recipe, source_run, tmp_path):
-    with pytest.raises(TrainingError, match=r"model.init_from: .*nope.pt: no such file or directory"):
+    with pytest.raises(RecipeError, match=r"key 'model.init_from': .*nope.pt': no such file or folder"):
         train(tensor_recipe, tmp_path / "a", ["trainer.max_steps=1", f"model.init_from={tmp_path / 'nope.pt'}"])
     with pytest.raises(TrainingError, match=r"model.init_sha256: .* has sha256 [0-9a-f]{64}, the recipe expects abc0"):
         train(tensor_recipe, tmp_path / "b", ["trainer.max_steps=1", f"model.init_from={source_run / 'encoder.pt'}",
