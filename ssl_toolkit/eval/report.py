@@ -7,11 +7,14 @@ results.json (format ``ssl_toolkit.eval.results/1``)::
      "tasks": {<key>: ENTRY, ...},                       # the evaluated model
      "baselines": {"random": {"label": ..., "tasks": {<key>: ENTRY}},
                    "logmel": {"label": ..., "tasks": {<key>: ENTRY}}},
-     "protocol": {...}, "environment": {...}, "recipe": {...}, "created": ..., "elapsed_s": ..., "cache": {...}}
+     "protocol": {...}, "environment": {...}, "recipe": {...}, "created": ..., "elapsed_s": ..., "cache": {...},
+     "warnings": [every task's coverage warnings]}
 
     ENTRY = {"task", "kind", "protocol": linear|knn, "metric": accuracy|mAP, "mean", "std", "runs": [per seed],
              "n_train", "n_valid", "n_test", "num_classes", "embedding_dim", ... ,
-             "folds": {<fold>: [per seed]} (k-fold tasks)}
+             "folds": {<fold>: [per seed]} (k-fold tasks),
+             "class_counts": {"classes": [...], "units": {<split | fold>: {"train", "valid", "test": [per class]}}},
+             "warnings": [a class the probe cannot learn or early stopping cannot see (eval/class_coverage.py)]}
 
 ``<key>`` is the task name, or ``<task>/<protocol>`` for an image task with several protocols.
 Scores are fractions (0–1); ``std`` is the sample standard deviation over the seeds (k-fold: of the
@@ -26,6 +29,7 @@ import math
 from pathlib import Path
 
 from ..atomic import atomic_write_text
+from .class_coverage import markdown_table
 from .results import systems_of
 
 log = logging.getLogger("ssl_toolkit.eval")
@@ -93,6 +97,14 @@ def markdown(results: dict) -> str:
     lines.append("")
     lines.append("Scores in %. Every column uses the same front end, embedding and protocol; `random init` is the "
                  "same encoder with random weights, `log-mel` the time-mean and time-max of each log-mel bin.")
+    if results.get("warnings"):
+        lines += ["", "## Warnings", ""] + [f"- {w}" for w in results["warnings"]]
+    first = {}  # an image task's protocols share one entry's counts
+    for k, e in results["tasks"].items():
+        first.setdefault(e.get("task", k), e)
+    tables = [line for task, e in first.items() for line in markdown_table(task, e)]
+    if tables:
+        lines += ["", "## Items per class", ""] + tables
     skipped = {k: e.get("skipped_files") for k, e in results["tasks"].items() if e.get("skipped_files")}
     for k, files in skipped.items():
         lines.append("")

@@ -26,6 +26,7 @@ from .audio_embedder import AudioEmbedder
 from .audio_tasks import load_task
 from . import image as image_mod
 from .cache import EmbeddingCache
+from .class_coverage import coverage_warnings, split_counts
 from .errors import EvalError, task_error
 from .models import EvalModel, make_models, resolve_checkpoint
 from .protocols import confusion_matrix, holdout_split, knn_predict, linear_probe, score, summarize
@@ -110,6 +111,24 @@ def _entry(task_name: str, kind: str, protocol: str, metric: str, runs: list[flo
             "runs": [float(r) for r in runs], **extra}
 
 
+def _coverage(task: str, classes: list, by_unit: dict, say) -> dict:
+    """Entry fields of a task's per-class counts and coverage warnings (eval/class_coverage.py), said once."""
+    warnings = coverage_warnings(task, [str(c) for c in classes], by_unit)
+    for w in warnings[:10]:
+        say(f"warning: {w}")
+    if len(warnings) > 10:
+        say(f"warning: ... {len(warnings) - 10} more (results.json: warnings)")
+    return {"class_counts": {"classes": [str(c) for c in classes], "units": by_unit}, "warnings": warnings}
+
+
+def _stacked_rows(data, whole: dict) -> tuple:
+    """(train, valid or None, test) row indices of an image task's splits stacked in data.splits order."""
+    offsets, at = {}, 0
+    for role in data.splits:
+        offsets[role], at = at, at + len(whole[role])
+    return tuple(whole[r] + offsets[r] if r in whole else None for r in ("train", "valid", "test"))
+
+
 # ----------------------------------------------------------------------------- audio
 def _run_audio(task: AudioTask, systems: list, recipe: EvalRecipe, cache, device, precision, progress, say):
     data = load_task(task)
@@ -121,6 +140,8 @@ def _run_audio(task: AudioTask, systems: list, recipe: EvalRecipe, cache, device
     metric = "mAP" if task.multi_label else "accuracy"
     say(f"task '{task.name}': {len(data.files)} clips, {data.num_classes} classes, "
         f"{'k-fold over ' + str(len(data.units)) + ' folds' if task.fold_column else 'split'}; metric {metric}")
+    by_unit = {u.name: split_counts(data.labels, u.train, u.valid, u.test, data.num_classes) for u in data.units}
+    coverage = _coverage(task.name, data.classes, by_unit, say)
     results, artifacts = {}, {}
     for sys_name, model, feature in systems:
         if feature == "logmel":
@@ -174,7 +195,8 @@ def _run_audio(task: AudioTask, systems: list, recipe: EvalRecipe, cache, device
             extra["prenorm"] = prenorm_info
         if data.skipped:
             extra["skipped_files"] = dict(data.skipped)
-        results[sys_name] = {task.name: _entry(task.name, task.kind, "linear", metric, run_scores, **extra)}
+        results[sys_name] = {task.name: _entry(task.name, task.kind, "linear", metric, run_scores, **extra,
+                                               **coverage)}
         say(f"  {sys_name:>7}: {metric} {100 * np.mean(run_scores):.2f} ± {100 * summarize(run_scores)[1]:.2f}"
             f"  ({'cached' if all(cached) else 'embedded'}, {extra['elapsed_s']:.1f} s)")
         if sys_name == systems[0][0]:
@@ -194,6 +216,10 @@ def _run_image(task: ImageTask, systems: list, recipe: EvalRecipe, cache, device
     emb = image_mod.ImageEmbedder(data, cache, device, precision, recipe.batch_size, recipe.num_workers, progress)
     say(f"task '{task.name}': {len(data.splits['train'].dataset)} train / {len(data.splits['test'].dataset)} test "
         f"images, {data.num_classes} classes; protocols {', '.join(task.protocols)}")
+    whole = {r: np.arange(len(s.labels)) for r, s in data.splits.items()}
+    coverage = _coverage(task.name, data.classes, {"split": split_counts(
+        np.concatenate([data.splits[r].labels for r in data.splits]), *_stacked_rows(data, whole),
+        data.num_classes)}, say)
     results, artifacts = {}, {}
     for sys_name, model, feature in systems:
         if feature != "encoder":
@@ -233,6 +259,7 @@ def _run_image(task: ImageTask, systems: list, recipe: EvalRecipe, cache, device
                 f"{100 * entries[key]['std']:.2f}")
         for e in entries.values():
             e["elapsed_s"] = round(time.perf_counter() - t0, 2)
+            e.update(coverage)
         results[sys_name] = entries
         if sys_name == systems[0][0]:
             if "confusion" not in art and "confusion_knn" in art:
@@ -306,6 +333,7 @@ def run_eval(recipe: EvalRecipe, checkpoint: str, out_dir: Optional[str | Path] 
         "elapsed_s": None,
         "cache": {"dir": str(cache.folder) if cache.enabled else None, "hits": cache.hits, "misses": cache.misses,
                   "rejected": cache.rejected},
+        "warnings": list(dict.fromkeys(w for e in by_system[first].values() for w in e.get("warnings", []))),
     }
     from .report import write_reports
 
