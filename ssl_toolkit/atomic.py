@@ -5,11 +5,14 @@ place with ``os.replace``; on any failure the temporary file is removed and the 
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import signal
 import tempfile
+import threading
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterator
 
 
 def _umask() -> int:
@@ -45,3 +48,26 @@ def atomic_write_text(path: str | os.PathLike, text: str, encoding: str | None =
         wrapper.detach()  # leave ``f`` open for the fsync
 
     return atomic_write(path, write)
+
+
+@contextlib.contextmanager
+def signals_deferred(*signals: int) -> Iterator[None]:
+    """Run the Python handlers of ``signals`` that arrive during the block only after it (e.g. SIGCHLD, through which
+    torch's DataLoader raises in the main thread, at any point, when a worker dies), so that a write is finished
+    first. The handlers are swapped, not the signal mask: a process-directed signal may land on any thread, and
+    Python runs its handler in the main thread whatever the main thread's mask. Main thread only (a no-op
+    elsewhere)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: arrived.append(signum)) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(arrived):
+            handler = previous[sig]
+            if callable(handler):
+                handler(sig, None)

@@ -16,6 +16,7 @@ import os
 import pickle
 import random
 import re
+import signal
 import zipfile
 from pathlib import Path
 from typing import Any, Optional
@@ -23,7 +24,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from .atomic import atomic_write
+from .atomic import atomic_write, signals_deferred
 from .engine.bootstrap import ENCODER_STATE_PREFIX
 
 CHECKPOINT_FORMAT = "ssl_toolkit.checkpoint/2"
@@ -37,7 +38,9 @@ class CheckpointError(RuntimeError):
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
-    return atomic_write(path, lambda f: torch.save(obj, f))
+    """``torch.save`` into ``path`` atomically; a data worker's death (SIGCHLD) is noticed only after the write."""
+    with signals_deferred(signal.SIGCHLD):
+        return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:

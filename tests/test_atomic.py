@@ -52,3 +52,24 @@ def test_files_get_the_mode_open_would_give(tmp_path):
     finally:
         os.umask(old)
     assert (path.stat().st_mode & 0o777) == 0o640
+
+
+def test_signals_deferred_runs_the_handler_after_the_block():
+    import os
+    import signal
+
+    from ssl_toolkit.atomic import signals_deferred
+
+    seen = []
+    old = signal.signal(signal.SIGUSR2, lambda s, f: seen.append(("handler", s)))
+    try:
+        with signals_deferred(signal.SIGUSR2):
+            os.kill(os.getpid(), signal.SIGUSR2)
+            os.kill(os.getpid(), signal.SIGUSR2)  # two arrivals: the handler runs once after
+            for _ in range(1000):  # give Python a chance to run handlers inside the block
+                seen.append("work") if not seen else None
+            seen.append("end of block")
+        assert seen[-2:] == ["end of block", ("handler", signal.SIGUSR2)] and seen.count(("handler", 12)) <= 1
+        assert signal.getsignal(signal.SIGUSR2) is not None and callable(signal.getsignal(signal.SIGUSR2))
+    finally:
+        signal.signal(signal.SIGUSR2, old)

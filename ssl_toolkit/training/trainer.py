@@ -255,6 +255,22 @@ class Trainer:
             raise TrainingError(str(e)) from None
         m.init_from, m.init_sha256 = str(path), digest
 
+    def _worker_death(self, error: RuntimeError) -> str:
+        """One line for a data worker that died (torch raises it in the main thread, at any point of the step, so
+        the in-memory state is not saved): the likely cause, the newest valid checkpoint and the resume command."""
+        newest = None
+        for path in ckpt.checkpoint_candidates(self.run_dir):
+            try:
+                newest = (path, ckpt.TrainingState.load(path).step)
+                break
+            except ckpt.CheckpointError:
+                continue
+        kept = (f"the newest valid checkpoint is {newest[0]} (step {newest[1]})" if newest else
+                "no checkpoint was written yet, so a resume starts at step 0")
+        return (f"a data loader worker died ({str(error).strip().splitlines()[0]}): usually the kernel's out-of-memory "
+                f"killer — lower data.num_workers or data.batch_size, or free memory; {kept}; continue with: "
+                f"ssl-toolkit train {self.run_dir / 'recipe.yaml'} --out {self.run_dir} --resume auto")
+
     def _write_recipe(self, step: int | None) -> None:
         """recipe.yaml; on a resume whose recipe differs, the previous one is kept as recipe.until-step-N.yaml."""
         text = yaml.safe_dump(to_plain(self.recipe.to_dict()), sort_keys=False)
@@ -334,6 +350,10 @@ class Trainer:
                 ckpt.save_encoder(self.run_dir / "encoder.pt", self.method.encoder.state_dict(), card)
                 ckpt.save_encoder_safetensors(self.run_dir / "encoder.safetensors", self.method.encoder.state_dict(),
                                               card)
+        except RuntimeError as e:
+            if "DataLoader worker (pid" not in str(e):
+                raise
+            raise TrainingError(self._worker_death(e)) from None
         finally:
             self.hooks.on_end(self.run)
             shutdown(self.dist)
