@@ -15,16 +15,41 @@ from torch import Tensor, nn
 
 from .embedding import check_waveforms, split_frontend
 
-BATCH = 8  # clips per forward pass (bounds memory for long audio)
+BATCH = 8  # clips per forward pass
 TIMESTAMP_MS = 50.0  # largest spacing of timestamp embeddings
+WINDOW_FRAMES = 1536
+"""Log-mel frames embedded at once (15.4 s at a 10 ms hop): a longer sound is embedded window by window, so memory
+does not grow with its length."""
+MARGIN_FRAMES = 64
+"""Log-mel frames of context on each side of a window, dropped after the encoder: more than AudioNTT's receptive
+field (22 log-mel frames) plus the STFT's reach (n_fft / 2 = 3.2 hops), so a window's kept frames equal the
+whole-sound frames (up to float rounding)."""
 
 
 class ClipNorm(nn.Module):
-    """Standardize each clip's log-mel with its own mean and std (no dataset statistics known)."""
+    """Standardize each clip's log-mel with its own mean and std (no dataset statistics known); ``mean``/``std``
+    (n, 1, 1, 1) given: with those (the whole clip's, when it is embedded window by window)."""
+
+    def __init__(self, mean: Tensor | None = None, std: Tensor | None = None):
+        super().__init__()
+        self.mean, self.std = mean, std
 
     def forward(self, x: Tensor, generator=None) -> Tensor:
         dims = tuple(range(1, x.ndim))
-        return (x - x.mean(dim=dims, keepdim=True)) / x.std(dim=dims, keepdim=True).clamp_min(1e-5)
+        mean = self.mean if self.mean is not None else x.mean(dim=dims, keepdim=True)
+        std = self.std if self.std is not None else x.std(dim=dims, keepdim=True)
+        return (x - mean) / std.clamp_min(1e-5)
+
+
+def window_spans(n_mel: int, stride: int, window: int, margin: int) -> list[tuple[int, int, int, int]]:
+    """(k0, k1, g0, g1) per window: output frames [k0, k1) come from log-mel frames [g0, g1) (margins included,
+    g0 a multiple of ``stride``); the spans cover the n_mel // stride output frames once."""
+    n_out, step = n_mel // stride, max(window // stride, 1)
+    spans = []
+    for k0 in range(0, n_out, step):
+        k1 = min(n_out, k0 + step)
+        spans.append((k0, k1, max(0, k0 * stride - margin), k1 * stride + margin))
+    return spans
 
 
 class HearModel(nn.Module):
@@ -55,6 +80,44 @@ class HearModel(nn.Module):
     def min_samples(self) -> int:
         return 16 * self.hop_length
 
+    window_frames = WINDOW_FRAMES
+
+    def _frames(self, audio: Tensor) -> Tensor:
+        """forward_frames of the front end's output, window by window when the sound is long (MARGIN_FRAMES each
+        side; a ClipNorm gets the whole clip's statistics from a first pass)."""
+        stride, hop = int(self.encoder.frame_stride), self.hop_length
+        n_mel = audio.shape[1] // hop + 1  # center=True
+        if n_mel <= self.window_frames + 2 * MARGIN_FRAMES:
+            return self.encoder.forward_frames(self.features(audio)).float()
+        spans = window_spans(n_mel, stride, self.window_frames, MARGIN_FRAMES - MARGIN_FRAMES % stride)
+        ops = list(self.frontend)
+        at = next((i for i, op in enumerate(ops) if isinstance(op, ClipNorm)), None)
+        if at is not None:
+            ops[at] = ClipNorm(*self._clip_stats(audio, ops[:at], spans, n_mel, stride))
+        out = []
+        for k0, k1, g0, g1 in spans:
+            x = audio[:, g0 * hop:min(audio.shape[1], g1 * hop)].float()
+            for op in ops:
+                x = op(x, None)
+            out.append(self.encoder.forward_frames(x).float()[:, k0 - g0 // stride:k1 - g0 // stride])
+        return torch.cat(out, dim=1)
+
+    def _clip_stats(self, audio: Tensor, upstream: list, spans: list, n_mel: int, stride: int) -> tuple:
+        """(mean, unbiased std) of each clip's whole log-mel, accumulated window by window in float64."""
+        total = total_sq = 0.0
+        count = 0
+        for j, (k0, k1, g0, g1) in enumerate(spans):
+            x = audio[:, g0 * self.hop_length:min(audio.shape[1], g1 * self.hop_length)].float()
+            for op in upstream:
+                x = op(x, None)
+            end = n_mel if j == len(spans) - 1 else k1 * stride  # the last window keeps the unpooled tail
+            y = x[..., k0 * stride - g0:end - g0].double()
+            total, total_sq = total + y.sum(dim=(1, 2, 3)), total_sq + (y * y).sum(dim=(1, 2, 3))
+            count += y[0].numel()
+        mean = total / count
+        std = ((total_sq - count * mean * mean) / (count - 1)).clamp_min(0).sqrt()
+        return mean.float().view(-1, 1, 1, 1), std.float().view(-1, 1, 1, 1)
+
     @torch.no_grad()
     def frames(self, audio: Tensor) -> Tensor:
         """The encoder's frames (n, T', D); frame k pools log-mel frames [k·s, (k+1)·s), s = encoder.frame_stride."""
@@ -65,8 +128,7 @@ class HearModel(nn.Module):
             return audio.new_zeros((0, 0, self.timestamp_embedding_size), dtype=torch.float32)
         if audio.shape[1] < self.min_samples():
             audio = nn.functional.pad(audio, (0, self.min_samples() - audio.shape[1]))
-        outs = [self.encoder.forward_frames(self.features(audio[start:start + BATCH])).float()
-                for start in range(0, audio.shape[0], BATCH)]
+        outs = [self._frames(audio[start:start + BATCH]) for start in range(0, audio.shape[0], BATCH)]
         return torch.cat(outs)
 
 
