@@ -24,7 +24,7 @@ def test_data_root_is_required(name, dataset):
 
 
 def test_imagenet_recipe_is_the_paper_setting():
-    r = load_recipe(RECIPES / "byol_imagenet.yaml", ["data.dataset.path=/data/imagenet"])
+    r = load_recipe(RECIPES / "byol_imagenet.yaml", ["data.dataset.path=/data/imagenet"], check_files=False)
     assert r.model.encoder.name == "resnet50" and not r.model.encoder.get("cifar_stem", False)
     assert r.data.batch_size == 4096 and r.trainer.epochs == 1000
     assert (r.optimizer.name, r.optimizer.lr, r.optimizer.lr_scaling) == ("lars", 0.2, "linear")
@@ -49,7 +49,7 @@ def test_imagenet_recipe_is_the_paper_setting():
 
 
 def test_cifar_recipes_inherit_and_build():
-    gpu = load_recipe(RECIPES / "byol_cifar10.yaml", ["data.dataset.path=/data/cifar10"])
+    gpu = load_recipe(RECIPES / "byol_cifar10.yaml", ["data.dataset.path=/data/cifar10"], check_files=False)
     assert gpu.data.batch_size == 256 and gpu.trainer.epochs == 1000 and gpu.ema.tau_base == 0.99
     assert gpu.optimizer.name == "lars" and gpu.model.encoder["cifar_stem"] is True
     assert all(ops(b)["random_resized_crop"]["size"] == 32 for b in gpu.views.branches)
