@@ -77,6 +77,33 @@ LEVERS: dict[str, tuple[str, list[str]]] = {
     "tribyol": ("reference as TriBYOL (Li et al., ICASSP 2022): 3 views, 2 EMA targets updated alternately",
                 ["method={name: tribyol, target_update: alternate}", f"views.branches=[{V1}, {V1}, {V1}]"]),
 }
+# BYOL-A's ablation (issue 34): byola_cpu_8min.yaml (the v2 lever) at equal steps — the 320 that v2 reaches in its
+# 8 minutes here (310-330 on 3 seeds) — without the wall-clock cap, one component taken away at a time
+ABLATION_STEPS = ["trainer.max_minutes=null", "trainer.max_steps=320"]
+V2_OPS = {"mixup": "{name: mixup, ratio: 0.2, n_memory: 2048}", "rrc": "{name: random_resize_crop}",
+          "fader": "{name: random_linear_fader, gain: 1.0}"}
+
+
+def _v2_without(*ops: str) -> list[str]:
+    view = "[" + ", ".join(v for k, v in V2_OPS.items() if k not in ops) + "]"
+    return [o for o in LEVERS["v2"][1] if not o.startswith("views.branches=")] + [f"views.branches=[{view}, {view}]"]
+
+
+LEVERS.update({
+    "abl_full": ("v2 (byola_cpu_8min.yaml) at 320 steps: mixup + random resize crop + random linear fader, pre- and "
+                 "post-norm", [*LEVERS["v2"][1], *ABLATION_STEPS]),
+    "abl_no_mixup": ("abl_full without mixup (random resize crop + fader)", [*_v2_without("mixup"), *ABLATION_STEPS]),
+    "abl_no_rrc": ("abl_full without random resize crop (mixup + fader)", [*_v2_without("rrc"), *ABLATION_STEPS]),
+    "abl_no_fader": ("abl_full without the random linear fader (v1's mixup + RRC)",
+                     [*_v2_without("fader"), *ABLATION_STEPS]),
+    "abl_no_prenorm": ("abl_full without pre-normalization (log-mel straight to the views)",
+                       [*LEVERS["v2"][1], "views.input=[{name: log_mel, frontend: nnaudio_mel, sample_rate: 16000, "
+                        "n_fft: 1024, win_length: 1024, hop_length: 160, n_mels: 64, f_min: 60, f_max: 7800}]",
+                        *ABLATION_STEPS]),
+    "abl_no_postnorm": ("abl_full without post-normalization (no batch normalization of the views)",
+                        [*LEVERS["v2"][1], "views.joint=[]", *ABLATION_STEPS]),
+})
+VALIDITY_CONFIGS.update({k: f"byola_v2_320 {k.removeprefix('abl_')}" for k in LEVERS if k.startswith("abl_")})
 
 
 def _metrics(run_dir: Path) -> dict:
