@@ -26,22 +26,27 @@ import torch  # noqa: E402
 
 from contenders import CONTENDERS, PEERS_PYTHON, peers_missing  # noqa: E402
 
-SETTINGS = {  # name: (label, width, precision, windows, steps per window)
+SETTINGS = {  # name: (label, width, precision, windows, steps per window[, architecture])
     "r18-fp32": ("ResNet-18 CIFAR stem, fp32", 1.0, "fp32", 3, 3),
     "r18-bf16": ("ResNet-18 CIFAR stem, bf16 autocast", 1.0, "bf16", 3, 3),
     "w4-fp32": ("ResNet-18 width/4 (0.7 M params), fp32", 0.25, "fp32", 5, 8),
     "w4-bf16": ("ResNet-18 width/4, bf16 autocast", 0.25, "bf16", 5, 8),
+    # the GPU check's settings (benchmarks/gpu/check.py, batch 256 on CUDA)
+    "gpu-r18-bf16": ("ResNet-18 CIFAR stem, bf16 autocast", 1.0, "bf16", 5, 20, "resnet18"),
+    "gpu-r50-bf16": ("ResNet-50 CIFAR stem, bf16 autocast", 1.0, "bf16", 5, 10, "resnet50"),
 }
 DEFAULT = ("r18-fp32", "w4-fp32", "w4-bf16")
 PREFETCH_FACTOR = 2  # torch's DataLoader default, which lightly's example keeps
 
 
 class Worker:
-    def __init__(self, name: str, python: str, width: float, precision: str, batch: int, workers: int):
+    def __init__(self, name: str, python: str, width: float, precision: str, batch: int, workers: int,
+                 device: str = "cpu", arch: str = "resnet18", data: str | None = None):
         self.name = name
         self.drain = workers * PREFETCH_FACTOR if name == "lightly" else 0
         cmd = [python, str(ROOT / "benchmarks" / "contenders.py"), "serve", name, "--width", str(width),
-               "--precision", precision, "--batch", str(batch), "--workers", str(workers)]
+               "--precision", precision, "--batch", str(batch), "--workers", str(workers), "--device", device,
+               "--arch", arch, *(["--data", data] if data else [])]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
 
     def run(self, steps: int) -> dict:
@@ -59,11 +64,12 @@ class Worker:
 
 
 def bench_setting(key: str, contenders: list[str], peers_python: str, batch: int, workers: int,
-                  windows: int | None, warmup: int) -> list[dict]:
-    label, width, precision, n_windows, steps = SETTINGS[key]
+                  windows: int | None, warmup: int, device: str = "cpu", data: str | None = None) -> list[dict]:
+    label, width, precision, n_windows, steps, *rest = SETTINGS[key]
+    arch = rest[0] if rest else "resnet18"
     n_windows = windows or n_windows
-    pool = [Worker(c, sys.executable if c == "ssl_toolkit" else peers_python, width, precision, batch, workers)
-            for c in contenders]
+    pool = [Worker(c, sys.executable if c == "ssl_toolkit" else peers_python, width, precision, batch, workers,
+                   device, arch, data) for c in contenders]
     try:
         for w in pool:
             w.run(warmup + w.drain)
@@ -79,8 +85,9 @@ def bench_setting(key: str, contenders: list[str], peers_python: str, batch: int
     finally:
         for w in pool:
             w.close()
-    return [{"setting": key, "label": label, "width": width, "precision": precision, "contender": c,
-             "batch": batch, "windows": r, "images_per_s": statistics.median(r)} for c, r in rates.items()]
+    return [{"setting": key, "label": label, "width": width, "precision": precision, "arch": arch, "device": device,
+             "contender": c, "batch": batch, "windows": r, "images_per_s": statistics.median(r)}
+            for c, r in rates.items()]
 
 
 def table(rows: list[dict], contenders: list[str]) -> list[str]:

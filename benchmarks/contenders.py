@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from harness import autocast, byol_training_step, trainer_batches  # noqa: E402
+from harness import autocast, byol_training_step, sync, trainer_batches  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
@@ -41,7 +41,8 @@ DATA = ROOT.parent / "shared" / "data" / "cifar10" / "cifar10_subset_20k_5k.npz"
 RECIPE = ROOT / "recipes" / "image" / "byol_cifar10_cpu.yaml"
 CIFAR_MEAN, CIFAR_STD = [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]
 HIDDEN, OUT = 4096, 256
-CPU = torch.device("cpu")
+DEVICE = torch.device("cpu")  # set by --device: where every contender trains
+ARCH = "resnet18"  # set by --arch: resnet18 | resnet50, with the CIFAR stem
 PEERS_PYTHON = ROOT / ".venv-bench" / "bin" / "python"
 
 
@@ -54,9 +55,13 @@ def peers_missing(python: str, contenders: list[str]) -> bool:
 
 
 def encoder(width: float) -> nn.Module:
-    from ssl_toolkit.image.encoders import resnet18
+    from ssl_toolkit.registry import ENCODERS
 
-    return resnet18(cifar_stem=True, width=width)
+    return ENCODERS.build(ARCH, cifar_stem=True, width=width)
+
+
+def _to_device(x: torch.Tensor) -> torch.Tensor:
+    return x.to(DEVICE, non_blocking=True)
 
 
 def _endless(loader: DataLoader):
@@ -71,9 +76,11 @@ class SslToolkit:
         from ssl_toolkit.recipe import load_recipe
 
         self.recipe = load_recipe(recipe, [f"data.dataset.path={data}", f"model.encoder.width={width}",
-                                           f"data.batch_size={batch}", f"precision={precision}"])
-        self._step, self.method = byol_training_step(self.recipe, CPU, precision, batch)
-        self.batches = trainer_batches(self.recipe, CPU)
+                                           f"model.encoder.name={ARCH}", f"data.batch_size={batch}",
+                                           f"precision={precision}", f"device={DEVICE}",
+                                           f"data.pin_memory={DEVICE.type == 'cuda'}"])
+        self._step, self.method = byol_training_step(self.recipe, DEVICE, precision, batch)
+        self.batches = trainer_batches(self.recipe, DEVICE)
 
     def step(self, fraction: float) -> None:
         self._step(next(self.batches))
@@ -110,12 +117,12 @@ class Lightly:
             view_2_transform=BYOLView2Transform(input_size=32, gaussian_blur=0.0, normalize=norm))
         images = np.load(data)["x_train"]
         loader = DataLoader(PilImages(images, transform), batch_size=batch, shuffle=True, drop_last=True,
-                            num_workers=workers, persistent_workers=workers > 0)
-        self.batches = (views for views, _ in _endless(loader))
-        self.backbone = encoder(width)
+                            num_workers=workers, persistent_workers=workers > 0, pin_memory=DEVICE.type == "cuda")
+        self.batches = ([_to_device(v) for v in views] for views, _ in _endless(loader))
+        self.backbone = encoder(width).to(DEVICE)
         dim = self.backbone.feature_dim
-        self.projection_head = BYOLProjectionHead(dim, HIDDEN, OUT)
-        self.prediction_head = BYOLPredictionHead(OUT, HIDDEN, OUT)
+        self.projection_head = BYOLProjectionHead(dim, HIDDEN, OUT).to(DEVICE)
+        self.prediction_head = BYOLPredictionHead(OUT, HIDDEN, OUT).to(DEVICE)
         self.backbone_momentum = copy.deepcopy(self.backbone)
         self.projection_head_momentum = copy.deepcopy(self.projection_head)
         deactivate_requires_grad(self.backbone_momentum)
@@ -140,7 +147,7 @@ class Lightly:
         m = cosine_schedule(int(fraction * 10_000), 10_000, self.tau_base, 1)
         update_momentum(self.backbone, self.backbone_momentum, m=m)
         update_momentum(self.projection_head, self.projection_head_momentum, m=m)
-        with autocast(CPU, self.precision):
+        with autocast(DEVICE, self.precision):
             p0, z0 = self._online(x0), self._momentum(x0)
             p1, z1 = self._online(x1), self._momentum(x1)
             loss = 0.5 * (self.criterion(p0, z1) + self.criterion(p1, z0))
@@ -156,17 +163,18 @@ class ByolPytorch:
     def __init__(self, width: float, precision: str, batch: int, workers: int, data: Path):
         from byol_pytorch import BYOL
 
-        self.net = nn.Sequential(encoder(width), nn.Identity())  # hidden_layer=-1: the pooled features
+        self.net = nn.Sequential(encoder(width), nn.Identity()).to(DEVICE)  # hidden_layer=-1: the pooled features
         self.learner = BYOL(self.net, image_size=32, hidden_layer=-1, projection_size=OUT,
-                            projection_hidden_size=HIDDEN)
+                            projection_hidden_size=HIDDEN).to(DEVICE)
         self.optimizer = torch.optim.Adam(self.learner.parameters(), lr=3e-4)
         images = torch.from_numpy(np.load(data)["x_train"]).permute(0, 3, 1, 2).contiguous()
-        loader = DataLoader(images, batch_size=batch, shuffle=True, drop_last=True, num_workers=workers)
-        self.batches = (x.float().div_(255) for x in _endless(loader))
+        loader = DataLoader(images, batch_size=batch, shuffle=True, drop_last=True, num_workers=workers,
+                            pin_memory=DEVICE.type == "cuda")
+        self.batches = (_to_device(x).float().div_(255) for x in _endless(loader))
         self.precision = precision
 
     def step(self, fraction: float) -> None:
-        with autocast(CPU, self.precision):
+        with autocast(DEVICE, self.precision):
             loss = self.learner(next(self.batches))
         self.optimizer.zero_grad()
         loss.backward()
@@ -188,10 +196,12 @@ def serve(c, batch: int) -> None:
         if not cmd or cmd[0] == "quit":
             break
         n = int(cmd[1])
+        sync(DEVICE)
         start = time.perf_counter()
         for _ in range(n):
             c.step(min(steps / 10_000, 1.0))
             steps += 1
+        sync(DEVICE)  # the window ends when the GPU has done its work
         print(json.dumps({"seconds": time.perf_counter() - start, "images": n * batch}), flush=True)
 
 
@@ -223,7 +233,11 @@ def main(argv=None) -> int:
     ap.add_argument("--minutes", type=float, default=8.0)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu | cuda")
+    ap.add_argument("--arch", choices=("resnet18", "resnet50"), default="resnet18")
     args = ap.parse_args(argv)
+    global DEVICE, ARCH
+    DEVICE, ARCH = torch.device(args.device), args.arch
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

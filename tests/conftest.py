@@ -42,6 +42,19 @@ def tensor_recipe():
     return RECIPES / "tensors" / "byol_gaussian.yaml"
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` need a CUDA device: skipped, saying so, where torch sees none (CI, this machine)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (none here): run `pytest -m cuda` on a GPU machine, "
+                                   "see benchmarks/gpu/README.md")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 def pytest_sessionstart(session):
     """In CI the real data and the official fixtures must be there: a skipped reference check is no check."""
     if os.environ.get("CI") == "true" and not (SHARED / "data").is_dir():
