@@ -129,7 +129,7 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, *, checkpoint: Op
     enc = read_encoder(weights, "export:")
     recipe = resolve_checkpoint(str(weights)).recipe or {}
     state = _training_state(run, weights)
-    facts = {"steps": state.step if state else None, "epochs": state.epoch if state else None,
+    facts = {"steps": state.step if state else None, "epochs": state.epoch if state else None,  # 0-based epoch index
              "data_items": state.data_items if state else None, "checkpoint": weights.name}
     scores = _read_results(results)
 

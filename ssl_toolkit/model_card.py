@@ -100,7 +100,8 @@ def render_model_card(name: str, config: dict, recipe: dict, datasets: list[str]
         f"| front end | {frontend} |",
         f"| data | {', '.join(datasets) or '–'} ({items if items is not None else 'number of items not recorded'}"
         f"{' items' if items is not None else ''}) |",
-        f"| steps | {training.get('steps', '–')} ({training.get('epochs', '–')} epochs), batch "
+        f"| steps | {training.get('steps', '–')} (into epoch "
+        f"{training['epochs'] + 1 if isinstance(training.get('epochs'), int) else '–'}), batch "
         f"{data.get('batch_size', '–')}, precision {recipe.get('precision', '–')} |",
         f"| seed | {recipe.get('seed', '–')} |", "",
     ]
