@@ -132,8 +132,8 @@ CLAIMS = [
           members=(_img("byol", "ema.tau_base=0.9"), _img("byol"), _img("byol", "ema.tau_base=0.99")),
           outsiders=(_img("byol", "ema.tau_base=1.0"), _img("byol", "ema.tau_base=0.0"))),
     Claim("BYOL loses less than SimCLR at a 4× smaller batch (same optimizer batch, accumulated)",
-          f"{GRILL}, Fig. 3a / App. F.2 Table 16: batch 4096 → 256, BYOL 72.5 → 71.8 (−0.7), SimCLR 67.9 → 64.3 "
-          "(−3.6); ours 128 → 32 × 4 accumulated, only BatchNorm and the negatives see the small batch",
+          f"{GRILL}, Fig. 3a / App. F.2 Table 16: batch 4096 → 256, BYOL 72.5 → 71.8 (−0.7), SimCLR 67.9 → "
+          "64.3 (−3.6); ours 128 → 32 × 4 accumulated, only BatchNorm and the negatives see the small batch",
           "smaller drop", IMG, _img("byol", *SMALL_BATCH), _img("simclr", *SMALL_BATCH), a_full=_img("byol"),
           b_full=_img("simclr")),
     *[c for task in ("fsdd_digits", "emodb") for c in (

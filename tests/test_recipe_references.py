@@ -30,7 +30,8 @@ CIFAR = ROOT / "recipes" / "image" / "byol_cifar10_cpu.yaml"
      "'nope.csv': no such file or folder (resolved to " + str(ROOT / "data/demo/fsdd_mini/nope.csv") + ")"),
     (FSDD, "data.dataset.audio_dir=metadata.csv", "data.dataset.audio_dir", "'metadata.csv' is a file"),
     (FSDD, "model.init_from=/no/weights.pth", "model.init_from", "'/no/weights.pth': no such file or folder"),
-    (CIFAR, "data.dataset.path=recipes", "data.dataset.path", "'recipes' is a folder (resolved to " + str(ROOT / "recipes")
+    (CIFAR, "data.dataset.path=recipes", "data.dataset.path",
+     "'recipes' is a folder (resolved to " + str(ROOT / "recipes")
      + "); expected a file"),
     (CIFAR, "data.dataset={name: image_folder, path: README.md}", "data.dataset.path", "'README.md' is a file"),
     (CIFAR, "model.encoder={name: timm, model: resnet18, pretrained_path: /no/w.safetensors}",

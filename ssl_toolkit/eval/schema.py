@@ -90,7 +90,8 @@ class AudioTask:
     """CSV with a file_name column (relative to audio_dir), the label column and split or fold."""
     unit_sec: float
     """Clip length embedded at once: shorter clips are zero-padded, longer ones handled by long_clips."""
-    audio_dir: Optional[str] = dataclasses.field(default=None, metadata={"reference": Reference("dir", base="metadata")})
+    audio_dir: Optional[str] = dataclasses.field(default=None,
+                                                 metadata={"reference": Reference("dir", base="metadata")})
     """Where file_name resolves; default: the CSV's folder. Relative paths are relative to the CSV's folder."""
     label_column: str = "label"
     split_column: str = "split"
