@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def reference(z1, z2, t):
-    """Eq. 1 literally: ℓ(i, j) = −log(exp(s_ij/τ) / Σ_{k≠i} exp(s_ik/τ)) over the 2N views, mean over anchors."""
+    """Eq. 1 literally: ℓ(i, j) = −log(exp(s_ij/τ) / Σ_{k≠i} exp(s_ik/τ)) over the 2N views, anchor mean."""
     z = torch.cat([z1, z2]).double()
     n2 = z.shape[0]
     total = 0.0
