@@ -72,6 +72,9 @@ def _recipe(recipe, kind: type, load, overrides: Sequence[str], what: str):
     """``recipe`` itself when it is a ``kind`` object (no overrides then), else ``load(path, overrides)``."""
     from .recipe import RecipeError
 
+    if isinstance(overrides, str):
+        raise TypeError(f"{what.split(':')[0]}: overrides must be a list of 'key=value' strings, got the string "
+                        f"{overrides!r} (write [{overrides!r}])")
     if isinstance(recipe, kind):
         if overrides:
             raise RecipeError(f"{what}: overrides apply to a recipe file; set the fields of the {kind.__name__} "

@@ -61,8 +61,12 @@ def signals_deferred(*signals: int) -> Iterator[None]:
         yield
         return
     arrived: list[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, frame: arrived.append(signum)) for sig in signals}
+    previous: dict = {}
     try:
+        for sig in signals:
+            if signal.getsignal(sig) is None:  # a handler installed from C: left alone
+                continue
+            previous[sig] = signal.signal(sig, lambda signum, frame: arrived.append(signum))
         yield
     finally:
         for sig, handler in previous.items():
@@ -71,3 +75,5 @@ def signals_deferred(*signals: int) -> Iterator[None]:
             handler = previous[sig]
             if callable(handler):
                 handler(sig, None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(sig)  # what it would have done during the block

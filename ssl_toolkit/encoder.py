@@ -139,7 +139,7 @@ class Encoder(nn.Module):
     def embed(self, inputs, *, batch_size: int = 64, precision: str = "fp32", unit_sec: Optional[float] = None,
               long_clips: str = "chunks", image_size: Optional[int] = None, progress: bool = False) -> np.ndarray:
         """(N, feature_dim) float32 embeddings, in the order of ``inputs``: file paths, a folder (its files of this
-        modality, sorted as :meth:`list_files` lists them), arrays — audio: 1-D float waves at ``sample_rate``
+        modality, sorted as :meth:`list_files` lists them), an EVAR metadata CSV (its file_name rows), arrays — audio: 1-D float waves at ``sample_rate``
         or the rows of a 2-D array; images: uint8 (3, H, W) or the items of a (B, 3, H, W) batch. Audio: pieces of
         ``unit_sec`` (default: the training recipe's), ``long_clips`` chunks | crop | whole; images: with
         ``image_size`` the shorter side is resized and centre-cropped (paths only)."""
@@ -243,7 +243,11 @@ class Encoder(nn.Module):
         """``inputs`` as a list of items (paths or arrays); a folder becomes its files."""
         if isinstance(inputs, (str, os.PathLike)):
             path = Path(inputs).expanduser()
-            return self.list_files(path) if path.is_dir() else [path]
+            if path.is_dir() or path.suffix.lower() == ".csv":  # a folder, or an EVAR metadata CSV: its files
+                from .input_files import list_inputs
+
+                return list(list_inputs(path, str(self.modality)).paths)
+            return [path]
         batch_ndim = 2 if self.modality == "audio" else 4
         if isinstance(inputs, (np.ndarray, torch.Tensor)):
             return list(inputs) if inputs.ndim == batch_ndim else [inputs]
@@ -261,8 +265,7 @@ class Encoder(nn.Module):
                 try:
                     waves.append(load_audio(item, self.sample_rate))
                 except Exception as e:  # noqa: BLE001 - any decoder failure names the file
-                    raise EvalError(f"cannot read {item}: {str(e).strip().splitlines()[0] if str(e).strip() else e}") \
-                        from None
+                    raise EvalError(f"cannot read {item}: {_reason(e)}") from None
                 names.append(str(item))
             else:
                 wave = item.detach().cpu().numpy() if isinstance(item, torch.Tensor) else np.asarray(item)
@@ -291,8 +294,7 @@ class Encoder(nn.Module):
                 try:
                     images.append(decode_image(Path(item), image_size))
                 except Exception as e:  # noqa: BLE001 - any decoder failure names the file
-                    raise EvalError(f"cannot read {item}: {str(e).strip().splitlines()[0] or type(e).__name__}") \
-                        from None
+                    raise EvalError(f"cannot read {item}: {_reason(e)}") from None
                 continue
             img = torch.as_tensor(np.asarray(item)) if not isinstance(item, torch.Tensor) else item
             if img.ndim != 3 or img.shape[0] not in (1, 3) or img.dtype != torch.uint8:
@@ -300,6 +302,12 @@ class Encoder(nn.Module):
                                  "(3, H, W) (channels first, as torchvision.io.decode_image gives)")
             images.append(img)
         return images
+
+
+def _reason(error: Exception) -> str:
+    """The first line of an exception's message, or its type when it has none."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 class _EvalMode:

@@ -125,6 +125,9 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, *, checkpoint: Op
         raise ExportError(f"export: --license {license!r}: give a license id such as mit or apache-2.0")
     if (out.exists() or out.is_symlink()) and not overwrite:
         raise ExportError(f"export: OUT {out} already exists; choose a new folder or pass --overwrite")
+    if run.resolve() == out.resolve() or out.resolve() in run.resolve().parents:
+        raise ExportError(f"export: OUT {out} is the run directory {run} or holds it; an export never replaces "
+                          "the run it reads: choose another folder")
     weights = _weights_file(run, checkpoint)
     enc = read_encoder(weights, "export:")
     recipe = resolve_checkpoint(str(weights)).recipe or {}
@@ -135,7 +138,10 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, *, checkpoint: Op
 
     tmp = out.parent / f".{out.name}.export-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as e:
+        raise ExportError(f"export: cannot create {out.parent}: {e.strerror or e}") from None
     try:
         card = enc.card
         save_encoder_safetensors(tmp / "model.safetensors", enc.backbone.state_dict(), card.to_dict())
@@ -155,6 +161,9 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, *, checkpoint: Op
         atomic_write_text(tmp / "README.md", render_model_card(out.name, config, recipe, _datasets(recipe), scores,
                                                                license))
         _move_into_place(tmp, out)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ExportError(f"export: writing {out} failed ({e.strerror or e}); nothing was changed") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -167,7 +176,12 @@ def _move_into_place(tmp: Path, out: Path) -> None:
     if out.exists() or out.is_symlink():
         old = out.parent / f".{out.name}.replaced-{os.getpid()}"
         os.replace(out, old)
-    os.replace(tmp, out)
+    try:
+        os.replace(tmp, out)
+    except OSError:
+        if old is not None:
+            os.replace(old, out)  # the previous export back where it was
+        raise
     if old is not None:
         if old.is_dir() and not old.is_symlink():
             shutil.rmtree(old)

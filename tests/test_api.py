@@ -101,6 +101,8 @@ def test_train_and_evaluate_return_the_run_dir_and_the_results(audio_run, tmp_pa
     (lambda r: sslt.load_encoder(r, device="gpu7"), "EvalError", "'gpu7' is not a device"),
     (lambda r: sslt.load_encoder(3), "TypeError", "checkpoint must be a path"),
     (lambda r: sslt.evaluate(ROOT / "recipes/eval/fsdd_demo.yaml", None), "TypeError", "checkpoint: expected a path"),
+    (lambda r: sslt.train(ROOT / "recipes/audio/byola_fsdd.yaml", "trainer.max_steps=1"), "TypeError",
+     "train: overrides must be a list of 'key=value' strings"),
 ])
 def test_python_entry_points_raise_typed_errors_not_systemexit(audio_run, call, error, words):
     expected = getattr(sslt, error, None) or getattr(builtins, error)

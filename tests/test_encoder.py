@@ -87,6 +87,8 @@ def test_one_vector_per_file_through_api_embed_eval_and_hear(clips, audio_checkp
     api = enc.embed([folder / "audio" / f.name for f in FILES])
     assert api.shape == (3, 64) and api.dtype == np.float32
     np.testing.assert_allclose(enc.embed(waves), api, rtol=RTOL, atol=ATOL)  # arrays = files
+    (folder / "audio.csv").write_text("file_name\n" + "".join(f"audio/{f.name}\n" for f in FILES))
+    np.testing.assert_allclose(enc.embed(folder / "audio.csv"), api, rtol=RTOL, atol=ATOL)  # a CSV = its rows
     cli, names = embed_command(audio_checkpoint, folder / "meta.csv", tmp_path / "embed")
     assert names == [f.name for f in FILES]
     np.testing.assert_allclose(cli, api, rtol=RTOL, atol=ATOL)

@@ -110,9 +110,9 @@ def test_a_failed_export_leaves_nothing_and_a_failed_overwrite_keeps_the_old_one
     good = sslt.export(run, tmp_path / "e")
     before = {p.name: p.read_bytes() for p in good.iterdir()}
     monkeypatch.setattr(model_card, "render_model_card", broken)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(sslt.ExportError, match=r"failed \(disk full\); nothing was changed"):
         sslt.export(run, tmp_path / "new")
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(sslt.ExportError, match=r"failed \(disk full\); nothing was changed"):
         sslt.export(run, good, overwrite=True)
     assert not (tmp_path / "new").exists()
     assert {p.name: p.read_bytes() for p in good.iterdir()} == before
@@ -121,3 +121,10 @@ def test_a_failed_export_leaves_nothing_and_a_failed_overwrite_keeps_the_old_one
     assert sslt.export(run, good, overwrite=True, license="apache-2.0") == good
     assert front_matter((good / "README.md").read_text())["license"] == "apache-2.0"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e"]
+
+
+def test_an_export_never_replaces_the_run_it_reads(run, tmp_path):
+    for out in (run, run.parent):
+        with pytest.raises(sslt.ExportError, match="is the run directory .* or holds it"):
+            sslt.export(run, out, overwrite=True)
+    assert (run / "encoder.pt").is_file() and (run / "checkpoints" / "last.pt").is_file()

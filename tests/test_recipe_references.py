@@ -91,3 +91,15 @@ def test_duplicate_keys_are_refused_in_training_and_eval_recipes(tmp_path, text,
 def test_duplicate_keys_in_a_command_line_mapping_are_refused():
     with pytest.raises(RecipeError, match="duplicate key 'name'"):
         load_recipe(FSDD, ["model.encoder={name: audiontt2020, name: audiontt2022}"])
+
+
+def test_yaml_merge_keys_still_load_and_may_be_overridden(tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text("base: " + str(FSDD) + "\nanchors:\n  d: &d {batch_size: 16, num_workers: 0}\n"
+                    "data:\n  <<: *d\n  batch_size: 8\n")
+    text = path.read_text().replace("anchors:\n  d: &d {batch_size: 16, num_workers: 0}\n", "")
+    path.write_text("x-defaults: &d {batch_size: 16, num_workers: 0}\n" + text)
+    from ssl_toolkit.recipe.loading import read_recipe_file
+
+    tree = read_recipe_file(path)
+    assert tree["data"] == {"batch_size": 8, "num_workers": 0}

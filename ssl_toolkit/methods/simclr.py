@@ -6,7 +6,8 @@ paper's normalization; the official code's ``loss_a + loss_b`` is twice it, whic
 (absorbed by the learning rate; LARS's per-layer trust ratio makes the step nearly scale-free anyway). Under DDP the
 negatives are the global batch: the projections of every process are gathered with their gradients
 (``torch.distributed.nn.functional.all_gather``, whose backward sums each slice's gradients back to its process),
-so the DDP-averaged gradient equals the single-process gradient of the global batch (tested).
+so the DDP-averaged gradient equals the single-process gradient of the global batch (tested); blocks of unequal
+size (a rank that left out a bad file) are padded and the padding masked.
 
 Projector (the recipe's ``model.projector``): SimCLR's nonlinear head, Linear → BN → ReLU → Linear with the
 hidden width = the encoder's feature dimension and a 128-d output; the official code also batch-normalizes the
@@ -24,15 +25,24 @@ from ..params import PositiveFloat
 from ..registry import METHODS
 
 
-def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """(rows of every process concatenated in rank order, this process's first row); no-op without DDP."""
+def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int, torch.Tensor | None]:
+    """(rows of every process concatenated in rank order, this process's first row, which rows are real); without
+    DDP ``(x, 0, None)``. Processes may hold different numbers of rows (a rank that skipped a bad file): the sizes
+    are exchanged (one small host sync per step, under DDP only) and every block is padded to the largest."""
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return x, 0
+        return x, 0, None
     from torch.distributed.nn.functional import all_gather
 
-    return torch.cat(all_gather(x)), dist.get_rank() * x.shape[0]
+    n = torch.tensor([x.shape[0]], device=x.device)
+    sizes = [torch.zeros_like(n) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, n)
+    sizes = [int(s) for s in sizes]
+    most = max(sizes)
+    padded = torch.nn.functional.pad(x, (0, 0, 0, most - x.shape[0]))
+    valid = torch.cat([torch.arange(most, device=x.device) < s for s in sizes])
+    return torch.cat(all_gather(padded)), dist.get_rank() * most, valid
 
 
 class SimCLR(nn.Module):
@@ -56,8 +66,8 @@ class SimCLR(nn.Module):
         if len(views) < 2:
             raise ValueError(f"simclr needs 2 views, got {len(views)}")
         z1, z2 = (self.online.projector(self.online.encoder(v)) for v in views[:2])
-        keys, offset = gather_with_grad(torch.cat([z1, z2]))
-        loss = nt_xent_loss(z1, z2, self.temperature, keys, offset)
+        keys, offset, valid = gather_with_grad(torch.cat([z1, z2]))
+        loss = nt_xent_loss(z1, z2, self.temperature, keys, offset, valid)
         return {"loss": loss, "collapse": collapse_metric(z1), "projections": {0: z1, 1: z2}}
 
     @torch.no_grad()

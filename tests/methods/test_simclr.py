@@ -123,3 +123,19 @@ def test_two_process_ddp_with_global_negatives_equals_single_process(single_and_
     for k in a:
         if a[k].is_floating_point():
             assert torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-5), (k, (a[k] - b[k]).abs().max())
+
+
+def test_padded_blocks_of_other_processes_are_masked_and_autocast_keeps_float32():
+    """A rank holding fewer rows is padded to the largest block; the padding never counts as a negative. Under bf16
+    autocast the similarities stay float32 (the loss equals the fp32 one)."""
+    g = torch.Generator().manual_seed(3)
+    z1, z2, other = torch.randn(3, 8, generator=g), torch.randn(3, 8, generator=g), torch.randn(4, 8, generator=g)
+    mine = torch.cat([z1, z2])
+    unpadded = nt_xent_loss(z1, z2, 0.2, torch.cat([mine, other]), 0)
+    padded_keys = torch.cat([mine, torch.nn.functional.pad(other, (0, 0, 0, 2))])  # rank 1's block: 4 of 6 rows
+    valid = torch.tensor([True] * 6 + [True] * 4 + [False] * 2)
+    torch.testing.assert_close(nt_xent_loss(z1, z2, 0.2, padded_keys, 0, valid), unpadded)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = nt_xent_loss(z1, z2, 0.1)
+    assert low.dtype == torch.float32
+    torch.testing.assert_close(low, nt_xent_loss(z1, z2, 0.1), rtol=1e-6, atol=1e-6)
