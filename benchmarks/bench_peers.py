@@ -64,10 +64,11 @@ class Worker:
 
 
 def bench_setting(key: str, contenders: list[str], peers_python: str, batch: int, workers: int,
-                  windows: int | None, warmup: int, device: str = "cpu", data: str | None = None) -> list[dict]:
-    label, width, precision, n_windows, steps, *rest = SETTINGS[key]
+                  windows: int | None, warmup: int, device: str = "cpu", data: str | None = None,
+                  steps: int | None = None) -> list[dict]:
+    label, width, precision, n_windows, default_steps, *rest = SETTINGS[key]
     arch = rest[0] if rest else "resnet18"
-    n_windows = windows or n_windows
+    n_windows, steps = windows or n_windows, steps or default_steps
     pool = [Worker(c, sys.executable if c == "ssl_toolkit" else peers_python, width, precision, batch, workers,
                    device, arch, data) for c in contenders]
     try:

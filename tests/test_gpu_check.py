@@ -44,3 +44,17 @@ def test_stages_fit_five_minutes_and_failures_are_results(tmp_path):
     text = check.summary(tmp_path)
     assert "- env: ok in 3.2 s (budget 20 s)" in text and '"bf16_matmul_tflops": 790' in text
     assert "- loader: failed" in text and "- peers: not run" in text
+
+
+def test_smoke_runs_the_stages_code_paths_on_the_cpu(tmp_path):
+    """--smoke: the stages of the one GPU call at toy sizes on the CPU (peers is checked by hand: ~1.5 min here)."""
+    done = subprocess.run([sys.executable, str(CHECK), "--smoke", "--out", str(tmp_path / "out"), "--work",
+                           str(tmp_path / "work"), "--stages", "env", "cuda_tests", "utilization", "loader", "byola"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    for name in ("env", "cuda_tests", "utilization", "loader", "byola"):
+        r = json.loads((tmp_path / "out" / f"gpu_{name}.json").read_text())
+        assert r["status"] == "ok", (name, r)
+    util = json.loads((tmp_path / "out" / "gpu_utilization.json").read_text())["result"]
+    assert util["tflop_per_step"] > 0 and util["utilization"] is not None
+    assert len(list((tmp_path / "out").iterdir())) <= 8  # what the device tool brings back

@@ -13,9 +13,12 @@ ends (a stage has its own time budget, run in a child process that is killed at 
 6. ``byola``        BYOL-A (AudioNTT2020 d=2048, batch 256) vs the official per-sample structure
                     (benchmarks/bench_audio_peers.py on cuda, the demo speech)
 
-Without CUDA it prints "no CUDA device: nothing measured" and exits 0 (a CI test runs it so).
+Without CUDA it prints "no CUDA device: nothing measured" and exits 0 (a CI test runs it so). ``--smoke`` runs every
+stage here on the CPU at toy sizes (batch 4–8, a 512² matmul, 64 JPEGs): the code paths of the one GPU call,
+checked before a GPU is lent (a CI test runs it; its figures mean nothing).
 
     python benchmarks/gpu/check.py --out $OUT            # on the GPU machine (benchmarks/gpu/README.md)
+    python benchmarks/gpu/check.py --smoke --out /tmp/smoke
 """
 from __future__ import annotations
 
@@ -39,28 +42,47 @@ def write(out: Path, name: str, payload: dict) -> None:
     (out / f"gpu_{name}.json").write_text(json.dumps(payload, indent=1, default=str) + "\n")
 
 
+def sizes(args) -> dict:
+    """The measured sizes, or toy ones for ``--smoke`` (CPU)."""
+    if args.smoke:
+        return {"device": "cpu", "batch": 8, "big_batch": 4, "matmul": 512, "jpegs": 64, "windows": 1, "warmup": 1,
+                "steps": 1}
+    return {"device": "cuda", "batch": 256, "big_batch": 256, "matmul": 8192, "jpegs": 1024, "windows": None,
+            "warmup": 5, "steps": None}
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
 def stage_env(out: Path, args) -> dict:
     import torch
 
-    dev = torch.device("cuda")
-    props = torch.cuda.get_device_properties(dev)
-    smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm",
-                          "--format=csv,noheader"], capture_output=True, text=True)
-    a = torch.randn(8192, 8192, device=dev, dtype=torch.bfloat16)
-    b = torch.randn(8192, 8192, device=dev, dtype=torch.bfloat16)
+    s = sizes(args)
+    dev, n = torch.device(s["device"]), s["matmul"]
+    info = {"torch": torch.__version__, "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
+            "python": sys.version.split()[0]}
+    if dev.type == "cuda":
+        props = torch.cuda.get_device_properties(dev)
+        smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm",
+                              "--format=csv,noheader"], capture_output=True, text=True)
+        info.update({"gpu": props.name, "capability": f"{props.major}.{props.minor}",
+                     "sms": props.multi_processor_count, "memory_gib": round(props.total_memory / 2 ** 30, 1),
+                     "nvidia_smi": smi.stdout.strip()})
+    a = torch.randn(n, n, device=dev, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=dev, dtype=torch.bfloat16)
     for _ in range(3):
         a @ b
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
+    _sync(s["device"])
+    start = time.perf_counter()
     for _ in range(10):
         a @ b
-    end.record()
-    torch.cuda.synchronize()
-    seconds = start.elapsed_time(end) / 1000 / 10
-    return {"gpu": props.name, "capability": f"{props.major}.{props.minor}", "sms": props.multi_processor_count,
-            "memory_gib": round(props.total_memory / 2 ** 30, 1), "nvidia_smi": smi.stdout.strip(),
-            "torch": torch.__version__, "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
-            "python": sys.version.split()[0], "bf16_matmul_tflops": round(2 * 8192 ** 3 / seconds / 1e12, 1)}
+    _sync(s["device"])
+    seconds = (time.perf_counter() - start) / 10
+    return {**info, "matmul_n": n, "bf16_matmul_tflops": round(2 * n ** 3 / seconds / 1e12, 3)}
 
 
 def stage_cuda_tests(out: Path, args) -> dict:
@@ -95,22 +117,25 @@ def stage_peers(out: Path, args) -> dict:
     contenders = ["ssl_toolkit"] + [c for c, mod in (("lightly", "lightly"), ("byol_pytorch", "byol_pytorch"))
                                     if importlib.util.find_spec(mod) is not None]
     data = str(synthetic_cifar(Path(args.work) / "cifar_synthetic.npz"))
+    s = sizes(args)
     rows = []
     for key in ("gpu-r18-bf16", "gpu-r50-bf16"):
-        rows += bench_setting(key, contenders, sys.executable, 256, args.workers, None, 5, "cuda", data)
+        rows += bench_setting(key, contenders, sys.executable, s["batch"], args.workers, s["windows"], s["warmup"],
+                              s["device"], data, s["steps"])
         stage_partial(out, "peers", {"contenders": contenders, "rows": rows, "table": table(rows, contenders)})
     return {"contenders": contenders, "rows": rows, "table": table(rows, contenders)}
 
 
-def _imagenet_step(batch: int):
+def _imagenet_step(batch: int, device: str):
     import torch
 
     from harness import byol_training_step
     from ssl_toolkit.recipe import load_recipe
 
-    recipe = load_recipe(ROOT / "recipes" / "image" / "byol_imagenet.yaml", ["device=cuda"], check_files=False)
-    step, method = byol_training_step(recipe, torch.device("cuda"), "bf16", batch)
-    x = torch.randint(0, 256, (batch, 3, 256, 256), dtype=torch.uint8, device="cuda")
+    recipe = load_recipe(ROOT / "recipes" / "image" / "byol_imagenet.yaml",  # synthetic batches: no data read
+                         [f"device={device}", "data.dataset.path=unused"], check_files=False)
+    step, method = byol_training_step(recipe, torch.device(device), "bf16", batch)
+    x = torch.randint(0, 256, (batch, 3, 256, 256), dtype=torch.uint8, device=device)
     return recipe, step, x
 
 
@@ -118,23 +143,26 @@ def stage_utilization(out: Path, args) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    peak = json.loads((out / "gpu_env.json").read_text())["result"]["bf16_matmul_tflops"]
-    _, step, x = _imagenet_step(256)
-    for _ in range(3):
+    s = sizes(args)
+    env = out / "gpu_env.json"
+    peak = ((json.loads(env.read_text()).get("result") or {}).get("bf16_matmul_tflops") if env.exists() else None)
+    batch = s["big_batch"]
+    _, step, x = _imagenet_step(batch, s["device"])
+    for _ in range(1 if args.smoke else 3):
         step(x)
     counter = FlopCounterMode(display=False)
     step(x, counter)
     flops = counter.get_total_flops()
-    torch.cuda.synchronize()
+    _sync(s["device"])
     start = time.perf_counter()
-    n = 10
+    n = 1 if args.smoke else 10
     for _ in range(n):
         step(x)
-    torch.cuda.synchronize()
+    _sync(s["device"])
     seconds = (time.perf_counter() - start) / n
-    return {"batch": 256, "image_px": 224, "tflop_per_step": round(flops / 1e12, 2), "step_s": round(seconds, 4),
-            "images_per_s": round(256 / seconds, 1), "achieved_tflops": round(flops / seconds / 1e12, 1),
-            "peak_tflops": peak, "utilization": round(flops / seconds / 1e12 / peak, 3)}
+    return {"batch": batch, "image_px": 224, "tflop_per_step": round(flops / 1e12, 3), "step_s": round(seconds, 4),
+            "images_per_s": round(batch / seconds, 1), "achieved_tflops": round(flops / seconds / 1e12, 3),
+            "peak_tflops": peak, "utilization": round(flops / seconds / 1e12 / peak, 3) if peak else None}
 
 
 def stage_loader(out: Path, args) -> dict:
@@ -145,24 +173,27 @@ def stage_loader(out: Path, args) -> dict:
     from ssl_toolkit.recipe import load_recipe
     from ssl_toolkit.training.trainer import build_loader
 
-    folder = Path(args.work) / "jpegs" / "train" / "x"
+    s = sizes(args)
+    folder = Path(args.work) / f"jpegs{s['jpegs']}" / "train" / "x"
     if not folder.is_dir():
         folder.mkdir(parents=True)
         rng = np.random.default_rng(0)
-        for i in range(1024):
+        for i in range(s["jpegs"]):
             img = torch.from_numpy(rng.integers(0, 256, (3, 300, 400), dtype=np.uint8))
             (folder / f"{i}.jpg").write_bytes(encode_jpeg(img, quality=90).numpy().tobytes())
     recipe = load_recipe(ROOT / "recipes" / "image" / "byol_imagenet.yaml",
-                         [f"data.dataset.path={folder.parent.parent}", "data.batch_size=256", "device=cuda"])
-    _, _, loader = build_loader(recipe, torch.device("cuda"))
+                         [f"data.dataset.path={folder.parent.parent}", f"data.batch_size={s['batch']}",
+                          f"device={s['device']}"])
+    _, _, loader = build_loader(recipe, torch.device(s["device"]))
     it = iter(loader)
     next(it)
     start, n = time.perf_counter(), 0
     for x, _, _ in it:
         n += x.shape[0]
     delivered = n / (time.perf_counter() - start)
-    consumed = json.loads((out / "gpu_utilization.json").read_text())["result"]["images_per_s"] \
-        if (out / "gpu_utilization.json").exists() else None
+    step = out / "gpu_utilization.json"
+    consumed = ((json.loads(step.read_text()).get("result") or {}).get("images_per_s")
+                if step.exists() else None)
     return {"num_workers": recipe.data.num_workers, "cpu_count": os.cpu_count(), "loader_images_per_s": round(
         delivered, 1), "step_images_per_s": consumed, "headroom": round(delivered / consumed, 2) if consumed else None}
 
@@ -170,9 +201,11 @@ def stage_loader(out: Path, args) -> dict:
 def stage_byola(out: Path, args) -> dict:
     from bench_audio_peers import main as audio_peers
 
+    s = sizes(args)
     where = Path(args.work) / "byola"
-    audio_peers(["--device", "cuda", "--feature-d", "2048", "--batch", "256", "--precision", "bf16",
-                 "--workers", str(args.workers), "--windows", "3", "--out", str(where)])
+    audio_peers(["--device", s["device"], "--feature-d", "512" if args.smoke else "2048", "--batch", str(s["batch"]),
+                 "--precision", "bf16", "--workers", str(args.workers), "--windows", "1" if args.smoke else "3",
+                 *(["--steps", "1", "--warmup", "1"] if args.smoke else []), "--out", str(where)])
     return {name: json.loads(p.read_text()) if p.suffix == ".json" else p.read_text()
             for name, p in ((p.name, p) for p in sorted(where.glob("*")))}
 
@@ -225,6 +258,7 @@ def main(argv=None) -> int:
     ap.add_argument("--stage", choices=tuple(STAGES), help=argparse.SUPPRESS)  # a child process: one stage
     ap.add_argument("--workers", type=int, default=8, help="DataLoader workers of the peers")
     ap.add_argument("--work", default="/tmp/ssl_toolkit_gpu_check", help="synthetic data (not under OUT)")
+    ap.add_argument("--smoke", action="store_true", help="every stage on the CPU at toy sizes (code paths only)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -234,22 +268,23 @@ def main(argv=None) -> int:
         return 0
     import torch
 
-    if not torch.cuda.is_available():
+    if not torch.cuda.is_available() and not args.smoke:
         print("no CUDA device: nothing measured")
         return 0
     for name in args.stages:
         start = time.perf_counter()
         cmd = [sys.executable, __file__, "--stage", name, "--out", str(out), "--workers", str(args.workers),
-               "--work", args.work]
+               "--work", args.work, *(["--smoke"] if args.smoke else [])]
+        budget = BUDGETS[name] * (6 if args.smoke else 1)  # a CPU is slower: --smoke checks code paths, not time
         child = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)  # its workers in its process group
         try:
-            child.wait(timeout=BUDGETS[name])
+            child.wait(timeout=budget)
         except subprocess.TimeoutExpired:
             os.killpg(child.pid, signal.SIGKILL)  # the stage and every worker it started: the GPU is free again
             child.wait()
             path = out / f"gpu_{name}.json"
             partial = json.loads(path.read_text()).get("result") if path.exists() else None
-            write(out, name, {"status": f"stopped at its {BUDGETS[name]} s budget" + (" (partial)" if partial else ""),
+            write(out, name, {"status": f"stopped at its {budget} s budget" + (" (partial)" if partial else ""),
                               "result": partial, "seconds": round(time.perf_counter() - start, 1), "error": None})
         (out / "gpu_summary.md").write_text(summary(out))
         print(f"{name}: {json.loads((out / f'gpu_{name}.json').read_text())['status']}", flush=True)
