@@ -102,7 +102,7 @@ def test_recipe_builds_simclr_s_head_and_views():
     from ssl_toolkit.engine.build import build_method
 
     r = load_recipe(ROOT / "recipes/variants/image/simclr_cifar10_cpu.yaml")
-    assert r.method.name == "simclr" and r.method.params["temperature"] == 0.5 and r.model.predictor is None
+    assert r.method.name == "simclr" and r.method.params["temperature"] == 0.2 and r.model.predictor is None
     m = build_method(r)
     head = m.online.projector
     linears = [x for x in head if isinstance(x, nn.Linear)]
