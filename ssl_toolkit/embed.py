@@ -40,6 +40,7 @@ from . import __version__
 from .atomic import atomic_write, atomic_write_text
 from .eval.errors import EvalError
 from .input_files import Inputs, list_inputs  # noqa: F401 - list_inputs re-exported
+from .quoting import first_line
 
 log = logging.getLogger("ssl_toolkit.embed")
 
@@ -109,7 +110,7 @@ def _read(inputs: Inputs, rows, read, on_bad_file: str, skipped: list) -> tuple[
             items.append(read(inputs.paths[i]))
             kept.append(i)
         except Exception as e:  # noqa: BLE001 - any decoder failure is a bad file
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            reason = first_line(e)
             if on_bad_file == "fail":
                 raise EvalError(f"embed: cannot use {inputs.paths[i]}: {reason} (--on-bad-file skip leaves "
                                 "unreadable files out)") from None

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from .eval.errors import EvalError
+from .quoting import first_line
 from .weights_card import WeightsCard
 
 PRECISIONS = ("fp32", "bf16")
@@ -265,7 +266,7 @@ class Encoder(nn.Module):
                 try:
                     waves.append(load_audio(item, self.sample_rate))
                 except Exception as e:  # noqa: BLE001 - any decoder failure names the file
-                    raise EvalError(f"cannot read {item}: {_reason(e)}") from None
+                    raise EvalError(f"cannot read {item}: {first_line(e)}") from None
                 names.append(str(item))
             else:
                 wave = item.detach().cpu().numpy() if isinstance(item, torch.Tensor) else np.asarray(item)
@@ -294,7 +295,7 @@ class Encoder(nn.Module):
                 try:
                     images.append(decode_image(Path(item), image_size))
                 except Exception as e:  # noqa: BLE001 - any decoder failure names the file
-                    raise EvalError(f"cannot read {item}: {_reason(e)}") from None
+                    raise EvalError(f"cannot read {item}: {first_line(e)}") from None
                 continue
             img = torch.as_tensor(np.asarray(item)) if not isinstance(item, torch.Tensor) else item
             if img.ndim != 3 or img.shape[0] not in (1, 3) or img.dtype != torch.uint8:
@@ -302,12 +303,6 @@ class Encoder(nn.Module):
                                  "(3, H, W) (channels first, as torchvision.io.decode_image gives)")
             images.append(img)
         return images
-
-
-def _reason(error: Exception) -> str:
-    """The first line of an exception's message, or its type when it has none."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 class _EvalMode:

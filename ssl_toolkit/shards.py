@@ -31,6 +31,7 @@ import torch
 
 from .data import BadFileError, BadItem
 from .params import NonNegativeInt, PositiveFloat, PositiveInt
+from .quoting import first_line
 from .recipe.loading import expand_path
 from .registry import DATASETS
 
@@ -185,7 +186,7 @@ class ShardStream(torch.utils.data.IterableDataset):
                                  f"{', '.join(k for k in sample if not k.startswith('__'))})")
             x = self.decode(sample[ext], ext, seed)
         except Exception as e:  # noqa: BLE001 - any decoder failure is a bad file
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            reason = first_line(e)
             if self.on_bad_file == "fail":
                 raise BadFileError(f"{name}: {reason}") from None
             return BadItem(name, reason)

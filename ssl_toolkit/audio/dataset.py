@@ -31,6 +31,7 @@ from ..data import BadFileError, BadItem
 from ..devices import torch_threads
 from ..recipe import expand_path
 from ..params import AnyPath, NonNegativeInt, PositiveFloat, PositiveInt, Reference
+from ..quoting import first_line
 from ..registry import DATASETS
 from .metadata import class_ids, read_metadata_csv
 
@@ -73,7 +74,7 @@ def _decode(source, suffix: str) -> tuple[np.ndarray, int]:
         data = np.atleast_2d(data).T  # librosa: (channels, samples)
         return np.ascontiguousarray(data), int(sr)
     except Exception as e:  # noqa: BLE001
-        errors.append(f"librosa: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}")
+        errors.append(f"librosa: {first_line(e)}")
     raise AudioDecodeError("unreadable audio (" + "; ".join(errors) + ")")
 
 
