@@ -28,19 +28,19 @@ from torch import nn
 
 from .eval.errors import EvalError
 from .quoting import first_line
+from .views import Pipeline
 from .weights_card import WeightsCard
 
 PRECISIONS = ("fp32", "bf16")
 LONG_CLIPS = ("chunks", "crop", "whole")
 
 
-class FrontEnd(nn.Module):
-    """The deterministic front-end ops as one module: no gradient, always in eval mode, the same output for a
-    sample whatever batch it is in."""
+class FrontEnd(Pipeline):
+    """The deterministic front-end ops as one :class:`~ssl_toolkit.views.Pipeline`: no gradient, always in eval
+    mode, the same output for a sample whatever batch it is in."""
 
     def __init__(self, ops: list[nn.Module]):
-        super().__init__()
-        self.ops = nn.ModuleList(ops)
+        super().__init__(ops)
         for p in self.ops.parameters():
             p.requires_grad_(False)
         super().train(False)
@@ -48,11 +48,9 @@ class FrontEnd(nn.Module):
     def train(self, mode: bool = True) -> "FrontEnd":
         return super().train(False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         with torch.no_grad():
-            for op in self.ops:
-                x = op(x, None)
-        return x
+            return super().forward(x, None)
 
 
 class Encoder(nn.Module):
@@ -139,8 +137,8 @@ class Encoder(nn.Module):
     # ------------------------------------------------------------------ embeddings
     def embed(self, inputs, *, batch_size: int = 64, precision: str = "fp32", unit_sec: Optional[float] = None,
               long_clips: str = "chunks", image_size: Optional[int] = None, progress: bool = False) -> np.ndarray:
-        """(N, feature_dim) float32 embeddings, in the order of ``inputs``: file paths, a folder (its files of this
-        modality, sorted as :meth:`list_files` lists them), an EVAR metadata CSV (its file_name rows), arrays — audio: 1-D float waves at ``sample_rate``
+        """(N, feature_dim) float32 embeddings, in the order of ``inputs``: file paths, a folder or an EVAR metadata
+        CSV (its files, as :meth:`list_files` lists them), arrays — audio: 1-D float waves at ``sample_rate``
         or the rows of a 2-D array; images: uint8 (3, H, W) or the items of a (B, 3, H, W) batch. Audio: pieces of
         ``unit_sec`` (default: the training recipe's), ``long_clips`` chunks | crop | whole; images: with
         ``image_size`` the shorter side is resized and centre-cropped (paths only)."""
@@ -183,7 +181,7 @@ class Encoder(nn.Module):
         """Audio: measure the pre_norm statistics on ``waves`` (paths, a folder or arrays; e.g. a task's training
         clips) as evaluation does (up to 10,000 ``unit_sec`` pieces drawn with ``seed``), store them in the front
         end and return ``{"mean", "std", "n_pieces"}``."""
-        from .audio.embedding import Pieces, split_frontend
+        from .audio.embedding import Pieces, check_waveforms, split_frontend
         from .eval.audio_embedder import task_prenorm_stats
 
         self._need_modality("audio", "fit_prenorm")
@@ -193,8 +191,6 @@ class Encoder(nn.Module):
             raise EvalError(f"fit_prenorm: the front end ({' → '.join(s['name'] for s in self.frontend_spec)}) has "
                             "no pre_norm op")
         waves, names = self._waves(waves)
-        from .audio.embedding import check_waveforms
-
         check_waveforms(waves, names, what="fit_prenorm")
         pieces = Pieces.cut(waves, float(unit_sec or self.unit_sec), self.sample_rate, long_clips)
         upstream, _, _ = split_frontend(list(self.frontend.ops))
@@ -204,8 +200,8 @@ class Encoder(nn.Module):
         return stats
 
     def list_files(self, folder: str | os.PathLike) -> list[Path]:
-        """The files of this encoder's modality in ``folder`` (recursive, by extension, sorted): what ``embed``
-        reads for a folder and ``ssl-toolkit embed`` lists in ``files``."""
+        """The files of this encoder's modality in ``folder`` (recursive, by extension, sorted), or the rows of an
+        EVAR metadata CSV: what ``embed`` reads for a folder or CSV and ``ssl-toolkit embed`` lists in ``files``."""
         from .input_files import list_inputs
 
         return list(list_inputs(folder, str(self.modality)).paths)
@@ -244,11 +240,7 @@ class Encoder(nn.Module):
         """``inputs`` as a list of items (paths or arrays); a folder becomes its files."""
         if isinstance(inputs, (str, os.PathLike)):
             path = Path(inputs).expanduser()
-            if path.is_dir() or path.suffix.lower() == ".csv":  # a folder, or an EVAR metadata CSV: its files
-                from .input_files import list_inputs
-
-                return list(list_inputs(path, str(self.modality)).paths)
-            return [path]
+            return self.list_files(path) if path.is_dir() or path.suffix.lower() == ".csv" else [path]
         batch_ndim = 2 if self.modality == "audio" else 4
         if isinstance(inputs, (np.ndarray, torch.Tensor)):
             return list(inputs) if inputs.ndim == batch_ndim else [inputs]

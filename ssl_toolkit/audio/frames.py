@@ -13,6 +13,7 @@ from typing import Tuple
 import torch
 from torch import Tensor, nn
 
+from ..views import Pipeline
 from .embedding import check_waveforms, split_frontend
 
 BATCH = 8  # clips per forward pass
@@ -96,22 +97,21 @@ class HearModel(nn.Module):
             ops[at] = ClipNorm(*self._clip_stats(audio, ops[:at], spans, n_mel, stride))
         out = []
         for k0, k1, g0, g1 in spans:
-            x = audio[:, g0 * hop:min(audio.shape[1], g1 * hop)].float()
-            for op in ops:
-                x = op(x, None)
-            out.append(self.encoder.forward_frames(x).float()[:, k0 - g0 // stride:k1 - g0 // stride])
+            frames = self.encoder.forward_frames(self._window(audio, g0, g1, ops)).float()
+            out.append(frames[:, k0 - g0 // stride:k1 - g0 // stride])
         return torch.cat(out, dim=1)
+
+    def _window(self, audio: Tensor, g0: int, g1: int, ops: list) -> Tensor:
+        """``ops`` on the samples of log-mel frames [g0, g1) (cut at the sound's end)."""
+        return Pipeline(ops)(audio[:, g0 * self.hop_length:min(audio.shape[1], g1 * self.hop_length)].float())
 
     def _clip_stats(self, audio: Tensor, upstream: list, spans: list, n_mel: int, stride: int) -> tuple:
         """(mean, unbiased std) of each clip's whole log-mel, accumulated window by window in float64."""
         total = total_sq = 0.0
         count = 0
         for j, (k0, k1, g0, g1) in enumerate(spans):
-            x = audio[:, g0 * self.hop_length:min(audio.shape[1], g1 * self.hop_length)].float()
-            for op in upstream:
-                x = op(x, None)
             end = n_mel if j == len(spans) - 1 else k1 * stride  # the last window keeps the unpooled tail
-            y = x[..., k0 * stride - g0:end - g0].double()
+            y = self._window(audio, g0, g1, upstream)[..., k0 * stride - g0:end - g0].double()
             total, total_sq = total + y.sum(dim=(1, 2, 3)), total_sq + (y * y).sum(dim=(1, 2, 3))
             count += y[0].numel()
         mean = total / count

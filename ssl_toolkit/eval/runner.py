@@ -26,7 +26,7 @@ from .audio_embedder import AudioEmbedder
 from .audio_tasks import load_task
 from . import image as image_mod
 from .cache import EmbeddingCache
-from .class_coverage import coverage_warnings, split_counts
+from .class_coverage import counts, coverage_warnings, split_counts
 from .errors import EvalError, task_error
 from .models import EvalModel, make_models, resolve_checkpoint
 from .protocols import confusion_matrix, holdout_split, knn_predict, linear_probe, score, summarize
@@ -121,14 +121,6 @@ def _coverage(task: str, classes: list, by_unit: dict, say) -> dict:
     return {"class_counts": {"classes": [str(c) for c in classes], "units": by_unit}, "warnings": warnings}
 
 
-def _stacked_rows(data, whole: dict) -> tuple:
-    """(train, valid or None, test) row indices of an image task's splits stacked in data.splits order."""
-    offsets, at = {}, 0
-    for role in data.splits:
-        offsets[role], at = at, at + len(whole[role])
-    return tuple(whole[r] + offsets[r] if r in whole else None for r in ("train", "valid", "test"))
-
-
 # ----------------------------------------------------------------------------- audio
 def _run_audio(task: AudioTask, systems: list, recipe: EvalRecipe, cache, device, precision, progress, say):
     data = load_task(task)
@@ -216,10 +208,9 @@ def _run_image(task: ImageTask, systems: list, recipe: EvalRecipe, cache, device
     emb = image_mod.ImageEmbedder(data, cache, device, precision, recipe.batch_size, recipe.num_workers, progress)
     say(f"task '{task.name}': {len(data.splits['train'].dataset)} train / {len(data.splits['test'].dataset)} test "
         f"images, {data.num_classes} classes; protocols {', '.join(task.protocols)}")
-    whole = {r: np.arange(len(s.labels)) for r, s in data.splits.items()}
-    coverage = _coverage(task.name, data.classes, {"split": split_counts(
-        np.concatenate([data.splits[r].labels for r in data.splits]), *_stacked_rows(data, whole),
-        data.num_classes)}, say)
+    coverage = _coverage(task.name, data.classes, {"split": {
+        role: counts(s.labels, np.arange(len(s.labels)), data.num_classes) if (s := data.splits.get(role)) else None
+        for role in ("train", "valid", "test")}}, say)
     results, artifacts = {}, {}
     for sys_name, model, feature in systems:
         if feature != "encoder":
