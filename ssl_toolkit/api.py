@@ -42,7 +42,7 @@ def train(recipe, overrides: Sequence[str] = (), *, out: Optional[PathLike] = No
     from .recipe import Recipe, load_recipe
     from .training.trainer import Trainer
 
-    r = _recipe(recipe, Recipe, load_recipe, overrides, "train: recipe")
+    r = _recipe(recipe, Recipe, load_recipe, overrides, "train", "recipe")
     return Path(Trainer(r, out_dir=out, resume=None if resume is None else str(resume), quiet=quiet,
                         overwrite=overwrite, allow_recipe_change=allow_recipe_change).fit())
 
@@ -55,7 +55,7 @@ def evaluate(eval_recipe, checkpoint: PathLike, overrides: Sequence[str] = (), *
     from .eval.runner import run_eval
     from .eval.schema import EvalRecipe, load_eval_recipe
 
-    r = _recipe(eval_recipe, EvalRecipe, load_eval_recipe, overrides, "evaluate: eval_recipe")
+    r = _recipe(eval_recipe, EvalRecipe, load_eval_recipe, overrides, "evaluate", "eval_recipe")
     return run_eval(r, os.fspath(_path(checkpoint, "checkpoint")), out_dir=out, quiet=quiet)
 
 
@@ -68,19 +68,20 @@ def export(run: PathLike, out: PathLike, *, checkpoint: Optional[PathLike] = Non
     return export_run(run, out, checkpoint=checkpoint, results=results, license=license, overwrite=overwrite)
 
 
-def _recipe(recipe, kind: type, load, overrides: Sequence[str], what: str):
-    """``recipe`` itself when it is a ``kind`` object (no overrides then), else ``load(path, overrides)``."""
+def _recipe(recipe, kind: type, load, overrides: Sequence[str], function: str, argument: str):
+    """``recipe`` itself when it is a ``kind`` object (no overrides then), else ``load(path, overrides)``; errors
+    name ``function`` and its ``argument``."""
     from .recipe import RecipeError
 
     if isinstance(overrides, str):
-        raise TypeError(f"{what.split(':')[0]}: overrides must be a list of 'key=value' strings, got the string "
+        raise TypeError(f"{function}: overrides must be a list of 'key=value' strings, got the string "
                         f"{overrides!r} (write [{overrides!r}])")
     if isinstance(recipe, kind):
         if overrides:
-            raise RecipeError(f"{what}: overrides apply to a recipe file; set the fields of the {kind.__name__} "
-                              "object directly")
+            raise RecipeError(f"{function}: {argument}: overrides apply to a recipe file; set the fields of the "
+                              f"{kind.__name__} object directly")
         return recipe
-    return load(_path(recipe, what), list(overrides))
+    return load(_path(recipe, f"{function}: {argument}"), list(overrides))
 
 
 def _path(value, what: str) -> PathLike:

@@ -61,13 +61,15 @@ class Encoder(nn.Module):
 
     def __init__(self, backbone: nn.Module, frontend: list[nn.Module], *, encoder_spec: dict, frontend_spec: list,
                  unit_sec: Optional[float] = None, imports: Sequence[str] = (), recipe_name: str = "",
-                 source: Optional[dict] = None, freeze_bn: bool = False):
+                 recipe: Optional[dict] = None, source: Optional[dict] = None, freeze_bn: bool = False):
         super().__init__()
         self.backbone = backbone
         self.frontend = FrontEnd(frontend)
         self.encoder_spec, self.frontend_spec = dict(encoder_spec), [dict(s) for s in frontend_spec]
         self.unit_sec = float(unit_sec or 1.0) if self.modality == "audio" else None
         self.imports, self.recipe_name = list(imports), recipe_name
+        self.recipe = recipe
+        """The resolved training recipe (a plain dict) that the weights carry or sit beside, else None."""
         self.source = dict(source or {})
         """Where the weights come from: ``spec`` (what was passed), ``kind``, ``path``, ``sha256``, ``notes``."""
         self.freeze_bn = freeze_bn
@@ -346,7 +348,7 @@ def read_encoder(checkpoint: str | os.PathLike, label: str, *, device: str = "cp
     enc = Encoder(model.encoder, model.frontend, encoder_spec=model.encoder_spec, frontend_spec=model.frontend_spec,
                   unit_sec=training_unit_sec(source.recipe), imports=card.imports if card else (),
                   recipe_name=(card.recipe_name if card else "") or str((source.recipe or {}).get("name") or ""),
-                  source={"spec": os.fspath(checkpoint), "kind": source.kind,
+                  recipe=source.recipe, source={"spec": os.fspath(checkpoint), "kind": source.kind,
                           "path": str(source.path) if source.path else None, "sha256": source.checksum or None,
                           "card_origin": model.source, "notes": list(source.notes)},
                   freeze_bn=freeze_bn)

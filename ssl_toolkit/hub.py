@@ -115,7 +115,6 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, *, checkpoint: Op
     or a bad ``results`` file."""
     from .encoder import read_encoder
     from .checkpoint import save_encoder_safetensors
-    from .eval.models import resolve_checkpoint
 
     run, out = Path(run).expanduser(), Path(out).expanduser()
     if not run.is_dir():
@@ -130,7 +129,7 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, *, checkpoint: Op
                           "the run it reads: choose another folder")
     weights = _weights_file(run, checkpoint)
     enc = read_encoder(weights, "export:")
-    recipe = resolve_checkpoint(str(weights)).recipe or {}
+    recipe = enc.recipe or {}
     state = _training_state(run, weights)
     facts = {"steps": state.step if state else None, "epochs": state.epoch if state else None,  # 0-based epoch index
              "data_items": state.data_items if state else None, "checkpoint": weights.name}

@@ -55,6 +55,7 @@ def test_every_file_of_a_run_loads_the_same_encoder(audio_run):
     waves = [np.sin(np.linspace(0, 300, n)).astype(np.float32) * 0.3 for n in (4000, 15200, 40000)]
     ref = sslt.load_encoder(audio_run)
     assert ref.source["kind"] == "checkpoint" and ref.prenorm is not None and ref.unit_sec == 0.95
+    assert ref.recipe["name"] == "byola_fsdd"  # the training recipe the weights carry
     want = ref.embed(waves)
     for spec in ("checkpoints/last.pt", "encoder.pt", "encoder.safetensors"):
         enc = sslt.load_encoder(audio_run / spec)
