@@ -26,8 +26,11 @@ from ..recipe import (Component, Origins, Validator, import_tree_components, loa
 from ..params import Reference
 from ..recipe.schema import ranged
 from ..registry import did_you_mean
+from .label_subsets import fraction_list
 
 TASK_KINDS = ("audio_classification", "image_classification")
+PROTOCOLS = ("linear", "knn", "finetune")
+Protocol = Literal["linear", "knn", "finetune"]
 
 
 @dataclasses.dataclass
@@ -66,6 +69,40 @@ class KnnConfig:
 
     k: int = 200
     temperature: float = 0.1
+
+
+@dataclasses.dataclass
+class FinetuneConfig:
+    """The ``finetune`` protocol (eval/finetune.py): encoder + a new head (BatchNorm1d without affine + Linear,
+    as EVAR's ``finetune.py``) trained end to end with SGD, linear warm-up then cosine decay per step (EVAR's timm
+    ``CosineLRScheduler``: from 0, to 1e-7), the best epoch on the validation items restored for the test."""
+
+    epochs: int = 100
+    warmup_epochs: float = 5.0
+    lr: float = 0.01
+    """For the loss as stated (cross-entropy averaged over the batch, summed over classes; EVAR's ``loss_nll`` also
+    averages over the classes, so EVAR's lr L equals lr L / num_classes here)."""
+    batch_size: int = 256
+    """min(batch_size, number of training items)."""
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    mixup: float = 0.0
+    """Beta(α, α) mixup of inputs and labels per sample (EVAR: of the waveforms; images: of the front end's
+    output, which for to_float + normalize equals mixing pixels); 0 = off."""
+    augment: list[Component] = dataclasses.field(default_factory=list, metadata={"registry": "augmentations"})
+    """Random ops run on the front end's output per sample (audio: spec_augment, random_resize_crop; images:
+    random_resized_crop, horizontal_flip, which commute with normalize)."""
+    patience: int = 0
+    """Stop after this many epochs without a better validation score (0: run every epoch; EVAR: -1)."""
+    runs: int = 3
+    """Seeds (seed, seed+1, ...) per system and label fraction."""
+    valid_fraction: float = 0.1
+    """Held out of the (labelled) training items, stratified, when a task has no valid rows; never the test rows."""
+    freeze_bn: bool = False
+    """Keep the encoder's BatchNorm statistics frozen (eval mode) while its weights train."""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """Autocast of the encoder's forward and backward (auto = the recipe's ``precision``)."""
 
 
 @dataclasses.dataclass
@@ -108,6 +145,9 @@ class AudioTask:
     the clip at once (the encoder pools over time), 'crop' keeps the first unit_sec (as EVAR)."""
     on_bad_file: Literal["fail", "skip"] = "fail"
     """An unreadable clip stops the evaluation (fail) or is left out and reported (skip)."""
+    protocols: list[Protocol] = dataclasses.field(default_factory=lambda: ["linear"])
+    label_fraction: Any = 1.0
+    """Few-label evaluation: a fraction in (0, 1] or a list, e.g. [0.01, 0.1, 1.0] (eval/label_subsets.py)."""
 
 
 @dataclasses.dataclass
@@ -117,11 +157,13 @@ class ImageTask:
     name: str
     kind: Literal["image_classification"]
     dataset: Component = dataclasses.field(metadata={"registry": "datasets", "supplied": ("split",)})
-    protocols: list[Literal["linear", "knn"]] = dataclasses.field(default_factory=lambda: ["linear", "knn"])
+    protocols: list[Protocol] = dataclasses.field(default_factory=lambda: ["linear", "knn"])
     train_split: Optional[str] = "train"
     test_split: Optional[str] = "test"
     valid_split: Optional[str] = None
     """A split used for early stopping; default: valid_fraction of train held out."""
+    label_fraction: Any = 1.0
+    """Few-label evaluation: a fraction in (0, 1] or a list, e.g. [0.01, 0.1, 1.0] (eval/label_subsets.py)."""
 
 
 Task = Union[AudioTask, ImageTask]
@@ -136,6 +178,7 @@ class EvalRecipe:
     model: ModelSpec = dataclasses.field(default_factory=ModelSpec)
     linear: LinearConfig = dataclasses.field(default_factory=LinearConfig)
     knn: KnnConfig = dataclasses.field(default_factory=KnnConfig)
+    finetune: FinetuneConfig = dataclasses.field(default_factory=FinetuneConfig)
     baselines: list[Literal["random", "logmel"]] = dataclasses.field(default_factory=lambda: ["random", "logmel"])
     """Shown beside the model in every table: 'random' (the model's encoder, random init) and, for
     audio tasks, 'logmel' (no learning: time-mean and time-max of each log-mel bin)."""
@@ -186,6 +229,14 @@ def _check_task_list(tasks: Any, validator: Validator) -> list:
         if "/" in task.name or not task.name.strip():
             validator.fail(path + ("name",), f"task names must be non-empty and free of '/', got {task.name!r}")
         seen[task.name] = i
+        if not task.protocols:
+            validator.fail(path + ("protocols",), f"expected at least one of {', '.join(PROTOCOLS)}")
+        if len(set(task.protocols)) != len(task.protocols):
+            validator.fail(path + ("protocols",), f"a protocol is listed twice: {task.protocols}")
+        try:
+            task.label_fraction = fraction_list(task.label_fraction)
+        except ValueError as e:
+            validator.fail(path + ("label_fraction",), str(e))
         if isinstance(task, AudioTask):
             if not task.unit_sec > 0:
                 validator.fail(path + ("unit_sec",), f"must be > 0, got {task.unit_sec}")
@@ -197,9 +248,6 @@ def _check_task_list(tasks: Any, validator: Validator) -> list:
                                    + did_you_mean(bad[0], ('train', 'valid', 'test')))
                 if task.fold_column is not None:
                     validator.fail(path + ("split_values",), "split_values and fold_column exclude each other")
-        else:
-            if not task.protocols:
-                validator.fail(path + ("protocols",), "expected at least one of linear, knn")
         parsed.append(task)
     return parsed
 
@@ -215,6 +263,14 @@ def validate_eval_tree(tree: dict, origins: Origins, check_files: bool = True) -
                     ("valid_fraction", 0 < lin.valid_fraction < 1)):
         if not ok:
             validator.fail(("linear", key), f"out of range: {getattr(lin, key)!r}")
+    ft = recipe.finetune
+    for key, ok in (("epochs", ft.epochs >= 1), ("runs", ft.runs >= 1), ("batch_size", ft.batch_size >= 2),
+                    ("lr", ft.lr > 0), ("warmup_epochs", 0 <= ft.warmup_epochs <= ft.epochs),
+                    ("momentum", 0 <= ft.momentum < 1), ("weight_decay", ft.weight_decay >= 0),
+                    ("mixup", ft.mixup >= 0), ("patience", ft.patience >= 0),
+                    ("valid_fraction", 0 < ft.valid_fraction < 1)):
+        if not ok:
+            validator.fail(("finetune", key), f"out of range: {getattr(ft, key)!r}")
     if recipe.knn.k < 1 or not recipe.knn.temperature > 0:
         validator.fail(("knn",), "k must be >= 1 and temperature > 0")
     if recipe.batch_size < 1:
