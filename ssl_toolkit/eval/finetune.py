@@ -87,6 +87,9 @@ class FinetuneResult:
     test_outputs: np.ndarray
     curve: dict = field(default_factory=dict)
     """Per epoch: train_loss (mean over its steps), valid (score), lr (at the epoch's end)."""
+    encoder: Optional[nn.Module] = None
+    """The fine-tuned encoder (the restored best epoch, eval mode) and its head."""
+    head: Optional[TaskHead] = None
 
 
 def trainable_copy(encoder: nn.Module, freeze_bn: bool = False) -> nn.Module:
@@ -190,7 +193,7 @@ def finetune(encoder: nn.Module, inputs: FinetuneInputs, labels: np.ndarray, tra
         enc.eval()
         out = _outputs(head, inputs.features(enc, test), device)
     return FinetuneResult(score(out, labels[test], multi_label) if len(test) else float("nan"), float(best),
-                          best_epoch, epoch + 1, out, curve)
+                          best_epoch, epoch + 1, out, curve, enc, head)
 
 
 def _step(enc, head, augment, inputs: FinetuneInputs, rows, labels, rng, gen, num_classes, multi_label, cfg,

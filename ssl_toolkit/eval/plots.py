@@ -135,7 +135,9 @@ def bar_chart(results: dict, key: str, out: Path) -> Optional[Path]:
     if chance:
         ax.axhline(chance, color="grey", ls=":", lw=1)
         ax.text(xs[-1] + 0.45, chance, "chance", fontsize=7, color="grey", va="bottom", ha="right")
-    ax.set_title(f"{key} ({ref.get('protocol')})", fontsize=10)
+    frac = ref.get("label_fraction", 1.0)
+    ax.set_title(f"{key} ({ref.get('protocol')}{'' if frac == 1.0 else f', {100 * frac:.4g} % of the labels'})",
+                 fontsize=10)
     return _save(fig, out)
 
 
@@ -232,6 +234,33 @@ def summary_chart(results: dict, out: Path) -> Optional[Path]:
     return _save(fig, out)
 
 
+def finetune_curves(results: dict, key: str, out: Path) -> Optional[Path]:
+    """Fine-tuning curves of one results row: per system, the training loss and the validation score per epoch,
+    one line per seed (and fold), the selected epoch marked."""
+    systems = [(label, e[key]) for _, label, e in systems_of(results) if e.get(key, {}).get("curves")]
+    if not systems:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for i, (label, e) in enumerate(systems):
+        for j, c in enumerate(e["curves"]):
+            epochs = np.arange(1, len(c["train_loss"]) + 1)
+            kw = {"color": f"C{i}", "alpha": 0.8, "lw": 1.2, "label": label if j == 0 else None}
+            axes[0].plot(epochs, c["train_loss"], **kw)
+            axes[1].plot(epochs, 100 * np.asarray(c["valid"], dtype=float), **kw)
+            best = int(np.nanargmax(c["valid"]))
+            axes[1].plot(best + 1, 100 * c["valid"][best], "o", color=f"C{i}", ms=4)
+    axes[0].set_ylabel("training loss (epoch mean)")
+    axes[1].set_ylabel(f"validation {systems[0][1].get('metric')} (%)")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8, frameon=False)
+    runs = len(systems[0][1]["curves"])
+    fig.suptitle(f"{key}: fine-tuning, {runs} run(s) per system (dot: the epoch kept for the test)", fontsize=10)
+    return _save(fig, out)
+
+
 def eval_plots(results: dict, artifacts: dict, folder: Path, cfg=None, progress: bool = True) -> list[Path]:
     from tqdm.auto import tqdm
 
@@ -240,6 +269,9 @@ def eval_plots(results: dict, artifacts: dict, folder: Path, cfg=None, progress:
     keys = list(results["tasks"])
     for key in keys:
         p = bar_chart(results, key, folder / f"{safe_name(key)}_bars.png")
+        if p:
+            made.append(p)
+        p = finetune_curves(results, key, folder / f"{safe_name(key)}_curves.png")
         if p:
             made.append(p)
     p = summary_chart(results, folder / "summary.png")

@@ -10,13 +10,16 @@ results.json (format ``ssl_toolkit.eval.results/1``)::
      "protocol": {...}, "environment": {...}, "recipe": {...}, "created": ..., "elapsed_s": ..., "cache": {...},
      "warnings": [every task's coverage warnings]}
 
-    ENTRY = {"task", "kind", "protocol": linear|knn, "metric": accuracy|mAP, "mean", "std", "runs": [per seed],
-             "n_train", "n_valid", "n_test", "num_classes", "embedding_dim", ... ,
+    ENTRY = {"task", "kind", "protocol": linear|knn|finetune, "label_fraction", "metric": accuracy|mAP, "mean",
+             "std", "runs": [per seed], "n_train", "n_valid", "n_test", "num_classes", "embedding_dim",
+             "elapsed_s" (the protocol), "embed_s" (the frozen embeddings), ... ,
+             "curves": [per run: {"seed", "unit", "train_loss", "valid", "lr"} per epoch] (finetune),
              "folds": {<fold>: [per seed]} (k-fold tasks),
              "class_counts": {"classes": [...], "units": {<split | fold>: {"train", "valid", "test": [per class]}}},
              "warnings": [a class the probe cannot learn or early stopping cannot see (eval/class_coverage.py)]}
 
-``<key>`` is the task name, or ``<task>/<protocol>`` for an image task with several protocols.
+``<key>`` is the task name, ``<task>/<protocol>`` for a task with several protocols, and ``@<p>%`` after it for a
+label fraction below 1 (eval/task_runner.py); ``label_subsets`` names the file of the chosen items.
 Scores are fractions (0–1); ``std`` is the sample standard deviation over the seeds (k-fold: of the
 per-seed means over the folds). With ``--checkpoint random`` the evaluated model is the random
 baseline: it is under "tasks" and "baselines" has no "random" entry.
@@ -75,7 +78,20 @@ def markdown(results: dict) -> str:
                  f"{lin.get('patience')} on the validation score, {lin.get('runs')} seeds (mean ± std); pre_norm "
                  f"statistics from the {'task training clips' if proto.get('prenorm') == 'task' else 'checkpoint'}")
     knn = proto.get("knn", {})
-    lines.append(f"- kNN (image tasks): cosine, k={knn.get('k')}, temperature {knn.get('temperature')}")
+    entries = [e for _, _, es in systems_of(results) for e in es.values()]
+    if any(e.get("protocol") == "knn" for e in entries):
+        lines.append(f"- kNN: cosine, k={knn.get('k')}, temperature {knn.get('temperature')}")
+    ft = proto.get("finetune") or {}
+    if any(e.get("protocol") == "finetune" for e in entries):
+        aug = ", ".join(a.get("name", "?") for a in ft.get("augment") or []) or "none"
+        lines.append(f"- fine-tuning (encoder + BatchNorm/Linear head): SGD lr {ft.get('lr')} (momentum "
+                     f"{ft.get('momentum')}{', Nesterov' if ft.get('nesterov') else ''}, weight decay "
+                     f"{ft.get('weight_decay')}), {ft.get('warmup_epochs')} warm-up + cosine over {ft.get('epochs')} "
+                     f"epochs, batch {ft.get('batch_size')}, mixup α {ft.get('mixup')}, augmentations {aug}; the best "
+                     f"validation epoch is tested; {ft.get('runs')} seeds")
+    if any(e.get("label_fraction", 1.0) != 1.0 for e in entries):
+        lines.append(f"- few labels: `<task>@p%` rows use p % of the training (and valid) labels, the same nested, "
+                     f"stratified subset for every system and protocol ({results.get('label_subsets')})")
     env = results.get("environment", {})
     lines.append(f"- {env.get('device')}, {env.get('precision')} embedding, {results.get('elapsed_s')} s in all")
     lines.append("")
@@ -87,7 +103,7 @@ def markdown(results: dict) -> str:
         keys += [k for k in entries if k not in keys]
     for key in keys:
         ref = next((e[key] for _, _, e in systems if key in e), {})
-        metric = ref.get("metric", "?") + (" (kNN)" if ref.get("protocol") == "knn" else "")
+        metric = ref.get("metric", "?") + {"knn": " (kNN)", "finetune": " (fine-tuned)"}.get(ref.get("protocol"), "")
         cells = [key, metric] + [_pct(e.get(key)) for _, _, e in systems]
         sizes = f"{ref.get('n_train', '?')} / {ref.get('n_valid', '?')} / {ref.get('n_test', '?')}"
         if "folds" in ref:
