@@ -3,7 +3,8 @@
 Reads ``benchmarks/results/validity_image.jsonl`` (``bench_variants.py --size full --jsonl ...``: the
 ``byol_cifar10_cpu.yaml`` size, equal epochs) and ``validity_audio.jsonl`` (written by
 ``bench_audio_budget.py`` from its BYOL-A v1 / v2 / TriBYOL runs at the 8-minute budget) and writes
-``validity_claims.{md,json}``: per claim the source, our mean ± std over pretraining seeds, the differences
+``validity_claims.{md,json}``, and ``finetune_claims.jsonl`` (``bench_finetune.py``, issue 33: fine-tuning with
+few labels): per claim the source, our mean ± std over pretraining seeds, the differences
 A − B on the seeds both sides ran (shown beside the verdict, which does not use them) and the verdict.
 
 Verdicts, on the claim's metric (linear accuracy unless named), mean ± sample std over ≥ 2 seeds:
@@ -64,7 +65,7 @@ def _img(variant: str, *overrides: str) -> str:
     return " ".join([f"{variant}_cifar10_cpu" if variant != "byol" else "byol_cifar10_cpu", *overrides])
 
 
-IMG, AUD = "validity_image.jsonl", "validity_audio.jsonl"
+IMG, AUD, FT = "validity_image.jsonl", "validity_audio.jsonl", "finetune_claims.jsonl"
 NO_COLOUR = tuple(f"views.branches.{b}.{op}.p=0.0" for b in (0, 1) for op in (2, 3))  # as bench_variants.py
 CROP_ONLY = (*NO_COLOUR, *(f"views.branches.{b}.{op}.p=0.0" for b in (0, 1) for op in (1, 4)))
 SMALL_BATCH = ("data.batch_size=32", "trainer.grad_accum_steps=4")
@@ -158,6 +159,15 @@ CLAIMS = [
     *[Claim(f"TriBYOL beats BYOL-A at batch 64 ({task})", "Li et al. 2022 (arXiv 2206.03012), the small-batch "
             "claim, carried over to BYOL-A's audio setting", "better", AUD, "tribyol", "byola_v1", f"linear.{task}")
       for task in ("emodb", "fsdd_digits")],
+    *[Claim(f"BYOL fine-tuned beats training from scratch with {pct} of the labels",
+            f"{GRILL}, Table 2a / App. C.1: ImageNet {pct} labels, BYOL fine-tuned {ours} vs supervised {theirs} % "
+            "top-1; ours: CIFAR-10 20k subset, bench_finetune.py", "better", FT, f"cifar10/finetune@{pct} byol",
+            f"cifar10/finetune@{pct} random", "score")
+      for pct, ours, theirs in (("1%", "53.2", "25.4"), ("10%", "68.8", "56.4"))],
+    Claim("BYOL's gain over training from scratch is larger with 1 % of the labels than with 10 %",
+          f"{GRILL}, Table 2a: +27.8 points at 1 %, +12.4 at 10 % (the drop compared: BYOL − scratch, per seed)",
+          "smaller drop", FT, "cifar10/finetune@10% random", "cifar10/finetune@1% random", "score",
+          a_full="cifar10/finetune@10% byol", b_full="cifar10/finetune@1% byol"),
 ]
 
 
@@ -272,7 +282,7 @@ def _cell(v: list[float], scale: float = 100, digits: int = 1) -> str:
 
 
 def assess() -> list[dict]:
-    tables = {f: runs(f) for f in (IMG, AUD)}
+    tables = {f: runs(f) for f in (IMG, AUD, FT)}
     out = []
     for c in CLAIMS:
         got = tables[c.file]

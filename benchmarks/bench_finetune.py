@@ -1,0 +1,197 @@
+"""Fine-tuning and few labels (issue 33): BYOL's semi-supervised claim and BYOL-A fine-tuned, at the CPU size.
+
+Pretraining, 3 seeds each (the run folders are shared with the other benchmarks, so a checkpoint is trained once):
+
+- image: ``recipes/image/byol_cifar10_cpu.yaml`` (20k CIFAR images × 12 epochs, fixed steps), then
+  ``recipes/eval/cifar10_finetune.yaml``: 1 % and 10 % of the labels, BYOL fine-tuned vs random init fine-tuned
+  (= supervised from scratch) vs the frozen linear probe on the same labels;
+- audio: ``byola_cpu_8min.yaml`` at 320 fixed steps (bench_audio_budget.py's ``abl_full`` lever, so the run does
+  not depend on the machine's speed), then ``emodb_finetune.yaml`` (100 % / 15 %) and ``fsdd_finetune.yaml``
+  (100 % / 2 %).
+
+The eval seed is the pretraining seed, so fine-tuning draws differ per pretraining seed; one fine-tuning run per
+system and seed (the recipes' ``finetune.runs: 1``): mean ± std over the 3 pretraining seeds.
+
+    python benchmarks/bench_finetune.py --claim image --seeds 0 1 2
+    python benchmarks/bench_finetune.py --claim audio --seeds 0 1 2
+    python benchmarks/bench_finetune.py --sweep image --lrs 0.03 0.1 0.3    # lr on held-out training images
+    python benchmarks/bench_finetune.py --table
+
+Each finished (claim, seed) appends lines to ``benchmarks/results/finetune_claims.jsonl`` — one per results row and
+system: ``{"key": "<row> <system>", "seed", "score", "runs", "elapsed_s", "n_train", ...}`` — which
+``validity_verdicts.py`` reads; a rerun skips what is logged and resumes a pretraining run from its checkpoint.
+``--sweep`` logs the best validation score of each lr (held-out training items: never the test split) to
+``finetune_lr_sweep.jsonl``. ``--table`` writes ``finetune_claims.md`` (scores and the time of each protocol).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+RESULTS = ROOT / "benchmarks" / "results"
+CLAIMS_FILE = RESULTS / "finetune_claims.jsonl"
+SWEEP_FILE = RESULTS / "finetune_lr_sweep.jsonl"
+COMMON = ["trainer.progress=false", "trainer.tensorboard=false", "device=cpu"]
+CLAIMS = {
+    "image": {"recipe": "recipes/image/byol_cifar10_cpu.yaml", "overrides": ["trainer.max_minutes=null"],
+              "run": "runs/bench_variants-image-full/runs/byol_cifar10_cpu-s{seed}",
+              "evals": ["recipes/eval/cifar10_finetune.yaml"]},
+    "audio": {"recipe": "recipes/audio/byola_cpu_8min.yaml", "overrides": ["trainer.max_minutes=null",
+                                                                           "trainer.max_steps=320"],
+              "run": "runs/audio_budget/abl_full-s{seed}",
+              "evals": ["recipes/eval/emodb_finetune.yaml", "recipes/eval/fsdd_finetune.yaml"]},
+}
+
+
+def logged(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:  # a line cut short by a kill
+            continue
+    return out
+
+
+def append(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+
+
+def pretrained(claim: str, seed: int) -> Path:
+    """The pretraining run of ``claim`` and ``seed``, trained (or resumed) when it has no encoder yet."""
+    from ssl_toolkit.recipe import load_recipe
+    from ssl_toolkit.training.trainer import Trainer
+
+    c = CLAIMS[claim]
+    run_dir = ROOT / c["run"].format(seed=seed)
+    if not (run_dir / "encoder.pt").exists():
+        ov = [*COMMON, f"seed={seed}", *c["overrides"]]
+        Trainer(load_recipe(ROOT / c["recipe"], ov), out_dir=run_dir, resume="auto", quiet=True).fit()
+        if not (run_dir / "encoder.pt").exists():
+            raise SystemExit(f"pretraining {run_dir} was interrupted; rerun the same command to finish it")
+    return run_dir
+
+
+def evaluate(claim: str, seed: int, run_dir: Path, eval_path: str, extra: list[str] = (), tag: str = "") -> dict:
+    from ssl_toolkit.eval.runner import run_eval
+    from ssl_toolkit.eval.schema import load_eval_recipe
+
+    recipe = load_eval_recipe(ROOT / eval_path, ["device=cpu", f"seed={seed}", *extra])
+    out = ROOT / "runs" / "bench_finetune" / f"{claim}-s{seed}{tag}" / Path(eval_path).stem
+    return run_eval(recipe, str(run_dir), out_dir=out, quiet=True)
+
+
+def rows_of(claim: str, seed: int, results: dict) -> list[dict]:
+    systems = {"byol": results["tasks"], **{k: v["tasks"] for k, v in results["baselines"].items()}}
+    rows = []
+    for system, entries in systems.items():
+        for key, e in entries.items():
+            rows.append({"key": f"{key} {system}", "claim": claim, "seed": seed, "score": e["mean"], "runs": e["runs"],
+                         "protocol": e["protocol"], "label_fraction": e.get("label_fraction", 1.0),
+                         "n_train": e["n_train"], "n_valid": e["n_valid"], "n_test": e["n_test"],
+                         "elapsed_s": e.get("elapsed_s"), "embed_s": e.get("embed_s"),
+                         "best_epochs": e.get("best_epochs")})
+    return rows
+
+
+def run_claim(claim: str, seeds: list[int]) -> None:
+    done = {(r["claim"], r["seed"]) for r in logged(CLAIMS_FILE)}
+    for seed in seeds:
+        if (claim, seed) in done:
+            print(f"{claim} seed {seed}: logged, skipped", flush=True)
+            continue
+        t0 = time.perf_counter()
+        run_dir = pretrained(claim, seed)
+        rows = []
+        for path in CLAIMS[claim]["evals"]:
+            rows += rows_of(claim, seed, evaluate(claim, seed, run_dir, path, ["plots.tsne=false"]))
+        append(CLAIMS_FILE, rows)
+        print(f"{claim} seed {seed}: {len(rows)} rows in {time.perf_counter() - t0:.0f} s", flush=True)
+        for r in rows:
+            print(f"  {r['key']:<40} {100 * r['score']:.2f}  ({r['elapsed_s']} s)", flush=True)
+
+
+def run_sweep(claim: str, lrs: list[float], seed: int = 0) -> None:
+    """Fine-tuning only, at each lr: the best validation score per fraction and system (held-out items)."""
+    from ssl_toolkit.eval.schema import load_eval_recipe
+
+    done = {(r["claim"], r["lr"]) for r in logged(SWEEP_FILE)}
+    run_dir = pretrained(claim, seed)
+    for lr in lrs:
+        if (claim, lr) in done:
+            continue
+        for path in CLAIMS[claim]["evals"]:
+            t0 = time.perf_counter()
+            n_tasks = len(load_eval_recipe(ROOT / path, check_files=False).parsed_tasks)
+            extra = [f"finetune.lr={lr}", "plots.enabled=false", "baselines=[random]"]
+            extra += [f"tasks.{i}.protocols=[finetune]" for i in range(n_tasks)]
+            res = evaluate(claim, seed, run_dir, path, extra, tag=f"-sweep-lr{lr}")
+            systems = {"byol": res["tasks"], **{k: v["tasks"] for k, v in res["baselines"].items()}}
+            rows = [{"claim": claim, "lr": lr, "seed": seed, "key": f"{key} {system}",
+                     "valid": [max(c["valid"]) for c in e["curves"]], "best_epochs": e["best_epochs"],
+                     "elapsed_s": e["elapsed_s"]} for system, entries in systems.items() for key, e in entries.items()]
+            append(SWEEP_FILE, rows)
+            print(f"lr {lr} ({time.perf_counter() - t0:.0f} s): " + ", ".join(
+                f"{r['key']} valid {100 * sum(r['valid']) / len(r['valid']):.1f}" for r in rows), flush=True)
+
+
+def table() -> Path:
+    from validity_verdicts import mean_std
+
+    by_key: dict[str, list[dict]] = {}
+    for r in logged(CLAIMS_FILE):
+        by_key.setdefault(r["key"], []).append(r)
+    lines = ["# Fine-tuning and few labels (issue 33)", "",
+             "`python benchmarks/bench_finetune.py` — mean ± std over pretraining seeds (one fine-tuning run per seed); "
+             "time: the protocol's own seconds per run on 2 CPU cores (frozen protocols: plus the embedding, once).", "",
+             "| row | system | score (%) | seeds | train / valid / test | time per run (s) |", "|---|---|---:|---:|---:|---:|"]
+    for key, rows in by_key.items():
+        row, system = key.rsplit(" ", 1)
+        m, s = mean_std([r["score"] for r in rows])
+        t = sum((r["elapsed_s"] or 0) for r in rows) / len(rows)
+        lines.append(f"| {row} | {system} | {100 * m:.1f} ± {100 * s:.1f} | {len(rows)} | {rows[0]['n_train']} / "
+                     f"{rows[0]['n_valid']} / {rows[0]['n_test']} | {t:.0f} |")
+    sweep = logged(SWEEP_FILE)
+    if sweep:
+        lines += ["", "## lr sweep (best validation score on held-out training items; never the test split)", "",
+                  "| claim | lr | row | valid (%) | time (s) |", "|---|---:|---|---:|---:|"]
+        lines += [f"| {r['claim']} | {r['lr']} | {r['key']} | {100 * sum(r['valid']) / len(r['valid']):.1f} | "
+                  f"{r['elapsed_s']:.0f} |" for r in sweep]
+    out = RESULTS / "finetune_claims.md"
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--claim", choices=sorted(CLAIMS))
+    ap.add_argument("--sweep", choices=sorted(CLAIMS))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--lrs", type=float, nargs="+", default=[0.03, 0.1, 0.3])
+    ap.add_argument("--table", action="store_true")
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(2)
+    if args.sweep:
+        run_sweep(args.sweep, args.lrs)
+    if args.claim:
+        run_claim(args.claim, args.seeds)
+    print(table())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
