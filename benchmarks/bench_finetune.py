@@ -93,6 +93,22 @@ def evaluate(claim: str, seed: int, run_dir: Path, eval_path: str, extra: list[s
     return run_eval(recipe, str(run_dir), out_dir=out, quiet=True)
 
 
+def row_keys(claim: str) -> set[str]:
+    """The ``key`` of every line a claim's runs log (its eval recipes' results keys × systems)."""
+    from ssl_toolkit.eval.schema import load_eval_recipe
+    from ssl_toolkit.eval.task_runner import result_key
+
+    keys = set()
+    for path in CLAIMS[claim]["evals"]:
+        recipe = load_eval_recipe(ROOT / path, check_files=False)
+        for t in recipe.parsed_tasks:
+            for p in t.protocols:
+                for f in t.label_fraction:
+                    keys |= {f"{result_key(t.name, t.protocols, p, f)} {s}" for s in ["byol", *recipe.baselines]
+                             if not (s == "logmel" and p == "finetune")}
+    return keys
+
+
 def rows_of(claim: str, seed: int, results: dict) -> list[dict]:
     systems = {"byol": results["tasks"], **{k: v["tasks"] for k, v in results["baselines"].items()}}
     rows = []

@@ -20,7 +20,8 @@ def _module(name):
     return mod
 
 
-verdicts, variants, budget = (_module(n) for n in ("validity_verdicts", "bench_variants", "bench_audio_budget"))
+verdicts, variants, budget, finetune_bench = (_module(n) for n in ("validity_verdicts", "bench_variants",
+                                                                 "bench_audio_budget", "bench_finetune"))
 BETTER = verdicts.Claim("x", "src", "better", verdicts.IMG, "a", "b")
 SAME = verdicts.Claim("x", "src", "comparable", verdicts.IMG, "a", "b")
 COLLAPSE = verdicts.Claim("x", "src", "collapses", verdicts.IMG, "a")
@@ -60,8 +61,9 @@ def test_every_claim_names_runs_the_harnesses_make():
     image = {re.sub(r" seed=0$", "", variants._config(path, ov, 0))
              for _, _, path, ov in variants.plan([*variants.GROUPS, *variants.EXTRA_GROUPS], "image", "full")}
     audio = set(budget.VALIDITY_CONFIGS.values())
+    finetune = finetune_bench.row_keys("image") | finetune_bench.row_keys("audio")
     for c in verdicts.CLAIMS:
-        names = image if c.file == verdicts.IMG else audio
+        names = {verdicts.IMG: image, verdicts.AUD: audio, verdicts.FT: finetune}[c.file]
         assert c.a in names and (c.kind in ("collapses", "plateau") or c.b in names), c.name
         assert all(k in names for k in (*c.members, *c.outsiders) + ((c.a_full, c.b_full) if c.a_full else ())), c
 
