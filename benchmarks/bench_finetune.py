@@ -35,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from bench_audio_budget import logged  # noqa: E402  (one reader of the results files' JSON lines)
+
 RESULTS = ROOT / "benchmarks" / "results"
 CLAIMS_FILE = RESULTS / "finetune_claims.jsonl"
 SWEEP_FILE = RESULTS / "finetune_lr_sweep.jsonl"
@@ -48,18 +50,6 @@ CLAIMS = {
               "run": "runs/audio_budget/abl_full-s{seed}",
               "evals": ["recipes/eval/emodb_finetune.yaml", "recipes/eval/fsdd_finetune.yaml"]},
 }
-
-
-def logged(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:  # a line cut short by a kill
-            continue
-    return out
 
 
 def append(path: Path, rows: list[dict]) -> None:

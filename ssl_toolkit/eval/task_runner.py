@@ -44,17 +44,21 @@ def draw_subsets(view: TaskView, fractions: list, seed: int) -> tuple[dict, dict
     return chosen, {"seed": seed, "fractions": fractions, "units": record}
 
 
+def seed_split(labels, train, valid, valid_fraction: float, seed: int, multi_label: bool):
+    """(train rows, validation rows) of one seed: the given valid rows, else a stratified hold-out of ``train``."""
+    if valid is not None:
+        return train, valid
+    tr_local, va_local = holdout_split(labels[train], valid_fraction, seed, multi_label)
+    return train[tr_local], train[va_local]
+
+
 def _linear(x, labels, train, valid, test, view, recipe, device, desc, progress):
     from tqdm.auto import tqdm
 
     lin, out = recipe.linear, []
     for r in tqdm(range(lin.runs), desc=desc, unit="seed", disable=not progress, leave=False):
         seed = recipe.seed + r
-        if valid is None:
-            tr_local, va_local = holdout_split(labels[train], lin.valid_fraction, seed, view.multi_label)
-            tr, va = train[tr_local], train[va_local]
-        else:
-            tr, va = train, valid
+        tr, va = seed_split(labels, train, valid, lin.valid_fraction, seed, view.multi_label)
         res = linear_probe(x[tr], labels[tr], x[va], labels[va], x[test], labels[test], num_classes=view.num_classes,
                            multi_label=view.multi_label, lr=lin.lr, weight_decay=lin.weight_decay,
                            batch_size=lin.batch_size, epochs=lin.epochs, patience=lin.patience, seed=seed,
@@ -78,11 +82,7 @@ def _finetune(view, model, unit, info, labels, train, valid, test, recipe, devic
     ft_precision = precision if ft.precision == "auto" else ft.precision
     for r in range(ft.runs):
         seed = recipe.seed + r
-        if valid is None:
-            tr_local, va_local = holdout_split(labels[train], ft.valid_fraction, seed, view.multi_label)
-            tr, va = train[tr_local], train[va_local]
-        else:
-            tr, va = train, valid
+        tr, va = seed_split(labels, train, valid, ft.valid_fraction, seed, view.multi_label)
         res = finetune(model.encoder, inputs, labels, tr, va, test, num_classes=view.num_classes,
                        multi_label=view.multi_label, cfg=ft, seed=seed, device=device, precision=ft_precision,
                        progress=progress, desc=f"{desc} (seed {seed})")
