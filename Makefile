@@ -13,7 +13,7 @@ install: $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -c constraints.txt -e ".[dev,timm]"
+	$(PY) -m pip install -c constraints.txt -e ".[dev,timm,docs,lint]"
 	# HEAR 2021 validator for the HEAR API test; --no-deps: it would pull TensorFlow, used only for TF models
 	$(PY) -m pip install -c constraints.txt --no-deps hearvalidator==2021.0.2
 	touch $(STAMP)

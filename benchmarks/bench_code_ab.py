@@ -20,9 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness import ROOT, environment, write_results
-
 import torch  # noqa: E402
+from harness import ROOT, environment, write_results
 
 RECIPES = {  # name: (recipe, steps, needs ../shared)
     "image narrow ResNet-18 bf16 (byol_cifar10_cpu)": ("recipes/image/byol_cifar10_cpu.yaml", 60, True),

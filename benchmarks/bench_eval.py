@@ -21,10 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import ROOT, environment, sync, write_results
-
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from harness import ROOT, environment, sync, write_results
 
 from ssl_toolkit.eval.models import build_encoder, build_frontend, default_audio_frontend  # noqa: E402
 from ssl_toolkit.eval.protocols import knn_predict, linear_probe  # noqa: E402

@@ -160,9 +160,10 @@ def table() -> Path:
     for r in logged(CLAIMS_FILE):
         by_key.setdefault(r["key"], []).append(r)
     lines = ["# Fine-tuning and few labels (issue 33)", "",
-             "`python benchmarks/bench_finetune.py` — mean ± std over pretraining seeds (one fine-tuning run per seed); "
-             "time: the protocol's own seconds per run on 2 CPU cores (frozen protocols: plus the embedding, once).", "",
-             "| row | system | score (%) | seeds | train / valid / test | time per run (s) |", "|---|---|---:|---:|---:|---:|"]
+             "`python benchmarks/bench_finetune.py` — mean ± std over pretraining seeds (one fine-tuning run per "
+             "seed); time: the protocol's own seconds per run on 2 CPU cores (frozen protocols: plus the embedding, "
+             "once).", "", "| row | system | score (%) | seeds | train / valid / test | time per run (s) |",
+             "|---|---|---:|---:|---:|---:|"]
     for key, rows in by_key.items():
         row, system = key.rsplit(" ", 1)
         m, s = mean_std([r["score"] for r in rows])

@@ -17,9 +17,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from harness import ROOT, byol_training_step, environment, time_per_call, trainer_batches, write_results
-
 import torch  # noqa: E402
+from harness import ROOT, byol_training_step, environment, time_per_call, trainer_batches, write_results
 
 from ssl_toolkit.recipe import load_recipe  # noqa: E402
 from ssl_toolkit.views import ViewMaker  # noqa: E402

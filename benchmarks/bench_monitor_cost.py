@@ -21,9 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness import ROOT, environment, write_results
-
 import torch  # noqa: E402
+from harness import ROOT, environment, write_results
 
 RECIPES = {  # name: (recipe, overrides, needs ../shared)
     # the whole `make demo` run (210 steps: RankMe and the EmoDB probe)

@@ -20,11 +20,9 @@ import statistics
 import subprocess
 import sys
 
-from harness import ROOT, environment, write_results
-
 import torch  # noqa: E402
-
 from contenders import CONTENDERS, PEERS_PYTHON, peers_missing  # noqa: E402
+from harness import ROOT, environment, write_results
 
 SETTINGS = {  # name: (label, width, precision, windows, steps per window[, architecture])
     "r18-fp32": ("ResNet-18 CIFAR stem, fp32", 1.0, "fp32", 3, 3),

@@ -19,11 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-from harness import ROOT, environment, write_results
-
 import torch  # noqa: E402
-
 from contenders import CONTENDERS, PEERS_PYTHON, RECIPE, peers_missing  # noqa: E402
+from harness import ROOT, environment, write_results
 
 EVAL = ROOT / "recipes" / "eval" / "cifar10.yaml"
 

@@ -13,9 +13,8 @@ import argparse
 import statistics
 import time
 
-from harness import ROOT, byol_training_step, environment, write_results
-
 import torch  # noqa: E402
+from harness import ROOT, byol_training_step, environment, write_results
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from ssl_toolkit.recipe import load_recipe  # noqa: E402

@@ -154,10 +154,10 @@ def self_label_diagnostic(run_dir: Path, n_batches: int = 4, batch_size: int = 1
     """Selected-pair fraction and label agreement of a trained CCSL/CSSL method on training batches
     (the trainer does not pass labels to the method, so this is measured after training), with the
     chance level (the probability that two random training items share a label)."""
-    from ssl_toolkit.recipe import load_recipe
-    from ssl_toolkit.registry import DATASETS
     from ssl_toolkit.checkpoint import TrainingState
     from ssl_toolkit.engine.build import build_method
+    from ssl_toolkit.recipe import load_recipe
+    from ssl_toolkit.registry import DATASETS
     from ssl_toolkit.views import ViewMaker
 
     recipe = load_recipe(run_dir / "recipe.yaml")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import sys
 
 import torch
-
 from medium_diagnosis import ROOT, SIZE_NOTE, main, train_case
 
 RESULTS = ROOT / "benchmarks" / "results" / "stiefel_diagnostics.jsonl"
@@ -31,12 +30,12 @@ CASES = {
 FINDINGS = """
 As shipped (L2-normalized projections, α = 0.01) ‖P‖_F is 1 % of the ridge's and W's eigenvalues lie in
 0.0100–0.0116: W ≈ α·I, the identity predictor, and the collapse metric falls steadily to 0.05. Without the ridge
-(α = 0, W = P, whose scale the normalized BYOL loss ignores) it settles at 0.14–0.19 from step 30, raw latents too; raw latents
-with the paper's best ridge α = 0.3 make P 4.8× the ridge (W's eigenvalues 0.3–17) and the metric stays flat at
-0.21–0.24. ns2 and the trained linear predictor end at 0.43 and 0.46 in the same setting. The ridge-to-P ratio
-explains the shipped recipe's collapse; the paper's settings slow it but do not bring stiefel to the other
-predictors' level at this size (one seed, no linear eval). At the full size, where the linear probe runs, the paper's
-setting learns despite a collapse metric of about 0.3 (README, the papers' claims).
+(α = 0, W = P, whose scale the normalized BYOL loss ignores) it settles at 0.14–0.19 from step 30, raw
+latents too; raw latents with the paper's best ridge α = 0.3 make P 4.8× the ridge (W's eigenvalues 0.3–17) and the
+metric stays flat at 0.21–0.24. ns2 and the trained linear predictor end at 0.43 and 0.46 in the same setting. The
+ridge-to-P ratio explains the shipped recipe's collapse; the paper's settings slow it but do not bring stiefel to the
+other predictors' level at this size (one seed, no linear eval). At the full size, where the linear probe runs, the
+paper's setting learns despite a collapse metric of about 0.3 (README, the papers' claims).
 """
 
 

@@ -15,9 +15,8 @@ import argparse
 import re
 import sys
 
-from harness import ROOT, byol_training_step, environment, write_results
-
 import torch  # noqa: E402
+from harness import ROOT, byol_training_step, environment, write_results
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 from ssl_toolkit.recipe import load_recipe  # noqa: E402

@@ -42,6 +42,7 @@ def holdout_file() -> Path:
 
 def run_one(temperature: float, seed: int, out: Path) -> dict:
     from bench_variants import _last_metrics
+
     from ssl_toolkit.eval.runner import run_eval
     from ssl_toolkit.eval.schema import load_eval_recipe
     from ssl_toolkit.recipe import load_recipe

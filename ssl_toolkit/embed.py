@@ -239,8 +239,8 @@ def run_embed(checkpoint: str, input_spec: str | Path, out: str | Path, settings
     """Embed every file of ``input_spec`` with ``checkpoint`` into ``out``; returns the manifest."""
     from tqdm.auto import tqdm
 
-    from .encoder import read_encoder
     from .devices import resolve_device
+    from .encoder import read_encoder
 
     out = Path(out).expanduser()
     _check_out(out, overwrite)

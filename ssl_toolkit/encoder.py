@@ -167,8 +167,8 @@ class Encoder(nn.Module):
     def embed_frames(self, waves, *, precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
         """Audio: ((B, T', D) float32 frame embeddings, (B, T') timestamps in ms) of equal-length waves (B, T) (or
         one 1-D wave), HEAR's convention (:func:`ssl_toolkit.hear.get_timestamp_embeddings`)."""
-        from .devices import precision_autocast
         from .audio.frames import get_timestamp_embeddings, hear_model
+        from .devices import precision_autocast
 
         self._need_modality("audio", "embed_frames")
         self._check_options(1, precision, "chunks")

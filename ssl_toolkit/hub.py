@@ -113,8 +113,8 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, *, checkpoint: Op
     """Write the export folder ``out`` from run directory ``run`` (its finished encoder, or ``checkpoint``);
     returns ``out``. ExportError for a run without a finished encoder, an existing ``out`` (unless ``overwrite``)
     or a bad ``results`` file."""
-    from .encoder import read_encoder
     from .checkpoint import save_encoder_safetensors
+    from .encoder import read_encoder
 
     run, out = Path(run).expanduser(), Path(out).expanduser()
     if not run.is_dir():

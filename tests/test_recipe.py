@@ -1,6 +1,6 @@
 import re
-from pathlib import Path
 import textwrap
+from pathlib import Path
 
 import pytest
 

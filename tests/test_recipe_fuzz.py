@@ -1,6 +1,7 @@
 """Fuzzing the recipe loader: any YAML document and any override give a Recipe or a RecipeError."""
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -50,9 +51,6 @@ def test_arbitrary_text(tmp_path, text):
                                              min_size=0, max_size=4), st.text(max_size=20)), max_size=3))
 def test_arbitrary_overrides_on_a_real_recipe(overrides):
     _load(RECIPES / "tensors" / "byol_gaussian.yaml", [".".join(k) + "=" + v for k, v in overrides])
-
-
-import pytest
 
 
 @pytest.mark.parametrize("override", ["model.encoder.name=[1]", "data.dataset.name={a: 1}", "model.encoder={1: 2}",

@@ -16,8 +16,8 @@ from ssl_toolkit.eval.errors import EvalError
 from ssl_toolkit.eval.runner import run_eval
 from ssl_toolkit.eval.schema import load_eval_recipe
 from ssl_toolkit.recipe import load_recipe
-from ssl_toolkit.training.loop import TrainingError
 from ssl_toolkit.run_dir import RunDirError, RunDirLock, held_lock, recipe_changes
+from ssl_toolkit.training.loop import TrainingError
 from ssl_toolkit.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]

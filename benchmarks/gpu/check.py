@@ -128,8 +128,8 @@ def stage_peers(out: Path, args) -> dict:
 
 def _imagenet_step(batch: int, device: str):
     import torch
-
     from harness import byol_training_step
+
     from ssl_toolkit.recipe import load_recipe
 
     recipe = load_recipe(ROOT / "recipes" / "image" / "byol_imagenet.yaml",  # synthetic batches: no data read
@@ -140,7 +140,6 @@ def _imagenet_step(batch: int, device: str):
 
 
 def stage_utilization(out: Path, args) -> dict:
-    import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     s = sizes(args)
@@ -167,9 +166,9 @@ def stage_utilization(out: Path, args) -> dict:
 
 def stage_loader(out: Path, args) -> dict:
     import numpy as np
+    import torch
     from torchvision.io import encode_jpeg
 
-    import torch
     from ssl_toolkit.recipe import load_recipe
     from ssl_toolkit.training.trainer import build_loader
 

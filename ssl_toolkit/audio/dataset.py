@@ -29,9 +29,9 @@ import torch
 
 from ..data import BadFileError, BadItem
 from ..devices import torch_threads
-from ..recipe import expand_path
 from ..params import AnyPath, NonNegativeInt, PositiveFloat, PositiveInt, Reference
 from ..quoting import first_line
+from ..recipe import expand_path
 from ..registry import DATASETS
 from .metadata import class_ids, read_metadata_csv
 

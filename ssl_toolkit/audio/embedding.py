@@ -17,7 +17,6 @@ from ..devices import precision_autocast
 from ..views import Pipeline
 from .augment import PreNorm
 
-
 MAX_PEAK = 2.0
 """Audio is float in [-1, 1]; a peak above this (headroom for resampling overshoot) is integer PCM passed as float."""
 

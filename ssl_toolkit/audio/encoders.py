@@ -22,11 +22,12 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from ..checkpoint import state_dict_mismatch
 from ..engine.norms import Norm, conv_layer, make_norm
 from ..params import PositiveInt, Rate
 from ..registry import ENCODERS
-from ..checkpoint import state_dict_mismatch
 from .layers import Dropout, MaxPool2x2
+
 
 def _conv_block(in_ch: int, out_ch: int, norm: str) -> list[nn.Module]:
     """[conv, norm, max-pool, ReLU]: four modules, parameters at the official indices (0, 1).

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..registry import HEADS
 from ..params import PositiveInt
+from ..registry import HEADS
 from .norms import Norm, linear_layer, make_norm
 
 

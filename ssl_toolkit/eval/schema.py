@@ -21,9 +21,8 @@ import dataclasses
 import os
 from typing import Any, Literal, Optional, Union
 
-from ..recipe import (Component, Origins, Validator, import_tree_components, load_resolved_tree,
-                      to_plain)
 from ..params import Reference
+from ..recipe import Component, Origins, Validator, import_tree_components, load_resolved_tree, to_plain
 from ..recipe.schema import ranged
 from ..registry import did_you_mean
 from .label_subsets import fraction_list

@@ -170,7 +170,9 @@ def run_task(view: TaskView, systems: list, recipe, device, precision: str, prog
                 break
             x, info = got
             ok = info.get("ok")
-            keep = (lambda idx: idx if ok is None or idx is None else idx[ok[idx]])
+
+            def keep(idx, ok=ok):  # the rows that could be read (unreadable images are left out)
+                return idx if ok is None or idx is None else idx[ok[idx]]
             cached.append(bool(info.get("cached")))
             common["embedding_dim"] = int(x.shape[1])
             if "prenorm" in info and sys_name != "logmel":

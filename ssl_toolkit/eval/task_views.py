@@ -17,7 +17,8 @@ from ..audio.embedding import embed_clips, frontend_sample_rate, split_frontend
 from ..data import BadItem
 from . import image as image_mod
 from .audio_embedder import AudioEmbedder
-from .audio_tasks import Unit, load_task as load_audio_task
+from .audio_tasks import Unit
+from .audio_tasks import load_task as load_audio_task
 from .class_coverage import split_counts
 from .errors import task_error
 from .finetune import FinetuneInputs

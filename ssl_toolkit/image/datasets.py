@@ -20,8 +20,8 @@ import torch
 from torch.utils.data import Dataset
 
 from ..data import BadFileError, BadItem
-from ..recipe import expand_path
 from ..params import DirPath, FilePath, PositiveInt
+from ..recipe import expand_path
 from ..registry import DATASETS
 
 log = logging.getLogger("ssl_toolkit.image")

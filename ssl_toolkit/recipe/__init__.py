@@ -12,10 +12,27 @@ import os
 
 from ..registry import ALL_REGISTRIES, RegistryError, did_you_mean
 from .errors import RecipeError  # noqa: F401
-from .loading import (COMMAND_LINE, Origins, apply_override, deep_merge, expand_path,  # noqa: F401
-                      load_resolved_tree, load_tree, parse_override)
-from .schema import (Component, DataConfig, EmaConfig, ModelConfig, OptimizerConfig, Recipe,  # noqa: F401
-                     TrainerConfig, ViewsConfig, to_plain)
+from .loading import (  # noqa: F401
+    COMMAND_LINE,
+    Origins,
+    apply_override,
+    deep_merge,
+    expand_path,
+    load_resolved_tree,
+    load_tree,
+    parse_override,
+)
+from .schema import (  # noqa: F401
+    Component,
+    DataConfig,
+    EmaConfig,
+    ModelConfig,
+    OptimizerConfig,
+    Recipe,
+    TrainerConfig,
+    ViewsConfig,
+    to_plain,
+)
 from .validation import Validator, import_components, import_tree_components, validate  # noqa: F401
 
 

@@ -11,7 +11,6 @@ from typing import Any
 import yaml
 
 from ..paths import expand_path  # noqa: F401 - re-exported: recipes' paths
-
 from .errors import RecipeError
 
 COMMAND_LINE = "command line"

@@ -28,8 +28,14 @@ from ..data import DatasetError, EpochSampler, build_dataset, collate_skipping_b
 from ..engine.build import build_method
 from ..recipe import Recipe, to_plain
 from ..registry import SCHEDULES
-from ..run_dir import (RunDirLock, check_new_run, check_output_location, describe_changes, existing_run_files,
-                       recipe_changes)
+from ..run_dir import (
+    RunDirLock,
+    check_new_run,
+    check_output_location,
+    describe_changes,
+    existing_run_files,
+    recipe_changes,
+)
 from ..views import ViewMaker
 from ..weights_card import card_from_recipe
 from .distributed import barrier, broadcast_object, init_distributed, shutdown

@@ -1,12 +1,12 @@
 import torch
 from torch import nn
 
+import ssl_toolkit.components  # noqa: F401
 from ssl_toolkit.engine.bootstrap import BootstrapMethod, Pair, collapse_metric
 from ssl_toolkit.engine.heads import MLPHead
 from ssl_toolkit.engine.losses import regression_loss
 from ssl_toolkit.recipe import EmaConfig
 from ssl_toolkit.registry import METHODS
-import ssl_toolkit.components  # noqa: F401
 
 
 def _byol(**kw):

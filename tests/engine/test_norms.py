@@ -5,8 +5,16 @@ import torch
 from torch import nn
 
 import ssl_toolkit.components  # noqa: F401
-from ssl_toolkit.engine.norms import (NORMS, WSConv2d, WSLinear, conv_layer, gn_groups, linear_layer, make_norm,
-                                      standardize_weight)
+from ssl_toolkit.engine.norms import (
+    NORMS,
+    WSConv2d,
+    WSLinear,
+    conv_layer,
+    gn_groups,
+    linear_layer,
+    make_norm,
+    standardize_weight,
+)
 from ssl_toolkit.registry import ENCODERS, HEADS
 
 # width → groups by hand: the most g ≤ 16 dividing C with ≥ 4 channels per group (16 from 64 channels on)

@@ -9,9 +9,17 @@ from torch import nn
 import ssl_toolkit.components  # noqa: F401
 from ssl_toolkit.engine.bootstrap import BootstrapMethod, Pair
 from ssl_toolkit.engine.heads import MLPHead
-from ssl_toolkit.engine.predictors import (CLOSED_FORM_PREDICTORS, directcopy_weight, directpred_weight,
-                                           neumann_weight, newton_schulz, ns2_root, ns_sqrt, stiefel_weight,
-                                           visser_sqrt)
+from ssl_toolkit.engine.predictors import (
+    CLOSED_FORM_PREDICTORS,
+    directcopy_weight,
+    directpred_weight,
+    neumann_weight,
+    newton_schulz,
+    ns2_root,
+    ns_sqrt,
+    stiefel_weight,
+    visser_sqrt,
+)
 from ssl_toolkit.recipe import EmaConfig, load_recipe
 from ssl_toolkit.registry import HEADS, RegistryError
 

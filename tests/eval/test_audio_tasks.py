@@ -3,13 +3,12 @@ import csv
 
 import numpy as np
 import pytest
+from evalhelpers import write_tone_task
 
 from ssl_toolkit.audio.embedding import piece_spans
 from ssl_toolkit.eval.audio_tasks import load_task
 from ssl_toolkit.eval.errors import EvalError
 from ssl_toolkit.eval.schema import eval_recipe_from_dict
-
-from evalhelpers import write_tone_task
 
 
 def task_of(csv_path, **kw):

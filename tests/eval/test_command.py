@@ -4,10 +4,9 @@ import csv
 import json
 
 import yaml
+from evalhelpers import audio_recipe
 
 from ssl_toolkit.eval.command import add_eval_parser, add_plot_parser
-
-from evalhelpers import audio_recipe
 
 
 def parser():

@@ -2,10 +2,10 @@
 import csv
 import json
 
+from evalhelpers import ROOT
+
 from ssl_toolkit.eval.runner import run_eval
 from ssl_toolkit.eval.schema import load_eval_recipe
-
-from evalhelpers import ROOT
 
 
 def test_fsdd_slice_random_checkpoint(shared_data, tmp_path):

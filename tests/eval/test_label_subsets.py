@@ -4,14 +4,13 @@ import json
 
 import numpy as np
 import pytest
+from evalhelpers import audio_recipe
 
 from ssl_toolkit.eval.errors import EvalError
 from ssl_toolkit.eval.label_subsets import fraction_list, fraction_tag, nested_subsets
 from ssl_toolkit.eval.runner import run_eval
 from ssl_toolkit.eval.schema import eval_recipe_from_dict
 from ssl_toolkit.recipe import RecipeError
-
-from evalhelpers import audio_recipe
 
 FRACTIONS = [0.01, 0.1, 0.5, 1.0]
 

@@ -10,7 +10,6 @@ from ssl_toolkit.recipe import Component
 from ssl_toolkit.registry import ENCODERS
 
 
-
 def test_run_dir_and_checkpoint_file(tiny_audio_checkpoint):
     ckpt = tiny_audio_checkpoint(seed=5)
     for spec in (str(ckpt.parent.parent), str(ckpt)):

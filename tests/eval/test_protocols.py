@@ -2,8 +2,15 @@
 import numpy as np
 import pytest
 
-from ssl_toolkit.eval.protocols import (average_precision, holdout_split, knn_predict, linear_probe,
-                                        mean_average_precision, standardize, summarize)
+from ssl_toolkit.eval.protocols import (
+    average_precision,
+    holdout_split,
+    knn_predict,
+    linear_probe,
+    mean_average_precision,
+    standardize,
+    summarize,
+)
 
 
 def clusters(n_per_class=60, classes=5, dim=32, spread=0.5, seed=0):

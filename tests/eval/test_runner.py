@@ -4,12 +4,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from evalhelpers import audio_recipe
 
 from ssl_toolkit.eval.errors import EvalError
 from ssl_toolkit.eval.runner import run_eval
 from ssl_toolkit.eval.schema import eval_recipe_from_dict
-
-from evalhelpers import audio_recipe
 
 ENTRY_KEYS = {"metric", "mean", "std", "runs", "n_train", "n_test"}
 

@@ -9,8 +9,16 @@ from torchvision.transforms import RandomResizedCrop as TVRandomResizedCrop
 from torchvision.transforms.v2 import functional as TF
 
 from ssl_toolkit.image import functional as IF
-from ssl_toolkit.image.augment import (ColorJitter, GaussianBlur, HorizontalFlip, Normalize, RandomGrayscale,
-                                       RandomResizedCrop, RandomSolarize, ToFloat)
+from ssl_toolkit.image.augment import (
+    ColorJitter,
+    GaussianBlur,
+    HorizontalFlip,
+    Normalize,
+    RandomGrayscale,
+    RandomResizedCrop,
+    RandomSolarize,
+    ToFloat,
+)
 from ssl_toolkit.registry import AUGMENTATIONS
 from ssl_toolkit.views import build_pipeline
 

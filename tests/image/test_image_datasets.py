@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from ssl_toolkit.data import BadFileError, BadItem, collate_skipping_bad
 import ssl_toolkit.components  # noqa: F401 - registers the datasets
+from ssl_toolkit.data import BadFileError, BadItem, collate_skipping_bad
 from ssl_toolkit.registry import DATASETS
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"

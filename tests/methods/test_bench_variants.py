@@ -1,10 +1,11 @@
 """benchmarks/bench_variants.py: the plan names existing recipes and the summary/markdown are right."""
-from pathlib import Path
 import importlib.util
 import math
+from pathlib import Path
+
+from ssl_toolkit.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
-from ssl_toolkit.recipe import load_recipe
 
 spec = importlib.util.spec_from_file_location("bench_variants", ROOT / "benchmarks" / "bench_variants.py")
 bench = importlib.util.module_from_spec(spec)

@@ -1,8 +1,8 @@
 """benchmarks/diagnose_stiefel.py: the ridge ratio and eigenvalue range it reports, by hand."""
-from pathlib import Path
 import importlib.util
 import math
 import sys
+from pathlib import Path
 
 import torch
 
@@ -24,6 +24,7 @@ def test_weight_shape_by_hand():
 
 def test_every_case_names_a_recipe_that_loads():
     from medium_diagnosis import MEDIUM
+
     from ssl_toolkit.recipe import load_recipe
 
     for recipe, extra in diag.CASES.values():

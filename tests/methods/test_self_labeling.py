@@ -7,11 +7,11 @@ import torch
 from torch import nn
 
 import ssl_toolkit.components  # noqa: F401
+from ssl_toolkit.checkpoint import load_checkpoint
 from ssl_toolkit.engine.heads import MLPHead
 from ssl_toolkit.engine.self_labeling import pair_weights, self_labeling_loss
 from ssl_toolkit.recipe import EmaConfig, load_recipe
 from ssl_toolkit.registry import METHODS
-from ssl_toolkit.checkpoint import load_checkpoint
 from ssl_toolkit.training.trainer import Trainer
 
 # target projections: A01 = 0.8, A02 = 0, A12 = 0.6

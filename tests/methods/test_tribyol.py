@@ -4,11 +4,11 @@ import torch
 from torch import nn
 
 import ssl_toolkit.components  # noqa: F401
+from ssl_toolkit.checkpoint import load_checkpoint
 from ssl_toolkit.engine.heads import MLPHead
 from ssl_toolkit.engine.losses import regression_loss
 from ssl_toolkit.recipe import EmaConfig, load_recipe
 from ssl_toolkit.registry import METHODS
-from ssl_toolkit.checkpoint import load_checkpoint
 from ssl_toolkit.training.trainer import Trainer
 
 

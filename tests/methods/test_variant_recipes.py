@@ -1,12 +1,14 @@
 """Every recipe in recipes/variants validates, builds its method, and steps once on tiny inputs."""
 from pathlib import Path
+
 import pytest
 import torch
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+from ssl_toolkit.engine.build import build_method
 from ssl_toolkit.engine.predictors import ClosedFormPredictor
 from ssl_toolkit.recipe import load_recipe
-from ssl_toolkit.engine.build import build_method
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
 VARIANTS = sorted((RECIPES / "variants").rglob("*.yaml"))
 EXPECTED = {"tribyol", "directpred", "directcopy", "ne", "visser", "ns", "ns2", "stiefel", "ccsl", "cssl",

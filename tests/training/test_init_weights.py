@@ -8,8 +8,7 @@ import yaml
 
 from ssl_toolkit import checkpoint as ckpt
 from ssl_toolkit.engine.build import build_method
-from ssl_toolkit.recipe import RecipeError
-from ssl_toolkit.recipe import load_recipe
+from ssl_toolkit.recipe import RecipeError, load_recipe
 from ssl_toolkit.training.init_weights import InitError, initialize_encoder
 from ssl_toolkit.training.trainer import Trainer, TrainingError
 

@@ -9,8 +9,8 @@ import time
 import pytest
 import torch
 
-from ssl_toolkit.recipe import load_recipe
 from ssl_toolkit.checkpoint import TrainingState, load_checkpoint
+from ssl_toolkit.recipe import load_recipe
 from ssl_toolkit.training.trainer import NonFiniteLossError, Trainer, TrainingError
 
 FAST = ["trainer.tensorboard=false", "trainer.progress=false"]
