@@ -6,6 +6,7 @@ coldest the page cache gets here). Writes ``results/api_times.json`` and ``resul
 
     python benchmarks/bench_api.py [--repeats 5]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,11 @@ def timed(argv: list[str], repeats: int) -> dict:
         times.append(time.perf_counter() - start)
         if done.returncode != 0:
             raise RuntimeError(f"{argv}: {done.stderr[-2000:]}")
-    return {"median_s": round(statistics.median(times), 3), "first_s": round(times[0], 3),
-            "runs_s": [round(t, 3) for t in times]}
+    return {
+        "median_s": round(statistics.median(times), 3),
+        "first_s": round(times[0], 3),
+        "runs_s": [round(t, 3) for t in times],
+    }
 
 
 def main() -> None:
@@ -40,11 +44,28 @@ def main() -> None:
     py = sys.executable
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
-        subprocess.run([py, "-m", "ssl_toolkit", "train", "recipes/audio/byola_fsdd.yaml", "--out", str(run),
-                        "trainer.max_steps=2", "trainer.hooks=[]", "trainer.tensorboard=false", "--quiet"],
-                       cwd=ROOT, check=True, capture_output=True)
-        load = ("import time; t = time.perf_counter(); import ssl_toolkit as s; e = s.load_encoder(%r); "
-                "print(time.perf_counter() - t)") % str(run)
+        subprocess.run(
+            [
+                py,
+                "-m",
+                "ssl_toolkit",
+                "train",
+                "recipes/audio/byola_fsdd.yaml",
+                "--out",
+                str(run),
+                "trainer.max_steps=2",
+                "trainer.hooks=[]",
+                "trainer.tensorboard=false",
+                "--quiet",
+            ],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+        load = (
+            "import time; t = time.perf_counter(); import ssl_toolkit as s; e = s.load_encoder(%r); "
+            "print(time.perf_counter() - t)"
+        ) % str(run)
         cases = {
             "import ssl_toolkit": [py, "-c", "import ssl_toolkit"],
             "ssl-toolkit --help": [py, "-m", "ssl_toolkit", "--help"],
@@ -56,8 +77,13 @@ def main() -> None:
             "python -c pass (interpreter alone)": [py, "-c", "pass"],
         }
         results = {name: timed(argv, args.repeats) for name, argv in cases.items()}
-    out = {"benchmark": "api_times", "python": sys.version.split()[0], "repeats": args.repeats,
-           "note": "wall time of a fresh process, interpreter start included", "results": results}
+    out = {
+        "benchmark": "api_times",
+        "python": sys.version.split()[0],
+        "repeats": args.repeats,
+        "note": "wall time of a fresh process, interpreter start included",
+        "results": results,
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "api_times.json").write_text(json.dumps(out, indent=1) + "\n")
     lines = ["| what (fresh process) | median s | first run s |", "|---|---:|---:|"]

@@ -15,6 +15,7 @@ restarts, so it may train longer than one sitting would). ``--table`` writes ``a
 mean ± std over the seeds run; ``validity_audio.jsonl`` gets the v1 / v2 / TriBYOL runs (issue 17).
 Needs ../shared/data/fsdd and ../shared/data/emodb.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,47 +42,85 @@ EMODB = ROOT.parent / "shared" / "data" / "emodb"
 
 
 def _part(root: str, audio_dir: str) -> str:
-    return (f"{{name: audio_folder, root: {root}, metadata: metadata.csv, audio_dir: {audio_dir}, split: train, "
-            "sample_rate: 16000, unit_sec: 0.95}")
+    return (
+        f"{{name: audio_folder, root: {root}, metadata: metadata.csv, audio_dir: {audio_dir}, split: train, "
+        "sample_rate: 16000, unit_sec: 0.95}"
+    )
 
 
-FSDD_AND_EMODB = ("data.dataset={name: concat, datasets: [" + _part("../shared/data/fsdd", "recordings") + ", "
-                  + _part("../shared/data/emodb", "wav") + "]}")
-MONITORS = ("trainer.hooks=[{name: rankme, every: 100, pool: 512}, {name: probe, recipe: recipes/eval/emodb.yaml, "
-            "every_epochs: 4}, {name: probe, recipe: recipes/eval/fsdd.yaml, task: fsdd_digits, max_train: 500, "
-            "max_test: 300, every_epochs: 4}]")
+FSDD_AND_EMODB = (
+    "data.dataset={name: concat, datasets: ["
+    + _part("../shared/data/fsdd", "recordings")
+    + ", "
+    + _part("../shared/data/emodb", "wav")
+    + "]}"
+)
+MONITORS = (
+    "trainer.hooks=[{name: rankme, every: 100, pool: 512}, {name: probe, recipe: recipes/eval/emodb.yaml, "
+    "every_epochs: 4}, {name: probe, recipe: recipes/eval/fsdd.yaml, task: fsdd_digits, max_train: 500, "
+    "max_test: 300, every_epochs: 4}]"
+)
 
 V1 = "[{name: mixup, ratio: 0.4, n_memory: 2048}, {name: random_resize_crop}]"  # BYOL-A v1's view
 V2 = "[{name: mixup, ratio: 0.2, n_memory: 2048}, {name: random_resize_crop}, {name: random_linear_fader, gain: 1.0}]"
 
 # label: (what it changes, overrides of RECIPE)
 LEVERS: dict[str, tuple[str, list[str]]] = {
-    "reference": ("byola_v1_cpu_8min.yaml as is (the issue's first data point): FSDD train only, d=512, batch 64, "
-                  "lr 3e-4, τ 0.99", []),
+    "reference": (
+        "byola_v1_cpu_8min.yaml as is (the issue's first data point): FSDD train only, d=512, batch 64, "
+        "lr 3e-4, τ 0.99",
+        [],
+    ),
     "emodb_too": ("+ EmoDB's 304 training clips (unlabeled) beside FSDD's 2,000", [FSDD_AND_EMODB, MONITORS]),
-    "lr_1e-3": ("emodb_too + Adam lr 1e-3 (from 3e-4): a short run takes bigger steps",
-                [FSDD_AND_EMODB, MONITORS, "optimizer.lr=0.001"]),
-    "freq_strong": ("emodb_too + stronger frequency stretch in random_resize_crop (freq_scale 0.5-2.0, from 0.6-1.5): "
-                    "views differ more in pitch/formants, i.e. in speaker", [FSDD_AND_EMODB, MONITORS,
-                    "views.branches.0.1.freq_scale=[0.5, 2.0]", "views.branches.1.1.freq_scale=[0.5, 2.0]"]),
-    "d2048": ("emodb_too + AudioNTT2020 d=2048 (the paper's; from 512): bigger, fewer steps in the budget",
-              [FSDD_AND_EMODB, MONITORS, "model.encoder.feature_d=2048"]),
-    "freq_strong_ref": ("reference + the stronger frequency stretch of freq_strong (FSDD only, no EmoDB)",
-                        ["views.branches.0.1.freq_scale=[0.5, 2.0]", "views.branches.1.1.freq_scale=[0.5, 2.0]"]),
-    "v2": ("reference as BYOL-A v2 (TASLP 2023): nnAudio log-mel, mixup 0.2, random linear fader, AudioNTT2022 "
-           "d=3072 (MLP hidden 2048), lr 1e-4", ["views.input.0.frontend=nnaudio_mel", f"views.branches=[{V2}, {V2}]",
-                                                "model.encoder={name: audiontt2022, n_mels: 64, feature_d: 3072, "
-                                                "mlp_hidden_d: 2048}", "optimizer.lr=0.0001"]),
-    "ntt2022_only": ("reference with v2's encoder only (AudioNTT2022 d=3072, MLP hidden 2048); v1's front end, views "
-                     "and lr", ["model.encoder={name: audiontt2022, n_mels: 64, feature_d: 3072, mlp_hidden_d: 2048}"]),
-    "tribyol": ("reference as TriBYOL (Li et al., ICASSP 2022): 3 views, 2 EMA targets updated alternately",
-                ["method={name: tribyol, target_update: alternate}", f"views.branches=[{V1}, {V1}, {V1}]"]),
+    "lr_1e-3": (
+        "emodb_too + Adam lr 1e-3 (from 3e-4): a short run takes bigger steps",
+        [FSDD_AND_EMODB, MONITORS, "optimizer.lr=0.001"],
+    ),
+    "freq_strong": (
+        "emodb_too + stronger frequency stretch in random_resize_crop (freq_scale 0.5-2.0, from 0.6-1.5): "
+        "views differ more in pitch/formants, i.e. in speaker",
+        [
+            FSDD_AND_EMODB,
+            MONITORS,
+            "views.branches.0.1.freq_scale=[0.5, 2.0]",
+            "views.branches.1.1.freq_scale=[0.5, 2.0]",
+        ],
+    ),
+    "d2048": (
+        "emodb_too + AudioNTT2020 d=2048 (the paper's; from 512): bigger, fewer steps in the budget",
+        [FSDD_AND_EMODB, MONITORS, "model.encoder.feature_d=2048"],
+    ),
+    "freq_strong_ref": (
+        "reference + the stronger frequency stretch of freq_strong (FSDD only, no EmoDB)",
+        ["views.branches.0.1.freq_scale=[0.5, 2.0]", "views.branches.1.1.freq_scale=[0.5, 2.0]"],
+    ),
+    "v2": (
+        "reference as BYOL-A v2 (TASLP 2023): nnAudio log-mel, mixup 0.2, random linear fader, AudioNTT2022 "
+        "d=3072 (MLP hidden 2048), lr 1e-4",
+        [
+            "views.input.0.frontend=nnaudio_mel",
+            f"views.branches=[{V2}, {V2}]",
+            "model.encoder={name: audiontt2022, n_mels: 64, feature_d: 3072, mlp_hidden_d: 2048}",
+            "optimizer.lr=0.0001",
+        ],
+    ),
+    "ntt2022_only": (
+        "reference with v2's encoder only (AudioNTT2022 d=3072, MLP hidden 2048); v1's front end, views and lr",
+        ["model.encoder={name: audiontt2022, n_mels: 64, feature_d: 3072, mlp_hidden_d: 2048}"],
+    ),
+    "tribyol": (
+        "reference as TriBYOL (Li et al., ICASSP 2022): 3 views, 2 EMA targets updated alternately",
+        ["method={name: tribyol, target_update: alternate}", f"views.branches=[{V1}, {V1}, {V1}]"],
+    ),
 }
 # BYOL-A's ablation (issue 34): byola_cpu_8min.yaml (the v2 lever) at equal steps — the 320 that v2 reaches in its
 # 8 minutes here (310-330 on 3 seeds) — without the wall-clock cap, one component taken away at a time
 ABLATION_STEPS = ["trainer.max_minutes=null", "trainer.max_steps=320"]
-V2_OPS = {"mixup": "{name: mixup, ratio: 0.2, n_memory: 2048}", "rrc": "{name: random_resize_crop}",
-          "fader": "{name: random_linear_fader, gain: 1.0}"}
+V2_OPS = {
+    "mixup": "{name: mixup, ratio: 0.2, n_memory: 2048}",
+    "rrc": "{name: random_resize_crop}",
+    "fader": "{name: random_linear_fader, gain: 1.0}",
+}
 
 
 def _v2_without(*ops: str) -> list[str]:
@@ -89,20 +128,37 @@ def _v2_without(*ops: str) -> list[str]:
     return [o for o in LEVERS["v2"][1] if not o.startswith("views.branches=")] + [f"views.branches=[{view}, {view}]"]
 
 
-LEVERS.update({
-    "abl_full": ("v2 (byola_cpu_8min.yaml) at 320 steps: mixup + random resize crop + random linear fader, pre- and "
-                 "post-norm", [*LEVERS["v2"][1], *ABLATION_STEPS]),
-    "abl_no_mixup": ("abl_full without mixup (random resize crop + fader)", [*_v2_without("mixup"), *ABLATION_STEPS]),
-    "abl_no_rrc": ("abl_full without random resize crop (mixup + fader)", [*_v2_without("rrc"), *ABLATION_STEPS]),
-    "abl_no_fader": ("abl_full without the random linear fader (v1's mixup + RRC)",
-                     [*_v2_without("fader"), *ABLATION_STEPS]),
-    "abl_no_prenorm": ("abl_full without pre-normalization (log-mel straight to the views)",
-                       [*LEVERS["v2"][1], "views.input=[{name: log_mel, frontend: nnaudio_mel, sample_rate: 16000, "
-                        "n_fft: 1024, win_length: 1024, hop_length: 160, n_mels: 64, f_min: 60, f_max: 7800}]",
-                        *ABLATION_STEPS]),
-    "abl_no_postnorm": ("abl_full without post-normalization (no batch normalization of the views)",
-                        [*LEVERS["v2"][1], "views.joint=[]", *ABLATION_STEPS]),
-})
+LEVERS.update(
+    {
+        "abl_full": (
+            "v2 (byola_cpu_8min.yaml) at 320 steps: mixup + random resize crop + random linear fader, pre- and "
+            "post-norm",
+            [*LEVERS["v2"][1], *ABLATION_STEPS],
+        ),
+        "abl_no_mixup": (
+            "abl_full without mixup (random resize crop + fader)",
+            [*_v2_without("mixup"), *ABLATION_STEPS],
+        ),
+        "abl_no_rrc": ("abl_full without random resize crop (mixup + fader)", [*_v2_without("rrc"), *ABLATION_STEPS]),
+        "abl_no_fader": (
+            "abl_full without the random linear fader (v1's mixup + RRC)",
+            [*_v2_without("fader"), *ABLATION_STEPS],
+        ),
+        "abl_no_prenorm": (
+            "abl_full without pre-normalization (log-mel straight to the views)",
+            [
+                *LEVERS["v2"][1],
+                "views.input=[{name: log_mel, frontend: nnaudio_mel, sample_rate: 16000, "
+                "n_fft: 1024, win_length: 1024, hop_length: 160, n_mels: 64, f_min: 60, f_max: 7800}]",
+                *ABLATION_STEPS,
+            ],
+        ),
+        "abl_no_postnorm": (
+            "abl_full without post-normalization (no batch normalization of the views)",
+            [*LEVERS["v2"][1], "views.joint=[]", *ABLATION_STEPS],
+        ),
+    }
+)
 VALIDITY_CONFIGS.update({k: f"byola_v2_320 {k.removeprefix('abl_')}" for k in LEVERS if k.startswith("abl_")})
 
 
@@ -112,10 +168,14 @@ def _metrics(run_dir: Path) -> dict:
     rows = read_metrics(run_dir)
     last = rows[-1]
     rankme = [float(r["rankme"]) for r in rows if r.get("rankme") not in (None, "")]
-    return {"steps": int(last["step"]), "train_s": round(float(last["elapsed_s"]), 1),
-            "final_loss": float(last["loss"]),
-            "final_collapse": float(last["collapse"]), "rankme": rankme[-1] if rankme else None,
-            "samples_per_s": round(float(last["samples_per_s"]), 1)}
+    return {
+        "steps": int(last["step"]),
+        "train_s": round(float(last["elapsed_s"]), 1),
+        "final_loss": float(last["loss"]),
+        "final_collapse": float(last["collapse"]),
+        "rankme": rankme[-1] if rankme else None,
+        "samples_per_s": round(float(last["samples_per_s"]), 1),
+    }
 
 
 def _eval(run_dir: Path) -> dict:
@@ -147,11 +207,24 @@ def run_one(label: str, seed: int, out: Path) -> dict:
         if not (run_dir / "encoder.pt").exists():
             raise SystemExit(f"training of {run_dir} was interrupted; rerun the same command to finish it")
     recipe = load_recipe(ROOT / RECIPE, train_ov)
-    row = {"lever": label, "what": what, "seed": seed, "recipe": RECIPE, "overrides": overrides,
-           "feature_d": recipe.model.encoder.params["feature_d"], **_metrics(run_dir)}
+    row = {
+        "lever": label,
+        "what": what,
+        "seed": seed,
+        "recipe": RECIPE,
+        "overrides": overrides,
+        "feature_d": recipe.model.encoder.params["feature_d"],
+        **_metrics(run_dir),
+    }
     row["scores"] = _eval(run_dir)
-    row.update({"units": "fraction", "wall_s": round(time.perf_counter() - t0, 1), "host": platform.node(),
-                "finished": datetime.now().isoformat(timespec="seconds")})
+    row.update(
+        {
+            "units": "fraction",
+            "wall_s": round(time.perf_counter() - t0, 1),
+            "host": platform.node(),
+            "finished": datetime.now().isoformat(timespec="seconds"),
+        }
+    )
     return row
 
 
@@ -178,11 +251,15 @@ def table(rows: list[dict]) -> str:
     and log-mel rows come from the same evals (mean over probe seeds, then over the evals)."""
     import numpy as np
 
-    lines = ["# BYOL-A on a CPU budget (benchmarks/bench_audio_budget.py)", "",
-             f"Recipe `{RECIPE}` + each lever's overrides; EVAR linear probe, mean of 3 probe seeds per pretraining",
-             "seed, then mean ± std over pretraining seeds (n). Accuracies in %.", "",
-             "| lever | what it changes | n | steps | " + " | ".join(TASKS) + " | RankMe |",
-             "|---|---|---:|---:|" + "---:|" * len(TASKS) + "---:|"]
+    lines = [
+        "# BYOL-A on a CPU budget (benchmarks/bench_audio_budget.py)",
+        "",
+        f"Recipe `{RECIPE}` + each lever's overrides; EVAR linear probe, mean of 3 probe seeds per pretraining",
+        "seed, then mean ± std over pretraining seeds (n). Accuracies in %.",
+        "",
+        "| lever | what it changes | n | steps | " + " | ".join(TASKS) + " | RankMe |",
+        "|---|---|---:|---:|" + "---:|" * len(TASKS) + "---:|",
+    ]
     by_lever: dict[str, list[dict]] = {}
     for r in rows:
         by_lever.setdefault(r["lever"], []).append(r)
@@ -201,8 +278,11 @@ def table(rows: list[dict]) -> str:
                         base.setdefault(key, []).append(np.mean(r["scores"][system][t]))
     for system, what in sorted({(s, w) for s, w, _ in base}):
         cells = [_ms(base[(system, what, t)]) if (system, what, t) in base else "–" for t in TASKS]
-        lines.append(f"| *{system}* | {what}; the levers' evals pooled | {len(base[(system, what, TASKS[0])])} | | "
-                     + " | ".join(cells) + " | |")
+        lines.append(
+            f"| *{system}* | {what}; the levers' evals pooled | {len(base[(system, what, TASKS[0])])} | | "
+            + " | ".join(cells)
+            + " | |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -231,12 +311,24 @@ def validity_rows(rows: list[dict]) -> list[dict]:
     out = []
     for r in rows:
         if r["lever"] in VALIDITY_CONFIGS:
-            out.append({"config": VALIDITY_CONFIGS[r["lever"]], "seed": r["seed"], "lever": r["lever"],
-                        "epochs": round(r["steps"] / STEPS_PER_EPOCH, 1), "steps": r["steps"],
-                        "train_s": r["train_s"], "final_loss": r["final_loss"],
-                        "final_collapse": r["final_collapse"], "rankme": r["rankme"],
-                        "linear": {t: float(np.mean(v)) for t, v in r["scores"]["model"].items()}, "knn": None,
-                        "units": "fraction", "recipe": r["recipe"], "overrides": r["overrides"]})
+            out.append(
+                {
+                    "config": VALIDITY_CONFIGS[r["lever"]],
+                    "seed": r["seed"],
+                    "lever": r["lever"],
+                    "epochs": round(r["steps"] / STEPS_PER_EPOCH, 1),
+                    "steps": r["steps"],
+                    "train_s": r["train_s"],
+                    "final_loss": r["final_loss"],
+                    "final_collapse": r["final_collapse"],
+                    "rankme": r["rankme"],
+                    "linear": {t: float(np.mean(v)) for t, v in r["scores"]["model"].items()},
+                    "knn": None,
+                    "units": "fraction",
+                    "recipe": r["recipe"],
+                    "overrides": r["overrides"],
+                }
+            )
     return out
 
 
@@ -263,8 +355,11 @@ def main(argv=None) -> int:
             with open(RESULTS, "a") as f:
                 f.write(json.dumps(row) + "\n")
             m = row["scores"]["model"]
-            print(f"{label} seed {seed}: {row['steps']} steps, " +
-                  ", ".join(f"{t} {100 * sum(m[t]) / len(m[t]):.1f}" for t in TASKS), flush=True)
+            print(
+                f"{label} seed {seed}: {row['steps']} steps, "
+                + ", ".join(f"{t} {100 * sum(m[t]) / len(m[t]):.1f}" for t in TASKS),
+                flush=True,
+            )
     rows = logged()
     (RESULTS.with_suffix(".md")).write_text(table(rows))
     VALIDITY.write_text("".join(json.dumps(r) + "\n" for r in validity_rows(rows)))

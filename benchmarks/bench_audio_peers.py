@@ -33,6 +33,7 @@ optimizer + EMA. The figure is the median over windows of clips / s; the ratio i
     python benchmarks/bench_audio_peers.py                              # d=512 and d=2048, fp32
     python benchmarks/bench_audio_peers.py --feature-d 512 --precision bf16 --windows 3
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,10 +70,20 @@ def data_root() -> Path:
 
 
 def _recipe(root: Path, feature_d: int, precision: str, batch: int, workers: int):
-    return load_recipe(RECIPE, [
-        f"data.dataset.root={root}", "data.dataset.metadata=metadata.csv", "data.dataset.audio_dir=recordings",
-        f"data.batch_size={batch}", f"data.num_workers={workers}", f"model.encoder.feature_d={feature_d}",
-        f"precision={precision}", f"views.input.1.mean={PRE_MEAN}", f"views.input.1.std={PRE_STD}"])
+    return load_recipe(
+        RECIPE,
+        [
+            f"data.dataset.root={root}",
+            "data.dataset.metadata=metadata.csv",
+            "data.dataset.audio_dir=recordings",
+            f"data.batch_size={batch}",
+            f"data.num_workers={workers}",
+            f"model.encoder.feature_d={feature_d}",
+            f"precision={precision}",
+            f"views.input.1.mean={PRE_MEAN}",
+            f"views.input.1.std={PRE_STD}",
+        ],
+    )
 
 
 # ----------------------------------------------------------------------------- contender 1: ssl_toolkit
@@ -145,11 +156,11 @@ class RandomResizeCropPerClip:
         ch, cw = int(f * self.virtual_crop_scale[0]), int(t * self.virtual_crop_scale[1])
         canvas = x.new_zeros(x.shape[0], ch, cw)
         top, left = (ch - f) // 2, (cw - t) // 2
-        canvas[:, top:top + f, left:left + t] = x
+        canvas[:, top : top + f, left : left + t] = x
         h = min(max(int(f * random.uniform(*self.freq_scale)), 1), ch)
         w = min(max(int(t * random.uniform(*self.time_scale)), 1), cw)
         i, j = random.randint(0, ch - h), random.randint(0, cw - w)
-        crop = canvas[:, i:i + h, j:j + w]
+        crop = canvas[:, i : i + h, j : j + w]
         return F.interpolate(crop[None], size=(f, t), mode="bicubic", align_corners=True)[0]
 
 
@@ -172,7 +183,7 @@ class PerSampleViews(Dataset):
         if wave.shape[0] < self.unit_length:
             wave = F.pad(wave, (0, self.unit_length - wave.shape[0]))
         start = random.randint(0, wave.shape[0] - self.unit_length)
-        wave = wave[start:start + self.unit_length]
+        wave = wave[start : start + self.unit_length]
         lms = self.to_log_mel(wave)[0]  # (1, 64, 96)
         lms = (lms - self.mean) / self.std
         return self.crop(self.mixup(lms)), self.crop(self.mixup(lms))
@@ -189,8 +200,13 @@ def official_layers(model: nn.Module) -> nn.Module:
     for m in model.modules():
         if isinstance(m, (AudioNTT2020, AudioNTT2022)):
             layers = list(m.features)
-            m.features = nn.Sequential(*[layer for i in range(0, len(layers), 4)
-                                         for layer in (layers[i], layers[i + 1], nn.ReLU(), nn.MaxPool2d(2, stride=2))])
+            m.features = nn.Sequential(
+                *[
+                    layer
+                    for i in range(0, len(layers), 4)
+                    for layer in (layers[i], layers[i + 1], nn.ReLU(), nn.MaxPool2d(2, stride=2))
+                ]
+            )
             m.fc[2] = nn.Dropout(p=m.fc[2].p).train(m.training)
     return model
 
@@ -211,8 +227,9 @@ class PerSample:
 
         self.device, self.precision = device, precision
         dataset = PerSampleViews(_metadata_files(root), PRE_MEAN, PRE_STD)
-        self.loader = DataLoader(dataset, batch_size=recipe.data.batch_size, shuffle=True, drop_last=True,
-                                 num_workers=workers)
+        self.loader = DataLoader(
+            dataset, batch_size=recipe.data.batch_size, shuffle=True, drop_last=True, num_workers=workers
+        )
         torch.manual_seed(0)
         self.method = official_layers(build_method(recipe)).to(device).train()
         self.optimizer = torch.optim.Adam([p for p in self.method.parameters() if p.requires_grad], lr=3e-4)
@@ -274,26 +291,45 @@ def bench_setting(feature_d: int, args, root: Path, device: torch.device) -> lis
             run_window(c, 0, args.warmup, device)
     rates: dict[str, list[float]] = {c.name: [] for c in pool}
     for i in range(n_windows):
-        for c in pool[i % 2:] + pool[:i % 2]:  # alternate who goes first
+        for c in pool[i % 2 :] + pool[: i % 2]:  # alternate who goes first
             r = run_window(c, fill, steps, device)
             rates[c.name].append(r["clips"] / r["seconds"])
-            print(f"  d={feature_d} {args.precision} · {c.name} window {i + 1}: {rates[c.name][-1]:.1f} clips/s",
-                  file=sys.stderr, flush=True)
-    return [{"feature_d": feature_d, "precision": args.precision, "contender": name, "batch": args.batch,
-             "workers": args.workers, "clips_in_set": n_clips, "steps_per_window": steps, "fill_steps": fill,
-             "windows": r, "clips_per_s": statistics.median(r)} for name, r in rates.items()]
+            print(
+                f"  d={feature_d} {args.precision} · {c.name} window {i + 1}: {rates[c.name][-1]:.1f} clips/s",
+                file=sys.stderr,
+                flush=True,
+            )
+    return [
+        {
+            "feature_d": feature_d,
+            "precision": args.precision,
+            "contender": name,
+            "batch": args.batch,
+            "workers": args.workers,
+            "clips_in_set": n_clips,
+            "steps_per_window": steps,
+            "fill_steps": fill,
+            "windows": r,
+            "clips_per_s": statistics.median(r),
+        }
+        for name, r in rates.items()
+    ]
 
 
 def table(rows: list[dict]) -> list[str]:
-    head = ("| encoder | precision | ssl_toolkit clips/s | per_sample clips/s | ssl_toolkit / per_sample "
-            "| windows × steps |")
+    head = (
+        "| encoder | precision | ssl_toolkit clips/s | per_sample clips/s | ssl_toolkit / per_sample "
+        "| windows × steps |"
+    )
     lines = [head, "|---|---|---:|---:|---:|---|"]
     for d in dict.fromkeys(r["feature_d"] for r in rows):
         by = {r["contender"]: r for r in rows if r["feature_d"] == d}
         ours, ref = by["ssl_toolkit"], by["per_sample"]
-        lines.append(f"| AudioNTT2020 d={d} | {ours['precision']} | {ours['clips_per_s']:.1f} | "
-                     f"{ref['clips_per_s']:.1f} | {ours['clips_per_s'] / ref['clips_per_s']:.2f}× | "
-                     f"{len(ours['windows'])} × {ours['steps_per_window']} |")
+        lines.append(
+            f"| AudioNTT2020 d={d} | {ours['precision']} | {ours['clips_per_s']:.1f} | "
+            f"{ref['clips_per_s']:.1f} | {ours['clips_per_s'] / ref['clips_per_s']:.2f}× | "
+            f"{len(ours['windows'])} × {ours['steps_per_window']} |"
+        )
     return lines
 
 
@@ -316,19 +352,30 @@ def main(argv=None) -> int:
         rows += bench_setting(d, args, root, device)
     env = environment(device)
     where = root.relative_to(ROOT.parent) if root.is_relative_to(ROOT.parent) else root
-    title = (f"# BYOL-A training throughput: ssl_toolkit vs per-sample pipeline ({env['device']}, "
-             f"{env['threads']} threads, torch {env['torch']}, {env['date']})")
-    setup = (f"FSDD, all {rows[0]['clips_in_set']} clips ({where}), batch {args.batch}, 0.95 s at 16 kHz → 64×96 "
-             f"log-mels, BYOL-A v1 views. Median over alternating timed windows of end-to-end steps (next batch "
-             f"+ 2 views + forward/backward + optimizer + EMA); DataLoader workers: {args.workers} for both; "
-             f"per_sample follows the official BYOL-A v1 structure (per-clip log-mel, mixup, random resize crop "
-             f"in the workers; Adam). Load average at the end: {env['load_average_1_5_15'][0]}.")
-    reference = ("Reference (issue): the official BYOL-A code runs this at about "
-                 + " and ".join(f"{v} clips/s (d={d})" for d, v in REFERENCE.items())
-                 + ", batch 64, fp32, on this CPU (figure from our issue tracker, not measured here).")
+    title = (
+        f"# BYOL-A training throughput: ssl_toolkit vs per-sample pipeline ({env['device']}, "
+        f"{env['threads']} threads, torch {env['torch']}, {env['date']})"
+    )
+    setup = (
+        f"FSDD, all {rows[0]['clips_in_set']} clips ({where}), batch {args.batch}, 0.95 s at 16 kHz → 64×96 "
+        f"log-mels, BYOL-A v1 views. Median over alternating timed windows of end-to-end steps (next batch "
+        f"+ 2 views + forward/backward + optimizer + EMA); DataLoader workers: {args.workers} for both; "
+        f"per_sample follows the official BYOL-A v1 structure (per-clip log-mel, mixup, random resize crop "
+        f"in the workers; Adam). Load average at the end: {env['load_average_1_5_15'][0]}."
+    )
+    reference = (
+        "Reference (issue): the official BYOL-A code runs this at about "
+        + " and ".join(f"{v} clips/s (d={d})" for d, v in REFERENCE.items())
+        + ", batch 64, fp32, on this CPU (figure from our issue tracker, not measured here)."
+    )
     lines = [title, "", setup, "", *table(rows), "", reference]
-    payload = {"env": env, "args": vars(args), "data": str(root), "reference_issue_clips_per_s": REFERENCE,
-               "results": rows}
+    payload = {
+        "env": env,
+        "args": vars(args),
+        "data": str(root),
+        "reference_issue_clips_per_s": REFERENCE,
+        "results": rows,
+    }
     md = write_results(args.out, f"bench_audio_peers_{args.precision}", payload, lines)
     print("\n".join(lines))
     print(f"results: {md}", file=sys.stderr)

@@ -11,6 +11,7 @@ data loading is not part of the numbers. Results go to JSON and a markdown table
 
     python benchmarks/bench_audio_throughput.py [--device cpu] [--batch 64] [--steps 10] [--out benchmarks/results]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,13 @@ STATS = ["views.input.1.mean=-6.0", "views.input.1.std=4.5"]
 
 
 def _recipe(version: str, feature_d: int | None = None):
-    overrides = [f"data.dataset.root={DEMO}", "data.dataset.metadata=metadata.csv",
-                 "data.dataset.audio_dir=recordings", "data.num_workers=0", *STATS]
+    overrides = [
+        f"data.dataset.root={DEMO}",
+        "data.dataset.metadata=metadata.csv",
+        "data.dataset.audio_dir=recordings",
+        "data.num_workers=0",
+        *STATS,
+    ]
     if feature_d is not None:
         overrides.append(f"model.encoder.feature_d={feature_d}")
     return load_recipe(ROOT / "recipes" / "audio" / f"byola_{version}.yaml", overrides)
@@ -53,8 +59,14 @@ def bench_views(version: str, batch: int, steps: int, device) -> dict:
             views(x, gen)
 
     sec, cpu = time_per_call(run, steps, 3, device)
-    return {"what": f"views {version} (2 views)", "batch": batch, "precision": "fp32",
-            "step_ms": sec * 1e3, "clips_per_s": batch / sec, "cpu_s_per_step": cpu}
+    return {
+        "what": f"views {version} (2 views)",
+        "batch": batch,
+        "precision": "fp32",
+        "step_ms": sec * 1e3,
+        "clips_per_s": batch / sec,
+        "cpu_s_per_step": cpu,
+    }
 
 
 def bench_train(feature_d: int, precision: str, batch: int, steps: int, device) -> dict:
@@ -63,8 +75,15 @@ def bench_train(feature_d: int, precision: str, batch: int, steps: int, device) 
     x = _batch(recipe, batch, device)
     sec, cpu = time_per_call(lambda: step(x), steps, 2, device)
     params = sum(p.numel() for p in method.online.encoder.parameters())
-    return {"what": f"train step AudioNTT2020 d={feature_d}", "batch": batch, "precision": precision,
-            "step_ms": sec * 1e3, "clips_per_s": batch / sec, "cpu_s_per_step": cpu, "encoder_params": params}
+    return {
+        "what": f"train step AudioNTT2020 d={feature_d}",
+        "batch": batch,
+        "precision": precision,
+        "step_ms": sec * 1e3,
+        "clips_per_s": batch / sec,
+        "cpu_s_per_step": cpu,
+        "encoder_params": params,
+    }
 
 
 def main(argv=None) -> int:
@@ -75,18 +94,27 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = p.parse_args(argv)
     device = torch.device(args.device)
-    rows = [bench_views("v1", args.batch, args.steps * 3, device),
-            bench_views("v2", args.batch, args.steps * 3, device)]
+    rows = [
+        bench_views("v1", args.batch, args.steps * 3, device),
+        bench_views("v2", args.batch, args.steps * 3, device),
+    ]
     for d in (512, 2048):
         for precision in ("fp32", "bf16"):
             rows.append(bench_train(d, precision, args.batch, args.steps, device))
             print(f"{rows[-1]['what']} {precision}: {rows[-1]['clips_per_s']:.1f} clips/s", file=sys.stderr)
     env = environment(device)
-    lines = [f"# BYOL-A audio throughput ({env['device']}, {env['threads']} threads, torch {env['torch']}, "
-             f"load average {env['load_average_1_5_15'][0]} at the end)", "",
-             "| what | batch | precision | ms / step | clips / s | CPU s / step |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['what']} | {r['batch']} | {r['precision']} | {r['step_ms']:.1f} | {r['clips_per_s']:.1f} "
-              f"| {r['cpu_s_per_step']:.2f} |" for r in rows]
+    lines = [
+        f"# BYOL-A audio throughput ({env['device']}, {env['threads']} threads, torch {env['torch']}, "
+        f"load average {env['load_average_1_5_15'][0]} at the end)",
+        "",
+        "| what | batch | precision | ms / step | clips / s | CPU s / step |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['what']} | {r['batch']} | {r['precision']} | {r['step_ms']:.1f} | {r['clips_per_s']:.1f} "
+        f"| {r['cpu_s_per_step']:.2f} |"
+        for r in rows
+    ]
     write_results(args.out, "bench_audio_throughput", {"env": env, "results": rows}, lines)
     print("\n".join(lines))
     return 0

@@ -9,6 +9,7 @@ Writes results/bench_code_ab.json and .md.
 
     python benchmarks/bench_code_ab.py --old 631147f --rounds 3
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,9 +31,24 @@ RECIPES = {  # name: (recipe, steps, needs ../shared)
 
 
 def run_once(tree: Path, recipe: str, steps: int, out: Path, extra: list[str]) -> float:
-    cmd = [sys.executable, "-P", "-m", "ssl_toolkit", "train", str(tree / recipe), "--out", str(out), "--quiet",
-           f"trainer.max_steps={steps}", "trainer.log_every=5", "trainer.max_minutes=null",
-           "trainer.tensorboard=false", "trainer.progress=false", f"trainer.checkpoint_every={10 * steps}", *extra]
+    cmd = [
+        sys.executable,
+        "-P",
+        "-m",
+        "ssl_toolkit",
+        "train",
+        str(tree / recipe),
+        "--out",
+        str(out),
+        "--quiet",
+        f"trainer.max_steps={steps}",
+        "trainer.log_every=5",
+        "trainer.max_minutes=null",
+        "trainer.tensorboard=false",
+        "trainer.progress=false",
+        f"trainer.checkpoint_every={10 * steps}",
+        *extra,
+    ]
     env = {**os.environ, "PYTHONPATH": str(tree)}  # with -P: this tree's ssl_toolkit, whatever is installed
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if done.returncode != 0:
@@ -53,8 +69,11 @@ def main() -> None:
     results = {name: {"old": [], "new": []} for name, (_, _, needs) in RECIPES.items() if shared or not needs}
     with tempfile.TemporaryDirectory() as tmp:
         old_tree = Path(tmp) / "old"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(old_tree), args.old], check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(old_tree), args.old],
+            check=True,
+            capture_output=True,
+        )
         try:
             for r in range(args.rounds):
                 for name, (recipe, steps, _) in RECIPES.items():
@@ -62,28 +81,46 @@ def main() -> None:
                         continue
                     order = [("old", old_tree), ("new", ROOT)] if r % 2 == 0 else [("new", ROOT), ("old", old_tree)]
                     for label, tree in order:
-                        rate = run_once(tree, recipe, steps, Path(tmp) / f"{label}-{r}-{abs(hash(name))}",
-                                        args.new_set if label == "new" else [])
+                        rate = run_once(
+                            tree,
+                            recipe,
+                            steps,
+                            Path(tmp) / f"{label}-{r}-{abs(hash(name))}",
+                            args.new_set if label == "new" else [],
+                        )
                         results[name][label].append(rate)
                         print(f"round {r + 1}: {name}: {label} {rate:.1f} samples/s", flush=True)
         finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old_tree)],
-                           capture_output=True)
-    old_rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.old], capture_output=True,
-                             text=True).stdout.strip()
-    lines = [f"# Training loop, old ({old_rev}) vs new code, alternated", "",
-             f"Median samples/s of the logged windows after the first; {args.rounds} rounds, each a fresh "
-             f"`ssl-toolkit train` process; 2-core CPU; new-only overrides: {args.new_set or 'none'}.", "",
-             "| recipe | old (median of rounds) | new (median of rounds) | new / old | rounds old | rounds new |",
-             "|---|---|---|---|---|---|"]
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old_tree)], capture_output=True
+            )
+    old_rev = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", args.old], capture_output=True, text=True
+    ).stdout.strip()
+    lines = [
+        f"# Training loop, old ({old_rev}) vs new code, alternated",
+        "",
+        f"Median samples/s of the logged windows after the first; {args.rounds} rounds, each a fresh "
+        f"`ssl-toolkit train` process; 2-core CPU; new-only overrides: {args.new_set or 'none'}.",
+        "",
+        "| recipe | old (median of rounds) | new (median of rounds) | new / old | rounds old | rounds new |",
+        "|---|---|---|---|---|---|",
+    ]
     summary = {}
     for name, res in results.items():
         o, n = statistics.median(res["old"]), statistics.median(res["new"])
         summary[name] = {"old": o, "new": n, "ratio": n / o, **res}
-        lines.append(f"| {name} | {o:.1f} | {n:.1f} | {n / o:.3f} | "
-                     f"{', '.join(f'{v:.1f}' for v in res['old'])} | {', '.join(f'{v:.1f}' for v in res['new'])} |")
-    payload = {"old": old_rev, "rounds": args.rounds, "new_set": args.new_set, "results": summary,
-               "environment": environment(torch.device("cpu"))}
+        lines.append(
+            f"| {name} | {o:.1f} | {n:.1f} | {n / o:.3f} | "
+            f"{', '.join(f'{v:.1f}' for v in res['old'])} | {', '.join(f'{v:.1f}' for v in res['new'])} |"
+        )
+    payload = {
+        "old": old_rev,
+        "rounds": args.rounds,
+        "new_set": args.new_set,
+        "results": summary,
+        "environment": environment(torch.device("cpu")),
+    }
     print(write_results(args.out, "bench_code_ab", payload, lines).read_text())
 
 

@@ -9,6 +9,7 @@ Each in fp32 and bf16, alternating. Writes benchmarks/results/bench_embed.{json,
 
     python benchmarks/bench_embed.py [--limit N]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,23 +58,41 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         audio, images = fsdd_folder(tmp / "fsdd", args.limit), cifar_pngs(tmp / "cifar", args.limit)
-        image_ckpt = write_random_checkpoint(load_recipe(ROOT / "recipes" / "image" / "byol_cifar10_cpu.yaml"),
-                                             tmp / "cifar_run" / "checkpoints" / "last.pt")
-        cases = [("FSDD, audiontt2020 d=2048", "random", audio, {"name": "audiontt2020", "feature_d": 2048}),
-                 ("CIFAR-10 test PNGs, resnet18 w0.25", str(image_ckpt), images, None)]
+        image_ckpt = write_random_checkpoint(
+            load_recipe(ROOT / "recipes" / "image" / "byol_cifar10_cpu.yaml"),
+            tmp / "cifar_run" / "checkpoints" / "last.pt",
+        )
+        cases = [
+            ("FSDD, audiontt2020 d=2048", "random", audio, {"name": "audiontt2020", "feature_d": 2048}),
+            ("CIFAR-10 test PNGs, resnet18 w0.25", str(image_ckpt), images, None),
+        ]
         for precision in ("fp32", "bf16"):
             for what, ckpt, folder, encoder in cases:
                 out = tmp / f"out-{len(rows)}"
                 m = run_embed(ckpt, folder, out, EmbedSettings(precision=precision, progress=False), encoder=encoder)
-                rows.append({"input": what, "precision": precision, "files": m["n_files"], "seconds": m["seconds"],
-                             "files_per_s": m["files_per_second"], "dim": m["feature_dim"]})
+                rows.append(
+                    {
+                        "input": what,
+                        "precision": precision,
+                        "files": m["n_files"],
+                        "seconds": m["seconds"],
+                        "files_per_s": m["files_per_second"],
+                        "dim": m["feature_dim"],
+                    }
+                )
                 print(rows[-1], flush=True)
     env = environment(torch.device("cpu"))
-    lines = [f"# ssl-toolkit embed throughput ({env['device']}, {env['threads']} threads, torch {env['torch']}, "
-             f"load average {env['load_average_1_5_15'][0]} at the end)", "",
-             "| input | precision | files | D | seconds | files / s |", "|---|---|---:|---:|---:|---:|"]
-    lines += [f"| {r['input']} | {r['precision']} | {r['files']} | {r['dim']} | {r['seconds']} | {r['files_per_s']} |"
-              for r in rows]
+    lines = [
+        f"# ssl-toolkit embed throughput ({env['device']}, {env['threads']} threads, torch {env['torch']}, "
+        f"load average {env['load_average_1_5_15'][0]} at the end)",
+        "",
+        "| input | precision | files | D | seconds | files / s |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['input']} | {r['precision']} | {r['files']} | {r['dim']} | {r['seconds']} | {r['files_per_s']} |"
+        for r in rows
+    ]
     write_results(Path(args.out), "bench_embed", {"environment": env, "rows": rows}, lines)
     return 0
 

@@ -12,6 +12,7 @@ Measures, on real FSDD clips from data/demo/fsdd_mini (decoded beforehand, 1 s p
     python benchmarks/bench_eval.py [--device cpu] [--batch 64] [--tasks fsdd.yaml emodb.yaml] [--checkpoint random]
                                     [--out benchmarks/results]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,7 +42,7 @@ def _clips(n: int) -> torch.Tensor:
     out = np.zeros((n, 16000), dtype=np.float32)
     for i in range(n):
         w = load_audio(DEMO / "recordings" / rows[i % len(rows)]["file_name"], 16000)[:16000]
-        out[i, :len(w)] = w
+        out[i, : len(w)] = w
     return torch.from_numpy(out)
 
 
@@ -59,7 +60,7 @@ def bench_embed(spec: dict, x: torch.Tensor, batch: int, device, reps: int) -> l
             outs = []
             with torch.inference_mode():
                 for s in range(0, len(x), batch):
-                    y = x[s:s + batch]
+                    y = x[s : s + batch]
                     for op in frontend:
                         y = op(y, None)
                     with amp:
@@ -73,8 +74,12 @@ def bench_embed(spec: dict, x: torch.Tensor, batch: int, device, reps: int) -> l
             emb = run()
         sync(device)
         sec = (time.perf_counter() - start) / reps
-        row = {"what": f"embed {spec['name']} d={spec['feature_d']}", "precision": precision, "clips": len(x),
-               "clips_per_s": len(x) / sec}
+        row = {
+            "what": f"embed {spec['name']} d={spec['feature_d']}",
+            "precision": precision,
+            "clips": len(x),
+            "clips_per_s": len(x) / sec,
+        }
         if ref is None:
             ref = emb
         else:
@@ -95,8 +100,12 @@ def bench_linear(n: int, dim: int, classes: int) -> dict:
     start = time.perf_counter()
     res = linear_probe(x[:a], y[:a], x[a:b], y[a:b], x[b:], y[b:], num_classes=classes, seed=0)
     sec = time.perf_counter() - start
-    return {"what": f"linear eval run N={n} D={dim} C={classes}", "seconds": sec, "epochs_run": res.epochs_run,
-            "test_accuracy": res.test_score}
+    return {
+        "what": f"linear eval run N={n} D={dim} C={classes}",
+        "seconds": sec,
+        "epochs_run": res.epochs_run,
+        "test_accuracy": res.test_score,
+    }
 
 
 def bench_knn(n_train: int, n_test: int, dim: int, classes: int, device) -> dict:
@@ -106,8 +115,10 @@ def bench_knn(n_train: int, n_test: int, dim: int, classes: int, device) -> dict
     xte = rng.normal(size=(n_test, dim)).astype(np.float32)
     start = time.perf_counter()
     knn_predict(xtr, ytr, xte, classes, k=200, temperature=0.1, device=device)
-    return {"what": f"weighted kNN k=200, {n_train} train × {n_test} test, D={dim}",
-            "seconds": time.perf_counter() - start}
+    return {
+        "what": f"weighted kNN k=200, {n_train} train × {n_test} test, D={dim}",
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def bench_tasks(recipe_name: str, checkpoint: str, cache_dir: Path) -> dict:
@@ -117,16 +128,23 @@ def bench_tasks(recipe_name: str, checkpoint: str, cache_dir: Path) -> dict:
     from ssl_toolkit.eval.runner import run_eval
     from ssl_toolkit.eval.schema import load_eval_recipe
 
-    recipe = load_eval_recipe(ROOT / "recipes" / "eval" / recipe_name,
-                              ["baselines=[]", "plots.enabled=false", "cache=true", f"cache_dir={cache_dir}"])
+    recipe = load_eval_recipe(
+        ROOT / "recipes" / "eval" / recipe_name,
+        ["baselines=[]", "plots.enabled=false", "cache=true", f"cache_dir={cache_dir}"],
+    )
     times = []
     for _ in range(2):
         start = time.perf_counter()
         res = run_eval(recipe, checkpoint, out_dir=cache_dir / "out", quiet=True)
         times.append(time.perf_counter() - start)
     tasks = {k: f"{100 * e['mean']:.1f} ± {100 * e['std']:.1f}" for k, e in res["tasks"].items()}
-    return {"what": f"ssl-toolkit eval {recipe_name} ({', '.join(tasks)}), checkpoint {checkpoint}",
-            "cold_s": times[0], "warm_s": times[1], "seconds": times[0], "scores": tasks}
+    return {
+        "what": f"ssl-toolkit eval {recipe_name} ({', '.join(tasks)}), checkpoint {checkpoint}",
+        "cold_s": times[0],
+        "warm_s": times[1],
+        "seconds": times[0],
+        "scores": tasks,
+    }
 
 
 def main(argv=None) -> int:
@@ -135,8 +153,12 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--clips", type=int, default=256)
     p.add_argument("--reps", type=int, default=2)
-    p.add_argument("--tasks", nargs="*", default=["fsdd.yaml", "emodb.yaml"],
-                   help="eval recipes timed end to end (they need ../shared/data); none: skip")
+    p.add_argument(
+        "--tasks",
+        nargs="*",
+        default=["fsdd.yaml", "emodb.yaml"],
+        help="eval recipes timed end to end (they need ../shared/data); none: skip",
+    )
     p.add_argument("--checkpoint", default="random", help="what the timed eval recipes evaluate")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = p.parse_args(argv)
@@ -145,8 +167,13 @@ def main(argv=None) -> int:
     x = _clips(args.clips)
     rows = []
     rows += bench_embed({"name": "audiontt2020", "n_mels": 64, "feature_d": 2048}, x, args.batch, device, args.reps)
-    rows += bench_embed({"name": "audiontt2022", "n_mels": 64, "feature_d": 3072, "mlp_hidden_d": 2048}, x,
-                        args.batch, device, args.reps)
+    rows += bench_embed(
+        {"name": "audiontt2022", "n_mels": 64, "feature_d": 3072, "mlp_hidden_d": 2048},
+        x,
+        args.batch,
+        device,
+        args.reps,
+    )
     rows.append(bench_linear(2000, 2048, 10))
     rows.append(bench_knn(20000, 5000, 512, 10, device))
     with tempfile.TemporaryDirectory() as tmp:
@@ -154,16 +181,25 @@ def main(argv=None) -> int:
             rows.append(bench_tasks(name, args.checkpoint, Path(tmp) / name))
             print(rows[-1], file=sys.stderr)
     env = environment(device)
-    lines = [f"# Evaluation runners ({env['device']}, {env['threads']} threads, torch {env['torch']}, "
-             f"load average {env['load_average_1_5_15'][0]} at the end)", "",
-             "| what | precision | clips / s | bf16 rel. L2 error | bf16 min cosine | seconds |",
-             "|---|---|---:|---:|---:|---:|"]
+    lines = [
+        f"# Evaluation runners ({env['device']}, {env['threads']} threads, torch {env['torch']}, "
+        f"load average {env['load_average_1_5_15'][0]} at the end)",
+        "",
+        "| what | precision | clips / s | bf16 rel. L2 error | bf16 min cosine | seconds |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['what']} | {r.get('precision', '')} | "
-                     f"{r['clips_per_s']:.1f} |" if "clips_per_s" in r else f"| {r['what']} | | |")
+        lines.append(
+            f"| {r['what']} | {r.get('precision', '')} | {r['clips_per_s']:.1f} |"
+            if "clips_per_s" in r
+            else f"| {r['what']} | | |"
+        )
         if "clips_per_s" in r:
-            lines[-1] += (f" {r['rel_l2_error_vs_fp32']:.4f} | {r['min_cosine_vs_fp32']:.5f} |"
-                          if "rel_l2_error_vs_fp32" in r else " | |") + " |"
+            lines[-1] += (
+                f" {r['rel_l2_error_vs_fp32']:.4f} | {r['min_cosine_vs_fp32']:.5f} |"
+                if "rel_l2_error_vs_fp32" in r
+                else " | |"
+            ) + " |"
         elif "cold_s" in r:
             lines[-1] += f" | | {r['cold_s']:.1f} cold (embed + evaluate), {r['warm_s']:.1f} warm (evaluate) |"
         else:

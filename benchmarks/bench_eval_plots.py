@@ -8,6 +8,7 @@ benchmarks/results/bench_eval_plots.{json,md}.
 
     python benchmarks/bench_eval_plots.py [--recipes fsdd.yaml emodb.yaml cifar10.yaml] [--checkpoint random]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,27 +39,47 @@ def bench_recipe(name: str, checkpoint: str, folder: Path) -> list[dict]:
 
     plotting.eval_plots = timed
     try:
-        recipe = load_eval_recipe(ROOT / "recipes" / "eval" / name,
-                                  [f"cache_dir={folder / 'cache'}", "plots.tsne=false"])
+        recipe = load_eval_recipe(
+            ROOT / "recipes" / "eval" / name, [f"cache_dir={folder / 'cache'}", "plots.tsne=false"]
+        )
         start = time.perf_counter()
         run_eval(recipe, checkpoint, out_dir=folder / "out", quiet=True)
         total = time.perf_counter() - start
     finally:
         plotting.eval_plots = real
-    rows = [{"recipe": name, "what": "ssl-toolkit eval, cold, without t-SNE", "seconds": round(total, 2),
-             "plots_s": round(captured["seconds"], 2), "plots_share": round(captured["seconds"] / total, 3)}]
+    rows = [
+        {
+            "recipe": name,
+            "what": "ssl-toolkit eval, cold, without t-SNE",
+            "seconds": round(total, 2),
+            "plots_s": round(captured["seconds"], 2),
+            "plots_share": round(captured["seconds"] / total, 3),
+        }
+    ]
     for points, iterations in CANDIDATES:
         seconds = 0.0
         for task, art in captured["artifacts"].items():
             if art.get("tsne_x") is None or art.get("multi_label"):
                 continue
             start = time.perf_counter()
-            plotting.tsne_plot(art["tsne_x"], art["tsne_y"], art["classes"], task, folder / f"{task}.png",
-                               max_points=points, max_iter=iterations)
+            plotting.tsne_plot(
+                art["tsne_x"],
+                art["tsne_y"],
+                art["classes"],
+                task,
+                folder / f"{task}.png",
+                max_points=points,
+                max_iter=iterations,
+            )
             seconds += time.perf_counter() - start
-        rows.append({"recipe": name, "what": f"t-SNE maps: {points} points, {iterations} iterations",
-                     "seconds": round(seconds, 2),
-                     "share_of_eval_plus_maps": round((seconds + captured["seconds"]) / (total + seconds), 3)})
+        rows.append(
+            {
+                "recipe": name,
+                "what": f"t-SNE maps: {points} points, {iterations} iterations",
+                "seconds": round(seconds, 2),
+                "share_of_eval_plus_maps": round((seconds + captured["seconds"]) / (total + seconds), 3),
+            }
+        )
     return rows
 
 
@@ -72,14 +93,18 @@ def main(argv=None) -> int:
     for name in args.recipes:
         with tempfile.TemporaryDirectory() as tmp:
             rows.extend(bench_recipe(name, args.checkpoint, Path(tmp)))
-        print(rows[-len(CANDIDATES) - 1:], flush=True)
+        print(rows[-len(CANDIDATES) - 1 :], flush=True)
     import torch
 
     env = environment(torch.device("cpu"))
     columns = ["recipe", "what", "seconds", "plots_s", "plots_share", "share_of_eval_plus_maps"]
-    lines = [f"# Evaluation plots: cost against the evaluation ({env['device']}, {env['threads']} threads, "
-             f"checkpoint {args.checkpoint})", "",
-             "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines = [
+        f"# Evaluation plots: cost against the evaluation ({env['device']}, {env['threads']} threads, "
+        f"checkpoint {args.checkpoint})",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+    ]
     lines += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows]
     write_results(Path(args.out), "bench_eval_plots", {"environment": env, "rows": rows}, lines)
     return 0

@@ -23,6 +23,7 @@ system: ``{"key": "<row> <system>", "seed", "score", "runs", "elapsed_s", "n_tra
 ``--sweep`` logs the best validation score of each lr (held-out training items: never the test split) to
 ``finetune_lr_sweep.jsonl``. ``--table`` writes ``finetune_claims.md`` (scores and the time of each protocol).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,13 +43,18 @@ CLAIMS_FILE = RESULTS / "finetune_claims.jsonl"
 SWEEP_FILE = RESULTS / "finetune_lr_sweep.jsonl"
 COMMON = ["trainer.progress=false", "trainer.tensorboard=false", "device=cpu"]
 CLAIMS = {
-    "image": {"recipe": "recipes/image/byol_cifar10_cpu.yaml", "overrides": ["trainer.max_minutes=null"],
-              "run": "runs/bench_variants-image-full/runs/byol_cifar10_cpu-s{seed}",
-              "evals": ["recipes/eval/cifar10_finetune.yaml"]},
-    "audio": {"recipe": "recipes/audio/byola_cpu_8min.yaml", "overrides": ["trainer.max_minutes=null",
-                                                                           "trainer.max_steps=320"],
-              "run": "runs/audio_budget/abl_full-s{seed}",
-              "evals": ["recipes/eval/emodb_finetune.yaml", "recipes/eval/fsdd_finetune.yaml"]},
+    "image": {
+        "recipe": "recipes/image/byol_cifar10_cpu.yaml",
+        "overrides": ["trainer.max_minutes=null"],
+        "run": "runs/bench_variants-image-full/runs/byol_cifar10_cpu-s{seed}",
+        "evals": ["recipes/eval/cifar10_finetune.yaml"],
+    },
+    "audio": {
+        "recipe": "recipes/audio/byola_cpu_8min.yaml",
+        "overrides": ["trainer.max_minutes=null", "trainer.max_steps=320"],
+        "run": "runs/audio_budget/abl_full-s{seed}",
+        "evals": ["recipes/eval/emodb_finetune.yaml", "recipes/eval/fsdd_finetune.yaml"],
+    },
 }
 
 
@@ -94,8 +100,11 @@ def row_keys(claim: str) -> set[str]:
         for t in recipe.parsed_tasks:
             for p in t.protocols:
                 for f in t.label_fraction:
-                    keys |= {f"{result_key(t.name, t.protocols, p, f)} {s}" for s in ["byol", *recipe.baselines]
-                             if not (s == "logmel" and p == "finetune")}
+                    keys |= {
+                        f"{result_key(t.name, t.protocols, p, f)} {s}"
+                        for s in ["byol", *recipe.baselines]
+                        if not (s == "logmel" and p == "finetune")
+                    }
     return keys
 
 
@@ -104,11 +113,23 @@ def rows_of(claim: str, seed: int, results: dict) -> list[dict]:
     rows = []
     for system, entries in systems.items():
         for key, e in entries.items():
-            rows.append({"key": f"{key} {system}", "claim": claim, "seed": seed, "score": e["mean"], "runs": e["runs"],
-                         "protocol": e["protocol"], "label_fraction": e.get("label_fraction", 1.0),
-                         "n_train": e["n_train"], "n_valid": e["n_valid"], "n_test": e["n_test"],
-                         "elapsed_s": e.get("elapsed_s"), "embed_s": e.get("embed_s"),
-                         "best_epochs": e.get("best_epochs")})
+            rows.append(
+                {
+                    "key": f"{key} {system}",
+                    "claim": claim,
+                    "seed": seed,
+                    "score": e["mean"],
+                    "runs": e["runs"],
+                    "protocol": e["protocol"],
+                    "label_fraction": e.get("label_fraction", 1.0),
+                    "n_train": e["n_train"],
+                    "n_valid": e["n_valid"],
+                    "n_test": e["n_test"],
+                    "elapsed_s": e.get("elapsed_s"),
+                    "embed_s": e.get("embed_s"),
+                    "best_epochs": e.get("best_epochs"),
+                }
+            )
     return rows
 
 
@@ -145,12 +166,25 @@ def run_sweep(claim: str, lrs: list[float], seed: int = 0) -> None:
             extra += [f"tasks.{i}.protocols=[finetune]" for i in range(n_tasks)]
             res = evaluate(claim, seed, run_dir, path, extra, tag=f"-sweep-lr{lr}")
             systems = {"byol": res["tasks"], **{k: v["tasks"] for k, v in res["baselines"].items()}}
-            rows = [{"claim": claim, "lr": lr, "seed": seed, "key": f"{key} {system}",
-                     "valid": [max(c["valid"]) for c in e["curves"]], "best_epochs": e["best_epochs"],
-                     "elapsed_s": e["elapsed_s"]} for system, entries in systems.items() for key, e in entries.items()]
+            rows = [
+                {
+                    "claim": claim,
+                    "lr": lr,
+                    "seed": seed,
+                    "key": f"{key} {system}",
+                    "valid": [max(c["valid"]) for c in e["curves"]],
+                    "best_epochs": e["best_epochs"],
+                    "elapsed_s": e["elapsed_s"],
+                }
+                for system, entries in systems.items()
+                for key, e in entries.items()
+            ]
             append(SWEEP_FILE, rows)
-            print(f"lr {lr} ({time.perf_counter() - t0:.0f} s): " + ", ".join(
-                f"{r['key']} valid {100 * sum(r['valid']) / len(r['valid']):.1f}" for r in rows), flush=True)
+            print(
+                f"lr {lr} ({time.perf_counter() - t0:.0f} s): "
+                + ", ".join(f"{r['key']} valid {100 * sum(r['valid']) / len(r['valid']):.1f}" for r in rows),
+                flush=True,
+            )
 
 
 def table() -> Path:
@@ -159,23 +193,38 @@ def table() -> Path:
     by_key: dict[str, list[dict]] = {}
     for r in logged(CLAIMS_FILE):
         by_key.setdefault(r["key"], []).append(r)
-    lines = ["# Fine-tuning and few labels (issue 33)", "",
-             "`python benchmarks/bench_finetune.py` — mean ± std over pretraining seeds (one fine-tuning run per "
-             "seed); time: the protocol's own seconds per run on 2 CPU cores (frozen protocols: plus the embedding, "
-             "once).", "", "| row | system | score (%) | seeds | train / valid / test | time per run (s) |",
-             "|---|---|---:|---:|---:|---:|"]
+    lines = [
+        "# Fine-tuning and few labels (issue 33)",
+        "",
+        "`python benchmarks/bench_finetune.py` — mean ± std over pretraining seeds (one fine-tuning run per "
+        "seed); time: the protocol's own seconds per run on 2 CPU cores (frozen protocols: plus the embedding, "
+        "once).",
+        "",
+        "| row | system | score (%) | seeds | train / valid / test | time per run (s) |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for key, rows in by_key.items():
         row, system = key.rsplit(" ", 1)
         m, s = mean_std([r["score"] for r in rows])
         t = sum((r["elapsed_s"] or 0) for r in rows) / len(rows)
-        lines.append(f"| {row} | {system} | {100 * m:.1f} ± {100 * s:.1f} | {len(rows)} | {rows[0]['n_train']} / "
-                     f"{rows[0]['n_valid']} / {rows[0]['n_test']} | {t:.0f} |")
+        lines.append(
+            f"| {row} | {system} | {100 * m:.1f} ± {100 * s:.1f} | {len(rows)} | {rows[0]['n_train']} / "
+            f"{rows[0]['n_valid']} / {rows[0]['n_test']} | {t:.0f} |"
+        )
     sweep = logged(SWEEP_FILE)
     if sweep:
-        lines += ["", "## lr sweep (best validation score on held-out training items; never the test split)", "",
-                  "| claim | lr | row | valid (%) | time (s) |", "|---|---:|---|---:|---:|"]
-        lines += [f"| {r['claim']} | {r['lr']} | {r['key']} | {100 * sum(r['valid']) / len(r['valid']):.1f} | "
-                  f"{r['elapsed_s']:.0f} |" for r in sweep]
+        lines += [
+            "",
+            "## lr sweep (best validation score on held-out training items; never the test split)",
+            "",
+            "| claim | lr | row | valid (%) | time (s) |",
+            "|---|---:|---|---:|---:|",
+        ]
+        lines += [
+            f"| {r['claim']} | {r['lr']} | {r['key']} | {100 * sum(r['valid']) / len(r['valid']):.1f} | "
+            f"{r['elapsed_s']:.0f} |"
+            for r in sweep
+        ]
     out = RESULTS / "finetune_claims.md"
     out.write_text("\n".join(lines) + "\n")
     return out

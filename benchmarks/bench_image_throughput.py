@@ -12,6 +12,7 @@ Results go to JSON and a markdown table.
     python benchmarks/bench_image_throughput.py [--device cpu] [--batch 128] [--steps 10] [--widths 1,0.25]
                                                 [--threads N] [--out benchmarks/results]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,15 +29,21 @@ DATA = ROOT.parent / "shared" / "data" / "cifar10" / "cifar10_subset_20k_5k.npz"
 
 
 def _recipe(width: float = 0.25, batch: int = 128):
-    return load_recipe(RECIPE, [f"data.dataset.path={DATA}", f"model.encoder.width={width}",
-                                f"data.batch_size={batch}"])
+    return load_recipe(
+        RECIPE, [f"data.dataset.path={DATA}", f"model.encoder.width={width}", f"data.batch_size={batch}"]
+    )
 
 
 def bench_data(batch: int, steps: int, device) -> dict:
     it = trainer_batches(_recipe(batch=batch), device)
     sec, _ = time_per_call(lambda: next(it).to(device), steps, 2, device)
-    return {"what": "data (npz in memory → batch)", "batch": batch, "precision": "-", "step_ms": sec * 1e3,
-            "images_per_s": batch / sec}
+    return {
+        "what": "data (npz in memory → batch)",
+        "batch": batch,
+        "precision": "-",
+        "step_ms": sec * 1e3,
+        "images_per_s": batch / sec,
+    }
 
 
 def bench_views(batch: int, steps: int, device) -> list[dict]:
@@ -50,16 +57,30 @@ def bench_views(batch: int, steps: int, device) -> list[dict]:
             views(x, gen)
 
     sec, _ = time_per_call(run, steps, 3, device)
-    rows = [{"what": "views: to_float + 2 BYOL views + normalize", "batch": batch, "precision": "fp32",
-             "step_ms": sec * 1e3, "images_per_s": batch / sec}]
+    rows = [
+        {
+            "what": "views: to_float + 2 BYOL views + normalize",
+            "batch": batch,
+            "precision": "fp32",
+            "step_ms": sec * 1e3,
+            "images_per_s": batch / sec,
+        }
+    ]
     xf = views.input(x, gen)
     for op in views.branches[1].ops:  # the second view (it has solarize)
         inp = xf.clone()
         with torch.no_grad():
             s, _ = time_per_call(lambda: op(inp, gen), steps, 2, device)
             xf = op(xf, gen)
-        rows.append({"what": f"  op {type(op).__name__} (one view)", "batch": batch, "precision": "fp32",
-                     "step_ms": s * 1e3, "images_per_s": batch / s})
+        rows.append(
+            {
+                "what": f"  op {type(op).__name__} (one view)",
+                "batch": batch,
+                "precision": "fp32",
+                "step_ms": s * 1e3,
+                "images_per_s": batch / s,
+            }
+        )
     return rows
 
 
@@ -69,8 +90,14 @@ def bench_train(width: float, precision: str, batch: int, steps: int, device) ->
     it = trainer_batches(recipe, device)
     sec, _ = time_per_call(lambda: step(next(it).to(device, non_blocking=True)), steps, 3, device)
     params = sum(p.numel() for p in method.online.encoder.parameters())
-    return {"what": f"data + views + train step, ResNet-18 CIFAR stem width {width:g}", "batch": batch,
-            "precision": precision, "step_ms": sec * 1e3, "images_per_s": batch / sec, "encoder_params": params}
+    return {
+        "what": f"data + views + train step, ResNet-18 CIFAR stem width {width:g}",
+        "batch": batch,
+        "precision": precision,
+        "step_ms": sec * 1e3,
+        "images_per_s": batch / sec,
+        "encoder_params": params,
+    }
 
 
 def main(argv=None) -> int:
@@ -96,10 +123,16 @@ def main(argv=None) -> int:
             rows.append(bench_train(width, precision, args.batch, args.steps, device))
             print(f"{rows[-1]['what']} {precision}: {rows[-1]['images_per_s']:.1f} images/s", file=sys.stderr)
     env = environment(device)
-    lines = [f"# Image BYOL throughput ({env['device']}, {env['threads']} threads, torch {env['torch']})", "",
-             "| what | batch | precision | ms / batch | images / s |", "|---|---|---|---|---|"]
-    lines += [f"| {r['what']} | {r['batch']} | {r['precision']} | {r['step_ms']:.2f} | {r['images_per_s']:.1f} |"
-              for r in rows]
+    lines = [
+        f"# Image BYOL throughput ({env['device']}, {env['threads']} threads, torch {env['torch']})",
+        "",
+        "| what | batch | precision | ms / batch | images / s |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['what']} | {r['batch']} | {r['precision']} | {r['step_ms']:.2f} | {r['images_per_s']:.1f} |"
+        for r in rows
+    ]
     write_results(args.out, "bench_image_throughput", {"env": env, "results": rows}, lines)
     print("\n".join(lines))
     return 0

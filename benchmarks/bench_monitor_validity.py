@@ -11,6 +11,7 @@ curves.
     python benchmarks/bench_monitor_validity.py --setup demo       # make demo's recipe, ~7 minutes
     python benchmarks/bench_monitor_validity.py --setup cifar      # byol_cifar10_cpu.yaml, needs ../shared
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,16 +26,29 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 # setup: (training recipe, overrides, eval recipe, task)
 SETUPS = {
-    "demo": ("recipes/audio/byola_demo.yaml",
-             ["trainer.epochs=36", "trainer.checkpoint_every=21", "trainer.keep_checkpoints=100",
-              "trainer.hooks=[{name: rankme, every: 21, pool: 504}, "
-              "{name: probe, recipe: recipes/eval/emodb_demo.yaml, every_epochs: 3}]"],
-             "recipes/eval/emodb_demo.yaml", "emodb"),
-    "cifar": ("recipes/image/byol_cifar10_cpu.yaml",
-              ["trainer.checkpoint_every=312", "trainer.keep_checkpoints=100",
-               "trainer.hooks=[{name: rankme, every: 312, pool: 512}, "
-               "{name: probe, recipe: recipes/eval/cifar10.yaml, every_epochs: 2}]"],
-              "recipes/eval/cifar10.yaml", "cifar10"),
+    "demo": (
+        "recipes/audio/byola_demo.yaml",
+        [
+            "trainer.epochs=36",
+            "trainer.checkpoint_every=21",
+            "trainer.keep_checkpoints=100",
+            "trainer.hooks=[{name: rankme, every: 21, pool: 504}, "
+            "{name: probe, recipe: recipes/eval/emodb_demo.yaml, every_epochs: 3}]",
+        ],
+        "recipes/eval/emodb_demo.yaml",
+        "emodb",
+    ),
+    "cifar": (
+        "recipes/image/byol_cifar10_cpu.yaml",
+        [
+            "trainer.checkpoint_every=312",
+            "trainer.keep_checkpoints=100",
+            "trainer.hooks=[{name: rankme, every: 312, pool: 512}, "
+            "{name: probe, recipe: recipes/eval/cifar10.yaml, every_epochs: 2}]",
+        ],
+        "recipes/eval/cifar10.yaml",
+        "cifar10",
+    ),
 }
 
 
@@ -104,32 +118,52 @@ def report(setup: str, rows: list[dict], mon: dict, task: str) -> None:
     probe_col = f"monitor_{task}"
     paired = {c: [nearest(mon[c], s) for s in steps] for c in mon if mon[c]}
     rho = {c: spearmanr(v, linear).statistic for c, v in paired.items()}
-    lines = [f"# Monitors vs linear evaluation over training (`{SETUPS[setup][0]}`, eval `{SETUPS[setup][2]}`)", "",
-             f"{len(rows)} points (step 0: the eval's random-init row; then each kept checkpoint). Linear: mean ± std "
-             "of the eval's linear-probe seeds, %. Monitor values: the measurement nearest each checkpoint's step.",
-             "", f"| step | linear | {probe_col} | rankme | rankme_proj |", "|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"# Monitors vs linear evaluation over training (`{SETUPS[setup][0]}`, eval `{SETUPS[setup][2]}`)",
+        "",
+        f"{len(rows)} points (step 0: the eval's random-init row; then each kept checkpoint). Linear: mean ± std "
+        "of the eval's linear-probe seeds, %. Monitor values: the measurement nearest each checkpoint's step.",
+        "",
+        f"| step | linear | {probe_col} | rankme | rankme_proj |",
+        "|---:|---:|---:|---:|---:|",
+    ]
     for i, s in enumerate(steps):
-        cells = [f"{100 * paired[probe_col][i]:.1f}" if probe_col in paired else "–",
-                 *(f"{paired[c][i]:.1f}" if c in paired else "–" for c in ("rankme", "rankme_proj"))]
+        cells = [
+            f"{100 * paired[probe_col][i]:.1f}" if probe_col in paired else "–",
+            *(f"{paired[c][i]:.1f}" if c in paired else "–" for c in ("rankme", "rankme_proj")),
+        ]
         lines.append(f"| {s} | {linear[i]:.1f} ± {spread[i]:.1f} | " + " | ".join(cells) + " |")
-    lines += ["", "Spearman rank correlation with the linear score over these points: "
-              + ", ".join(f"{c} {r:+.2f}" for c, r in rho.items()), ""]
+    lines += [
+        "",
+        "Spearman rank correlation with the linear score over these points: "
+        + ", ".join(f"{c} {r:+.2f}" for c, r in rho.items()),
+        "",
+    ]
     (RESULTS / f"monitor_validity_{setup}.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4))
     ax.errorbar(steps, linear, yerr=spread, marker="o", capsize=3, label="linear eval (checkpoint, 3 seeds)")
     if probe_col in mon:
-        ax.plot([s for s, _ in mon[probe_col]], [100 * v for _, v in mon[probe_col]], marker=".",
-                label=f"probe monitor (live, {probe_col})")
+        ax.plot(
+            [s for s, _ in mon[probe_col]],
+            [100 * v for _, v in mon[probe_col]],
+            marker=".",
+            label=f"probe monitor (live, {probe_col})",
+        )
     ax.axhline(linear[0], color="grey", ls="--", lw=1, label=f"random init, linear {linear[0]:.1f}")
     ax.set(xlabel="step", ylabel=f"{task} accuracy (%)", title=f"{task}: live probe vs linear eval")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     for c, style in (("rankme", "-"), ("rankme_proj", ":")):
         if mon.get(c):
-            bx.plot([s for s, _ in mon[c]], [v for _, v in mon[c]], style, marker=".",
-                    label=f"{c} (ρ with linear {rho[c]:+.2f})")
+            bx.plot(
+                [s for s, _ in mon[c]],
+                [v for _, v in mon[c]],
+                style,
+                marker=".",
+                label=f"{c} (ρ with linear {rho[c]:+.2f})",
+            )
     bx.set(xlabel="step", ylabel="RankMe", title="RankMe (label-free), step 0 = random init")
     bx.legend(fontsize=8)
     bx.grid(alpha=0.3)
@@ -167,8 +201,13 @@ def main(argv=None) -> int:
         res = evaluate(args.setup, str(run_dir) if ckpt == "random" else ckpt, run_dir / "eval" / f"step_{step}")
         if ckpt == str(run_dir):
             ckpt = str(run_dir / "checkpoints" / "last.pt")
-        row = {"setup": args.setup, "step": step, "checkpoint": ckpt, "units": "fraction",
-               **(res["random"] if ckpt == "random" else res["model"])}
+        row = {
+            "setup": args.setup,
+            "step": step,
+            "checkpoint": ckpt,
+            "units": "fraction",
+            **(res["random"] if ckpt == "random" else res["model"]),
+        }
         with open(log, "a") as f:
             f.write(json.dumps(row) + "\n")
         done[step] = row

@@ -12,6 +12,7 @@ steady state rather than full. The figure is the median over windows of images /
     python benchmarks/bench_peers.py                       # ResNet-18 fp32, width/4 fp32 and bf16, batch 128
     python benchmarks/bench_peers.py --settings w4-bf16 --windows 3
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,13 +39,39 @@ PREFETCH_FACTOR = 2  # torch's DataLoader default, which lightly's example keeps
 
 
 class Worker:
-    def __init__(self, name: str, python: str, width: float, precision: str, batch: int, workers: int,
-                 device: str = "cpu", arch: str = "resnet18", data: str | None = None):
+    def __init__(
+        self,
+        name: str,
+        python: str,
+        width: float,
+        precision: str,
+        batch: int,
+        workers: int,
+        device: str = "cpu",
+        arch: str = "resnet18",
+        data: str | None = None,
+    ):
         self.name = name
         self.drain = workers * PREFETCH_FACTOR if name == "lightly" else 0
-        cmd = [python, str(ROOT / "benchmarks" / "contenders.py"), "serve", name, "--width", str(width),
-               "--precision", precision, "--batch", str(batch), "--workers", str(workers), "--device", device,
-               "--arch", arch, *(["--data", data] if data else [])]
+        cmd = [
+            python,
+            str(ROOT / "benchmarks" / "contenders.py"),
+            "serve",
+            name,
+            "--width",
+            str(width),
+            "--precision",
+            precision,
+            "--batch",
+            str(batch),
+            "--workers",
+            str(workers),
+            "--device",
+            device,
+            "--arch",
+            arch,
+            *(["--data", data] if data else []),
+        ]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
 
     def run(self, steps: int) -> dict:
@@ -61,32 +88,66 @@ class Worker:
         self.proc.wait(timeout=120)
 
 
-def bench_setting(key: str, contenders: list[str], peers_python: str, batch: int, workers: int,
-                  windows: int | None, warmup: int, device: str = "cpu", data: str | None = None,
-                  steps: int | None = None) -> list[dict]:
+def bench_setting(
+    key: str,
+    contenders: list[str],
+    peers_python: str,
+    batch: int,
+    workers: int,
+    windows: int | None,
+    warmup: int,
+    device: str = "cpu",
+    data: str | None = None,
+    steps: int | None = None,
+) -> list[dict]:
     label, width, precision, n_windows, default_steps, *rest = SETTINGS[key]
     arch = rest[0] if rest else "resnet18"
     n_windows, steps = windows or n_windows, steps or default_steps
-    pool = [Worker(c, sys.executable if c == "ssl_toolkit" else peers_python, width, precision, batch, workers,
-                   device, arch, data) for c in contenders]
+    pool = [
+        Worker(
+            c,
+            sys.executable if c == "ssl_toolkit" else peers_python,
+            width,
+            precision,
+            batch,
+            workers,
+            device,
+            arch,
+            data,
+        )
+        for c in contenders
+    ]
     try:
         for w in pool:
             w.run(warmup + w.drain)
         rates: dict[str, list[float]] = {w.name: [] for w in pool}
         for i in range(n_windows):
-            for w in pool[i % len(pool):] + pool[:i % len(pool)]:  # rotate who goes first
+            for w in pool[i % len(pool) :] + pool[: i % len(pool)]:  # rotate who goes first
                 if w.drain:
                     w.run(w.drain)
                 r = w.run(steps)
                 rates[w.name].append(r["images"] / r["seconds"])
-                print(f"  {label} · {w.name} window {i + 1}: {rates[w.name][-1]:.1f} img/s", file=sys.stderr,
-                      flush=True)
+                print(
+                    f"  {label} · {w.name} window {i + 1}: {rates[w.name][-1]:.1f} img/s", file=sys.stderr, flush=True
+                )
     finally:
         for w in pool:
             w.close()
-    return [{"setting": key, "label": label, "width": width, "precision": precision, "arch": arch, "device": device,
-             "contender": c, "batch": batch, "windows": r, "images_per_s": statistics.median(r)}
-            for c, r in rates.items()]
+    return [
+        {
+            "setting": key,
+            "label": label,
+            "width": width,
+            "precision": precision,
+            "arch": arch,
+            "device": device,
+            "contender": c,
+            "batch": batch,
+            "windows": r,
+            "images_per_s": statistics.median(r),
+        }
+        for c, r in rates.items()
+    ]
 
 
 def table(rows: list[dict], contenders: list[str]) -> list[str]:
@@ -118,13 +179,19 @@ def main(argv=None) -> int:
         return 2
     rows = []
     for key in args.settings:
-        rows += bench_setting(key, args.contenders, args.peers_python, args.batch, args.workers, args.windows,
-                              args.warmup)
+        rows += bench_setting(
+            key, args.contenders, args.peers_python, args.batch, args.workers, args.windows, args.warmup
+        )
     env = environment(torch.device("cpu"))
-    lines = [f"# Image BYOL training throughput, side by side (batch {args.batch}, {env['cpu_count']} CPUs, "
-             f"torch {env['torch']}, {env['date']})", "",
-             "Median over alternating timed windows of end-to-end steps (data + 2 views + forward/backward + "
-             f"optimizer + EMA); peers' DataLoader workers: {args.workers}.", "", *table(rows, args.contenders)]
+    lines = [
+        f"# Image BYOL training throughput, side by side (batch {args.batch}, {env['cpu_count']} CPUs, "
+        f"torch {env['torch']}, {env['date']})",
+        "",
+        "Median over alternating timed windows of end-to-end steps (data + 2 views + forward/backward + "
+        f"optimizer + EMA); peers' DataLoader workers: {args.workers}.",
+        "",
+        *table(rows, args.contenders),
+    ]
     md = write_results(args.out, "bench_peers", {"env": env, "args": vars(args), "results": rows}, lines)
     print("\n".join(lines))
     print(f"results: {md}", file=sys.stderr)

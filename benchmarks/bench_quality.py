@@ -11,6 +11,7 @@ One contender trains at a time. Writes benchmarks/results/bench_quality.{json,md
 
     python benchmarks/bench_quality.py [--minutes 8] [--precision bf16] [--contenders ssl_toolkit lightly byol_pytorch]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,16 +27,40 @@ from harness import ROOT, environment, write_results
 EVAL = ROOT / "recipes" / "eval" / "cifar10.yaml"
 
 
-def pretrain(contender: str, minutes: float, precision: str, width: float, batch: int, peers_python: str,
-             out: Path) -> dict:
+def pretrain(
+    contender: str, minutes: float, precision: str, width: float, batch: int, peers_python: str, out: Path
+) -> dict:
     """Run one contender for the budget; returns what the run reports plus the process wall time."""
     if contender == "ssl_toolkit":
-        cmd = [str(Path(sys.executable).parent / "ssl-toolkit"), "train", str(RECIPE), f"trainer.max_minutes={minutes}",
-               f"precision={precision}", f"model.encoder.width={width}", f"data.batch_size={batch}",
-               "trainer.progress=false", "trainer.tensorboard=false", f"out_dir={out}"]
+        cmd = [
+            str(Path(sys.executable).parent / "ssl-toolkit"),
+            "train",
+            str(RECIPE),
+            f"trainer.max_minutes={minutes}",
+            f"precision={precision}",
+            f"model.encoder.width={width}",
+            f"data.batch_size={batch}",
+            "trainer.progress=false",
+            "trainer.tensorboard=false",
+            f"out_dir={out}",
+        ]
     else:
-        cmd = [peers_python, str(ROOT / "benchmarks" / "contenders.py"), "train", contender, "--minutes",
-               str(minutes), "--precision", precision, "--width", str(width), "--batch", str(batch), "--out", str(out)]
+        cmd = [
+            peers_python,
+            str(ROOT / "benchmarks" / "contenders.py"),
+            "train",
+            contender,
+            "--minutes",
+            str(minutes),
+            "--precision",
+            precision,
+            "--width",
+            str(width),
+            "--batch",
+            str(batch),
+            "--out",
+            str(out),
+        ]
     print(f"[{contender}] {' '.join(cmd)}", file=sys.stderr, flush=True)
     start = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT)
@@ -59,8 +84,9 @@ def evaluate(checkpoint: str, out: Path, width: float) -> dict:
     from ssl_toolkit.eval.runner import run_eval
     from ssl_toolkit.eval.schema import load_eval_recipe
 
-    recipe = load_eval_recipe(EVAL, ["baselines=[]", "plots.enabled=false", "cache=false",
-                                     f"model.encoder.width={width}"])
+    recipe = load_eval_recipe(
+        EVAL, ["baselines=[]", "plots.enabled=false", "cache=false", f"model.encoder.width={width}"]
+    )
     res = run_eval(recipe, checkpoint, out_dir=out, quiet=True)
     return {e["protocol"]: {"mean": e["mean"], "std": e["std"], "runs": e["runs"]} for e in res["tasks"].values()}
 
@@ -86,18 +112,29 @@ def main(argv=None) -> int:
         print(f"[{c}] {rows[-1]}", file=sys.stderr, flush=True)
     rows.append({"contender": "random init", **evaluate("random", args.runs / "random" / "eval", args.width)})
     env = environment(torch.device("cpu"))
-    lines = [f"# BYOL quality at equal wall-clock ({args.minutes:g} min of pretraining each, CIFAR-10 subset, "
-             f"ResNet-18 width {args.width:g}, batch {args.batch}, {args.precision}; {env['cpu_count']} CPUs, "
-             f"{env['date']})", "",
-             "Linear probe (3 seeds, mean ± std) and weighted kNN (k=200) from recipes/eval/cifar10.yaml on 5,000 "
-             "test images.", "",
-             "| contender | steps | images seen | img/s | linear % | kNN % |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"# BYOL quality at equal wall-clock ({args.minutes:g} min of pretraining each, CIFAR-10 subset, "
+        f"ResNet-18 width {args.width:g}, batch {args.batch}, {args.precision}; {env['cpu_count']} CPUs, "
+        f"{env['date']})",
+        "",
+        "Linear probe (3 seeds, mean ± std) and weighted kNN (k=200) from recipes/eval/cifar10.yaml on 5,000 "
+        "test images.",
+        "",
+        "| contender | steps | images seen | img/s | linear % | kNN % |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        train = (f"{r['steps']} | {r['images']} | {r['images_per_s']:.0f}" if "steps" in r else "– | – | –")
-        lines.append(f"| {r['contender']} | {train} | {100 * r['linear']['mean']:.2f} ± {100 * r['linear']['std']:.2f}"
-                     f" | {100 * r['knn']['mean']:.2f} |")
-    md = write_results(args.out, "bench_quality", {"env": env, "args": {k: str(v) for k, v in vars(args).items()},
-                                                   "results": rows}, lines)
+        train = f"{r['steps']} | {r['images']} | {r['images_per_s']:.0f}" if "steps" in r else "– | – | –"
+        lines.append(
+            f"| {r['contender']} | {train} | {100 * r['linear']['mean']:.2f} ± {100 * r['linear']['std']:.2f}"
+            f" | {100 * r['knn']['mean']:.2f} |"
+        )
+    md = write_results(
+        args.out,
+        "bench_quality",
+        {"env": env, "args": {k: str(v) for k, v in vars(args).items()}, "results": rows},
+        lines,
+    )
     print("\n".join(lines))
     print(f"results: {md}", file=sys.stderr)
     return 0

@@ -10,6 +10,7 @@ contenders alternating. Writes benchmarks/results/bench_shards.{json,md}.
 
     python benchmarks/bench_shards.py [--limit N]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,9 @@ def epoch_rate(ds, workers: int) -> tuple[float, int]:
         ds.configure(BATCH, 0, 1)
         loader = torch.utils.data.DataLoader(ds, batch_size=BATCH, num_workers=workers, collate_fn=collate_skipping_bad)
     else:
-        loader = torch.utils.data.DataLoader(ds, batch_size=BATCH, shuffle=True, num_workers=workers,
-                                             collate_fn=collate_skipping_bad, drop_last=True)
+        loader = torch.utils.data.DataLoader(
+            ds, batch_size=BATCH, shuffle=True, num_workers=workers, collate_fn=collate_skipping_bad, drop_last=True
+        )
     start, n = time.perf_counter(), 0
     for x, _, _ in loader:
         n += 0 if x is None else x.shape[0]
@@ -58,11 +60,11 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         with np.load(npz) as z:
-            images = z["x_train"][:args.limit] if args.limit else z["x_train"]
+            images = z["x_train"][: args.limit] if args.limit else z["x_train"]
         (tmp / "png").mkdir()
         for i, img in enumerate(images):
             Image.fromarray(img).save(tmp / "png" / f"{i:05d}.png")
-        wavs = sorted((SHARED / "fsdd" / "recordings").glob("*.wav"))[:args.limit]
+        wavs = sorted((SHARED / "fsdd" / "recordings").glob("*.wav"))[: args.limit]
         (tmp / "wav").mkdir()
         for f in wavs:
             (tmp / "wav" / f.name).symlink_to(f)
@@ -77,24 +79,38 @@ def main(argv=None) -> int:
         readers = [
             ("CIFAR-10", "npz (uint8 arrays in memory)", lambda: NpzImages(str(npz), limit=args.limit)),
             ("CIFAR-10", "image_folder (PNG files)", lambda: ImageFolder(str(tmp / "png"))),
-            ("CIFAR-10", f"webdataset_images ({n_png} shards of PNG)", lambda: WebDatasetImages(
-                str(tmp / "png_shards" / f"shard-{{000000..{n_png - 1:06d}}}.tar"))),
-            ("FSDD", "audio_folder, cache none (decode every epoch)",
-             lambda: AudioFolder(str(tmp / "wav"), cache="none")),
+            (
+                "CIFAR-10",
+                f"webdataset_images ({n_png} shards of PNG)",
+                lambda: WebDatasetImages(str(tmp / "png_shards" / f"shard-{{000000..{n_png - 1:06d}}}.tar")),
+            ),
+            (
+                "FSDD",
+                "audio_folder, cache none (decode every epoch)",
+                lambda: AudioFolder(str(tmp / "wav"), cache="none"),
+            ),
             ("FSDD", f"audio_folder, cache memory (preloaded in {preload_s:.1f} s)", lambda: preloaded),
-            ("FSDD", f"webdataset_audio ({n_wav} shards of wav)", lambda: WebDatasetAudio(
-                str(tmp / "wav_shards" / f"shard-{{000000..{n_wav - 1:06d}}}.tar"))),
+            (
+                "FSDD",
+                f"webdataset_audio ({n_wav} shards of wav)",
+                lambda: WebDatasetAudio(str(tmp / "wav_shards" / f"shard-{{000000..{n_wav - 1:06d}}}.tar")),
+            ),
         ]
         for workers in (0, 2):
             for data, reader, make in readers:
                 rate, n = epoch_rate(make(), workers)
-                rows.append({"data": data, "reader": reader, "workers": workers, "items": n,
-                             "items_per_s": round(rate, 1)})
+                rows.append(
+                    {"data": data, "reader": reader, "workers": workers, "items": n, "items_per_s": round(rate, 1)}
+                )
                 print(rows[-1], flush=True)
     env = environment(torch.device("cpu"))
-    lines = [f"# Reading shards vs folders ({env['cpu_count']} CPUs, torch {env['torch']}, load average "
-             f"{env['load_average_1_5_15'][0]} at the end; one epoch, batch {BATCH}, decoded items/s)", "",
-             "| data | reader | workers | items | items / s |", "|---|---|---:|---:|---:|"]
+    lines = [
+        f"# Reading shards vs folders ({env['cpu_count']} CPUs, torch {env['torch']}, load average "
+        f"{env['load_average_1_5_15'][0]} at the end; one epoch, batch {BATCH}, decoded items/s)",
+        "",
+        "| data | reader | workers | items | items / s |",
+        "|---|---|---:|---:|---:|",
+    ]
     lines += [f"| {r['data']} | {r['reader']} | {r['workers']} | {r['items']} | {r['items_per_s']} |" for r in rows]
     write_results(Path(args.out), "bench_shards", {"environment": env, "rows": rows}, lines)
     return 0

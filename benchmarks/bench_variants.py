@@ -36,6 +36,7 @@ each finished run keeps its result in ``<run>/bench_result.json`` (and, with ``-
 a rerun (or the assembling call after sharded runs) only does what is missing, and a run stopped part-way (killed,
 session over) resumes from its last checkpoint.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -99,21 +100,30 @@ def plan(groups: list[str], modality: str, size: str, batches=BATCHES) -> list[t
     runs = []
     for g in groups:
         if g in ("augmentations", "target", "batch") and modality != "image":
-            print(f"note: the {g} group is BYOL's ImageNet claim, defined on the image setting; skipped for audio",
-                  file=sys.stderr)
+            print(
+                f"note: the {g} group is BYOL's ImageNet claim, defined on the image setting; skipped for audio",
+                file=sys.stderr,
+            )
             continue
         if g == "tribyol":
             if modality != "image":
-                print("note: the TriBYOL batch-size sweep is defined on the image setting; audio runs it at the "
-                      "recipe's batch size", file=sys.stderr)
+                print(
+                    "note: the TriBYOL batch-size sweep is defined on the image setting; audio runs it at the "
+                    "recipe's batch size",
+                    file=sys.stderr,
+                )
                 runs += [(g, "byol", s["byol"], bs), (g, "tribyol", v("tribyol"), bs)]
                 continue
             for b in batches:
-                runs += [(g, f"byol bs{b}", s["byol"], [f"data.batch_size={b}"]),
-                         (g, f"tribyol bs{b}", v("tribyol"), [f"data.batch_size={b}"])]
+                runs += [
+                    (g, f"byol bs{b}", s["byol"], [f"data.batch_size={b}"]),
+                    (g, f"tribyol bs{b}", v("tribyol"), [f"data.batch_size={b}"]),
+                ]
         elif g == "predictors":
-            runs += [(g, "byol (MLP predictor)", s["byol"], bs),
-                     (g, "byol (linear predictor)", s["byol"], [*bs, "model.predictor.num_layers=1"])]
+            runs += [
+                (g, "byol (MLP predictor)", s["byol"], bs),
+                (g, "byol (linear predictor)", s["byol"], [*bs, "model.predictor.num_layers=1"]),
+            ]
             runs += [(g, h, v(h), bs) for h in PREDICTORS]
             runs.append((g, "stiefel (raw latents, alpha 0.3)", v("stiefel"), [*bs, *STIEFEL_PAPER]))
         elif g == "self_labeling":
@@ -124,15 +134,20 @@ def plan(groups: list[str], modality: str, size: str, batches=BATCHES) -> list[t
             runs += [(g, "byol", s["byol"], bs), (g, "simsiam", v("simsiam"), bs)]
         elif g == "augmentations":
             for name, recipe in (("byol", s["byol"]), ("simclr", v("simclr"))):
-                runs += [(g, name, recipe, bs), (g, f"{name} no colour", recipe, [*bs, *NO_COLOUR]),
-                         (g, f"{name} crop only", recipe, [*bs, *CROP_ONLY])]
+                runs += [
+                    (g, name, recipe, bs),
+                    (g, f"{name} no colour", recipe, [*bs, *NO_COLOUR]),
+                    (g, f"{name} crop only", recipe, [*bs, *CROP_ONLY]),
+                ]
         elif g == "target":
             runs += [(g, "byol", s["byol"], bs), (g, "byol no predictor", s["byol"], [*bs, "model.predictor=null"])]
             runs += [(g, f"byol tau_base {t}", s["byol"], [*bs, f"ema.tau_base={t}"]) for t in TAUS]
         elif g == "batch":
             for name, recipe in (("byol", s["byol"]), ("simclr", v("simclr"))):
-                runs += [(g, name, recipe, bs),
-                         (g, f"{name} bs32x4", recipe, ["data.batch_size=32", "trainer.grad_accum_steps=4"])]
+                runs += [
+                    (g, name, recipe, bs),
+                    (g, f"{name} bs32x4", recipe, ["data.batch_size=32", "trainer.grad_accum_steps=4"]),
+                ]
         elif g == "precision":
             runs += [(g, "bf16 autocast", s["byol"], bs), (g, "fp32", s["byol"], [*bs, "precision=fp32"])]
     return runs
@@ -144,9 +159,14 @@ def _last_metrics(run_dir: Path) -> dict:
     rows = read_metrics(run_dir)
     last = rows[-1]
     rankme = [float(r["rankme"]) for r in rows if r.get("rankme") not in (None, "")]
-    return {"loss": float(last["loss"]), "collapse": float(last["collapse"]), "steps": int(last["step"]),
-            "train_s": float(last["elapsed_s"]), "collapse_min": min(float(r["collapse"]) for r in rows),
-            "rankme": rankme[-1] if rankme else None}
+    return {
+        "loss": float(last["loss"]),
+        "collapse": float(last["collapse"]),
+        "steps": int(last["step"]),
+        "train_s": float(last["elapsed_s"]),
+        "collapse_min": min(float(r["collapse"]) for r in rows),
+        "rankme": rankme[-1] if rankme else None,
+    }
 
 
 @torch.no_grad()
@@ -172,7 +192,7 @@ def self_label_diagnostic(run_dir: Path, n_batches: int = 4, batch_size: int = 1
     gen = torch.Generator().manual_seed(0)
     sel, agree = [], []
     for b in range(n_batches):
-        idx = order[b * batch_size:(b + 1) * batch_size].tolist()
+        idx = order[b * batch_size : (b + 1) * batch_size].tolist()
         if len(idx) < 2:
             break
         items = [ds[i] for i in idx]
@@ -185,11 +205,13 @@ def self_label_diagnostic(run_dir: Path, n_batches: int = 4, batch_size: int = 1
     labels = torch.tensor([int(ds[i][1]) for i in order[:2000].tolist()])
     if (labels >= 0).all():
         p = torch.bincount(labels).double() / len(labels)
-        chance = float((p ** 2).sum())
+        chance = float((p**2).sum())
     finite = [a for a in agree if not math.isnan(a)]
-    return {"sl_selected": sum(sel) / max(len(sel), 1),
-            "sl_label_agreement": sum(finite) / len(finite) if finite else float("nan"),
-            "label_agreement_chance": chance}
+    return {
+        "sl_selected": sum(sel) / max(len(sel), 1),
+        "sl_label_agreement": sum(finite) / len(finite) if finite else float("nan"),
+        "label_agreement_chance": chance,
+    }
 
 
 def eval_recipe(modality: str, size: str):
@@ -208,15 +230,22 @@ def eval_recipe(modality: str, size: str):
     return validate_eval_tree(tree, origins)
 
 
-def train_and_eval(recipe_path: str, overrides: list[str], seed: int, run_dir: Path, modality: str, size: str,
-                   label: str) -> dict:
+def train_and_eval(
+    recipe_path: str, overrides: list[str], seed: int, run_dir: Path, modality: str, size: str, label: str
+) -> dict:
     from ssl_toolkit.eval.runner import run_eval
     from ssl_toolkit.recipe import load_recipe
     from ssl_toolkit.training.trainer import Trainer
 
     s = SETTINGS[modality]
-    train_ov = ["trainer.progress=false", "trainer.tensorboard=false", f"seed={seed}", "device=cpu",
-                *s.get(f"{size}_train", []), *overrides]
+    train_ov = [
+        "trainer.progress=false",
+        "trainer.tensorboard=false",
+        f"seed={seed}",
+        "device=cpu",
+        *s.get(f"{size}_train", []),
+        *overrides,
+    ]
     saved = run_dir / "bench_result.json"
     if saved.exists():
         res = json.loads(saved.read_text())
@@ -262,12 +291,28 @@ def _append(path, recipe_path: str, overrides: list[str], seed: int, group: str,
     from ssl_toolkit.recipe import load_recipe
 
     epochs = load_recipe(ROOT / recipe_path, res["overrides"]).trainer.epochs
-    row = {"key": _config(recipe_path, overrides, seed), "group": group, "config": label, "seed": seed,
-           "recipe": recipe_path, "overrides": overrides, "epochs": epochs, "steps": res["steps"],
-           "final_loss": res["loss"], "final_collapse": res["collapse"], "min_collapse": res["collapse_min"],
-           "rankme": res.get("rankme"), "linear": res.get("linear"), "knn": res.get("knn"), "units": "fraction",
-           "train_s": res["train_s"], "wall_s": res["wall_s"], "host": platform.node(),
-           "finished": datetime.now().isoformat(timespec="seconds"), "result": res}
+    row = {
+        "key": _config(recipe_path, overrides, seed),
+        "group": group,
+        "config": label,
+        "seed": seed,
+        "recipe": recipe_path,
+        "overrides": overrides,
+        "epochs": epochs,
+        "steps": res["steps"],
+        "final_loss": res["loss"],
+        "final_collapse": res["collapse"],
+        "min_collapse": res["collapse_min"],
+        "rankme": res.get("rankme"),
+        "linear": res.get("linear"),
+        "knn": res.get("knn"),
+        "units": "fraction",
+        "train_s": res["train_s"],
+        "wall_s": res["wall_s"],
+        "host": platform.node(),
+        "finished": datetime.now().isoformat(timespec="seconds"),
+        "result": res,
+    }
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
         f.write(json.dumps(row) + "\n")
@@ -282,10 +327,16 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return m, sd
 
 
-METRICS = [("linear", "linear acc %", 100), ("knn", "kNN acc %", 100), ("loss", "final loss", 1),
-           ("collapse", "collapse", 1), ("sl_selected", "pairs selected %", 100),
-           ("sl_label_agreement", "selected pairs same label %", 100),
-           ("label_agreement_chance", "same label by chance %", 100), ("train_s", "train s", 1)]
+METRICS = [
+    ("linear", "linear acc %", 100),
+    ("knn", "kNN acc %", 100),
+    ("loss", "final loss", 1),
+    ("collapse", "collapse", 1),
+    ("sl_selected", "pairs selected %", 100),
+    ("sl_label_agreement", "selected pairs same label %", 100),
+    ("label_agreement_chance", "same label by chance %", 100),
+    ("train_s", "train s", 1),
+]
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -302,17 +353,24 @@ def summarize(runs: list[dict]) -> dict:
 
 
 def markdown(summary: dict, meta: dict) -> str:
-    lines = [f"# Variant comparison ({meta['modality']}, size {meta['size']})", "",
-             f"{meta['created']} · {meta['host']} · torch {meta['torch']} · {meta['threads']} threads · "
-             f"seeds {meta['seeds']} · mean ± std over seeds · equal epochs within a group", "",
-             f"Downstream: {meta['eval']}.", ""]
+    lines = [
+        f"# Variant comparison ({meta['modality']}, size {meta['size']})",
+        "",
+        f"{meta['created']} · {meta['host']} · torch {meta['torch']} · {meta['threads']} threads · "
+        f"seeds {meta['seeds']} · mean ± std over seeds · equal epochs within a group",
+        "",
+        f"Downstream: {meta['eval']}.",
+        "",
+    ]
     if meta["size"] == "quick":
-        lines += ["Quick mode: a training subset and very short pretraining, so accuracies are near the "
-                  "random-encoder level; this checks the pipeline, it does not rank the methods.", ""]
+        lines += [
+            "Quick mode: a training subset and very short pretraining, so accuracies are near the "
+            "random-encoder level; this checks the pipeline, it does not rank the methods.",
+            "",
+        ]
     for g, by_label in summary.items():
         cols = [(k, name, scale) for k, name, scale in METRICS if any(k in v for v in by_label.values())]
-        lines += [f"## {g}", "", "| run | " + " | ".join(c[1] for c in cols) + " |",
-                  "|---|" + "---|" * len(cols)]
+        lines += [f"## {g}", "", "| run | " + " | ".join(c[1] for c in cols) + " |", "|---|" + "---|" * len(cols)]
         for label, stats in by_label.items():
             cells = []
             for k, _, scale in cols:
@@ -329,21 +387,38 @@ def markdown(summary: dict, meta: dict) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", choices=("quick", "medium", "full"), default="full",
-                    help="quick: 2,048 images × 2 epochs, short probe, 2 seeds; medium: 5,000 images × 3 epochs "
-                         "(audio: 6 epochs), 3 seeds; full: the recipes as shipped, 3 seeds")
+    ap.add_argument(
+        "--size",
+        choices=("quick", "medium", "full"),
+        default="full",
+        help="quick: 2,048 images × 2 epochs, short probe, 2 seeds; medium: 5,000 images × 3 epochs "
+        "(audio: 6 epochs), 3 seeds; full: the recipes as shipped, 3 seeds",
+    )
     ap.add_argument("--shard", default=None, metavar="K/N", help="do only the K-th of N shares of the runs")
     ap.add_argument("--modality", choices=tuple(SETTINGS), default="image")
     ap.add_argument("--groups", nargs="+", choices=GROUPS + EXTRA_GROUPS, default=list(GROUPS))
     ap.add_argument("--seeds", type=int, default=None, help="default 3 (2 with --size quick)")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads (1: on a shared CPU, 2 OpenMP threads can be many times slower)")
-    ap.add_argument("--labels", nargs="+", default=None, metavar="LABEL",
-                    help="only the runs with these labels (e.g. bn gn_ws of the norm group)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1: on a shared CPU, 2 OpenMP threads can be many times slower)",
+    )
+    ap.add_argument(
+        "--labels",
+        nargs="+",
+        default=None,
+        metavar="LABEL",
+        help="only the runs with these labels (e.g. bn gn_ws of the norm group)",
+    )
     ap.add_argument("--batches", type=int, nargs="+", default=list(BATCHES), help="the tribyol group's batch sizes")
-    ap.add_argument("--jsonl", type=Path, default=None,
-                    help="append one JSON line per finished run (config, seed, epochs, final_collapse, linear, knn "
-                         "as fractions, ...) to this file; runs already in it are not trained again")
+    ap.add_argument(
+        "--jsonl",
+        type=Path,
+        default=None,
+        help="append one JSON line per finished run (config, seed, epochs, final_collapse, linear, knn "
+        "as fractions, ...) to this file; runs already in it are not trained again",
+    )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     one_seed = plan(args.groups, args.modality, args.size, args.batches)
@@ -357,9 +432,17 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     import ssl_toolkit.components  # noqa: F401
 
-    meta = {"modality": args.modality, "size": args.size, "seeds": seeds, "threads": args.threads,
-            "groups": args.groups, "created": datetime.now().isoformat(timespec="seconds"),
-            "host": platform.node(), "torch": torch.__version__, "python": platform.python_version()}
+    meta = {
+        "modality": args.modality,
+        "size": args.size,
+        "seeds": seeds,
+        "threads": args.threads,
+        "groups": args.groups,
+        "created": datetime.now().isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
     ev = eval_recipe(args.modality, args.size)
     meta["eval"] = f"`{ev.name}` eval recipe, task(s) {', '.join(t['name'] for t in ev.tasks)}"
     runs, done = [], {}
@@ -374,16 +457,24 @@ def main(argv=None) -> int:
             continue
         if key not in done:
             tag = f"{Path(recipe_path).stem}{''.join('-' + o.split('=')[1] for o in overrides)}-s{seed}"
-            print(f"[{i + 1}/{len(todo)}] {group}: {label} seed {seed} ({recipe_path} {' '.join(overrides)})",
-                  file=sys.stderr, flush=True)
+            print(
+                f"[{i + 1}/{len(todo)}] {group}: {label} seed {seed} ({recipe_path} {' '.join(overrides)})",
+                file=sys.stderr,
+                flush=True,
+            )
             done[key] = logged.get(_config(recipe_path, overrides, seed))
             if done[key] is None:
-                done[key] = train_and_eval(recipe_path, overrides, seed, out / "runs" / tag, args.modality,
-                                           args.size, label)
+                done[key] = train_and_eval(
+                    recipe_path, overrides, seed, out / "runs" / tag, args.modality, args.size, label
+                )
                 _append(args.jsonl, recipe_path, overrides, seed, group, label, done[key])
-            print(f"    linear {done[key].get('linear', float('nan')):.4f} "
-                  f"knn {done[key].get('knn', float('nan')):.4f} "
-                  f"collapse {done[key]['collapse']:.3f} ({done[key]['wall_s']} s)", file=sys.stderr, flush=True)
+            print(
+                f"    linear {done[key].get('linear', float('nan')):.4f} "
+                f"knn {done[key].get('knn', float('nan')):.4f} "
+                f"collapse {done[key]['collapse']:.3f} ({done[key]['wall_s']} s)",
+                file=sys.stderr,
+                flush=True,
+            )
         runs.append({"group": group, "label": label, "seed": seed, **done[key]})
         if n_shards > 1:
             continue

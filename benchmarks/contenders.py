@@ -18,6 +18,7 @@ Run as a worker by the benchmark scripts, in the environment that has the conten
     python benchmarks/contenders.py serve CONTENDER --width 0.25 --precision bf16   # reads 'run N' lines
     python benchmarks/contenders.py train CONTENDER --minutes 8 --out DIR           # DIR/encoder.pt
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,10 +76,18 @@ class SslToolkit:
     def __init__(self, width: float, precision: str, batch: int, workers: int, data: Path, recipe: Path = RECIPE):
         from ssl_toolkit.recipe import load_recipe
 
-        self.recipe = load_recipe(recipe, [f"data.dataset.path={data}", f"model.encoder.width={width}",
-                                           f"model.encoder.name={ARCH}", f"data.batch_size={batch}",
-                                           f"precision={precision}", f"device={DEVICE}",
-                                           f"data.pin_memory={DEVICE.type == 'cuda'}"])
+        self.recipe = load_recipe(
+            recipe,
+            [
+                f"data.dataset.path={data}",
+                f"model.encoder.width={width}",
+                f"model.encoder.name={ARCH}",
+                f"data.batch_size={batch}",
+                f"precision={precision}",
+                f"device={DEVICE}",
+                f"data.pin_memory={DEVICE.type == 'cuda'}",
+            ],
+        )
         self._step, self.method = byol_training_step(self.recipe, DEVICE, precision, batch)
         self.batches = trainer_batches(self.recipe, DEVICE)
 
@@ -114,10 +123,18 @@ class Lightly:
         norm = {"mean": CIFAR_MEAN, "std": CIFAR_STD}
         transform = BYOLTransform(
             view_1_transform=BYOLView1Transform(input_size=32, gaussian_blur=0.0, normalize=norm),
-            view_2_transform=BYOLView2Transform(input_size=32, gaussian_blur=0.0, normalize=norm))
+            view_2_transform=BYOLView2Transform(input_size=32, gaussian_blur=0.0, normalize=norm),
+        )
         images = np.load(data)["x_train"]
-        loader = DataLoader(PilImages(images, transform), batch_size=batch, shuffle=True, drop_last=True,
-                            num_workers=workers, persistent_workers=workers > 0, pin_memory=DEVICE.type == "cuda")
+        loader = DataLoader(
+            PilImages(images, transform),
+            batch_size=batch,
+            shuffle=True,
+            drop_last=True,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=DEVICE.type == "cuda",
+        )
         self.batches = ([_to_device(v) for v in views] for views, _ in _endless(loader))
         self.backbone = encoder(width).to(DEVICE)
         dim = self.backbone.feature_dim
@@ -127,8 +144,7 @@ class Lightly:
         self.projection_head_momentum = copy.deepcopy(self.projection_head)
         deactivate_requires_grad(self.backbone_momentum)
         deactivate_requires_grad(self.projection_head_momentum)
-        params = [*self.backbone.parameters(), *self.projection_head.parameters(),
-                  *self.prediction_head.parameters()]
+        params = [*self.backbone.parameters(), *self.projection_head.parameters(), *self.prediction_head.parameters()]
         self.optimizer = torch.optim.SGD(params, lr=0.06)
         self.criterion = NegativeCosineSimilarity()
         self.precision, self.tau_base = precision, tau_base
@@ -164,12 +180,19 @@ class ByolPytorch:
         from byol_pytorch import BYOL
 
         self.net = nn.Sequential(encoder(width), nn.Identity()).to(DEVICE)  # hidden_layer=-1: the pooled features
-        self.learner = BYOL(self.net, image_size=32, hidden_layer=-1, projection_size=OUT,
-                            projection_hidden_size=HIDDEN).to(DEVICE)
+        self.learner = BYOL(
+            self.net, image_size=32, hidden_layer=-1, projection_size=OUT, projection_hidden_size=HIDDEN
+        ).to(DEVICE)
         self.optimizer = torch.optim.Adam(self.learner.parameters(), lr=3e-4)
         images = torch.from_numpy(np.load(data)["x_train"]).permute(0, 3, 1, 2).contiguous()
-        loader = DataLoader(images, batch_size=batch, shuffle=True, drop_last=True, num_workers=workers,
-                            pin_memory=DEVICE.type == "cuda")
+        loader = DataLoader(
+            images,
+            batch_size=batch,
+            shuffle=True,
+            drop_last=True,
+            num_workers=workers,
+            pin_memory=DEVICE.type == "cuda",
+        )
         self.batches = (_to_device(x).float().div_(255) for x in _endless(loader))
         self.precision = precision
 
@@ -216,8 +239,11 @@ def train(c, minutes: float, out: Path, batch: int) -> None:
     out.mkdir(parents=True, exist_ok=True)
     torch.save(c.encoder_state(), out / "encoder.pt")
     seconds = time.perf_counter() - start
-    (out / "train.json").write_text(json.dumps({"steps": steps, "images": steps * batch, "seconds": seconds,
-                                                "images_per_s": steps * batch / seconds}))
+    (out / "train.json").write_text(
+        json.dumps(
+            {"steps": steps, "images": steps * batch, "seconds": seconds, "images_per_s": steps * batch / seconds}
+        )
+    )
 
 
 def main(argv=None) -> int:

@@ -8,6 +8,7 @@ appends its final and minimum collapse metric, loss and collapse curve to benchm
 
     python benchmarks/diagnose_gn_ws.py [CASE ...] [--threads 2]   (the first six cases ran with 1 thread)
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -71,14 +72,20 @@ def run(name: str) -> dict:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["# Where BN-free BYOL collapses (benchmarks/diagnose_gn_ws.py)", "",
-             SIZE_NOTE + " Group rule: gcd(16, C) groups (1 channel per group in the "
-             "16-channel layers) except the min4ch cases (ssl_toolkit's rule: ≥ 4 channels per group).", "",
-             "| case | threads | final collapse | min collapse | final loss | train s |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "# Where BN-free BYOL collapses (benchmarks/diagnose_gn_ws.py)",
+        "",
+        SIZE_NOTE + " Group rule: gcd(16, C) groups (1 channel per group in the "
+        "16-channel layers) except the min4ch cases (ssl_toolkit's rule: ≥ 4 channels per group).",
+        "",
+        "| case | threads | final collapse | min collapse | final loss | train s |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['case']} | {r.get('threads', 1)} | {r['collapse']:.3f} | {r['collapse_min']:.3f} | "
-                     f"{r['loss']:.4f} | {r['seconds']:.1f} |")
+        lines.append(
+            f"| {r['case']} | {r.get('threads', 1)} | {r['collapse']:.3f} | {r['collapse_min']:.3f} | "
+            f"{r['loss']:.4f} | {r['seconds']:.1f} |"
+        )
     return "\n".join(lines) + "\n"
 
 

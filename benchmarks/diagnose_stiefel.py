@@ -10,6 +10,7 @@ latents' magnitude: each case records ‖P‖_F/‖α·I‖_F at the end (P = W 
 
     python benchmarks/diagnose_stiefel.py [CASE ...] [--threads 2]
 """
+
 from __future__ import annotations
 
 import sys
@@ -45,8 +46,13 @@ def weight_shape(weight: torch.Tensor, alpha: float) -> dict:
     p = w - alpha * torch.eye(w.shape[0], dtype=w.dtype)
     eig = torch.linalg.eigvalsh(0.5 * (w + w.T))
     ridge = alpha * w.shape[0] ** 0.5
-    return {"alpha": alpha, "p_fro": float(p.norm()), "p_over_ridge": float(p.norm()) / ridge if ridge else None,
-            "w_eig_min": float(eig.min()), "w_eig_max": float(eig.max())}
+    return {
+        "alpha": alpha,
+        "p_fro": float(p.norm()),
+        "p_over_ridge": float(p.norm()) / ridge if ridge else None,
+        "w_eig_min": float(eig.min()),
+        "w_eig_max": float(eig.max()),
+    }
 
 
 def predictor_shape(run_dir) -> dict:
@@ -72,17 +78,22 @@ def run(name: str) -> dict:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["# Why the 'stiefel' closed-form predictor collapses (benchmarks/diagnose_stiefel.py)", "",
-             SIZE_NOTE + " P = W − α·I, the closed-form part of the predictor at the last step.", "",
-             "| case | final collapse | min collapse | final loss | α | ‖P‖_F / ‖αI‖_F | W eigenvalues "
-             "| train s |",
-             "|---|---:|---:|---:|---:|---:|---|---:|"]
+    lines = [
+        "# Why the 'stiefel' closed-form predictor collapses (benchmarks/diagnose_stiefel.py)",
+        "",
+        SIZE_NOTE + " P = W − α·I, the closed-form part of the predictor at the last step.",
+        "",
+        "| case | final collapse | min collapse | final loss | α | ‖P‖_F / ‖αI‖_F | W eigenvalues | train s |",
+        "|---|---:|---:|---:|---:|---:|---|---:|",
+    ]
     for r in rows:
         ratio = "–" if r.get("p_over_ridge") is None else f"{r['p_over_ridge']:.3g}"
         alpha = "–" if r.get("alpha") is None else f"{r['alpha']:g}"
         eig = f"{r['w_eig_min']:.3g} … {r['w_eig_max']:.3g}" if "w_eig_min" in r else "–"
-        lines.append(f"| {r['case']} | {r['collapse']:.3f} | {r['collapse_min']:.3f} | {r['loss']:.4f} | {alpha} | "
-                     f"{ratio} | {eig} | {r['seconds']:.1f} |")
+        lines.append(
+            f"| {r['case']} | {r['collapse']:.3f} | {r['collapse_min']:.3f} | {r['loss']:.4f} | {alpha} | "
+            f"{ratio} | {eig} | {r['seconds']:.1f} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -3,6 +3,7 @@
 Scripts in this folder run as ``python benchmarks/<name>.py`` and import it as ``harness`` (their folder
 is first on sys.path); importing it also puts the repository root on sys.path.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -82,11 +83,17 @@ def byol_training_step(recipe, device: torch.device, precision: str, global_batc
 
 
 def environment(device: torch.device) -> dict:
-    env = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-           "cpu_count": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
-           "cpu": platform.processor() or platform.machine(),
-           "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()],
-           "date": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    env = {
+        "device": str(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "cpu": platform.processor() or platform.machine(),
+        "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()],
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
     return env

@@ -4,6 +4,7 @@ eval); each finished case appends one JSON line (final and minimum collapse metr
 plus what the script's ``run`` adds to the row of ``train_case``) to the script's results file and is skipped
 when run again; the markdown table beside it is rewritten from every line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,15 +21,31 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-MEDIUM = ["data.dataset.limit=5000", "trainer.epochs=3", "trainer.log_every=10", "trainer.progress=false",
-          "trainer.tensorboard=false", "device=cpu", "seed=0", "trainer.max_minutes=null", "trainer.hooks=[]"]
-SIZE_NOTE = ("Medium size: 5,000 CIFAR-10 subset images × 3 epochs (117 steps), seed 0, no linear eval; collapse "
-             "metric = std of the L2-normalized projections × √d (≈1 healthy, →0 collapsed), logged every 10 "
-             "steps. One seed each: a diagnosis, not a result.")
+MEDIUM = [
+    "data.dataset.limit=5000",
+    "trainer.epochs=3",
+    "trainer.log_every=10",
+    "trainer.progress=false",
+    "trainer.tensorboard=false",
+    "device=cpu",
+    "seed=0",
+    "trainer.max_minutes=null",
+    "trainer.hooks=[]",
+]
+SIZE_NOTE = (
+    "Medium size: 5,000 CIFAR-10 subset images × 3 epochs (117 steps), seed 0, no linear eval; collapse "
+    "metric = std of the L2-normalized projections × √d (≈1 healthy, →0 collapsed), logged every 10 "
+    "steps. One seed each: a diagnosis, not a result."
+)
 
 
-def train_case(name: str, recipe: str, extra: list[str], out_root: str,
-               context: Callable[[str], contextlib.AbstractContextManager] | None = None) -> tuple[dict, Path]:
+def train_case(
+    name: str,
+    recipe: str,
+    extra: list[str],
+    out_root: str,
+    context: Callable[[str], contextlib.AbstractContextManager] | None = None,
+) -> tuple[dict, Path]:
     """Train one case (inside ``context(name)`` if given); its row and its run folder."""
     from ssl_toolkit.recipe import load_recipe
     from ssl_toolkit.training.trainer import Trainer
@@ -38,15 +55,28 @@ def train_case(name: str, recipe: str, extra: list[str], out_root: str,
     with context(name) if context else contextlib.nullcontext():
         Trainer(load_recipe(ROOT / recipe, MEDIUM + extra), out_dir=out, quiet=True, overwrite=True).fit()
     rows = list(csv.DictReader(open(out / "metrics.csv")))
-    row = {"case": name, "recipe": recipe, "overrides": extra, "loss": float(rows[-1]["loss"]),
-           "collapse": float(rows[-1]["collapse"]), "collapse_min": min(float(r["collapse"]) for r in rows),
-           "seconds": round(time.time() - start, 1), "threads": torch.get_num_threads(),
-           "curve": [round(float(r["collapse"]), 3) for r in rows]}
+    row = {
+        "case": name,
+        "recipe": recipe,
+        "overrides": extra,
+        "loss": float(rows[-1]["loss"]),
+        "collapse": float(rows[-1]["collapse"]),
+        "collapse_min": min(float(r["collapse"]) for r in rows),
+        "seconds": round(time.time() - start, 1),
+        "threads": torch.get_num_threads(),
+        "curve": [round(float(r["collapse"]), 3) for r in rows],
+    }
     return row, out
 
 
-def main(argv: list[str], doc: str, cases: dict, results: Path, run: Callable[[str], dict],
-         markdown: Callable[[list[dict]], str]) -> int:
+def main(
+    argv: list[str],
+    doc: str,
+    cases: dict,
+    results: Path,
+    run: Callable[[str], dict],
+    markdown: Callable[[list[dict]], str],
+) -> int:
     """Run the cases named in ``argv`` (default: every case not yet in ``results``), then rewrite the table."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("cases", nargs="*", help="cases to run (default: all not yet logged)")

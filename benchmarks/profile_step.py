@@ -9,6 +9,7 @@ profile_<recipe>.json / .md: time per phase (its record_function ranges: views, 
 ema) and the operators with the most self CPU time. ``--set`` adds recipe overrides (e.g.
 ``model.encoder.feature_d=2048 precision=fp32``); the output is then named profile_<recipe>_<overrides>.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,10 +24,11 @@ from ssl_toolkit.recipe import load_recipe  # noqa: E402
 from ssl_toolkit.registry import DATASETS  # noqa: E402
 
 RECIPES = {
-    "image": (ROOT / "recipes" / "image" / "byol_cifar10_cpu.yaml",
-              [f"data.dataset.path={ROOT.parent / 'shared' / 'data' / 'cifar10' / 'cifar10_subset_20k_5k.npz'}"]),
-    "audio": (ROOT / "recipes" / "audio" / "byola_fsdd.yaml",
-              ["views.input.1.mean=-6.0", "views.input.1.std=4.5"]),
+    "image": (
+        ROOT / "recipes" / "image" / "byol_cifar10_cpu.yaml",
+        [f"data.dataset.path={ROOT.parent / 'shared' / 'data' / 'cifar10' / 'cifar10_subset_20k_5k.npz'}"],
+    ),
+    "audio": (ROOT / "recipes" / "audio" / "byola_fsdd.yaml", ["views.input.1.mean=-6.0", "views.input.1.std=4.5"]),
 }
 PHASES = ("views", "forward", "backward", "optimizer", "ema")
 
@@ -57,16 +59,31 @@ def main(argv=None) -> int:
     events = prof.key_averages()
     total = sum(e.cpu_time_total for e in events if e.key in PHASES)
     phases = {e.key: e.cpu_time_total / args.steps / 1e3 for e in events if e.key in PHASES}
-    ops = sorted((e for e in events if e.key not in PHASES and not e.key.startswith("ProfilerStep")),
-                 key=lambda e: e.self_cpu_time_total, reverse=True)[:args.top]
-    op_rows = [{"op": e.key, "self_ms_per_step": e.self_cpu_time_total / args.steps / 1e3,
-                "calls": e.count // args.steps, "share": e.self_cpu_time_total / total} for e in ops]
+    ops = sorted(
+        (e for e in events if e.key not in PHASES and not e.key.startswith("ProfilerStep")),
+        key=lambda e: e.self_cpu_time_total,
+        reverse=True,
+    )[: args.top]
+    op_rows = [
+        {
+            "op": e.key,
+            "self_ms_per_step": e.self_cpu_time_total / args.steps / 1e3,
+            "calls": e.count // args.steps,
+            "share": e.self_cpu_time_total / total,
+        }
+        for e in ops
+    ]
     env = environment(torch.device("cpu"))
-    lines = [f"# Profile of one training step: {path.name} (batch {b}, {recipe.precision}, channels_last {cl}; "
-             f"{env['threads']} threads, {env['date']})" + "".join(f"; {o}" for o in args.set), "",
-             "| phase | ms / step | share |", "|---|---:|---:|"]
-    lines += [f"| {k} | {phases.get(k, 0):.1f} | {100 * phases.get(k, 0) * 1e3 * args.steps / total:.1f} % |"
-              for k in PHASES]
+    lines = [
+        f"# Profile of one training step: {path.name} (batch {b}, {recipe.precision}, channels_last {cl}; "
+        f"{env['threads']} threads, {env['date']})" + "".join(f"; {o}" for o in args.set),
+        "",
+        "| phase | ms / step | share |",
+        "|---|---:|---:|",
+    ]
+    lines += [
+        f"| {k} | {phases.get(k, 0):.1f} | {100 * phases.get(k, 0) * 1e3 * args.steps / total:.1f} % |" for k in PHASES
+    ]
     lines += ["", "| operator (self CPU time) | ms / step | calls / step | share of step |", "|---|---:|---:|---:|"]
     lines += [f"| {r['op']} | {r['self_ms_per_step']:.1f} | {r['calls']} | {100 * r['share']:.1f} % |" for r in op_rows]
     name = "_".join([f"profile_{args.recipe}", *(re.sub(r"[^A-Za-z0-9]+", "-", o) for o in args.set)])

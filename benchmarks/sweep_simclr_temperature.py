@@ -8,6 +8,7 @@ unfinished run from its checkpoint); ``results/simclr_temperature_sweep.md`` is 
 
     python benchmarks/sweep_simclr_temperature.py [--temperatures 0.2 0.5 1.0] [--threads 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,14 @@ def holdout_file() -> Path:
         with np.load(SUBSET) as z:
             x, y, names = z["x_train"], z["y_train"], z["class_names"]
         HOLDOUT.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(HOLDOUT, x_train=x[:SPLIT_AT], y_train=y[:SPLIT_AT], x_test=x[SPLIT_AT:], y_test=y[SPLIT_AT:],
-                 class_names=names)
+        np.savez(
+            HOLDOUT,
+            x_train=x[:SPLIT_AT],
+            y_train=y[:SPLIT_AT],
+            x_test=x[SPLIT_AT:],
+            y_test=y[SPLIT_AT:],
+            class_names=names,
+        )
     return HOLDOUT
 
 
@@ -48,22 +55,42 @@ def run_one(temperature: float, seed: int, out: Path) -> dict:
     from ssl_toolkit.recipe import load_recipe
     from ssl_toolkit.training.trainer import Trainer
 
-    overrides = ["trainer.progress=false", "trainer.tensorboard=false", "trainer.max_minutes=null", f"seed={seed}",
-                 f"method.temperature={temperature}"]
+    overrides = [
+        "trainer.progress=false",
+        "trainer.tensorboard=false",
+        "trainer.max_minutes=null",
+        f"seed={seed}",
+        f"method.temperature={temperature}",
+    ]
     t0 = time.perf_counter()
     if not (out / "encoder.pt").exists():
         Trainer(load_recipe(ROOT / RECIPE, overrides), out_dir=out, resume="auto", quiet=True).fit()
         if not (out / "encoder.pt").exists():
             raise SystemExit(f"training of {out} was interrupted; rerun to resume it")
-    ev = load_eval_recipe(ROOT / "recipes/eval/cifar10.yaml",
-                          ["baselines=[]", "plots.enabled=false", "cache=false", "linear.runs=1",
-                           f"tasks.0.dataset.path={holdout_file()}"])
+    ev = load_eval_recipe(
+        ROOT / "recipes/eval/cifar10.yaml",
+        [
+            "baselines=[]",
+            "plots.enabled=false",
+            "cache=false",
+            "linear.runs=1",
+            f"tasks.0.dataset.path={holdout_file()}",
+        ],
+    )
     res = run_eval(ev, str(out), out_dir=out / "eval_holdout", quiet=True)
     tasks = {e["protocol"]: e["mean"] for e in res["tasks"].values()}
-    return {"temperature": temperature, "seed": seed, "recipe": RECIPE, "overrides": overrides,
-            "held_out": f"training images {SPLIT_AT}-19999 (probe trained on 0-{SPLIT_AT - 1})",
-            "linear": tasks.get("linear"), "knn": tasks.get("knn"), **_last_metrics(out),
-            "wall_s": round(time.perf_counter() - t0, 1), "finished": datetime.now().isoformat(timespec="seconds")}
+    return {
+        "temperature": temperature,
+        "seed": seed,
+        "recipe": RECIPE,
+        "overrides": overrides,
+        "held_out": f"training images {SPLIT_AT}-19999 (probe trained on 0-{SPLIT_AT - 1})",
+        "linear": tasks.get("linear"),
+        "knn": tasks.get("knn"),
+        **_last_metrics(out),
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "finished": datetime.now().isoformat(timespec="seconds"),
+    }
 
 
 def main() -> None:
@@ -95,14 +122,21 @@ def main() -> None:
         print(f"    held-out linear {row['linear']:.4f} knn {row['knn']:.4f}", file=sys.stderr, flush=True)
     rows = sorted(done.values(), key=lambda r: r["temperature"])
     best = max(rows, key=lambda r: r["linear"])
-    lines = ["# SimCLR temperature on held-out training images", "",
-             f"One seed per temperature of `{RECIPE}` at its full size (20k images × 12 epochs, bf16, 2 threads); "
-             f"linear probe (1 run) and weighted kNN trained on training images 0–{SPLIT_AT - 1} and scored on "
-             f"training images {SPLIT_AT}–19,999. The test split is not read.", "",
-             "| temperature | seed | held-out linear % | held-out kNN % | final loss | collapse | train s |",
-             "|---:|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['temperature']} | {r['seed']} | {100 * r['linear']:.2f} | {100 * r['knn']:.2f} | "
-              f"{r['loss']:.3f} | {r['collapse']:.2f} | {r['train_s']:.0f} |" for r in rows]
+    lines = [
+        "# SimCLR temperature on held-out training images",
+        "",
+        f"One seed per temperature of `{RECIPE}` at its full size (20k images × 12 epochs, bf16, 2 threads); "
+        f"linear probe (1 run) and weighted kNN trained on training images 0–{SPLIT_AT - 1} and scored on "
+        f"training images {SPLIT_AT}–19,999. The test split is not read.",
+        "",
+        "| temperature | seed | held-out linear % | held-out kNN % | final loss | collapse | train s |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['temperature']} | {r['seed']} | {100 * r['linear']:.2f} | {100 * r['knn']:.2f} | "
+        f"{r['loss']:.3f} | {r['collapse']:.2f} | {r['train_s']:.0f} |"
+        for r in rows
+    ]
     lines += ["", f"Chosen (best held-out linear accuracy): **T = {best['temperature']}**."]
     (RESULTS / "simclr_temperature_sweep.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

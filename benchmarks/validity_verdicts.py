@@ -31,6 +31,7 @@ Verdicts, on the claim's metric (linear accuracy unless named), mean ± sample s
 
     python benchmarks/validity_verdicts.py
 """
+
 from __future__ import annotations
 
 import json
@@ -73,101 +74,256 @@ GRILL = "Grill et al. 2020, BYOL (NeurIPS, arXiv 2006.07733)"
 NIIZUMI = "Niizumi et al. 2021, BYOL-A (IJCNN, arXiv 2103.06695)"
 ABL = "byola_v2_320 {}"  # bench_audio_budget.py's abl_* levers: v2 at 320 steps, one component taken away
 LINEAR_PREDICTOR = "model.predictor.num_layers=1"  # BYOL with a trained linear predictor (Edge of Orthogonality)
-STIEFEL_CAVEAT = ("the paper's Stiefel formula on L2-normalized projections with ridge α = 0.01, where it is ≈ the "
-                  "identity predictor α·I: not the paper's setting, which the next claim tests")
+STIEFEL_CAVEAT = (
+    "the paper's Stiefel formula on L2-normalized projections with ridge α = 0.01, where it is ≈ the "
+    "identity predictor α·I: not the paper's setting, which the next claim tests"
+)
 EOO_BEST = {"ne": "68.5 / 71.8 % (α 0.15)", "ns2": "68.8 / 72.2 % (α 0.9 / 0.6)", "stiefel": "68.8 / 72.1 % (α 0.3)"}
 CLAIMS = [
-    Claim("TriBYOL beats BYOL at a small batch (64)",
-          "Li et al. 2022, TriBYOL (arXiv 2206.03012), abstract: it 'can drastically outperform state-of-the-art "
-          "self-supervised learning methods on several datasets in small-batch cases'",
-          "better", IMG, _img("tribyol", "data.batch_size=64"), _img("byol", "data.batch_size=64")),
-    Claim("closed-form predictor directpred matches the trained MLP predictor",
-          "Tian et al. 2021, DirectPred (ICML, arXiv 2102.06810), abstract: 'performs comparably with more complex "
-          "two-layer non-linear predictors that employ BatchNorm' (ImageNet, 300 epochs)",
-          "comparable", IMG, _img("directpred"), _img("byol")),
-    *[Claim(f"closed-form predictor {p} beats the trained linear predictor",
+    Claim(
+        "TriBYOL beats BYOL at a small batch (64)",
+        "Li et al. 2022, TriBYOL (arXiv 2206.03012), abstract: it 'can drastically outperform state-of-the-art "
+        "self-supervised learning methods on several datasets in small-batch cases'",
+        "better",
+        IMG,
+        _img("tribyol", "data.batch_size=64"),
+        _img("byol", "data.batch_size=64"),
+    ),
+    Claim(
+        "closed-form predictor directpred matches the trained MLP predictor",
+        "Tian et al. 2021, DirectPred (ICML, arXiv 2102.06810), abstract: 'performs comparably with more complex "
+        "two-layer non-linear predictors that employ BatchNorm' (ImageNet, 300 epochs)",
+        "comparable",
+        IMG,
+        _img("directpred"),
+        _img("byol"),
+    ),
+    *[
+        Claim(
+            f"closed-form predictor {p} beats the trained linear predictor",
             "Richemond et al. 2023, Edge of Orthogonality (ICML, arXiv 2302.04817), abstract: the closed-form "
             "predictors 'outperform standard linear trainable predictor BYOL at 100 and 300 epochs' (ImageNet; "
             f"its ridge table, best α: {EOO_BEST[p]} vs the linear predictor's 67.6 / 71.5 % top-1)",
-            "better", IMG, _img(p), _img("byol", LINEAR_PREDICTOR),
-            caveat=STIEFEL_CAVEAT if p == "stiefel" else "") for p in ("ne", "ns2", "stiefel")],
-    Claim("closed-form predictor stiefel in the paper's setting (raw latents, ridge α 0.3) beats the trained "
-          "linear predictor",
-          "Richemond et al. 2023, Edge of Orthogonality (ICML, arXiv 2302.04817): Stiefel with α = 0.3, 68.8 / 72.1 "
-          "% vs the trained linear predictor's 67.6 / 71.5 % top-1 (ImageNet, 100 / 300 epochs); no normalization "
-          "of the latents stated", "better", IMG,
-          _img("stiefel", "model.predictor.normalize=false", "model.predictor.alpha=0.3"),
-          _img("byol", LINEAR_PREDICTOR)),
-    Claim("CCSL beats BYOL", "arXiv 2204.04545 (self-labeling refinement), abstract: CCSL 76.87 % vs vanilla BYOL "
-          "71.04 % (STL-10)", "better", IMG, _img("ccsl"), _img("byol")),
-    Claim("CSSL matches BYOL", "arXiv 2204.04545, abstract: 'BYOL trained using CSSL loss performs comparably with "
-          "Vanilla BYOL' (STL-10)", "comparable", IMG, _img("cssl"), _img("byol")),
-    Claim("GroupNorm + WS (no batch statistics) matches BatchNorm",
-          "Richemond et al. 2020 (arXiv 2010.10241), abstract: 73.9 % vs 74.3 % top-1 (ImageNet, ResNet-50)",
-          "comparable", IMG, _img("gn_ws"), _img("byol")),
-    Claim("without any normalization BYOL collapses",
-          "Richemond et al. 2020: removing every BN gives 0.1 % top-1 (ImageNet, 300 epochs; per-component ablation)",
-          "collapses", IMG, _img("nonorm")),
-    Claim("SimSiam (no momentum target) is competitive with BYOL",
-          "Chen & He 2021 (CVPR, arXiv 2011.10566): SimSiam 'can be thought of as BYOL without the momentum "
-          "encoder'; 68.1 % top-1 at 100 ImageNet epochs (official README)", "comparable", IMG, _img("simsiam"),
-          _img("byol")),
-    *[Claim(f"BYOL loses less than SimCLR {what}",
+            "better",
+            IMG,
+            _img(p),
+            _img("byol", LINEAR_PREDICTOR),
+            caveat=STIEFEL_CAVEAT if p == "stiefel" else "",
+        )
+        for p in ("ne", "ns2", "stiefel")
+    ],
+    Claim(
+        "closed-form predictor stiefel in the paper's setting (raw latents, ridge α 0.3) beats the trained "
+        "linear predictor",
+        "Richemond et al. 2023, Edge of Orthogonality (ICML, arXiv 2302.04817): Stiefel with α = 0.3, 68.8 / 72.1 "
+        "% vs the trained linear predictor's 67.6 / 71.5 % top-1 (ImageNet, 100 / 300 epochs); no normalization "
+        "of the latents stated",
+        "better",
+        IMG,
+        _img("stiefel", "model.predictor.normalize=false", "model.predictor.alpha=0.3"),
+        _img("byol", LINEAR_PREDICTOR),
+    ),
+    Claim(
+        "CCSL beats BYOL",
+        "arXiv 2204.04545 (self-labeling refinement), abstract: CCSL 76.87 % vs vanilla BYOL 71.04 % (STL-10)",
+        "better",
+        IMG,
+        _img("ccsl"),
+        _img("byol"),
+    ),
+    Claim(
+        "CSSL matches BYOL",
+        "arXiv 2204.04545, abstract: 'BYOL trained using CSSL loss performs comparably with Vanilla BYOL' (STL-10)",
+        "comparable",
+        IMG,
+        _img("cssl"),
+        _img("byol"),
+    ),
+    Claim(
+        "GroupNorm + WS (no batch statistics) matches BatchNorm",
+        "Richemond et al. 2020 (arXiv 2010.10241), abstract: 73.9 % vs 74.3 % top-1 (ImageNet, ResNet-50)",
+        "comparable",
+        IMG,
+        _img("gn_ws"),
+        _img("byol"),
+    ),
+    Claim(
+        "without any normalization BYOL collapses",
+        "Richemond et al. 2020: removing every BN gives 0.1 % top-1 (ImageNet, 300 epochs; per-component ablation)",
+        "collapses",
+        IMG,
+        _img("nonorm"),
+    ),
+    Claim(
+        "SimSiam (no momentum target) is competitive with BYOL",
+        "Chen & He 2021 (CVPR, arXiv 2011.10566): SimSiam 'can be thought of as BYOL without the momentum "
+        "encoder'; 68.1 % top-1 at 100 ImageNet epochs (official README)",
+        "comparable",
+        IMG,
+        _img("simsiam"),
+        _img("byol"),
+    ),
+    *[
+        Claim(
+            f"BYOL loses less than SimCLR {what}",
             f"{GRILL}, Fig. 3b / App. F.3 Table 17: {numbers} (ImageNet, 300 epochs, linear top-1)",
-            "smaller drop", IMG, _img("byol", *ops), _img("simclr", *ops), a_full=_img("byol"),
-            b_full=_img("simclr")) for what, ops, numbers in (
-        ("when colour distortion (jitter + grayscale) is removed", NO_COLOUR,
-         "BYOL 72.5 → 63.4 (−9.1), SimCLR 67.9 → 45.7 (−22.2)"),
-        ("when only the crop remains (no flip, colour or solarization)", CROP_ONLY,
-         "BYOL 72.5 → 59.4 (−13.1), SimCLR 67.9 → 40.3 (−27.6)"))],
-    Claim("without the predictor BYOL collapses", f"{GRILL}, Table 5b: no predictor 0.2 % top-1 (ImageNet, "
-          "300 epochs)", "collapses", IMG, _img("byol", "model.predictor=null")),
-    Claim("with τ_base = 0 (the online network as target) BYOL collapses", f"{GRILL}, Table 5a: τ_base 0 → 0.3 % "
-          "top-1", "collapses", IMG, _img("byol", "ema.tau_base=0.0")),
-    Claim("a fixed random target (τ_base = 1) learns far less than a moving average, but does not collapse",
-          f"{GRILL}, Table 5a: τ_base 1 → 18.8 % vs 72.5 % at 0.99 (and 0.3 % for the collapsed τ_base 0)",
-          "worse, no collapse", IMG, _img("byol", "ema.tau_base=1.0"),
-          _img("byol")),
-    Claim("τ_base between 0.9 and 0.99 is a broad optimum", f"{GRILL}, Table 5a: τ_base 0.9 / 0.99 / 0.999 → "
-          "68.4 / 72.5 / 69.8 %, vs 18.8 % at 1 and 0.3 % at 0", "plateau", IMG, _img("byol", "ema.tau_base=0.9"),
-          members=(_img("byol", "ema.tau_base=0.9"), _img("byol"), _img("byol", "ema.tau_base=0.99")),
-          outsiders=(_img("byol", "ema.tau_base=1.0"), _img("byol", "ema.tau_base=0.0"))),
-    Claim("BYOL loses less than SimCLR at a 4× smaller batch (same optimizer batch, accumulated)",
-          f"{GRILL}, Fig. 3a / App. F.2 Table 16: batch 4096 → 256, BYOL 72.5 → 71.8 (−0.7), SimCLR 67.9 → "
-          "64.3 (−3.6); ours 128 → 32 × 4 accumulated, only BatchNorm and the negatives see the small batch",
-          "smaller drop", IMG, _img("byol", *SMALL_BATCH), _img("simclr", *SMALL_BATCH), a_full=_img("byol"),
-          b_full=_img("simclr")),
-    *[c for task in ("fsdd_digits", "emodb") for c in (
-        Claim(f"BYOL-A: mixup + random resize crop beat random resize crop alone ({task})",
-              f"{NIIZUMI}, Table II: mixup + RRC 72.3 % average vs RRC alone 68.4 % (SPCV2 87.2 vs 77.4); ours on v2's "
-              "views (the linear fader stays)", "better", AUD, ABL.format("full"), ABL.format("no_mixup"),
-              f"linear.{task}"),
-        Claim(f"BYOL-A: mixup + random resize crop beat mixup alone ({task})",
-              f"{NIIZUMI}, Table II: mixup + RRC 72.3 % average vs mixup alone 63.9 % (SPCV2 87.2 vs 82.0)", "better",
-              AUD, ABL.format("full"), ABL.format("no_rrc"), f"linear.{task}"),
-        Claim(f"BYOL-A v2's random linear fader improves the views ({task})",
-              "Niizumi et al. 2023 (IEEE/ACM TASLP, arXiv 2204.07402) add the random linear fader to v2's views; its "
-              "ablation's numbers were not found in the material searched (issue 34)", "better", AUD,
-              ABL.format("full"), ABL.format("no_fader"), f"linear.{task}"),
-        Claim(f"BYOL-A: pre-normalization matters more than post-normalization ({task})",
-              f"{NIIZUMI}, Table III: without post-norm −0.2, without pre-norm −1.8 to −3.4 points (average)",
-              "smaller drop", AUD, ABL.format("no_postnorm"), ABL.format("no_prenorm"), f"linear.{task}",
-              a_full=ABL.format("full"), b_full=ABL.format("full")))],
-    *[Claim(f"BYOL-A v2 improves on v1 ({task})", "Niizumi et al. 2023 (IEEE/ACM TASLP, arXiv 2204.07402): v2's "
+            "smaller drop",
+            IMG,
+            _img("byol", *ops),
+            _img("simclr", *ops),
+            a_full=_img("byol"),
+            b_full=_img("simclr"),
+        )
+        for what, ops, numbers in (
+            (
+                "when colour distortion (jitter + grayscale) is removed",
+                NO_COLOUR,
+                "BYOL 72.5 → 63.4 (−9.1), SimCLR 67.9 → 45.7 (−22.2)",
+            ),
+            (
+                "when only the crop remains (no flip, colour or solarization)",
+                CROP_ONLY,
+                "BYOL 72.5 → 59.4 (−13.1), SimCLR 67.9 → 40.3 (−27.6)",
+            ),
+        )
+    ],
+    Claim(
+        "without the predictor BYOL collapses",
+        f"{GRILL}, Table 5b: no predictor 0.2 % top-1 (ImageNet, 300 epochs)",
+        "collapses",
+        IMG,
+        _img("byol", "model.predictor=null"),
+    ),
+    Claim(
+        "with τ_base = 0 (the online network as target) BYOL collapses",
+        f"{GRILL}, Table 5a: τ_base 0 → 0.3 % top-1",
+        "collapses",
+        IMG,
+        _img("byol", "ema.tau_base=0.0"),
+    ),
+    Claim(
+        "a fixed random target (τ_base = 1) learns far less than a moving average, but does not collapse",
+        f"{GRILL}, Table 5a: τ_base 1 → 18.8 % vs 72.5 % at 0.99 (and 0.3 % for the collapsed τ_base 0)",
+        "worse, no collapse",
+        IMG,
+        _img("byol", "ema.tau_base=1.0"),
+        _img("byol"),
+    ),
+    Claim(
+        "τ_base between 0.9 and 0.99 is a broad optimum",
+        f"{GRILL}, Table 5a: τ_base 0.9 / 0.99 / 0.999 → 68.4 / 72.5 / 69.8 %, vs 18.8 % at 1 and 0.3 % at 0",
+        "plateau",
+        IMG,
+        _img("byol", "ema.tau_base=0.9"),
+        members=(_img("byol", "ema.tau_base=0.9"), _img("byol"), _img("byol", "ema.tau_base=0.99")),
+        outsiders=(_img("byol", "ema.tau_base=1.0"), _img("byol", "ema.tau_base=0.0")),
+    ),
+    Claim(
+        "BYOL loses less than SimCLR at a 4× smaller batch (same optimizer batch, accumulated)",
+        f"{GRILL}, Fig. 3a / App. F.2 Table 16: batch 4096 → 256, BYOL 72.5 → 71.8 (−0.7), SimCLR 67.9 → "
+        "64.3 (−3.6); ours 128 → 32 × 4 accumulated, only BatchNorm and the negatives see the small batch",
+        "smaller drop",
+        IMG,
+        _img("byol", *SMALL_BATCH),
+        _img("simclr", *SMALL_BATCH),
+        a_full=_img("byol"),
+        b_full=_img("simclr"),
+    ),
+    *[
+        c
+        for task in ("fsdd_digits", "emodb")
+        for c in (
+            Claim(
+                f"BYOL-A: mixup + random resize crop beat random resize crop alone ({task})",
+                f"{NIIZUMI}, Table II: mixup + RRC 72.3 % average vs RRC alone 68.4 % (SPCV2 87.2 vs 77.4); ours on "
+                "v2's views (the linear fader stays)",
+                "better",
+                AUD,
+                ABL.format("full"),
+                ABL.format("no_mixup"),
+                f"linear.{task}",
+            ),
+            Claim(
+                f"BYOL-A: mixup + random resize crop beat mixup alone ({task})",
+                f"{NIIZUMI}, Table II: mixup + RRC 72.3 % average vs mixup alone 63.9 % (SPCV2 87.2 vs 82.0)",
+                "better",
+                AUD,
+                ABL.format("full"),
+                ABL.format("no_rrc"),
+                f"linear.{task}",
+            ),
+            Claim(
+                f"BYOL-A v2's random linear fader improves the views ({task})",
+                "Niizumi et al. 2023 (IEEE/ACM TASLP, arXiv 2204.07402) add the random linear fader to v2's views; its "
+                "ablation's numbers were not found in the material searched (issue 34)",
+                "better",
+                AUD,
+                ABL.format("full"),
+                ABL.format("no_fader"),
+                f"linear.{task}",
+            ),
+            Claim(
+                f"BYOL-A: pre-normalization matters more than post-normalization ({task})",
+                f"{NIIZUMI}, Table III: without post-norm −0.2, without pre-norm −1.8 to −3.4 points (average)",
+                "smaller drop",
+                AUD,
+                ABL.format("no_postnorm"),
+                ABL.format("no_prenorm"),
+                f"linear.{task}",
+                a_full=ABL.format("full"),
+                b_full=ABL.format("full"),
+            ),
+        )
+    ],
+    *[
+        Claim(
+            f"BYOL-A v2 improves on v1 ({task})",
+            "Niizumi et al. 2023 (IEEE/ACM TASLP, arXiv 2204.07402): v2's "
             "augmentations and AudioNTT2022 encoder improve the general-purpose benchmark over v1",
-            "better", AUD, "byola_v2", "byola_v1", f"linear.{task}") for task in ("emodb", "fsdd_digits")],
-    *[Claim(f"TriBYOL beats BYOL-A at batch 64 ({task})", "Li et al. 2022 (arXiv 2206.03012), the small-batch "
-            "claim, carried over to BYOL-A's audio setting", "better", AUD, "tribyol", "byola_v1", f"linear.{task}")
-      for task in ("emodb", "fsdd_digits")],
-    *[Claim(f"BYOL fine-tuned beats training from scratch with {pct} of the labels",
+            "better",
+            AUD,
+            "byola_v2",
+            "byola_v1",
+            f"linear.{task}",
+        )
+        for task in ("emodb", "fsdd_digits")
+    ],
+    *[
+        Claim(
+            f"TriBYOL beats BYOL-A at batch 64 ({task})",
+            "Li et al. 2022 (arXiv 2206.03012), the small-batch claim, carried over to BYOL-A's audio setting",
+            "better",
+            AUD,
+            "tribyol",
+            "byola_v1",
+            f"linear.{task}",
+        )
+        for task in ("emodb", "fsdd_digits")
+    ],
+    *[
+        Claim(
+            f"BYOL fine-tuned beats training from scratch with {pct} of the labels",
             f"{GRILL}, Table 2a / App. C.1: ImageNet {pct} labels, BYOL fine-tuned {ours} vs supervised {theirs} % "
-            "top-1; ours: CIFAR-10 20k subset, bench_finetune.py", "better", FT, f"cifar10/finetune@{pct} byol",
-            f"cifar10/finetune@{pct} random", "score")
-      for pct, ours, theirs in (("1%", "53.2", "25.4"), ("10%", "68.8", "56.4"))],
-    Claim("BYOL's gain over training from scratch is larger with 1 % of the labels than with 10 %",
-          f"{GRILL}, Table 2a: +27.8 points at 1 %, +12.4 at 10 % (the drop compared: BYOL − scratch, per seed)",
-          "smaller drop", FT, "cifar10/finetune@10% random", "cifar10/finetune@1% random", "score",
-          a_full="cifar10/finetune@10% byol", b_full="cifar10/finetune@1% byol"),
+            "top-1; ours: CIFAR-10 20k subset, bench_finetune.py",
+            "better",
+            FT,
+            f"cifar10/finetune@{pct} byol",
+            f"cifar10/finetune@{pct} random",
+            "score",
+        )
+        for pct, ours, theirs in (("1%", "53.2", "25.4"), ("10%", "68.8", "56.4"))
+    ],
+    Claim(
+        "BYOL's gain over training from scratch is larger with 1 % of the labels than with 10 %",
+        f"{GRILL}, Table 2a: +27.8 points at 1 %, +12.4 at 10 % (the drop compared: BYOL − scratch, per seed)",
+        "smaller drop",
+        FT,
+        "cifar10/finetune@10% random",
+        "cifar10/finetune@1% random",
+        "score",
+        a_full="cifar10/finetune@10% byol",
+        b_full="cifar10/finetune@1% byol",
+    ),
 ]
 
 
@@ -201,8 +357,7 @@ def values(rows: list[dict], metric: str) -> list[float]:
 def paired(rows_a: list[dict], rows_b: list[dict], metric: str) -> list[float]:
     """A − B on each pretraining seed both sides ran (the seed sets both sides' data order and random draws)."""
     b = {r["seed"]: _value(r, metric) for r in rows_b}
-    return [va - b[r["seed"]] for r in rows_a
-            if (va := _value(r, metric)) is not None and b.get(r["seed"]) is not None]
+    return [va - b[r["seed"]] for r in rows_a if (va := _value(r, metric)) is not None and b.get(r["seed"]) is not None]
 
 
 def mean_std(v: list[float]) -> tuple[float, float]:
@@ -220,8 +375,11 @@ def verdict(claim: Claim, a: list[float], b: list[float], collapse: list[float])
     (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
     apart = ma - sa > mb + sb or mb - sb > ma + sa
     if claim.kind == "better":
-        return "inconclusive (spreads overlap)" if not apart else (
-            "reproduced" if ma > mb else "not reproduced at this size")
+        return (
+            "inconclusive (spreads overlap)"
+            if not apart
+            else ("reproduced" if ma > mb else "not reproduced at this size")
+        )
     if abs(ma - mb) <= TOLERANCE:
         return "reproduced"
     if not apart:
@@ -232,8 +390,11 @@ def verdict(claim: Claim, a: list[float], b: list[float], collapse: list[float])
 def drops(full: list[dict], ablated: list[dict], metric: str) -> dict[int, float]:
     """{seed: full − ablated} on each seed that ran both (a method's loss from taking something away)."""
     f = {r["seed"]: _value(r, metric) for r in full}
-    return {r["seed"]: f[r["seed"]] - v for r in ablated
-            if (v := _value(r, metric)) is not None and f.get(r["seed"]) is not None}
+    return {
+        r["seed"]: f[r["seed"]] - v
+        for r in ablated
+        if (v := _value(r, metric)) is not None and f.get(r["seed"]) is not None
+    }
 
 
 def drop_verdict(drop_a: list[float], drop_b: list[float]) -> str:
@@ -277,8 +438,11 @@ def _cell(v: list[float], scale: float = 100, digits: int = 1) -> str:
     if not v:
         return "–"
     m, s = mean_std(v)
-    return (f"{scale * m:.{digits}f} ± {scale * s:.{digits}f} (n={len(v)})" if len(v) > 1
-            else f"{scale * m:.{digits}f} (n=1)")
+    return (
+        f"{scale * m:.{digits}f} ± {scale * s:.{digits}f} (n={len(v)})"
+        if len(v) > 1
+        else f"{scale * m:.{digits}f} (n=1)"
+    )
 
 
 def assess() -> list[dict]:
@@ -297,13 +461,27 @@ def assess() -> list[dict]:
         elif c.kind == "worse, no collapse":
             text = worse_without_collapse_verdict(a, b, collapse)
         elif c.kind == "plateau":
-            text = plateau_verdict([values(got.get(k, []), c.metric) for k in c.members],
-                                   [values(got.get(k, []), c.metric) for k in c.outsiders])
+            text = plateau_verdict(
+                [values(got.get(k, []), c.metric) for k in c.members],
+                [values(got.get(k, []), c.metric) for k in c.outsiders],
+            )
         else:
             text = verdict(c, a, b, collapse)
-        out.append({"claim": c.name, "source": c.source, "kind": c.kind, "metric": c.metric, "a": c.a, "b": c.b,
-                    "a_values": a, "b_values": b, "a_collapse": collapse, "paired_differences": diffs,
-                    "verdict": with_caveat(c, text)})
+        out.append(
+            {
+                "claim": c.name,
+                "source": c.source,
+                "kind": c.kind,
+                "metric": c.metric,
+                "a": c.a,
+                "b": c.b,
+                "a_values": a,
+                "b_values": b,
+                "a_collapse": collapse,
+                "paired_differences": diffs,
+                "verdict": with_caveat(c, text),
+            }
+        )
     return out
 
 
@@ -331,25 +509,39 @@ def _a_cell(r: dict) -> str:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["# The seed papers' claims at a size where BYOL learns (benchmarks/validity_verdicts.py)", "",
-             "Images: `byol_cifar10_cpu.yaml` (narrow ResNet-18, 20k CIFAR-10 images × 12 epochs, bf16), every "
-             "variant at equal epochs, converged linear probe of `recipes/eval/cifar10.yaml` (accuracy %). Audio: "
-             "BYOL-A at the 8-minute 2-core CPU budget on FSDD (`byola_v1_cpu_8min.yaml` and the v2 / TriBYOL levers "
-             "of `bench_audio_budget.py`, v2 = `byola_cpu_8min.yaml`; equal time, so v2 takes about half the steps), "
-             "EVAR linear probe. Mean ± std over pretraining seeds (n); A − B: the difference on each seed both "
-             "ran, mean ± std (points); for a 'loses less' claim the cells are the drops full − ablated and the "
-             "same-seed column is B's drop − A's drop; the verdict rules are in the script's docstring.", "",
-             "| claim | ours: A | ours: B | A − B, same seed | verdict | source |", "|---|---|---|---|---|---|"]
+    lines = [
+        "# The seed papers' claims at a size where BYOL learns (benchmarks/validity_verdicts.py)",
+        "",
+        "Images: `byol_cifar10_cpu.yaml` (narrow ResNet-18, 20k CIFAR-10 images × 12 epochs, bf16), every "
+        "variant at equal epochs, converged linear probe of `recipes/eval/cifar10.yaml` (accuracy %). Audio: "
+        "BYOL-A at the 8-minute 2-core CPU budget on FSDD (`byola_v1_cpu_8min.yaml` and the v2 / TriBYOL levers "
+        "of `bench_audio_budget.py`, v2 = `byola_cpu_8min.yaml`; equal time, so v2 takes about half the steps), "
+        "EVAR linear probe. Mean ± std over pretraining seeds (n); A − B: the difference on each seed both "
+        "ran, mean ± std (points); for a 'loses less' claim the cells are the drops full − ablated and the "
+        "same-seed column is B's drop − A's drop; the verdict rules are in the script's docstring.",
+        "",
+        "| claim | ours: A | ours: B | A − B, same seed | verdict | source |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         a = _a_cell(r)
         d = r["paired_differences"]
-        delta = "" if not d else (f"{100 * mean_std(d)[0]:+.1f} ± {100 * mean_std(d)[1]:.1f} (n={len(d)})"
-                                  if len(d) > 1 else f"{100 * d[0]:+.1f} (n=1)")
+        delta = (
+            ""
+            if not d
+            else (
+                f"{100 * mean_std(d)[0]:+.1f} ± {100 * mean_std(d)[1]:.1f} (n={len(d)})"
+                if len(d) > 1
+                else f"{100 * d[0]:+.1f} (n=1)"
+            )
+        )
         b = f"{short_key(r['b'])}: {_cell(r['b_values'])}" if r["b"] else ""
         if r["kind"] == "smaller drop":
             a, b = f"drop {a}", f"drop {b}"
-        lines.append(f"| {r['claim']} | {short_key(r['a'])}: {a} | {b} | "
-                     f"{delta} | {r['verdict']} | {short_source(r['source'])} |")
+        lines.append(
+            f"| {r['claim']} | {short_key(r['a'])}: {a} | {b} | "
+            f"{delta} | {r['verdict']} | {short_source(r['source'])} |"
+        )
     lines += ["", "## Sources", ""] + [f"- {r['claim']}: {r['source']}" for r in rows]
     return "\n".join(lines) + "\n"
 

@@ -6,6 +6,7 @@
 
 The public names load their modules on first use, so ``import ssl_toolkit`` stays light (no torch).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -13,10 +14,16 @@ import importlib
 __version__ = "0.1.0"
 
 _PUBLIC = {
-    "load_encoder": "api", "train": "api", "evaluate": "api", "export": "api",
+    "load_encoder": "api",
+    "train": "api",
+    "evaluate": "api",
+    "export": "api",
     "Encoder": "encoder",
-    "RecipeError": "recipe.errors", "EvalError": "eval.errors", "TrainingError": "training.loop",
-    "CheckpointError": "checkpoint", "ExportError": "hub",
+    "RecipeError": "recipe.errors",
+    "EvalError": "eval.errors",
+    "TrainingError": "training.loop",
+    "CheckpointError": "checkpoint",
+    "ExportError": "hub",
 }
 __all__ = ["__version__", *_PUBLIC]
 

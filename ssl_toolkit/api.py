@@ -9,6 +9,7 @@
 The commands are thin layers over these. Errors are the toolkit's typed exceptions (``RecipeError`` for a recipe,
 ``TrainingError``, ``EvalError``, ``CheckpointError``, ``ExportError``), never ``SystemExit``.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,16 @@ from typing import Optional, Sequence
 PathLike = str | os.PathLike
 
 
-def load_encoder(checkpoint: PathLike, *, device: str = "cpu", trainable: bool = False, freeze_bn: bool = False,
-                 encoder: Optional[dict] = None, frontend: Optional[list] = None, seed: int = 0):
+def load_encoder(
+    checkpoint: PathLike,
+    *,
+    device: str = "cpu",
+    trainable: bool = False,
+    freeze_bn: bool = False,
+    encoder: Optional[dict] = None,
+    frontend: Optional[list] = None,
+    seed: int = 0,
+):
     """An :class:`~ssl_toolkit.encoder.Encoder` from ``checkpoint``: a run directory (its newest valid checkpoint,
     else its ``encoder.pt`` / ``encoder.safetensors``), a ``checkpoints/*.pt``, an ``encoder.pt`` or
     ``.safetensors`` file, an exported folder (``ssl-toolkit export``), official BYOL-A weights, or ``"random"``
@@ -31,24 +40,54 @@ def load_encoder(checkpoint: PathLike, *, device: str = "cpu", trainable: bool =
     (recipe-style specs) name the architecture of weights that carry none (a bare state dict)."""
     from .encoder import read_encoder
 
-    return read_encoder(checkpoint, "load_encoder:", device=device, trainable=trainable, freeze_bn=freeze_bn,
-                         encoder=encoder, frontend=frontend, seed=seed)
+    return read_encoder(
+        checkpoint,
+        "load_encoder:",
+        device=device,
+        trainable=trainable,
+        freeze_bn=freeze_bn,
+        encoder=encoder,
+        frontend=frontend,
+        seed=seed,
+    )
 
 
-def train(recipe, overrides: Sequence[str] = (), *, out: Optional[PathLike] = None, resume: Optional[str] = None,
-          overwrite: bool = False, allow_recipe_change: bool = False, quiet: bool = False) -> Path:
+def train(
+    recipe,
+    overrides: Sequence[str] = (),
+    *,
+    out: Optional[PathLike] = None,
+    resume: Optional[str] = None,
+    overwrite: bool = False,
+    allow_recipe_change: bool = False,
+    quiet: bool = False,
+) -> Path:
     """Pretrain with ``recipe`` (a YAML path, or a :class:`~ssl_toolkit.recipe.Recipe`) and ``overrides``
     (``"key.sub=value"``); returns the run directory. ``resume``: ``"auto"`` or a checkpoint / run directory."""
     from .recipe import Recipe, load_recipe
     from .training.trainer import Trainer
 
     r = _recipe(recipe, Recipe, load_recipe, overrides, "train", "recipe")
-    return Path(Trainer(r, out_dir=out, resume=None if resume is None else str(resume), quiet=quiet,
-                        overwrite=overwrite, allow_recipe_change=allow_recipe_change).fit())
+    return Path(
+        Trainer(
+            r,
+            out_dir=out,
+            resume=None if resume is None else str(resume),
+            quiet=quiet,
+            overwrite=overwrite,
+            allow_recipe_change=allow_recipe_change,
+        ).fit()
+    )
 
 
-def evaluate(eval_recipe, checkpoint: PathLike, overrides: Sequence[str] = (), *, out: Optional[PathLike] = None,
-             quiet: bool = False) -> dict:
+def evaluate(
+    eval_recipe,
+    checkpoint: PathLike,
+    overrides: Sequence[str] = (),
+    *,
+    out: Optional[PathLike] = None,
+    quiet: bool = False,
+) -> dict:
     """Evaluate ``checkpoint`` (what :func:`load_encoder` reads, or ``"random"``) on the tasks of ``eval_recipe``
     (a YAML path or an :class:`~ssl_toolkit.eval.EvalRecipe`); writes ``out`` (results.json, results.md, plots/)
     and returns the results dictionary (the content of results.json)."""
@@ -59,8 +98,15 @@ def evaluate(eval_recipe, checkpoint: PathLike, overrides: Sequence[str] = (), *
     return run_eval(r, os.fspath(_path(checkpoint, "checkpoint")), out_dir=out, quiet=quiet)
 
 
-def export(run: PathLike, out: PathLike, *, checkpoint: Optional[PathLike] = None, results: Optional[PathLike] = None,
-           license: Optional[str] = None, overwrite: bool = False) -> Path:
+def export(
+    run: PathLike,
+    out: PathLike,
+    *,
+    checkpoint: Optional[PathLike] = None,
+    results: Optional[PathLike] = None,
+    license: Optional[str] = None,
+    overwrite: bool = False,
+) -> Path:
     """Write ``out``, a folder in the model hubs' layout (config.json, model.safetensors, README.md model card,
     recipe.yaml) from a finished run (or ``checkpoint``); see :mod:`ssl_toolkit.hub`."""
     from .hub import export_run
@@ -74,12 +120,16 @@ def _recipe(recipe, kind: type, load, overrides: Sequence[str], function: str, a
     from .recipe import RecipeError
 
     if isinstance(overrides, str):
-        raise TypeError(f"{function}: overrides must be a list of 'key=value' strings, got the string "
-                        f"{overrides!r} (write [{overrides!r}])")
+        raise TypeError(
+            f"{function}: overrides must be a list of 'key=value' strings, got the string "
+            f"{overrides!r} (write [{overrides!r}])"
+        )
     if isinstance(recipe, kind):
         if overrides:
-            raise RecipeError(f"{function}: {argument}: overrides apply to a recipe file; set the fields of the "
-                              f"{kind.__name__} object directly")
+            raise RecipeError(
+                f"{function}: {argument}: overrides apply to a recipe file; set the fields of the "
+                f"{kind.__name__} object directly"
+            )
         return recipe
     return load(_path(recipe, f"{function}: {argument}"), list(overrides))
 

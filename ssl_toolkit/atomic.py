@@ -3,6 +3,7 @@
 The content goes to a temporary file in the target's folder, is flushed and fsynced, then moved into
 place with ``os.replace``; on any failure the temporary file is removed and the error re-raised.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -41,6 +42,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
 
 def atomic_write_text(path: str | os.PathLike, text: str, encoding: str | None = None) -> Path:
     """:func:`atomic_write` of ``text``, encoded as ``open(path, "w", encoding=encoding)`` would."""
+
     def write(f: BinaryIO) -> None:
         wrapper = io.TextIOWrapper(f, encoding=encoding)
         wrapper.write(text)

@@ -9,6 +9,7 @@ the card. Everything is tensors and plain containers: every file loads with ``we
 Files are written to a temporary file in the same folder, flushed and fsynced, then moved into place with
 ``os.replace``, so a crash or a full disk mid-write leaves the previous file intact.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -78,8 +79,11 @@ def checkpoint_candidates(run_dir: str | os.PathLike) -> list[Path]:
     folder = Path(run_dir) / "checkpoints"
     if not folder.is_dir():
         return []
-    periodic = sorted((p for p in folder.glob("step_*.pt") if _STEP.search(p.name)),
-                      key=lambda p: int(_STEP.search(p.name).group(1)), reverse=True)
+    periodic = sorted(
+        (p for p in folder.glob("step_*.pt") if _STEP.search(p.name)),
+        key=lambda p: int(_STEP.search(p.name).group(1)),
+        reverse=True,
+    )
     last = folder / "last.pt"
     return ([last] if last.exists() else []) + periodic
 
@@ -87,7 +91,7 @@ def checkpoint_candidates(run_dir: str | os.PathLike) -> list[Path]:
 def prune_periodic(run_dir: str | os.PathLike, keep: int) -> None:
     """Delete all but the newest ``keep`` periodic checkpoints (last.pt stays)."""
     periodic = [p for p in checkpoint_candidates(run_dir) if p.name != "last.pt"]
-    for old in periodic[max(keep, 0):]:
+    for old in periodic[max(keep, 0) :]:
         old.unlink(missing_ok=True)
 
 
@@ -102,8 +106,10 @@ def state_dict_mismatch(own: dict, state: dict, limit: int = 4) -> str:
     if unexpected:
         parts.append(f"unexpected {unexpected[:limit]}{'…' if len(unexpected) > limit else ''}")
     if wrong:
-        parts.append("shape mismatch " + ", ".join(
-            f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in wrong[:limit]))
+        parts.append(
+            "shape mismatch "
+            + ", ".join(f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in wrong[:limit])
+        )
     return "; ".join(parts)
 
 

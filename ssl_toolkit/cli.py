@@ -3,6 +3,7 @@
 A thin layer over the Python entry points (:mod:`ssl_toolkit.api`): argument parsing, exit codes and one-line
 messages. Each command imports what it needs when it runs, so ``--help`` answers without loading torch.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,8 +17,15 @@ from .shard_command import add_shard_parser
 def _cmd_train(args) -> int:
     from .api import train
 
-    train(args.recipe, args.overrides, out=args.out, resume=args.resume, quiet=args.quiet, overwrite=args.overwrite,
-          allow_recipe_change=args.allow_recipe_change)
+    train(
+        args.recipe,
+        args.overrides,
+        out=args.out,
+        resume=args.resume,
+        quiet=args.quiet,
+        overwrite=args.overwrite,
+        allow_recipe_change=args.allow_recipe_change,
+    )
     return 0
 
 
@@ -49,8 +57,9 @@ def _cmd_list(args) -> int:
         if kind not in ALL_REGISTRIES:
             from .registry import did_you_mean
 
-            raise RegistryError(f"unknown kind '{kind}'{did_you_mean(kind, ALL_REGISTRIES)}; "
-                                f"known: {', '.join(ALL_REGISTRIES)}")
+            raise RegistryError(
+                f"unknown kind '{kind}'{did_you_mean(kind, ALL_REGISTRIES)}; known: {', '.join(ALL_REGISTRIES)}"
+            )
         registry = ALL_REGISTRIES[kind]
         print(f"{kind} ({len(registry)}):")
         for entry in registry:
@@ -60,8 +69,10 @@ def _cmd_list(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ssl-toolkit", description="Self-supervised learning (BYOL family) "
-                                     "for images and audio, driven by YAML recipes.")
+    parser = argparse.ArgumentParser(
+        prog="ssl-toolkit",
+        description="Self-supervised learning (BYOL family) for images and audio, driven by YAML recipes.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="pretrain with a recipe")
@@ -69,10 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="key.sub=value (YAML scalars)")
     p.add_argument("--out", help="run directory (default runs/<recipe-name>-<timestamp>)")
     p.add_argument("--resume", help="'auto' (last valid checkpoint in --out) or a checkpoint / run dir")
-    p.add_argument("--overwrite", action="store_true",
-                   help="start over in an --out that already holds a run (deletes its checkpoints, metrics, encoder)")
-    p.add_argument("--allow-recipe-change", action="store_true",
-                   help="resume although the recipe differs from the checkpoint's in more than length/logging keys")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over in an --out that already holds a run (deletes its checkpoints, metrics, encoder)",
+    )
+    p.add_argument(
+        "--allow-recipe-change",
+        action="store_true",
+        help="resume although the recipe differs from the checkpoint's in more than length/logging keys",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
     p.set_defaults(func=_cmd_train)
 
@@ -120,10 +137,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # (module, class, exit code): a recipe or registry error is a usage error (2), the others a failed run (1)
-KNOWN_ERRORS = (("ssl_toolkit.recipe.errors", "RecipeError", 2), ("ssl_toolkit.registry", "RegistryError", 2),
-                ("ssl_toolkit.eval.errors", "EvalError", 1), ("ssl_toolkit.training.loop", "TrainingError", 1),
-                ("ssl_toolkit.checkpoint", "CheckpointError", 1), ("ssl_toolkit.data", "DatasetError", 1),
-                ("ssl_toolkit.run_dir", "RunDirError", 1), ("ssl_toolkit.hub", "ExportError", 1))
+KNOWN_ERRORS = (
+    ("ssl_toolkit.recipe.errors", "RecipeError", 2),
+    ("ssl_toolkit.registry", "RegistryError", 2),
+    ("ssl_toolkit.eval.errors", "EvalError", 1),
+    ("ssl_toolkit.training.loop", "TrainingError", 1),
+    ("ssl_toolkit.checkpoint", "CheckpointError", 1),
+    ("ssl_toolkit.data", "DatasetError", 1),
+    ("ssl_toolkit.run_dir", "RunDirError", 1),
+    ("ssl_toolkit.hub", "ExportError", 1),
+)
 
 
 def exit_code(error: BaseException):

@@ -1,4 +1,5 @@
 """Imports every built-in component module so that they register themselves."""
+
 from . import (  # noqa: F401
     audio,
     image,

@@ -10,6 +10,7 @@ Dataset contract (every registered dataset follows it):
   and are their own sampler: ``configure(batch_size, rank, world_size)``, ``batches_per_epoch()``,
   ``set_position(epoch, batches_done)``, ``ordered_items()`` (a fixed order for statistics and monitors).
 """
+
 from __future__ import annotations
 
 import logging
@@ -67,8 +68,17 @@ class EpochSampler(Sampler[int]):
     makes the next iteration skip the batches a run had already consumed.
     """
 
-    def __init__(self, length: int, batch_size: int, *, seed: int = 0, shuffle: bool = True,
-                 drop_last: bool = True, rank: int = 0, world_size: int = 1):
+    def __init__(
+        self,
+        length: int,
+        batch_size: int,
+        *,
+        seed: int = 0,
+        shuffle: bool = True,
+        drop_last: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         self.length, self.batch_size, self.seed = length, batch_size, seed
         self.shuffle, self.drop_last, self.rank, self.world_size = shuffle, drop_last, rank, world_size
         self.epoch, self.skip_batches = 0, 0
@@ -95,7 +105,7 @@ class EpochSampler(Sampler[int]):
         total = self.per_rank * self.world_size
         if total > len(order):  # pad by wrapping so that every rank gets the same count
             order += order[: total - len(order)]
-        mine = order[self.rank:total:self.world_size]
+        mine = order[self.rank : total : self.world_size]
         usable = self.batches_per_epoch() * self.batch_size if self.drop_last else len(mine)
         start = self.skip_batches * self.batch_size
         self.skip_batches = 0
@@ -124,8 +134,14 @@ def preparation_batches(dataset, batch_size: int, num_workers: int, seed: int, d
                         yield x.to(device, non_blocking=True)
             return
         order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed + 7919))
-        loader = DataLoader(dataset, batch_size=batch_size, sampler=order.tolist(), num_workers=num_workers,
-                            collate_fn=collate_skipping_bad, generator=torch.Generator().manual_seed(seed))
+        loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=order.tolist(),
+            num_workers=num_workers,
+            collate_fn=collate_skipping_bad,
+            generator=torch.Generator().manual_seed(seed),
+        )
         for x, _, _ in loader:
             if x is not None:
                 yield x.to(device, non_blocking=True)
@@ -150,16 +166,22 @@ class ConcatDatasets(torch.utils.data.ConcatDataset):
             if not isinstance(spec, dict) or "name" not in spec:
                 raise ValueError(f"concat: datasets.{i} must be a section with a name, got {spec!r}")
             if spec["name"] == "concat" or spec["name"] not in DATASETS:
-                raise ValueError(f"concat: datasets.{i}: {spec['name']!r} is not a dataset to combine "
-                                 f"(known: {', '.join(n for n in DATASETS.names() if n != 'concat')})")
+                raise ValueError(
+                    f"concat: datasets.{i}: {spec['name']!r} is not a dataset to combine "
+                    f"(known: {', '.join(n for n in DATASETS.names() if n != 'concat')})"
+                )
             parts.append(build_dataset(Component(spec), key=f"datasets.{i}"))
             if isinstance(parts[-1], torch.utils.data.IterableDataset):
-                raise ValueError(f"concat: datasets.{i} ({spec['name']}) is a stream; shards are combined by "
-                                 "listing them all in one webdataset section")
+                raise ValueError(
+                    f"concat: datasets.{i} ({spec['name']}) is a stream; shards are combined by "
+                    "listing them all in one webdataset section"
+                )
         shapes = {i: getattr(p, "segment_samples", None) for i, p in enumerate(parts)}
         if len({s for s in shapes.values() if s is not None}) > 1:
-            raise ValueError(f"concat: the parts cut audio to different lengths (samples per item by part: {shapes}); "
-                             "give every part the same sample_rate and unit_sec")
+            raise ValueError(
+                f"concat: the parts cut audio to different lengths (samples per item by part: {shapes}); "
+                "give every part the same sample_rate and unit_sec"
+            )
         super().__init__(parts)
         if shapes[0] is not None:
             self.segment_samples = shapes[0]

@@ -1,4 +1,5 @@
 """Where torch runs: device names (recipes, options) to ``torch.device``, and the CPU thread count."""
+
 from __future__ import annotations
 
 import contextlib
@@ -29,8 +30,9 @@ def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
         device = torch.device("cuda", local_rank)
     count = torch.cuda.device_count()
     if device.index is not None and device.index >= count:
-        raise ValueError(f"device: {name!r} needs {device} but only {count} CUDA device(s) are visible; "
-                         f"accepted: {ACCEPTED}")
+        raise ValueError(
+            f"device: {name!r} needs {device} but only {count} CUDA device(s) are visible; accepted: {ACCEPTED}"
+        )
     return device
 
 

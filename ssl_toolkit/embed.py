@@ -21,6 +21,7 @@ the checkpoint's, else measured on up to 10,000 pieces of the input (as EVAR mea
 clips).
 Files are decoded ``chunk`` at a time, so memory holds one chunk of decoded input whatever N is.
 """
+
 from __future__ import annotations
 
 import csv
@@ -53,11 +54,11 @@ MAX_STATS_FILES = 1000
 @dataclass
 class EmbedSettings:
     frames: bool = False
-    unit_sec: Optional[float] = None     # audio pieces; default: the training recipe's, else 1.0 (BYOL-A)
+    unit_sec: Optional[float] = None  # audio pieces; default: the training recipe's, else 1.0 (BYOL-A)
     long_clips: str = "chunks"
-    image_size: Optional[int] = None     # resize + centre crop; default: each image at its own size
+    image_size: Optional[int] = None  # resize + centre crop; default: each image at its own size
     batch_size: int = 64
-    chunk: int = 256                     # files decoded at a time
+    chunk: int = 256  # files decoded at a time
     precision: str = "fp32"
     device: str = "auto"
     on_bad_file: str = "skip"
@@ -91,8 +92,10 @@ def _check_out(out: Path, overwrite: bool) -> None:
 
     present = [n for n in OUTPUT_FILES if (out / n).exists()]
     if present and not overwrite:
-        raise EvalError(f"embed: --out {out} already holds embeddings ({', '.join(present)}); choose a new "
-                        "folder or pass --overwrite")
+        raise EvalError(
+            f"embed: --out {out} already holds embeddings ({', '.join(present)}); choose a new "
+            "folder or pass --overwrite"
+        )
     check_output_folder(out, "embed: ")
 
 
@@ -112,8 +115,9 @@ def _read(inputs: Inputs, rows, read, on_bad_file: str, skipped: list) -> tuple[
         except Exception as e:  # noqa: BLE001 - any decoder failure is a bad file
             reason = first_line(e)
             if on_bad_file == "fail":
-                raise EvalError(f"embed: cannot use {inputs.paths[i]}: {reason} (--on-bad-file skip leaves "
-                                "unreadable files out)") from None
+                raise EvalError(
+                    f"embed: cannot use {inputs.paths[i]}: {reason} (--on-bad-file skip leaves unreadable files out)"
+                ) from None
             skipped.append((inputs.names[i], reason))
             if len(skipped) <= 10:
                 log.warning("embed: skipped %s: %s", inputs.paths[i], reason)
@@ -134,7 +138,7 @@ def _measure_prenorm(enc, inputs: Inputs, settings: EmbedSettings, unit_sec: flo
 
     def batches():  # bad files are left out here; the embedding pass records them
         for rows in _chunks(len(chosen), settings.chunk):
-            waves, _ = _read(inputs, chosen[rows.start:rows.stop], lambda p: load_audio(p, sample_rate), "skip", [])
+            waves, _ = _read(inputs, chosen[rows.start : rows.stop], lambda p: load_audio(p, sample_rate), "skip", [])
             pieces = Pieces.cut(waves, unit_sec, sample_rate, settings.long_clips)
             for idx in pieces.batches(settings.batch_size):
                 yield pieces.batch(idx).to(enc.device)
@@ -146,8 +150,7 @@ def _measure_prenorm(enc, inputs: Inputs, settings: EmbedSettings, unit_sec: flo
         raise EvalError(f"embed: {e}") from None
     prenorm.mean.fill_(stats["mean"])
     prenorm.std.fill_(stats["std"])
-    return {"source": "measured on the input", "mean": stats["mean"], "std": stats["std"],
-            "n_pieces": stats["n_items"]}
+    return {"source": "measured on the input", "mean": stats["mean"], "std": stats["std"], "n_pieces": stats["n_items"]}
 
 
 def _check_unit(enc, unit_sec: float) -> None:
@@ -157,8 +160,10 @@ def _check_unit(enc, unit_sec: float) -> None:
         with torch.inference_mode():
             enc.backbone(enc.frontend(probe))
     except (RuntimeError, ValueError, IndexError) as e:
-        raise EvalError(f"embed: --unit-sec {unit_sec}: a piece this short does not fit the encoder "
-                        f"({str(e).splitlines()[0]}); use a longer unit") from None
+        raise EvalError(
+            f"embed: --unit-sec {unit_sec}: a piece this short does not fit the encoder "
+            f"({str(e).splitlines()[0]}); use a longer unit"
+        ) from None
 
 
 def _embed_audio(enc, inputs: Inputs, settings: EmbedSettings, output: _Output, bar) -> dict:
@@ -174,11 +179,19 @@ def _embed_audio(enc, inputs: Inputs, settings: EmbedSettings, output: _Output, 
         stats = _measure_prenorm(enc, inputs, settings, unit_sec)
     _check_unit(enc, unit_sec)
     for rows in _chunks(len(inputs.paths), settings.chunk):
-        waves, kept = _read(inputs, rows, lambda p: load_audio(p, enc.sample_rate), settings.on_bad_file,
-                            output.skipped)
+        waves, kept = _read(
+            inputs, rows, lambda p: load_audio(p, enc.sample_rate), settings.on_bad_file, output.skipped
+        )
         if waves:
-            output.rows.append(enc.embed(waves, batch_size=settings.batch_size, precision=settings.precision,
-                                         unit_sec=unit_sec, long_clips=settings.long_clips))
+            output.rows.append(
+                enc.embed(
+                    waves,
+                    batch_size=settings.batch_size,
+                    precision=settings.precision,
+                    unit_sec=unit_sec,
+                    long_clips=settings.long_clips,
+                )
+            )
             output.names.extend(inputs.names[i] for i in kept)
         if settings.frames:
             for wave in waves:
@@ -186,13 +199,14 @@ def _embed_audio(enc, inputs: Inputs, settings: EmbedSettings, output: _Output, 
                 output.add_frames(frames[0].cpu().numpy(), ts[0].cpu().numpy())
         del waves  # before the next chunk is decoded: one chunk of audio in memory
         bar.update(len(rows))
-    info = {"sample_rate": enc.sample_rate, "unit_sec": unit_sec, "long_clips": settings.long_clips,
-            "prenorm": stats}
+    info = {"sample_rate": enc.sample_rate, "unit_sec": unit_sec, "long_clips": settings.long_clips, "prenorm": stats}
     if settings.frames:
         from .audio.frames import hear_model
 
-        info["frames"] = {"timestamps": "ms, centre of the log-mel frames each embedding pools (HEAR)",
-                          "hop_length": hear_model(enc, "embed").hop_length}
+        info["frames"] = {
+            "timestamps": "ms, centre of the log-mel frames each embedding pools (HEAR)",
+            "hop_length": hear_model(enc, "embed").hop_length,
+        }
     return info
 
 
@@ -200,8 +214,9 @@ def _embed_images(enc, inputs: Inputs, settings: EmbedSettings, output: _Output,
     from .image.datasets import decode_image
 
     for rows in _chunks(len(inputs.paths), settings.chunk):
-        images, kept = _read(inputs, rows, lambda p: decode_image(p, settings.image_size), settings.on_bad_file,
-                             output.skipped)
+        images, kept = _read(
+            inputs, rows, lambda p: decode_image(p, settings.image_size), settings.on_bad_file, output.skipped
+        )
         if images:
             output.rows.append(enc.embed(images, batch_size=settings.batch_size, precision=settings.precision))
             output.names.extend(inputs.names[i] for i in kept)
@@ -211,15 +226,20 @@ def _embed_images(enc, inputs: Inputs, settings: EmbedSettings, output: _Output,
 
 
 def _write(output: _Output, dim: int) -> None:
-    arrays = {"embeddings": np.concatenate(output.rows) if output.rows else np.zeros((0, dim), np.float32),
-              "files": np.asarray(output.names, dtype=str)}
+    arrays = {
+        "embeddings": np.concatenate(output.rows) if output.rows else np.zeros((0, dim), np.float32),
+        "files": np.asarray(output.names, dtype=str),
+    }
     spool = output.out / ".frames.f32.tmp"
     try:
         if output.frames_file is not None:
             output.frames_file.close()
             total = int(sum(output.frame_counts))
-            arrays["frames"] = (np.memmap(spool, dtype=np.float32, mode="r", shape=(total, output.frame_dim))
-                                if total else np.zeros((0, dim), np.float32))
+            arrays["frames"] = (
+                np.memmap(spool, dtype=np.float32, mode="r", shape=(total, output.frame_dim))
+                if total
+                else np.zeros((0, dim), np.float32)
+            )
             arrays["timestamps"] = np.concatenate(output.timestamps)
             arrays["frame_offsets"] = np.concatenate([[0], np.cumsum(output.frame_counts)]).astype(np.int64)
         atomic_write(output.out / "embeddings.npz", lambda f: np.savez(f, **arrays))  # memmap: streamed
@@ -233,9 +253,17 @@ def _write(output: _Output, dim: int) -> None:
         (output.out / "skipped.csv").unlink(missing_ok=True)
 
 
-def run_embed(checkpoint: str, input_spec: str | Path, out: str | Path, settings: EmbedSettings,
-              encoder: Optional[dict] = None, frontend: Optional[list] = None, overwrite: bool = False,
-              command: Optional[list[str]] = None, root: Optional[str | Path] = None) -> dict:
+def run_embed(
+    checkpoint: str,
+    input_spec: str | Path,
+    out: str | Path,
+    settings: EmbedSettings,
+    encoder: Optional[dict] = None,
+    frontend: Optional[list] = None,
+    overwrite: bool = False,
+    command: Optional[list[str]] = None,
+    root: Optional[str | Path] = None,
+) -> dict:
     """Embed every file of ``input_spec`` with ``checkpoint`` into ``out``; returns the manifest."""
     from tqdm.auto import tqdm
 
@@ -251,8 +279,10 @@ def run_embed(checkpoint: str, input_spec: str | Path, out: str | Path, settings
     enc = read_encoder(checkpoint, "--checkpoint", device=str(device), encoder=encoder, frontend=frontend)
     modality = enc.modality
     if modality not in ("audio", "image"):
-        raise EvalError(f"embed: encoder {enc.encoder_spec['name']!r} takes {modality or 'unknown'} input; "
-                        "embed reads audio and image files")
+        raise EvalError(
+            f"embed: encoder {enc.encoder_spec['name']!r} takes {modality or 'unknown'} input; "
+            "embed reads audio and image files"
+        )
     if settings.frames and modality != "audio":
         raise EvalError("embed: --frames gives timestamp embeddings of audio; this encoder is an image encoder")
     inputs = list_inputs(input_spec, modality, root)
@@ -270,18 +300,32 @@ def run_embed(checkpoint: str, input_spec: str | Path, out: str | Path, settings
     _write(output, enc.feature_dim)
     src = enc.source
     manifest = {
-        "format": MANIFEST_FORMAT, "checkpoint": checkpoint, "checkpoint_kind": src["kind"],
+        "format": MANIFEST_FORMAT,
+        "checkpoint": checkpoint,
+        "checkpoint_kind": src["kind"],
         "checkpoint_path": str(Path(src["path"]).resolve()) if src["path"] else None,
-        "checkpoint_sha256": src["sha256"], "encoder": enc.encoder_spec,
-        "frontend": enc.frontend_spec, "frontend_source": src["card_origin"], "modality": modality,
-        "feature_dim": enc.feature_dim, "input": str(Path(input_spec).expanduser().resolve()),
-        "input_kind": inputs.source, "files_root": str(inputs.root.resolve()), "n_files": len(output.names),
+        "checkpoint_sha256": src["sha256"],
+        "encoder": enc.encoder_spec,
+        "frontend": enc.frontend_spec,
+        "frontend_source": src["card_origin"],
+        "modality": modality,
+        "feature_dim": enc.feature_dim,
+        "input": str(Path(input_spec).expanduser().resolve()),
+        "input_kind": inputs.source,
+        "files_root": str(inputs.root.resolve()),
+        "n_files": len(output.names),
         "n_skipped": len(output.skipped),
-        **info, "precision": settings.precision, "device": str(device), "batch_size": settings.batch_size,
-        "seconds": round(seconds, 3), "files_per_second": round(len(inputs.paths) / max(seconds, 1e-9), 2),
-        "toolkit_version": __version__, "torch_version": torch.__version__,
+        **info,
+        "precision": settings.precision,
+        "device": str(device),
+        "batch_size": settings.batch_size,
+        "seconds": round(seconds, 3),
+        "files_per_second": round(len(inputs.paths) / max(seconds, 1e-9), 2),
+        "toolkit_version": __version__,
+        "torch_version": torch.__version__,
         "command": " ".join(command if command is not None else sys.argv),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "notes": src["notes"],
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "notes": src["notes"],
     }
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1, default=str) + "\n")
     return manifest

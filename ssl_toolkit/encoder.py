@@ -15,6 +15,7 @@ functions ``ssl-toolkit eval``, ``ssl-toolkit embed`` and the HEAR module run:
 pre_norm statistics are the checkpoint's (the training data's). Evaluation measures them on each task's
 training clips instead (EVAR); ``fit_prenorm(train_waves)`` does the same here.
 """
+
 from __future__ import annotations
 
 import os
@@ -59,9 +60,20 @@ class Encoder(nn.Module):
     ``forward(x)``: raw waves (B, T) float in [-1, 1] at ``sample_rate`` (audio) or uint8 images (B, 3, H, W)
     → (B, feature_dim). ``backbone`` is the bare registry encoder (its input is the front end's output)."""
 
-    def __init__(self, backbone: nn.Module, frontend: list[nn.Module], *, encoder_spec: dict, frontend_spec: list,
-                 unit_sec: Optional[float] = None, imports: Sequence[str] = (), recipe_name: str = "",
-                 recipe: Optional[dict] = None, source: Optional[dict] = None, freeze_bn: bool = False):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        frontend: list[nn.Module],
+        *,
+        encoder_spec: dict,
+        frontend_spec: list,
+        unit_sec: Optional[float] = None,
+        imports: Sequence[str] = (),
+        recipe_name: str = "",
+        recipe: Optional[dict] = None,
+        source: Optional[dict] = None,
+        freeze_bn: bool = False,
+    ):
         super().__init__()
         self.backbone = backbone
         self.frontend = FrontEnd(frontend)
@@ -102,9 +114,14 @@ class Encoder(nn.Module):
     def card(self) -> WeightsCard:
         """The weights card of this encoder as it is now (front-end op states included, e.g. pre_norm)."""
         states = [{k: v.detach().cpu() for k, v in op.state_dict().items()} for op in self.frontend.ops]
-        return WeightsCard(encoder=dict(self.encoder_spec), frontend=[dict(s) for s in self.frontend_spec],
-                           frontend_state=states, feature_dim=self.feature_dim, imports=list(self.imports),
-                           recipe_name=self.recipe_name)
+        return WeightsCard(
+            encoder=dict(self.encoder_spec),
+            frontend=[dict(s) for s in self.frontend_spec],
+            frontend_state=states,
+            feature_dim=self.feature_dim,
+            imports=list(self.imports),
+            recipe_name=self.recipe_name,
+        )
 
     @property
     def prenorm(self) -> Optional[dict]:
@@ -137,8 +154,17 @@ class Encoder(nn.Module):
         return self.backbone(self.frontend(x))
 
     # ------------------------------------------------------------------ embeddings
-    def embed(self, inputs, *, batch_size: int = 64, precision: str = "fp32", unit_sec: Optional[float] = None,
-              long_clips: str = "chunks", image_size: Optional[int] = None, progress: bool = False) -> np.ndarray:
+    def embed(
+        self,
+        inputs,
+        *,
+        batch_size: int = 64,
+        precision: str = "fp32",
+        unit_sec: Optional[float] = None,
+        long_clips: str = "chunks",
+        image_size: Optional[int] = None,
+        progress: bool = False,
+    ) -> np.ndarray:
         """(N, feature_dim) float32 embeddings, in the order of ``inputs``: file paths, a folder or an EVAR metadata
         CSV (its files, as :meth:`list_files` lists them), arrays — audio: 1-D float waves at ``sample_rate``
         or the rows of a 2-D array; images: uint8 (3, H, W) or the items of a (B, 3, H, W) batch. Audio: pieces of
@@ -151,18 +177,31 @@ class Encoder(nn.Module):
             waves, names = self._waves(inputs)
             self._need_prenorm("embed")
             with self._eval_mode():
-                return embed_clips(waves, self.backbone, list(self.frontend.ops), self.sample_rate,
-                                   float(unit_sec or self.unit_sec), long_clips, device=self.device,
-                                   batch_size=batch_size, precision=precision, progress=progress, names=names)
+                return embed_clips(
+                    waves,
+                    self.backbone,
+                    list(self.frontend.ops),
+                    self.sample_rate,
+                    float(unit_sec or self.unit_sec),
+                    long_clips,
+                    device=self.device,
+                    batch_size=batch_size,
+                    precision=precision,
+                    progress=progress,
+                    names=names,
+                )
         if self.modality == "image":
             from .eval.image import embed_images
 
             images = self._images(inputs, image_size)
             with self._eval_mode():
-                return embed_images(images, list(self.frontend.ops), self.backbone, self.device, batch_size,
-                                    precision, self.feature_dim)
-        raise EvalError(f"embed: encoder {self.encoder_spec.get('name')!r} takes {self.modality or 'unknown'} input; "
-                        "embed reads audio and images (call the encoder on tensors instead)")
+                return embed_images(
+                    images, list(self.frontend.ops), self.backbone, self.device, batch_size, precision, self.feature_dim
+                )
+        raise EvalError(
+            f"embed: encoder {self.encoder_spec.get('name')!r} takes {self.modality or 'unknown'} input; "
+            "embed reads audio and images (call the encoder on tensors instead)"
+        )
 
     def embed_frames(self, waves, *, precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
         """Audio: ((B, T', D) float32 frame embeddings, (B, T') timestamps in ms) of equal-length waves (B, T) (or
@@ -178,8 +217,15 @@ class Encoder(nn.Module):
             frames, ts = get_timestamp_embeddings(batch, hear_model(self, "embed_frames"))
         return frames.float(), ts
 
-    def fit_prenorm(self, waves, *, unit_sec: Optional[float] = None, long_clips: str = "chunks", seed: int = 0,
-                    batch_size: int = 64) -> dict:
+    def fit_prenorm(
+        self,
+        waves,
+        *,
+        unit_sec: Optional[float] = None,
+        long_clips: str = "chunks",
+        seed: int = 0,
+        batch_size: int = 64,
+    ) -> dict:
         """Audio: measure the pre_norm statistics on ``waves`` (paths, a folder or arrays; e.g. a task's training
         clips) as evaluation does (up to 10,000 ``unit_sec`` pieces drawn with ``seed``), store them in the front
         end and return ``{"mean", "std", "n_pieces"}``."""
@@ -190,8 +236,9 @@ class Encoder(nn.Module):
         self._check_options(batch_size, "fp32", long_clips)
         op = self._prenorm_op()
         if op is None:
-            raise EvalError(f"fit_prenorm: the front end ({' → '.join(s['name'] for s in self.frontend_spec)}) has "
-                            "no pre_norm op")
+            raise EvalError(
+                f"fit_prenorm: the front end ({' → '.join(s['name'] for s in self.frontend_spec)}) has no pre_norm op"
+            )
         waves, names = self._waves(waves)
         check_waveforms(waves, names, what="fit_prenorm")
         pieces = Pieces.cut(waves, float(unit_sec or self.unit_sec), self.sample_rate, long_clips)
@@ -216,15 +263,19 @@ class Encoder(nn.Module):
 
     def _need_modality(self, modality: str, what: str) -> None:
         if self.modality != modality:
-            raise EvalError(f"{what}: needs an {modality} encoder; this one ({self.encoder_spec.get('name')}) takes "
-                            f"{self.modality or 'unknown'} input")
+            raise EvalError(
+                f"{what}: needs an {modality} encoder; this one ({self.encoder_spec.get('name')}) takes "
+                f"{self.modality or 'unknown'} input"
+            )
 
     def _need_prenorm(self, what: str) -> None:
         op = self._prenorm_op()
         if op is not None and not bool(op.ready):
-            raise EvalError(f"{what}: the front end's pre_norm has no statistics (the weights carry none, e.g. "
-                            "official BYOL-A weights): call encoder.fit_prenorm(waves) with your training clips "
-                            "first (evaluation measures them on each task's training clips)")
+            raise EvalError(
+                f"{what}: the front end's pre_norm has no statistics (the weights carry none, e.g. "
+                "official BYOL-A weights): call encoder.fit_prenorm(waves) with your training clips "
+                "first (evaluation measures them on each task's training clips)"
+            )
 
     @staticmethod
     def _check_options(batch_size: int, precision: str, long_clips: str) -> None:
@@ -275,8 +326,10 @@ class Encoder(nn.Module):
         else:
             items, _ = self._waves(waves)
             if len({len(w) for w in items}) > 1:
-                raise ValueError("embed_frames: the waves have different lengths; pass them one at a time "
-                                 "(or pad them to one length)")
+                raise ValueError(
+                    "embed_frames: the waves have different lengths; pass them one at a time "
+                    "(or pad them to one length)"
+                )
             batch = torch.stack([torch.as_tensor(w) for w in items])
         return batch.to(self.device)
 
@@ -293,8 +346,10 @@ class Encoder(nn.Module):
                 continue
             img = torch.as_tensor(np.asarray(item)) if not isinstance(item, torch.Tensor) else item
             if img.ndim != 3 or img.shape[0] not in (1, 3) or img.dtype != torch.uint8:
-                raise ValueError(f"embed: image {i} is a {tuple(img.shape)} {img.dtype} array; expected uint8 "
-                                 "(3, H, W) (channels first, as torchvision.io.decode_image gives)")
+                raise ValueError(
+                    f"embed: image {i} is a {tuple(img.shape)} {img.dtype} array; expected uint8 "
+                    "(3, H, W) (channels first, as torchvision.io.decode_image gives)"
+                )
             images.append(img)
         return images
 
@@ -314,9 +369,17 @@ class _EvalMode:
             m.training = mode
 
 
-def read_encoder(checkpoint: str | os.PathLike, label: str, *, device: str = "cpu", trainable: bool = False,
-                 freeze_bn: bool = False, encoder: Optional[dict] = None, frontend: Optional[list] = None,
-                 seed: int = 0) -> Encoder:
+def read_encoder(
+    checkpoint: str | os.PathLike,
+    label: str,
+    *,
+    device: str = "cpu",
+    trainable: bool = False,
+    freeze_bn: bool = False,
+    encoder: Optional[dict] = None,
+    frontend: Optional[list] = None,
+    seed: int = 0,
+) -> Encoder:
     """:func:`ssl_toolkit.load_encoder` for an entry point whose errors name the checkpoint as ``label``
     (``--checkpoint`` for the commands)."""
     from .devices import resolve_device
@@ -333,25 +396,41 @@ def read_encoder(checkpoint: str | os.PathLike, label: str, *, device: str = "cp
     except ValueError as e:
         raise EvalError(f"{label} {e}") from None
     import_components()
-    spec = ModelSpec(encoder=Component(encoder) if encoder else None,
-                     frontend=[Component(c) for c in frontend] if frontend is not None else None)
+    spec = ModelSpec(
+        encoder=Component(encoder) if encoder else None,
+        frontend=[Component(c) for c in frontend] if frontend is not None else None,
+    )
     try:
         source = resolve_checkpoint(os.fspath(checkpoint))
         model, _ = make_models(source, spec, seed=seed, want_random=False, prenorm="checkpoint")
     except EvalError as e:
         message = re.sub(r"^--checkpoint:? ", f"{label} ", str(e))
         if label != "--checkpoint" and ": name the encoder" in message:  # the commands' hint names recipe keys
-            message = (message.split(": name the encoder")[0] + ": pass encoder={'name': ..., ...} (a registry name "
-                       "and its parameters, as a recipe's model.encoder), or a run directory / checkpoint")
+            message = (
+                message.split(": name the encoder")[0] + ": pass encoder={'name': ..., ...} (a registry name "
+                "and its parameters, as a recipe's model.encoder), or a run directory / checkpoint"
+            )
         raise EvalError(message) from None
     card = source.card
-    enc = Encoder(model.encoder, model.frontend, encoder_spec=model.encoder_spec, frontend_spec=model.frontend_spec,
-                  unit_sec=training_unit_sec(source.recipe), imports=card.imports if card else (),
-                  recipe_name=(card.recipe_name if card else "") or str((source.recipe or {}).get("name") or ""),
-                  recipe=source.recipe, source={"spec": os.fspath(checkpoint), "kind": source.kind,
-                          "path": str(source.path) if source.path else None, "sha256": source.checksum or None,
-                          "card_origin": model.source, "notes": list(source.notes)},
-                  freeze_bn=freeze_bn)
+    enc = Encoder(
+        model.encoder,
+        model.frontend,
+        encoder_spec=model.encoder_spec,
+        frontend_spec=model.frontend_spec,
+        unit_sec=training_unit_sec(source.recipe),
+        imports=card.imports if card else (),
+        recipe_name=(card.recipe_name if card else "") or str((source.recipe or {}).get("name") or ""),
+        recipe=source.recipe,
+        source={
+            "spec": os.fspath(checkpoint),
+            "kind": source.kind,
+            "path": str(source.path) if source.path else None,
+            "sha256": source.checksum or None,
+            "card_origin": model.source,
+            "notes": list(source.notes),
+        },
+        freeze_bn=freeze_bn,
+    )
     for p in enc.backbone.parameters():
         p.requires_grad_(trainable)
     enc.train(trainable)

@@ -28,6 +28,7 @@ the shapes, official front end). Without stored statistics (official weights, a 
 each piece's log-mel is standardized with its own mean and std, and a warning says so. ``load_model("")`` gives a
 randomly initialized BYOL-A v1 encoder (for API checks only).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -70,6 +71,7 @@ def get_scene_embeddings(audio: Tensor, model: HearModel) -> Tensor:
     if audio.shape[0] == 0:
         return torch.zeros((0, model.scene_embedding_size), device=device)
     waves = list(audio.detach().float().cpu().numpy())
-    emb = embed_clips(waves, model.encoder, list(model.frontend), model.sample_rate, model.unit_sec, device=device,
-                      batch_size=BATCH)
+    emb = embed_clips(
+        waves, model.encoder, list(model.frontend), model.sample_rate, model.unit_sec, device=device, batch_size=BATCH
+    )
     return torch.from_numpy(emb).to(device)

@@ -9,6 +9,7 @@ on, the eval table beside the baselines and the weights' sha256) and ``recipe.ya
 temporary name and renamed into place, so a half-written export never looks complete. Uploading stays the user's
 step (``huggingface-cli upload``, git lfs).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -48,9 +49,11 @@ def _weights_file(run: Path, checkpoint: Optional[str | os.PathLike]) -> Path:
     for name in ("encoder.safetensors", "encoder.pt"):
         if (run / name).is_file():
             return run / name
-    raise ExportError(f"export: {run} has no finished encoder (encoder.safetensors / encoder.pt are written when "
-                      f"training ends); to export an unfinished run name a checkpoint: --checkpoint "
-                      f"{run / 'checkpoints' / 'last.pt'}")
+    raise ExportError(
+        f"export: {run} has no finished encoder (encoder.safetensors / encoder.pt are written when "
+        f"training ends); to export an unfinished run name a checkpoint: --checkpoint "
+        f"{run / 'checkpoints' / 'last.pt'}"
+    )
 
 
 def _training_state(run: Path, weights: Path):
@@ -81,8 +84,9 @@ def _read_results(path: Optional[str | os.PathLike]) -> Optional[dict]:
     except ValueError as e:
         raise ExportError(f"export: --results {path}: not JSON ({e})") from None
     if not isinstance(results, dict) or results.get("format") != RESULTS_FORMAT:
-        raise ExportError(f"export: --results {path}: not an ssl-toolkit eval results.json (format "
-                          f"{RESULTS_FORMAT!r} expected)")
+        raise ExportError(
+            f"export: --results {path}: not an ssl-toolkit eval results.json (format {RESULTS_FORMAT!r} expected)"
+        )
     return results
 
 
@@ -107,9 +111,15 @@ def _datasets(recipe: dict) -> list[str]:
     return names
 
 
-def export_run(run: str | os.PathLike, out: str | os.PathLike, *, checkpoint: Optional[str | os.PathLike] = None,
-               results: Optional[str | os.PathLike] = None, license: Optional[str] = None,
-               overwrite: bool = False) -> Path:
+def export_run(
+    run: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    checkpoint: Optional[str | os.PathLike] = None,
+    results: Optional[str | os.PathLike] = None,
+    license: Optional[str] = None,
+    overwrite: bool = False,
+) -> Path:
     """Write the export folder ``out`` from run directory ``run`` (its finished encoder, or ``checkpoint``);
     returns ``out``. ExportError for a run without a finished encoder, an existing ``out`` (unless ``overwrite``)
     or a bad ``results`` file."""
@@ -118,21 +128,29 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, *, checkpoint: Op
 
     run, out = Path(run).expanduser(), Path(out).expanduser()
     if not run.is_dir():
-        raise ExportError(f"export: RUN {run}: {'not a folder' if run.exists() else 'no such folder'} (give the "
-                          "run directory of `ssl-toolkit train`)")
+        raise ExportError(
+            f"export: RUN {run}: {'not a folder' if run.exists() else 'no such folder'} (give the "
+            "run directory of `ssl-toolkit train`)"
+        )
     if license is not None and not (isinstance(license, str) and license.strip() and "\n" not in license):
         raise ExportError(f"export: --license {license!r}: give a license id such as mit or apache-2.0")
     if (out.exists() or out.is_symlink()) and not overwrite:
         raise ExportError(f"export: OUT {out} already exists; choose a new folder or pass --overwrite")
     if run.resolve() == out.resolve() or out.resolve() in run.resolve().parents:
-        raise ExportError(f"export: OUT {out} is the run directory {run} or holds it; an export never replaces "
-                          "the run it reads: choose another folder")
+        raise ExportError(
+            f"export: OUT {out} is the run directory {run} or holds it; an export never replaces "
+            "the run it reads: choose another folder"
+        )
     weights = _weights_file(run, checkpoint)
     enc = read_encoder(weights, "export:")
     recipe = enc.recipe or {}
     state = _training_state(run, weights)
-    facts = {"steps": state.step if state else None, "epochs": state.epoch if state else None,  # 0-based epoch index
-             "data_items": state.data_items if state else None, "checkpoint": weights.name}
+    facts = {
+        "steps": state.step if state else None,
+        "epochs": state.epoch if state else None,  # 0-based epoch index
+        "data_items": state.data_items if state else None,
+        "checkpoint": weights.name,
+    }
     scores = _read_results(results)
 
     tmp = out.parent / f".{out.name}.export-{os.getpid()}"
@@ -147,18 +165,29 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, *, checkpoint: Op
         recipe_text = yaml.safe_dump(recipe, sort_keys=False)
         atomic_write_text(tmp / "recipe.yaml", recipe_text)
         config = {
-            "library_name": "ssl_toolkit", "format": EXPORT_FORMAT, "toolkit_version": __version__,
-            "architecture": enc.encoder_spec["name"], "encoder": enc.encoder_spec, "frontend": enc.frontend_spec,
-            "feature_dim": enc.feature_dim, "modality": enc.modality, "sample_rate": enc.sample_rate,
-            "unit_sec": enc.unit_sec, "method": ((recipe.get("method") or {}).get("name")),
-            "recipe_name": enc.recipe_name, "recipe_sha256": hashlib.sha256(recipe_text.encode()).hexdigest(),
-            "weights_sha256": _sha256(tmp / "model.safetensors"), "training": facts, "card": card.to_plain(),
+            "library_name": "ssl_toolkit",
+            "format": EXPORT_FORMAT,
+            "toolkit_version": __version__,
+            "architecture": enc.encoder_spec["name"],
+            "encoder": enc.encoder_spec,
+            "frontend": enc.frontend_spec,
+            "feature_dim": enc.feature_dim,
+            "modality": enc.modality,
+            "sample_rate": enc.sample_rate,
+            "unit_sec": enc.unit_sec,
+            "method": ((recipe.get("method") or {}).get("name")),
+            "recipe_name": enc.recipe_name,
+            "recipe_sha256": hashlib.sha256(recipe_text.encode()).hexdigest(),
+            "weights_sha256": _sha256(tmp / "model.safetensors"),
+            "training": facts,
+            "card": card.to_plain(),
         }
         atomic_write_text(tmp / "config.json", json.dumps(config, indent=1, default=str) + "\n")
         from .model_card import render_model_card
 
-        atomic_write_text(tmp / "README.md", render_model_card(out.name, config, recipe, _datasets(recipe), scores,
-                                                               license))
+        atomic_write_text(
+            tmp / "README.md", render_model_card(out.name, config, recipe, _datasets(recipe), scores, license)
+        )
         _move_into_place(tmp, out)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)

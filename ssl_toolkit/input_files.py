@@ -1,5 +1,6 @@
 """The files an input names, in a fixed order: a folder (searched recursively for one modality's files, by
 extension) or an EVAR-style metadata CSV. Read by ``ssl-toolkit embed`` and ``Encoder.embed`` / ``list_files``."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,10 +12,10 @@ from .eval.errors import EvalError
 
 @dataclass
 class Inputs:
-    root: Path                            # the folder, or the CSV's folder
+    root: Path  # the folder, or the CSV's folder
     paths: list[Path]
-    names: list[str]                      # what ``files`` stores
-    source: str                           # 'folder' | 'csv'
+    names: list[str]  # what ``files`` stores
+    source: str  # 'folder' | 'csv'
 
 
 def list_inputs(spec: str | Path, modality: str, root: Optional[str | Path] = None) -> Inputs:
@@ -27,8 +28,9 @@ def list_inputs(spec: str | Path, modality: str, root: Optional[str | Path] = No
     path = Path(spec).expanduser()
     if path.is_dir():
         exts = AUDIO_EXTENSIONS if modality == "audio" else IMAGE_EXTENSIONS
-        paths = sorted(p for p in path.rglob("*") if p.suffix.lower() in exts and p.is_file()
-                       and not p.name.startswith("."))
+        paths = sorted(
+            p for p in path.rglob("*") if p.suffix.lower() in exts and p.is_file() and not p.name.startswith(".")
+        )
         if not paths:
             raise EvalError(f"embed: no {modality} files ({', '.join(exts)}) found in {path}")
         return Inputs(path, paths, [p.relative_to(path).as_posix() for p in paths], "folder")

@@ -6,6 +6,7 @@ A registered builder annotates each numeric parameter with a range, e.g. ``hidde
 file/key/expected error before anything is built (tests/test_params.py checks every registered builder
 declares one for every int and float parameter).
 """
+
 from __future__ import annotations
 
 import math
@@ -42,8 +43,9 @@ class Range:
             return False
         low, high = self.bounds()
         text = self.interval.strip()
-        return ((value >= low) if text[0] == "[" else (value > low)) and \
-               ((value <= high) if text[-1] == "]" else (value < high))
+        return ((value >= low) if text[0] == "[" else (value > low)) and (
+            (value <= high) if text[-1] == "]" else (value < high)
+        )
 
     def check(self, value: Any) -> str | None:
         """None when ``value`` lies in the range, else what was expected."""
@@ -94,8 +96,9 @@ class Reference:
             return None
         path = self.resolve(value, siblings)
         where = "" if str(path) == str(value) and path.is_absolute() else f" (resolved to {path.absolute()})"
-        want = {"file": "a file", "eval_recipe": "an eval recipe file", "dir": "a folder"}.get(self.kind,
-                                                                                              "a file or folder")
+        want = {"file": "a file", "eval_recipe": "an eval recipe file", "dir": "a folder"}.get(
+            self.kind, "a file or folder"
+        )
         if not path.exists():
             return f"{short_repr(str(value))}: no such file or folder{where}; expected {want}"
         if self.kind in ("file", "eval_recipe") and not path.is_file():
@@ -147,4 +150,3 @@ FilePath = Annotated[str, Reference("file")]
 DirPath = Annotated[str, Reference("dir")]
 AnyPath = Annotated[str, Reference("path")]
 """A file or a folder that must exist when the recipe is checked."""
-

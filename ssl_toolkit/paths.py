@@ -1,4 +1,5 @@
 """Paths named in recipes: ``~`` and ``$VAR``/``${VAR}`` expanded, nothing else (no globbing, no URLs)."""
+
 from __future__ import annotations
 
 import os

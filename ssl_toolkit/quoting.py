@@ -3,6 +3,7 @@
 An error quotes what it was given, but a value can be huge (a YAML alias bomb expands to billions of items,
 an override can paste a whole file): :func:`short_repr` costs and prints at most a few dozen items.
 """
+
 from __future__ import annotations
 
 import reprlib

@@ -4,6 +4,7 @@ Recipes name components; registries build them from ``{name: ..., **params}`` se
 A duplicate name raises, an unknown name lists the known ones with the closest match,
 and parameters are checked against the builder's signature before anything is built.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -94,18 +95,14 @@ class Registry:
     def get(self, name: str) -> Entry:
         if name not in self._entries:
             known = ", ".join(sorted(self._entries)) or "none registered"
-            raise RegistryError(
-                f"unknown {self.kind} '{name}'{did_you_mean(name, self._entries)}; known: {known}"
-            )
+            raise RegistryError(f"unknown {self.kind} '{name}'{did_you_mean(name, self._entries)}; known: {known}")
         return self._entries[name]
 
     def check_params(self, name: str, params: dict[str, Any], where: str = "") -> None:
         """Raise if ``params`` has a key the builder does not take or misses a required one."""
         entry = self.get(name)
         accepted = entry.parameters()
-        takes_kwargs = any(
-            p.kind is p.VAR_KEYWORD for p in inspect.signature(entry.builder).parameters.values()
-        )
+        takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(entry.builder).parameters.values())
         prefix = f"{where}: " if where else ""
         if not takes_kwargs:
             for key in params:

@@ -10,6 +10,7 @@
   weights ``model.init_*``, which a resume replaces by the checkpoint's) may differ unless
   the user accepts the change (``--allow-recipe-change``); the recipe of every resume is kept.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -25,13 +26,37 @@ from .quoting import short_repr
 class RunDirError(RuntimeError):
     """A run directory that is in use, or holds a run that would be lost."""
 
-RUN_FILES = ("recipe.yaml", "metrics.csv", "encoder.pt", "encoder.safetensors", "checkpoints", "tensorboard",
-             "skipped_files.txt")
-SAFE_ON_RESUME = ("trainer.epochs", "trainer.max_steps", "trainer.max_minutes", "trainer.log_every",
-                  "trainer.checkpoint_every", "trainer.keep_checkpoints", "trainer.progress", "trainer.tensorboard",
-                  "trainer.collapse_threshold", "trainer.hooks", "data.num_workers", "data.pin_memory",
-                  "data.prefetch_factor", "device", "out_dir", "description", "model.init_from", "model.init_strict",
-                  "model.init_sha256")
+
+RUN_FILES = (
+    "recipe.yaml",
+    "metrics.csv",
+    "encoder.pt",
+    "encoder.safetensors",
+    "checkpoints",
+    "tensorboard",
+    "skipped_files.txt",
+)
+SAFE_ON_RESUME = (
+    "trainer.epochs",
+    "trainer.max_steps",
+    "trainer.max_minutes",
+    "trainer.log_every",
+    "trainer.checkpoint_every",
+    "trainer.keep_checkpoints",
+    "trainer.progress",
+    "trainer.tensorboard",
+    "trainer.collapse_threshold",
+    "trainer.hooks",
+    "data.num_workers",
+    "data.pin_memory",
+    "data.prefetch_factor",
+    "device",
+    "out_dir",
+    "description",
+    "model.init_from",
+    "model.init_strict",
+    "model.init_sha256",
+)
 
 
 class RunDirLock:
@@ -50,8 +75,10 @@ class RunDirLock:
         except BlockingIOError:
             holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
             os.close(fd)
-            raise RunDirError(f"{self.path.parent} is in use by another run (pid {holder}); wait for it to end "
-                                "or choose another --out") from None
+            raise RunDirError(
+                f"{self.path.parent} is in use by another run (pid {holder}); wait for it to end "
+                "or choose another --out"
+            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self.fd = fd
@@ -87,15 +114,18 @@ def check_output_location(path: Path, option: str = "--out") -> None:
         if folder.exists() or folder.is_symlink():
             break
     if not folder.is_dir():
-        raise RunDirError(f"{option} {path}: {folder} is {'a file' if folder.exists() else 'a broken link'}, "
-                          "not a folder; choose another output location")
+        raise RunDirError(
+            f"{option} {path}: {folder} is {'a file' if folder.exists() else 'a broken link'}, "
+            "not a folder; choose another output location"
+        )
     try:
         fd, probe = tempfile.mkstemp(prefix=".ssl_toolkit-write-test-", dir=folder)
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise RunDirError(f"{option} {path}: cannot write in {folder}: {e.strerror}; "
-                          "choose another output location") from None
+        raise RunDirError(
+            f"{option} {path}: cannot write in {folder}: {e.strerror}; choose another output location"
+        ) from None
 
 
 def existing_run_files(run_dir: Path) -> list[str]:
@@ -108,8 +138,10 @@ def check_new_run(run_dir: Path, existing: list[str], overwrite: bool, delete: b
     if not existing:
         return
     if not overwrite:
-        raise RunDirError(f"{run_dir} already holds a run ({', '.join(existing)}): continue it with --resume auto, "
-                            "start over with --overwrite (deletes those files), or choose another --out")
+        raise RunDirError(
+            f"{run_dir} already holds a run ({', '.join(existing)}): continue it with --resume auto, "
+            "start over with --overwrite (deletes those files), or choose another --out"
+        )
     for name in existing if delete else []:
         target = run_dir / name
         shutil.rmtree(target) if target.is_dir() else target.unlink()

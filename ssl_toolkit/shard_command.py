@@ -7,6 +7,7 @@ class, or the CSV's label column; ids are the sorted class names' positions, num
 evaluation number them). ``OUT/shards.json`` lists every shard with its sample count, the class names and the
 source, so ``webdataset_images`` / ``webdataset_audio`` know the epoch size without reading the shards.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,8 +49,10 @@ def list_files(source: Path, modality: Optional[str], root: Optional[str], label
         counts = {m: sum(Path(n).suffix.lower() in e for n in names) for m, e in exts.items()}
         modality = max(counts, key=counts.get)
         if counts[modality] == 0:
-            raise ShardError(f"INPUT {source}: no audio ({', '.join(AUDIO_EXTENSIONS)}) or image "
-                             f"({', '.join(IMAGE_EXTENSIONS)}) files")
+            raise ShardError(
+                f"INPUT {source}: no audio ({', '.join(AUDIO_EXTENSIONS)}) or image "
+                f"({', '.join(IMAGE_EXTENSIONS)}) files"
+            )
     keep = [i for i, n in enumerate(names) if Path(n).suffix.lower() in exts[modality]]
     paths, names = [paths[i] for i in keep], [names[i] for i in keep]
     if source.is_dir():
@@ -65,9 +68,16 @@ def list_files(source: Path, modality: Optional[str], root: Optional[str], label
     return modality, paths, names, labels, classes
 
 
-def write_shards(source: str | Path, out: str | Path, max_count: int = 1000, modality: Optional[str] = None,
-                 root: Optional[str] = None, label_column: str = "label", overwrite: bool = False,
-                 progress: bool = True) -> dict:
+def write_shards(
+    source: str | Path,
+    out: str | Path,
+    max_count: int = 1000,
+    modality: Optional[str] = None,
+    root: Optional[str] = None,
+    label_column: str = "label",
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
     """Write ``OUT/shard-NNNNNN.tar`` (at most ``max_count`` samples each) and ``OUT/shards.json``; returns the
     index."""
     import webdataset as wds
@@ -88,8 +98,9 @@ def write_shards(source: str | Path, out: str | Path, max_count: int = 1000, mod
     # an integer mtime: no PAX header per member (a float one needs it: twice the headers to parse when reading),
     # and the same input gives byte-identical shards
     with wds.ShardWriter(str(out / "shard-%06d.tar"), maxcount=max_count, verbose=0, mtime=0) as sink:
-        for i, (path, name, label) in enumerate(tqdm(list(zip(paths, names, labels)), desc="shard", unit="file",
-                                                     disable=not progress)):
+        for i, (path, name, label) in enumerate(
+            tqdm(list(zip(paths, names, labels)), desc="shard", unit="file", disable=not progress)
+        ):
             try:
                 data = path.read_bytes()
             except OSError as e:
@@ -101,32 +112,48 @@ def write_shards(source: str | Path, out: str | Path, max_count: int = 1000, mod
             sink.write(sample)
             shard = Path(sink.fname).name
             counts[shard] = counts.get(shard, 0) + 1
-    index = {"format": INDEX_FORMAT, "modality": modality, "source": str(source.resolve()),
-             "count": sum(counts.values()), "classes": classes,
-             "shards": [{"name": n, "count": c} for n, c in sorted(counts.items())],
-             "skipped": [{"file": n, "reason": r} for n, r in skipped],
-             "seconds": round(time.perf_counter() - start, 3)}
+    index = {
+        "format": INDEX_FORMAT,
+        "modality": modality,
+        "source": str(source.resolve()),
+        "count": sum(counts.values()),
+        "classes": classes,
+        "shards": [{"name": n, "count": c} for n, c in sorted(counts.items())],
+        "skipped": [{"file": n, "reason": r} for n, r in skipped],
+        "seconds": round(time.perf_counter() - start, 3),
+    }
     atomic_write_text(out / INDEX_FILE, json.dumps(index, indent=1) + "\n")
     return index
 
 
 def _cmd_shard(args) -> int:
     try:
-        index = write_shards(args.input, args.out, args.max_count, args.modality, args.root, args.label_column,
-                             args.overwrite, progress=not args.quiet)
+        index = write_shards(
+            args.input,
+            args.out,
+            args.max_count,
+            args.modality,
+            args.root,
+            args.label_column,
+            args.overwrite,
+            progress=not args.quiet,
+        )
     except ShardError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     if not args.quiet:
         urls = Path(args.out) / ("shard-{000000..%06d}.tar" % (len(index["shards"]) - 1))
-        print(f"{index['count']} {index['modality']} files → {len(index['shards'])} shards "
-              f"({len(index['skipped'])} unreadable); train with data.dataset.urls={urls}")
+        print(
+            f"{index['count']} {index['modality']} files → {len(index['shards'])} shards "
+            f"({len(index['skipped'])} unreadable); train with data.dataset.urls={urls}"
+        )
     return 0
 
 
 def add_shard_parser(subparsers) -> None:
-    p = subparsers.add_parser("shard", help="write WebDataset tar shards from a folder or an EVAR CSV",
-                              description=__doc__.split("\n\n")[1])
+    p = subparsers.add_parser(
+        "shard", help="write WebDataset tar shards from a folder or an EVAR CSV", description=__doc__.split("\n\n")[1]
+    )
     p.add_argument("input", help="a folder (recursive) or an EVAR-style metadata CSV (file_name[, label])")
     p.add_argument("out", help="output folder for shard-NNNNNN.tar and shards.json")
     p.add_argument("--max-count", type=int, default=1000, help="samples per shard (default 1000)")

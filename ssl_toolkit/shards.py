@@ -18,6 +18,7 @@ The stream of epoch ``e`` is deterministic, which is what makes resume exact:
 Resume restores the epoch and the position inside it exactly: the stream of the epoch is replayed and the samples
 of the batches already trained on are skipped before decoding (their bytes are read again, not decoded).
 """
+
 from __future__ import annotations
 
 import io
@@ -74,8 +75,14 @@ class ShardStream(torch.utils.data.IterableDataset):
 
     extensions: tuple[str, ...] = ()
 
-    def __init__(self, urls: str | list, epoch_size: Optional[int] = None, shuffle_buffer: int = 1000,
-                 seed: int = 0, on_bad_file: str = "skip"):
+    def __init__(
+        self,
+        urls: str | list,
+        epoch_size: Optional[int] = None,
+        shuffle_buffer: int = 1000,
+        seed: int = 0,
+        on_bad_file: str = "skip",
+    ):
         self.urls = expand_urls(urls)
         if not self.urls:
             raise ValueError("urls: no shard names (expected e.g. data/shard-{000000..000009}.tar)")
@@ -86,8 +93,10 @@ class ShardStream(torch.utils.data.IterableDataset):
         self.classes = index["classes"] if index else []
         if epoch_size is None:
             if index is None:
-                raise ValueError(f"epoch_size: needed, since no {INDEX_FILE} beside the shards gives their sample "
-                                 "counts (write shards with `ssl-toolkit shard`, or set epoch_size)")
+                raise ValueError(
+                    f"epoch_size: needed, since no {INDEX_FILE} beside the shards gives their sample "
+                    "counts (write shards with `ssl-toolkit shard`, or set epoch_size)"
+                )
             epoch_size = sum(index["counts"])
         self.epoch_size, self.shuffle_buffer, self.seed = int(epoch_size), int(shuffle_buffer), int(seed)
         self.on_bad_file = on_bad_file
@@ -96,8 +105,10 @@ class ShardStream(torch.utils.data.IterableDataset):
     # -------------------------------------------------------------- what the trainer sets
     def configure(self, batch_size: int, rank: int, world_size: int) -> None:
         if len(self.urls) < world_size:
-            raise ValueError(f"{len(self.urls)} shards for {world_size} processes: every process needs at least "
-                             "one shard (write smaller shards: ssl-toolkit shard --max-count)")
+            raise ValueError(
+                f"{len(self.urls)} shards for {world_size} processes: every process needs at least "
+                "one shard (write smaller shards: ssl-toolkit shard --max-count)"
+            )
         self.batch_size, self.rank, self.world_size = int(batch_size), int(rank), int(world_size)
 
     def batches_per_epoch(self) -> int:
@@ -113,7 +124,7 @@ class ShardStream(torch.utils.data.IterableDataset):
     def _worker_shards(self, worker: int, workers: int) -> tuple[list[str], int, int]:
         """(shards, sample stride, sample offset) this worker reads in the current epoch."""
         order = torch.randperm(len(self.urls), generator=torch.Generator().manual_seed(self.seed + self.epoch))
-        mine = [self.urls[i] for i in order.tolist()[self.rank::self.world_size]]
+        mine = [self.urls[i] for i in order.tolist()[self.rank :: self.world_size]]
         if len(mine) >= workers:
             return mine[worker::workers], 1, 0
         return mine, workers, worker
@@ -182,8 +193,10 @@ class ShardStream(torch.utils.data.IterableDataset):
         ext = next((e for e in self.extensions if e in sample), None)
         try:
             if ext is None:
-                raise ValueError(f"no {'/'.join(self.extensions)} member in the sample (members: "
-                                 f"{', '.join(k for k in sample if not k.startswith('__'))})")
+                raise ValueError(
+                    f"no {'/'.join(self.extensions)} member in the sample (members: "
+                    f"{', '.join(k for k in sample if not k.startswith('__'))})"
+                )
             x = self.decode(sample[ext], ext, seed)
         except Exception as e:  # noqa: BLE001 - any decoder failure is a bad file
             reason = first_line(e)
@@ -216,9 +229,15 @@ class WebDatasetImages(ShardStream):
 
     extensions = ("jpg", "jpeg", "png", "webp")
 
-    def __init__(self, urls: str | list, epoch_size: Optional[PositiveInt] = None,
-                 shuffle_buffer: NonNegativeInt = 1000, seed: NonNegativeInt = 0, size: Optional[PositiveInt] = None,
-                 on_bad_file: Literal["skip", "fail"] = "skip"):
+    def __init__(
+        self,
+        urls: str | list,
+        epoch_size: Optional[PositiveInt] = None,
+        shuffle_buffer: NonNegativeInt = 1000,
+        seed: NonNegativeInt = 0,
+        size: Optional[PositiveInt] = None,
+        on_bad_file: Literal["skip", "fail"] = "skip",
+    ):
         super().__init__(urls, epoch_size, shuffle_buffer, seed, on_bad_file)
         self.size = size
 
@@ -236,9 +255,16 @@ class WebDatasetAudio(ShardStream):
 
     extensions = ("wav", "flac", "ogg", "oga", "opus", "mp3", "aiff", "aif", "au")
 
-    def __init__(self, urls: str | list, epoch_size: Optional[PositiveInt] = None,
-                 shuffle_buffer: NonNegativeInt = 1000, seed: NonNegativeInt = 0, sample_rate: PositiveInt = 16000,
-                 unit_sec: PositiveFloat = 0.95, on_bad_file: Literal["skip", "fail"] = "skip"):
+    def __init__(
+        self,
+        urls: str | list,
+        epoch_size: Optional[PositiveInt] = None,
+        shuffle_buffer: NonNegativeInt = 1000,
+        seed: NonNegativeInt = 0,
+        sample_rate: PositiveInt = 16000,
+        unit_sec: PositiveFloat = 0.95,
+        on_bad_file: Literal["skip", "fail"] = "skip",
+    ):
         super().__init__(urls, epoch_size, shuffle_buffer, seed, on_bad_file)
         self.sample_rate, self.unit_sec = int(sample_rate), float(unit_sec)
         self.segment_samples = int(round(self.unit_sec * self.sample_rate))
@@ -252,4 +278,3 @@ class WebDatasetAudio(ShardStream):
 
     def describe(self) -> dict:
         return {**super().describe(), "sample_rate": self.sample_rate, "unit_sec": self.unit_sec}
-

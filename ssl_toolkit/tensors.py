@@ -2,6 +2,7 @@
 
 They let the engine be used and tested on tensors alone, without any modality.
 """
+
 from __future__ import annotations
 
 import torch
@@ -17,8 +18,14 @@ from .views import BatchAugmentation, RandomOp, uniform
 class GaussianClusters(torch.utils.data.Dataset):
     """Synthetic vectors around `num_classes` random centres (labels known), for tests and smoke runs."""
 
-    def __init__(self, size: PositiveInt = 512, dim: PositiveInt = 16, num_classes: PositiveInt = 4,
-                 spread: NonNegativeFloat = 0.5, seed: NonNegativeInt = 0):
+    def __init__(
+        self,
+        size: PositiveInt = 512,
+        dim: PositiveInt = 16,
+        num_classes: PositiveInt = 4,
+        spread: NonNegativeFloat = 0.5,
+        seed: NonNegativeInt = 0,
+    ):
         if size < 0:
             raise ValueError(f"gaussian_clusters: size must be >= 0, got {size}")
         g = torch.Generator().manual_seed(seed)
@@ -39,8 +46,9 @@ class MLPEncoder(nn.Module):
 
     modality = "vector"
 
-    def __init__(self, in_dim: PositiveInt = 16, hidden_dim: PositiveInt = 64, depth: PositiveInt = 2,
-                 norm: Norm = "bn"):
+    def __init__(
+        self, in_dim: PositiveInt = 16, hidden_dim: PositiveInt = 64, depth: PositiveInt = 2, norm: Norm = "bn"
+    ):
         super().__init__()
         layers, dim, linear = [], in_dim, linear_layer(norm)
         for _ in range(depth):
@@ -61,11 +69,14 @@ class GaussianNoise(RandomOp):
         super().__init__()
         self.max_std = max_std
 
-    def sample_params(self, batch_size: int, device, generator=None, sample_shape: tuple = (),
-                      dtype: torch.dtype = torch.float32) -> dict:
+    def sample_params(
+        self, batch_size: int, device, generator=None, sample_shape: tuple = (), dtype: torch.dtype = torch.float32
+    ) -> dict:
         """σ per sample, then the noise of a (batch_size, *sample_shape) batch."""
-        return {"std": uniform(batch_size, 0.0, self.max_std, device, generator),
-                "noise": torch.randn((batch_size, *sample_shape), device=device, dtype=dtype, generator=generator)}
+        return {
+            "std": uniform(batch_size, 0.0, self.max_std, device, generator),
+            "noise": torch.randn((batch_size, *sample_shape), device=device, dtype=dtype, generator=generator),
+        }
 
     def make_params(self, x: torch.Tensor, generator=None) -> dict:
         return self.sample_params(x.shape[0], x.device, generator, tuple(x.shape[1:]), x.dtype)

@@ -7,6 +7,7 @@ batch), with :func:`uniform` / :func:`bernoulli`, then applies them (torchvision
 :class:`ViewMaker` runs ``input`` ops once on the raw batch, one pipeline per view (``branches``),
 then ``joint`` ops on all views stacked along the batch dimension.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -63,8 +64,9 @@ class RandomOp(BatchAugmentation):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if "forward" in cls.__dict__:
-            raise TypeError(f"{cls.__name__}: RandomOp.forward is final; override sample_params / make_params "
-                            f"and apply instead")
+            raise TypeError(
+                f"{cls.__name__}: RandomOp.forward is final; override sample_params / make_params and apply instead"
+            )
         if cls.eval_frontend:
             raise TypeError(f"{cls.__name__}: a RandomOp is random per sample, so eval_frontend must be False")
 

@@ -8,6 +8,7 @@ with its state — and the feature dimension. Eval, the HEAR module and ``embed`
 files written before cards existed get theirs from the recipe and views state they carry
 (:func:`card_from_recipe`), the same rule applied to the same ops.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -49,8 +50,10 @@ class WeightsCard:
         card = cls(**{k: v for k, v in obj.items() if k in names})
         card.frontend_state = [tensor_state(s) if isinstance(s, dict) else s for s in card.frontend_state]
         if len(card.frontend_state) != len(card.frontend):
-            raise ValueError(f"{where}: the weights card has {len(card.frontend)} front-end ops but "
-                             f"{len(card.frontend_state)} op states")
+            raise ValueError(
+                f"{where}: the weights card has {len(card.frontend)} front-end ops but "
+                f"{len(card.frontend_state)} op states"
+            )
         return card
 
     def without_state(self) -> "WeightsCard":
@@ -63,8 +66,9 @@ _LEGACY_SCALAR = re.compile(r"^tensor\(([-+0-9.eE]+|nan|inf|-inf)\)$")
 
 def plain_card(card: dict) -> dict:
     """A card dict with its op state tensors as lists (numbers for 0-d tensors)."""
-    states = [{k: v.tolist() if hasattr(v, "tolist") else v for k, v in s.items()}
-              for s in card.get("frontend_state", [])]
+    states = [
+        {k: v.tolist() if hasattr(v, "tolist") else v for k, v in s.items()} for s in card.get("frontend_state", [])
+    ]
     return {**card, "frontend_state": states}
 
 
@@ -118,12 +122,13 @@ def frontend_of(views_cfg: Any, views_state: Optional[dict]) -> tuple[list[dict]
                 continue
             prefix = f"{stage}.ops.{i}."
             specs.append(spec)
-            states.append({k[len(prefix):]: v for k, v in (views_state or {}).items() if k.startswith(prefix)})
+            states.append({k[len(prefix) :]: v for k, v in (views_state or {}).items() if k.startswith(prefix)})
     return specs, states
 
 
-def card_from_recipe(recipe: dict, views_state: Optional[dict] = None,
-                     feature_dim: Optional[int] = None) -> WeightsCard:
+def card_from_recipe(
+    recipe: dict, views_state: Optional[dict] = None, feature_dim: Optional[int] = None
+) -> WeightsCard:
     """The card of a resolved training recipe (a plain dict) and, when known, its ViewMaker state."""
     try:
         encoder = _spec(recipe["model"]["encoder"])
@@ -131,5 +136,11 @@ def card_from_recipe(recipe: dict, views_state: Optional[dict] = None,
         raise ValueError("the recipe has no model.encoder") from None
     encoder = {k: v for k, v in encoder.items() if k not in init_only_parameters(encoder["name"])}
     specs, states = frontend_of(recipe.get("views") or {}, views_state)
-    return WeightsCard(encoder=encoder, frontend=specs, frontend_state=states, feature_dim=feature_dim,
-                       imports=list(recipe.get("imports") or []), recipe_name=str(recipe.get("name") or ""))
+    return WeightsCard(
+        encoder=encoder,
+        frontend=specs,
+        frontend_state=states,
+        feature_dim=feature_dim,
+        imports=list(recipe.get("imports") or []),
+        recipe_name=str(recipe.get("name") or ""),
+    )

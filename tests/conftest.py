@@ -48,8 +48,9 @@ def pytest_collection_modifyitems(config, items):
 
     if torch.cuda.is_available():
         return
-    skip = pytest.mark.skip(reason="needs a CUDA device (none here): run `pytest -m cuda` on a GPU machine, "
-                                   "see benchmarks/gpu/README.md")
+    skip = pytest.mark.skip(
+        reason="needs a CUDA device (none here): run `pytest -m cuda` on a GPU machine, see benchmarks/gpu/README.md"
+    )
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
@@ -69,15 +70,45 @@ def single_and_ddp(tensor_recipe, tmp_path):
 
     def run(overrides, batch_per_process=8):
         common = [str(tensor_recipe), "trainer.tensorboard=false", "trainer.progress=false", *overrides, "--quiet"]
-        single = subprocess.run([sys.executable, "-m", "ssl_toolkit", "train", *common,
-                                 f"data.batch_size={2 * batch_per_process}", "--out", str(tmp_path / "single")],
-                                capture_output=True, text=True)
+        single = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ssl_toolkit",
+                "train",
+                *common,
+                f"data.batch_size={2 * batch_per_process}",
+                "--out",
+                str(tmp_path / "single"),
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert single.returncode == 0, single.stderr
-        ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                              "-m", "ssl_toolkit", "train", *common, f"data.batch_size={batch_per_process}",
-                              "--out", str(tmp_path / "ddp")], capture_output=True, text=True, timeout=300)
+        ddp = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                "--nproc_per_node",
+                "2",
+                "-m",
+                "ssl_toolkit",
+                "train",
+                *common,
+                f"data.batch_size={batch_per_process}",
+                "--out",
+                str(tmp_path / "ddp"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert ddp.returncode == 0, ddp.stderr
-        return (load_checkpoint(tmp_path / "single/checkpoints/last.pt")["method"],
-                load_checkpoint(tmp_path / "ddp/checkpoints/last.pt")["method"])
+        return (
+            load_checkpoint(tmp_path / "single/checkpoints/last.pt")["method"],
+            load_checkpoint(tmp_path / "ddp/checkpoints/last.pt")["method"],
+        )
 
     return run

@@ -1,5 +1,6 @@
 """The Python entry points (ssl_toolkit.load_encoder / train / evaluate / export): a light import, typed errors
 (never SystemExit), one Encoder whatever file of a run is named, and the CLI as a thin layer over them."""
+
 import builtins
 import json
 import subprocess
@@ -14,30 +15,39 @@ from ssl_toolkit.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["trainer.tensorboard=false", "trainer.progress=false", "trainer.log_every=1", "trainer.hooks=[]"]
-TINY_AUDIO = ["model.encoder.feature_d=64", "model.projector.hidden_dim=32", "model.predictor.hidden_dim=32",
-              "data.batch_size=16", "views.branches.0.0.n_memory=16", "views.branches.1.0.n_memory=16"]
+TINY_AUDIO = [
+    "model.encoder.feature_d=64",
+    "model.projector.hidden_dim=32",
+    "model.predictor.hidden_dim=32",
+    "data.batch_size=16",
+    "views.branches.0.0.n_memory=16",
+    "views.branches.1.0.n_memory=16",
+]
 
 
 @pytest.fixture(scope="module")
 def audio_run(tmp_path_factory):
     """A finished 2-step BYOL-A run on the shipped FSDD clips (a tiny encoder)."""
     out = tmp_path_factory.mktemp("api") / "run"
-    run = sslt.train(ROOT / "recipes" / "audio" / "byola_fsdd.yaml", [*FAST, *TINY_AUDIO, "trainer.max_steps=2"],
-                     out=out, quiet=True)
+    run = sslt.train(
+        ROOT / "recipes" / "audio" / "byola_fsdd.yaml", [*FAST, *TINY_AUDIO, "trainer.max_steps=2"], out=out, quiet=True
+    )
     assert run == out and (run / "encoder.pt").is_file()
     return run
 
 
 def test_import_and_help_load_no_torch():
-    code = ("import sys, ssl_toolkit\n"
-            "assert 'torch' not in sys.modules, 'import ssl_toolkit'\n"
-            "from ssl_toolkit.cli import main\n"
-            "for argv in ([], ['train'], ['eval'], ['embed'], ['export'], ['recipe'], ['list'], ['shard'], ['plot']):\n"
-            "    try:\n"
-            "        main([*argv, '--help'])\n"
-            "    except SystemExit:\n"
-            "        pass\n"
-            "    assert 'torch' not in sys.modules, argv\n")
+    code = (
+        "import sys, ssl_toolkit\n"
+        "assert 'torch' not in sys.modules, 'import ssl_toolkit'\n"
+        "from ssl_toolkit.cli import main\n"
+        "for argv in ([], ['train'], ['eval'], ['embed'], ['export'], ['recipe'], ['list'], ['shard'], ['plot']):\n"
+        "    try:\n"
+        "        main([*argv, '--help'])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "    assert 'torch' not in sys.modules, argv\n"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 
@@ -74,37 +84,63 @@ def test_legacy_safetensors_card_strings_are_read(audio_run, tmp_path):
 
     state, card = load_encoder_safetensors(audio_run / "encoder.safetensors")
     card["frontend_state"][1] = {"mean": "tensor(-6.)", "std": "tensor(4.5000)"}
-    save_file(load_file(audio_run / "encoder.safetensors"), tmp_path / "old.safetensors",
-              metadata={"format": "ssl_toolkit.encoder/1", "card": _json.dumps(card)})
+    save_file(
+        load_file(audio_run / "encoder.safetensors"),
+        tmp_path / "old.safetensors",
+        metadata={"format": "ssl_toolkit.encoder/1", "card": _json.dumps(card)},
+    )
     assert sslt.load_encoder(tmp_path / "old.safetensors").prenorm == {"mean": -6.0, "std": 4.5}
 
 
 def test_train_and_evaluate_return_the_run_dir_and_the_results(audio_run, tmp_path):
-    results = sslt.evaluate(ROOT / "recipes" / "eval" / "fsdd_demo.yaml", audio_run,
-                            ["linear.runs=1", "linear.epochs=5", "plots.enabled=false",
-                             f"cache_dir={tmp_path / 'cache'}"], out=tmp_path / "eval", quiet=True)
+    results = sslt.evaluate(
+        ROOT / "recipes" / "eval" / "fsdd_demo.yaml",
+        audio_run,
+        ["linear.runs=1", "linear.epochs=5", "plots.enabled=false", f"cache_dir={tmp_path / 'cache'}"],
+        out=tmp_path / "eval",
+        quiet=True,
+    )
     assert results == json.loads((tmp_path / "eval" / "results.json").read_text())
     assert set(results["tasks"]) and set(results["baselines"]) == {"random", "logmel"}
 
 
-@pytest.mark.parametrize("call, error, words", [
-    (lambda r: sslt.train(ROOT / "recipes/audio/byola_fsdd.yaml", ["trainer.max_stepz=2"]), "RecipeError",
-     "trainer.max_stepz"),
-    (lambda r: sslt.train(ROOT / "recipes/nope.yaml"), "RecipeError", "nope.yaml"),
-    (lambda r: sslt.train(ROOT / "recipes/audio/byola_fsdd.yaml", resume="auto"), "TrainingError",
-     "--resume auto needs the run directory"),
-    (lambda r: sslt.evaluate(ROOT / "recipes/eval/fsdd_demo.yaml", r / "nope"), "EvalError",
-     "no such file or directory"),
-    (lambda r: sslt.evaluate(ROOT / "recipes/eval/cifar10.yaml", r), "EvalError", "takes audio input"),
-    (lambda r: sslt.load_encoder(r / "nope.pt"), "EvalError", r"^load_encoder: .*nope.pt: no such file"),
-    (lambda r: sslt.load_encoder(r / "recipe.yaml"), "EvalError", r"^load_encoder: .*recipe.yaml"),
-    (lambda r: sslt.load_encoder("random"), "EvalError", "'random' needs an encoder"),
-    (lambda r: sslt.load_encoder(r, device="gpu7"), "EvalError", "'gpu7' is not a device"),
-    (lambda r: sslt.load_encoder(3), "TypeError", "checkpoint must be a path"),
-    (lambda r: sslt.evaluate(ROOT / "recipes/eval/fsdd_demo.yaml", None), "TypeError", "checkpoint: expected a path"),
-    (lambda r: sslt.train(ROOT / "recipes/audio/byola_fsdd.yaml", "trainer.max_steps=1"), "TypeError",
-     "train: overrides must be a list of 'key=value' strings"),
-])
+@pytest.mark.parametrize(
+    "call, error, words",
+    [
+        (
+            lambda r: sslt.train(ROOT / "recipes/audio/byola_fsdd.yaml", ["trainer.max_stepz=2"]),
+            "RecipeError",
+            "trainer.max_stepz",
+        ),
+        (lambda r: sslt.train(ROOT / "recipes/nope.yaml"), "RecipeError", "nope.yaml"),
+        (
+            lambda r: sslt.train(ROOT / "recipes/audio/byola_fsdd.yaml", resume="auto"),
+            "TrainingError",
+            "--resume auto needs the run directory",
+        ),
+        (
+            lambda r: sslt.evaluate(ROOT / "recipes/eval/fsdd_demo.yaml", r / "nope"),
+            "EvalError",
+            "no such file or directory",
+        ),
+        (lambda r: sslt.evaluate(ROOT / "recipes/eval/cifar10.yaml", r), "EvalError", "takes audio input"),
+        (lambda r: sslt.load_encoder(r / "nope.pt"), "EvalError", r"^load_encoder: .*nope.pt: no such file"),
+        (lambda r: sslt.load_encoder(r / "recipe.yaml"), "EvalError", r"^load_encoder: .*recipe.yaml"),
+        (lambda r: sslt.load_encoder("random"), "EvalError", "'random' needs an encoder"),
+        (lambda r: sslt.load_encoder(r, device="gpu7"), "EvalError", "'gpu7' is not a device"),
+        (lambda r: sslt.load_encoder(3), "TypeError", "checkpoint must be a path"),
+        (
+            lambda r: sslt.evaluate(ROOT / "recipes/eval/fsdd_demo.yaml", None),
+            "TypeError",
+            "checkpoint: expected a path",
+        ),
+        (
+            lambda r: sslt.train(ROOT / "recipes/audio/byola_fsdd.yaml", "trainer.max_steps=1"),
+            "TypeError",
+            "train: overrides must be a list of 'key=value' strings",
+        ),
+    ],
+)
 def test_python_entry_points_raise_typed_errors_not_systemexit(audio_run, call, error, words):
     expected = getattr(sslt, error, None) or getattr(builtins, error)
     with pytest.raises(expected, match=words) as info:

@@ -1,4 +1,5 @@
 """The one atomic-write helper: all or nothing, no temporary file left behind."""
+
 import pytest
 
 from ssl_toolkit.atomic import atomic_write, atomic_write_text

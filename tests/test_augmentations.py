@@ -1,6 +1,7 @@
 """Every registered augmentation against the views contract: random ops are RandomOps with a final
 forward and never in the front end; front-end ops give each sample the same output whatever its batch
 and generator; the other deterministic ops (batch statistics) really depend on the batch."""
+
 import pytest
 import torch
 
@@ -13,11 +14,13 @@ BUILD = {"pre_norm": dict(mean=-3.0, std=2.0), "random_resized_crop": dict(size=
 
 def _candidates() -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(0)
-    return [torch.randint(0, 256, (5, 3, 12, 14), generator=g, dtype=torch.uint8),  # images
-            torch.rand(5, 3, 12, 14, generator=g),
-            torch.randn(5, 4000, generator=g),  # waves
-            torch.randn(5, 1, 16, 24, generator=g) - 4.0,  # log-mels
-            torch.randn(5, 16, generator=g)]  # vectors
+    return [
+        torch.randint(0, 256, (5, 3, 12, 14), generator=g, dtype=torch.uint8),  # images
+        torch.rand(5, 3, 12, 14, generator=g),
+        torch.randn(5, 4000, generator=g),  # waves
+        torch.randn(5, 1, 16, 24, generator=g) - 4.0,  # log-mels
+        torch.randn(5, 16, generator=g),
+    ]  # vectors
 
 
 def _run(op, x, seed):
@@ -43,7 +46,7 @@ def _per_sample(op, x) -> bool:
     """Does every sample get the same output alone, in a reordered batch and with other generators?"""
     y = _run(op, x, 0)
     perm = torch.tensor([3, 0, 4, 2, 1])
-    alone = all(_same(_run(op, x[i:i + 1], 1 + i)[0], y[i]) for i in range(len(x)))
+    alone = all(_same(_run(op, x[i : i + 1], 1 + i)[0], y[i]) for i in range(len(x)))
     return alone and _same(_run(op, x[perm], 9), y[perm]) and _same(op(x, None), y)
 
 

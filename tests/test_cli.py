@@ -27,8 +27,11 @@ def test_recipe_prints_resolved_yaml_with_overrides(tensor_recipe, capsys):
 
 
 def test_bad_override_exits_2_with_one_line(tensor_recipe):
-    proc = subprocess.run([sys.executable, "-m", "ssl_toolkit", "train", str(tensor_recipe), "trainer.epohcs=1"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ssl_toolkit", "train", str(tensor_recipe), "trainer.epohcs=1"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert "key 'trainer.epohcs'" in proc.stderr and "did you mean 'epochs'" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -50,9 +53,21 @@ def test_bad_inputs_at_every_entry_point_are_one_line_errors(tensor_recipe, tmp_
         (["eval", binary, "--checkpoint", "random"], 2, "not a text recipe"),
         (["stats", root / "recipes/image/byol_cifar10_cpu.yaml"], 2, "has no pre_norm op"),
         (["stats", tensor_recipe], 2, "key 'views.input'"),
-        (["eval", root / "recipes/eval/fsdd_demo.yaml", "--checkpoint", "random", "--out", tmp_path / "e",
-          f"tasks.0.metadata={ragged}", "tasks.0.audio_dir=.", "--quiet"], 1,
-         "meta.csv line 3: 4 fields, but the header has 3"),
+        (
+            [
+                "eval",
+                root / "recipes/eval/fsdd_demo.yaml",
+                "--checkpoint",
+                "random",
+                "--out",
+                tmp_path / "e",
+                f"tasks.0.metadata={ragged}",
+                "tasks.0.audio_dir=.",
+                "--quiet",
+            ],
+            1,
+            "meta.csv line 3: 4 fields, but the header has 3",
+        ),
         (["train", tensor_recipe, "--out", tmp_path / "o2", "--resume", garbage], 1, "truncated or corrupt"),
     ]
     for args, rc, words in cases:

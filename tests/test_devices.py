@@ -1,4 +1,5 @@
 """Device names → torch.device (training and evaluation share one resolver), and thread pinning."""
+
 import pytest
 import torch
 
@@ -9,9 +10,11 @@ from ssl_toolkit.training.distributed import init_distributed
 @pytest.fixture
 def gpus(monkeypatch):
     """Pretend this machine has ``n`` CUDA devices."""
+
     def set_count(n: int):
         monkeypatch.setattr(torch.cuda, "is_available", lambda: n > 0)
         monkeypatch.setattr(torch.cuda, "device_count", lambda: n)
+
     return set_count
 
 

@@ -1,6 +1,7 @@
 """ssl_toolkit.Encoder: one code path for the API, ``ssl-toolkit embed``, eval's embeddings and the HEAR module (the
 same file gives the same vector through each, for short, unit-length and long real files), the pre_norm statistics
 it uses, fine-tuning mode, and clear errors."""
+
 import csv
 import shutil
 from pathlib import Path
@@ -26,8 +27,11 @@ SHARED = ROOT.parent / "shared"
 DEMO = ROOT / "data" / "demo"
 # real files: 0.30 s and 0.59 s (FSDD, 8 kHz) and 2.0 s (EmoDB); the unit is the second file's exact length, so the
 # three are shorter than, exactly, and longer than one piece
-FILES = [DEMO / "fsdd_mini" / "recordings" / "0_george_0.wav", DEMO / "fsdd_mini" / "recordings" / "0_george_1.wav",
-         DEMO / "emodb" / "wav" / "03a01Fa.flac"]
+FILES = [
+    DEMO / "fsdd_mini" / "recordings" / "0_george_0.wav",
+    DEMO / "fsdd_mini" / "recordings" / "0_george_1.wav",
+    DEMO / "emodb" / "wav" / "03a01Fa.flac",
+]
 UNIT = 9454 / 16000  # 0_george_1.wav: 4727 samples at 8 kHz → 9454 at 16 kHz
 RTOL, ATOL = 1e-5, 1e-6
 
@@ -53,23 +57,52 @@ def clips(tmp_path_factory):
 @pytest.fixture(scope="module")
 def audio_checkpoint(tmp_path_factory):
     """A tiny BYOL-A v1 checkpoint (random weights, stored pre_norm statistics) trained on UNIT-second segments."""
-    recipe = load_recipe(ROOT / "recipes" / "audio" / "byola_v1.yaml",
-                         ["data.dataset.root=data/demo/fsdd_mini", f"data.dataset.unit_sec={UNIT}",
-                          "model.encoder.feature_d=64", "model.projector.hidden_dim=32",
-                          "model.predictor.hidden_dim=32", "views.input.1.mean=-6.0", "views.input.1.std=4.5"])
+    recipe = load_recipe(
+        ROOT / "recipes" / "audio" / "byola_v1.yaml",
+        [
+            "data.dataset.root=data/demo/fsdd_mini",
+            f"data.dataset.unit_sec={UNIT}",
+            "model.encoder.feature_d=64",
+            "model.projector.hidden_dim=32",
+            "model.predictor.hidden_dim=32",
+            "views.input.1.mean=-6.0",
+            "views.input.1.std=4.5",
+        ],
+    )
     return write_random_checkpoint(recipe, tmp_path_factory.mktemp("run") / "checkpoints" / "last.pt", seed=3)
 
 
 def eval_embeddings(folder, checkpoint, tmp_path, prenorm):
     """What ``ssl-toolkit eval`` embeds for the task's rows (its AudioEmbedder, cache off)."""
-    tree = {"name": "t", "prenorm": prenorm, "linear": {"runs": 1}, "plots": {"enabled": False},
-            "tasks": [{"name": "clips", "kind": "audio_classification", "metadata": str(folder / "meta.csv"),
-                       "audio_dir": "audio", "unit_sec": UNIT}]}
+    tree = {
+        "name": "t",
+        "prenorm": prenorm,
+        "linear": {"runs": 1},
+        "plots": {"enabled": False},
+        "tasks": [
+            {
+                "name": "clips",
+                "kind": "audio_classification",
+                "metadata": str(folder / "meta.csv"),
+                "audio_dir": "audio",
+                "unit_sec": UNIT,
+            }
+        ],
+    }
     recipe = eval_recipe_from_dict(tree)
     data = load_task(recipe.parsed_tasks[0])
     model, _ = make_models(resolve_checkpoint(str(checkpoint)), recipe.model, want_random=False, prenorm=prenorm)
-    embedder = AudioEmbedder(data, 16000, EmbeddingCache(tmp_path / "cache", enabled=False), torch.device("cpu"),
-                             "fp32", 4, prenorm, 0, progress=False)
+    embedder = AudioEmbedder(
+        data,
+        16000,
+        EmbeddingCache(tmp_path / "cache", enabled=False),
+        torch.device("cpu"),
+        "fp32",
+        4,
+        prenorm,
+        0,
+        progress=False,
+    )
     emb, info = embedder.embeddings(model, data.units[0])
     return emb, info, [p.name for p in data.files]
 
@@ -113,11 +146,12 @@ def test_the_piece_rule_for_short_unit_and_long_clips(clips, audio_checkpoint):
             return enc(torch.from_numpy(np.ascontiguousarray(x))[None]).numpy()[0]
 
     got = enc.embed(waves)
-    np.testing.assert_allclose(got[0], clip_embedding(np.pad(waves[0], (0, unit - len(waves[0])))), rtol=RTOL,
-                               atol=ATOL)
+    np.testing.assert_allclose(
+        got[0], clip_embedding(np.pad(waves[0], (0, unit - len(waves[0])))), rtol=RTOL, atol=ATOL
+    )
     np.testing.assert_allclose(got[1], clip_embedding(waves[1]), rtol=RTOL, atol=ATOL)
     starts = [0, unit, 2 * unit, 32000 - unit]
-    want = np.mean([clip_embedding(waves[2][s:s + unit]) for s in starts], axis=0)
+    want = np.mean([clip_embedding(waves[2][s : s + unit]) for s in starts], axis=0)
     np.testing.assert_allclose(got[2], want, rtol=RTOL, atol=ATOL)
     # the HEAR module used to embed a short clip as it is (not padded): the rule changes that vector
     unpadded = clip_embedding(np.pad(waves[0], (0, 16 * 160 - len(waves[0]))) if len(waves[0]) < 2560 else waves[0])
@@ -154,15 +188,30 @@ def test_official_byola_weights_through_every_path(clips, tmp_path):
     np.testing.assert_allclose(ev, api, rtol=RTOL, atol=ATOL)
     train_csv = folder / "train.csv"  # embed measures on its input: give it the training rows
     train_csv.write_text("file_name\n" + "\n".join(f.name for f in FILES[:2]) + "\n")
-    assert main(["embed", str(weights), str(train_csv), "--out", str(tmp_path / "e"), "--root", "audio",
-                 "--unit-sec", str(UNIT), "--quiet"]) == 0
-    np.testing.assert_allclose(np.load(tmp_path / "e" / "embeddings.npz")["embeddings"], api[:2], rtol=RTOL,
-                               atol=ATOL)
+    assert (
+        main(
+            [
+                "embed",
+                str(weights),
+                str(train_csv),
+                "--out",
+                str(tmp_path / "e"),
+                "--root",
+                "audio",
+                "--unit-sec",
+                str(UNIT),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    np.testing.assert_allclose(np.load(tmp_path / "e" / "embeddings.npz")["embeddings"], api[:2], rtol=RTOL, atol=ATOL)
     model = hear.hear_model(enc)  # the HEAR computation with the same statistics
     model.unit_sec = UNIT
     for i, wave in enumerate(waves):
-        np.testing.assert_allclose(hear.get_scene_embeddings(torch.from_numpy(wave)[None], model).numpy()[0],
-                                   api[i], rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(
+            hear.get_scene_embeddings(torch.from_numpy(wave)[None], model).numpy()[0], api[i], rtol=RTOL, atol=ATOL
+        )
 
 
 def test_image_checkpoint_through_api_embed_and_eval(tmp_path):
@@ -184,9 +233,15 @@ def test_image_checkpoint_through_api_embed_and_eval(tmp_path):
         sub = folder / ("test" if i >= 6 else "train") / f"class{int(label)}"
         sub.mkdir(parents=True, exist_ok=True)
         write_png(t, str(sub / f"{i}.png"))
-    recipe = load_recipe(ROOT / "recipes" / "image" / "byol_cifar10_cpu.yaml",
-                         ["data.dataset.path=" + str(data), "model.encoder.width=0.125",
-                          "model.projector.hidden_dim=32", "model.predictor.hidden_dim=32"])
+    recipe = load_recipe(
+        ROOT / "recipes" / "image" / "byol_cifar10_cpu.yaml",
+        [
+            "data.dataset.path=" + str(data),
+            "model.encoder.width=0.125",
+            "model.projector.hidden_dim=32",
+            "model.predictor.hidden_dim=32",
+        ],
+    )
     ckpt = write_random_checkpoint(recipe, tmp_path / "run" / "checkpoints" / "last.pt", seed=1)
     enc = sslt.load_encoder(ckpt)
     assert enc.modality == "image" and enc.sample_rate is None and enc.unit_sec is None
@@ -203,9 +258,18 @@ def test_image_checkpoint_through_api_embed_and_eval(tmp_path):
     assert not np.allclose(api32, api, rtol=1e-3)
     assert main(["embed", str(ckpt), str(train), "--out", str(tmp_path / "e32"), "--image-size", "32", "--quiet"]) == 0
     np.testing.assert_allclose(np.load(tmp_path / "e32" / "embeddings.npz")["embeddings"], api32, rtol=RTOL, atol=ATOL)
-    recipe = eval_recipe_from_dict({"name": "t", "tasks": [{"name": "imgs", "kind": "image_classification",
-                                                            "dataset": {"name": "image_folder", "path": str(folder),
-                                                                        "size": 32}}]})
+    recipe = eval_recipe_from_dict(
+        {
+            "name": "t",
+            "tasks": [
+                {
+                    "name": "imgs",
+                    "kind": "image_classification",
+                    "dataset": {"name": "image_folder", "path": str(folder), "size": 32},
+                }
+            ],
+        }
+    )
     model, _ = make_models(resolve_checkpoint(str(ckpt)), recipe.model, want_random=False, prenorm="checkpoint")
     split = image_eval.load_task(recipe.parsed_tasks[0]).splits["train"]
     ev, ok = image_eval.embed_split(model, split, torch.device("cpu"), "fp32", 4, 0, "t", False)
@@ -232,8 +296,9 @@ def test_trainable_encoder_moves_every_parameter_and_not_the_front_end(audio_che
     enc.train()
     assert not enc.frontend.training
     frozen_bn = sslt.load_encoder(audio_checkpoint, trainable=True, freeze_bn=True)
-    assert frozen_bn.backbone.training and not any(m.training for m in frozen_bn.backbone.modules()
-                                                   if isinstance(m, torch.nn.BatchNorm2d))
+    assert frozen_bn.backbone.training and not any(
+        m.training for m in frozen_bn.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)
+    )
     frozen = sslt.load_encoder(audio_checkpoint)
     assert not frozen.training and not any(p.requires_grad for p in frozen.parameters())
 
@@ -259,15 +324,18 @@ def test_frames_are_hear_s_timestamp_embeddings(clips, audio_checkpoint):
         enc.embed_frames(waves[:2])
 
 
-@pytest.mark.parametrize("call, error, words", [
-    (lambda e: e.embed(["/nonexistent/x.wav"]), sslt.EvalError, "cannot read /nonexistent/x.wav: file not found"),
-    (lambda e: e.embed([np.zeros(100, dtype=np.int16)]), TypeError, "clip 0 has int16 samples"),
-    (lambda e: e.embed([np.full(100, 7.0, dtype=np.float32)]), ValueError, "clip 0 peaks at 7"),
-    (lambda e: e.embed([np.zeros(100, np.float32)], precision="fp16"), ValueError, "precision: expected one of"),
-    (lambda e: e.embed([np.zeros(100, np.float32)], batch_size=0), ValueError, "batch_size: expected a positive"),
-    (lambda e: e.embed([np.zeros(100, np.float32)], long_clips="all"), ValueError, "long_clips: expected one of"),
-    (lambda e: e.embed(3), TypeError, "expected paths, a folder, arrays"),
-])
+@pytest.mark.parametrize(
+    "call, error, words",
+    [
+        (lambda e: e.embed(["/nonexistent/x.wav"]), sslt.EvalError, "cannot read /nonexistent/x.wav: file not found"),
+        (lambda e: e.embed([np.zeros(100, dtype=np.int16)]), TypeError, "clip 0 has int16 samples"),
+        (lambda e: e.embed([np.full(100, 7.0, dtype=np.float32)]), ValueError, "clip 0 peaks at 7"),
+        (lambda e: e.embed([np.zeros(100, np.float32)], precision="fp16"), ValueError, "precision: expected one of"),
+        (lambda e: e.embed([np.zeros(100, np.float32)], batch_size=0), ValueError, "batch_size: expected a positive"),
+        (lambda e: e.embed([np.zeros(100, np.float32)], long_clips="all"), ValueError, "long_clips: expected one of"),
+        (lambda e: e.embed(3), TypeError, "expected paths, a folder, arrays"),
+    ],
+)
 def test_bad_arguments_name_what_was_given_and_what_was_expected(audio_checkpoint, call, error, words):
     with pytest.raises(error, match=words):
         call(sslt.load_encoder(audio_checkpoint))
@@ -276,8 +344,10 @@ def test_bad_arguments_name_what_was_given_and_what_was_expected(audio_checkpoin
 def test_wrong_modality_is_refused(tmp_path, tensor_recipe):
     recipe = load_recipe(tensor_recipe)
     enc = sslt.load_encoder(write_random_checkpoint(recipe, tmp_path / "r" / "checkpoints" / "last.pt"))
-    for call, words in ((lambda: enc.embed([np.zeros(3)]), "takes vector input; embed reads audio and images"),
-                        (lambda: enc.embed_frames(np.zeros(3)), "embed_frames: needs an audio encoder"),
-                        (lambda: enc.fit_prenorm([np.zeros(3)]), "fit_prenorm: needs an audio encoder")):
+    for call, words in (
+        (lambda: enc.embed([np.zeros(3)]), "takes vector input; embed reads audio and images"),
+        (lambda: enc.embed_frames(np.zeros(3)), "embed_frames: needs an audio encoder"),
+        (lambda: enc.fit_prenorm([np.zeros(3)]), "fit_prenorm: needs an audio encoder"),
+    ):
         with pytest.raises(sslt.EvalError, match=words):
             call()

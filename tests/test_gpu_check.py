@@ -1,5 +1,6 @@
 """benchmarks/gpu/check.py, the one-command GPU check (issue 36): without CUDA it measures nothing and says so (exit
 0); its stages fit 5 minutes; a failing stage is recorded and the summary names every stage's outcome."""
+
 import importlib.util
 import json
 import subprocess
@@ -20,8 +21,9 @@ def _check():
 def test_without_cuda_nothing_is_measured(tmp_path):
     import torch
 
-    done = subprocess.run([sys.executable, str(CHECK), "--out", str(tmp_path / "out")], capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(CHECK), "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     if not torch.cuda.is_available():
         assert done.stdout.strip() == "no CUDA device: nothing measured"
@@ -39,8 +41,11 @@ def test_stages_fit_five_minutes_and_failures_are_results(tmp_path):
     check.run_stage("loader", tmp_path, None)
     r = json.loads((tmp_path / "gpu_loader.json").read_text())
     assert r["status"] == "failed" and r["error"] == "RuntimeError: CUDA error: out of memory" and r["result"] is None
-    check.write(tmp_path, "env", {"status": "ok", "seconds": 3.2, "result": {"gpu": "H100", "bf16_matmul_tflops": 790},
-                                  "error": None})
+    check.write(
+        tmp_path,
+        "env",
+        {"status": "ok", "seconds": 3.2, "result": {"gpu": "H100", "bf16_matmul_tflops": 790}, "error": None},
+    )
     text = check.summary(tmp_path)
     assert "- env: ok in 3.2 s (budget 20 s)" in text and '"bf16_matmul_tflops": 790' in text
     assert "- loader: failed" in text and "- peers: not run" in text
@@ -48,9 +53,26 @@ def test_stages_fit_five_minutes_and_failures_are_results(tmp_path):
 
 def test_smoke_runs_the_stages_code_paths_on_the_cpu(tmp_path):
     """--smoke: the stages of the one GPU call at toy sizes on the CPU (peers is checked by hand: ~1.5 min here)."""
-    done = subprocess.run([sys.executable, str(CHECK), "--smoke", "--out", str(tmp_path / "out"), "--work",
-                           str(tmp_path / "work"), "--stages", "env", "cuda_tests", "utilization", "loader", "byola"],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(CHECK),
+            "--smoke",
+            "--out",
+            str(tmp_path / "out"),
+            "--work",
+            str(tmp_path / "work"),
+            "--stages",
+            "env",
+            "cuda_tests",
+            "utilization",
+            "loader",
+            "byola",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     for name in ("env", "cuda_tests", "utilization", "loader", "byola"):
         r = json.loads((tmp_path / "out" / f"gpu_{name}.json").read_text())

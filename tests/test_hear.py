@@ -3,6 +3,7 @@
 hearvalidator imports tensorflow at module top only for TensorFlow models; it is installed with
 ``pip install --no-deps hearvalidator==2021.0.2`` and a stub stands in for tensorflow here.
 """
+
 import importlib.machinery
 import re
 import sys
@@ -23,8 +24,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def tiny_checkpoint(path: Path, encoder: str = "audiontt2020", stats: bool = True, **enc) -> Path:
     recipe = ROOT / "recipes" / "audio" / ("byola_v2.yaml" if encoder == "audiontt2022" else "byola_v1.yaml")
-    overrides = ["data.dataset.root=data/demo/fsdd_mini", "model.projector.hidden_dim=32",
-                 "model.predictor.hidden_dim=32", *[f"model.encoder.{k}={v}" for k, v in enc.items()]]
+    overrides = [
+        "data.dataset.root=data/demo/fsdd_mini",
+        "model.projector.hidden_dim=32",
+        "model.predictor.hidden_dim=32",
+        *[f"model.encoder.{k}={v}" for k, v in enc.items()],
+    ]
     if stats:
         overrides += ["views.input.1.mean=-6.0", "views.input.1.std=4.5"]
     return write_random_checkpoint(load_recipe(recipe, overrides), path)
@@ -65,8 +70,9 @@ def test_hearvalidator_passes(checkpoint, monkeypatch, capsys):
 
 def test_hearvalidator_on_a_run_dir_of_a_v2_model(tmp_path, monkeypatch):
     ValidateModel = import_validator(monkeypatch)
-    ckpt = tiny_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", "audiontt2022", feature_d=1040,
-                           mlp_hidden_d=32)
+    ckpt = tiny_checkpoint(
+        tmp_path / "run" / "checkpoints" / "last.pt", "audiontt2022", feature_d=1040, mlp_hidden_d=32
+    )
     ValidateModel("ssl_toolkit.hear", str(ckpt.parent.parent), device="cpu")()
 
 
@@ -139,14 +145,19 @@ def test_load_model_default_and_errors(tmp_path):
         hear.load_model(str(tmp_path / "encoder.pt"))
 
 
-@pytest.mark.parametrize("audio, words", [
-    (torch.full((2, 16000), float("nan")), "HEAR audio: clip 0 contains NaN or inf samples"),
-    (torch.cat([torch.zeros(1, 8000), torch.tensor([[0.1] * 7999 + [float("inf")]])]),
-     "HEAR audio: clip 1 contains NaN or inf samples"),
-    (torch.tensor([[0.0] * 7999 + [32767.0]] * 2), "clip 0 peaks at 3.277e+04; expected audio in [-1, 1]"),
-    (torch.zeros(2, 8000, dtype=torch.int16), "has torch.int16 samples; expected floating-point audio"),
-    (torch.zeros(2, 2, 8000), "HEAR audio must be (n_sounds, n_samples)"),
-])
+@pytest.mark.parametrize(
+    "audio, words",
+    [
+        (torch.full((2, 16000), float("nan")), "HEAR audio: clip 0 contains NaN or inf samples"),
+        (
+            torch.cat([torch.zeros(1, 8000), torch.tensor([[0.1] * 7999 + [float("inf")]])]),
+            "HEAR audio: clip 1 contains NaN or inf samples",
+        ),
+        (torch.tensor([[0.0] * 7999 + [32767.0]] * 2), "clip 0 peaks at 3.277e+04; expected audio in [-1, 1]"),
+        (torch.zeros(2, 8000, dtype=torch.int16), "has torch.int16 samples; expected floating-point audio"),
+        (torch.zeros(2, 2, 8000), "HEAR audio must be (n_sounds, n_samples)"),
+    ],
+)
 def test_bad_audio_is_refused_by_both_entry_points(checkpoint, audio, words):
     model = hear.load_model(str(checkpoint))
     for entry in (hear.get_scene_embeddings, hear.get_timestamp_embeddings):

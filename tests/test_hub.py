@@ -1,5 +1,6 @@
 """``ssl-toolkit export``: the folder's files and model card, the round trip through load_encoder and torch.hub
 (identical outputs to the run directory), the refusals, and an atomic write."""
+
 import json
 from pathlib import Path
 
@@ -13,10 +14,19 @@ import ssl_toolkit.hub as hub
 from ssl_toolkit.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = ["trainer.tensorboard=false", "trainer.progress=false", "trainer.log_every=1", "trainer.hooks=[]",
-        "trainer.max_steps=2", "model.encoder.feature_d=64", "model.projector.hidden_dim=32",
-        "model.predictor.hidden_dim=32", "data.batch_size=16", "views.branches.0.0.n_memory=16",
-        "views.branches.1.0.n_memory=16"]
+FAST = [
+    "trainer.tensorboard=false",
+    "trainer.progress=false",
+    "trainer.log_every=1",
+    "trainer.hooks=[]",
+    "trainer.max_steps=2",
+    "model.encoder.feature_d=64",
+    "model.projector.hidden_dim=32",
+    "model.predictor.hidden_dim=32",
+    "data.batch_size=16",
+    "views.branches.0.0.n_memory=16",
+    "views.branches.1.0.n_memory=16",
+]
 WAVES = [np.sin(np.linspace(0, 500, n)).astype(np.float32) * 0.4 for n in (3000, 15200, 50000)]
 
 
@@ -25,9 +35,13 @@ def run(tmp_path_factory):
     """A finished 2-step BYOL-A run on the shipped FSDD clips, and its eval results (fsdd_demo, 1 linear run)."""
     base = tmp_path_factory.mktemp("hub")
     run = sslt.train(ROOT / "recipes" / "audio" / "byola_fsdd.yaml", FAST, out=base / "run", quiet=True)
-    sslt.evaluate(ROOT / "recipes" / "eval" / "fsdd_demo.yaml", run,
-                  ["linear.runs=1", "linear.epochs=5", "plots.enabled=false", f"cache_dir={base / 'cache'}"],
-                  out=run / "eval", quiet=True)
+    sslt.evaluate(
+        ROOT / "recipes" / "eval" / "fsdd_demo.yaml",
+        run,
+        ["linear.runs=1", "linear.epochs=5", "plots.enabled=false", f"cache_dir={base / 'cache'}"],
+        out=run / "eval",
+        quiet=True,
+    )
     return run
 
 
@@ -56,8 +70,16 @@ def test_export_writes_the_hub_layout_and_a_model_card(run, tmp_path):
     (entry,) = index["results"]
     assert index["name"] == "fsdd-byola" and entry["task"]["type"] == "audio-classification"
     assert entry["metrics"][0]["value"] == round(100 * results["tasks"]["fsdd_mini_digits"]["mean"], 2)
-    for words in ("sslt.load_encoder(", "torch.hub.load(", "| data | fsdd_mini (200 items) |", "| steps | 2 ",
-                  config["recipe_sha256"], config["weights_sha256"], "random init", "log-mel (no learning)"):
+    for words in (
+        "sslt.load_encoder(",
+        "torch.hub.load(",
+        "| data | fsdd_mini (200 items) |",
+        "| steps | 2 ",
+        config["recipe_sha256"],
+        config["weights_sha256"],
+        "random init",
+        "log-mel (no learning)",
+    ):
         assert words in card, words
 
 

@@ -5,6 +5,7 @@ absolute) that name an ssl_toolkit module are edges of a graph; a circle is a st
 group of modules. ``from pkg import name`` is an edge to ``pkg.name`` when that is a module, else to
 ``pkg``. A package's own ``__init__`` being run first by a submodule import is not counted.
 """
+
 import ast
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """Declared valid values of registered components' parameters (ssl_toolkit/params.py) and their checks."""
+
 import inspect
 import re
 import typing
@@ -62,19 +63,22 @@ def test_range_and_pair_semantics():
         Range("[2, 1]")
 
 
-@pytest.mark.parametrize("override, message", [
-    ("model.projector.hidden_dim=0", r"expected a value in \[1, inf\), got 0"),
-    ("model.projector.out_dim=-3", r"expected a value in \[1, inf\), got -3"),
-    ("model.predictor.num_layers=0", r"expected a value in \[1, inf\), got 0"),
-    ("model.encoder.depth=-1", r"expected a value in \[1, inf\), got -1"),
-    ("model.encoder.norm=banana", r"expected one of 'bn', 'gn', 'gn_ws', 'none', got 'banana'"),
-    ("model.projector.norm=BN", r"expected one of 'bn'"),
-    ("data.dataset.size=0", r"expected a value in \[1, inf\), got 0"),
-    ("data.dataset.spread=-0.5", r"expected a value in \[0, inf\), got -0.5"),
-    ("optimizer.options.momentum=1.0", r"expected a value in \[0, 1\), got 1.0"),
-    ("views.branches.1.1.max_std=-1", r"expected a value in \[0, inf\), got -1"),
-    ("model.encoder.hidden_dim=ten", r"expected int, got str 'ten'"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.projector.hidden_dim=0", r"expected a value in \[1, inf\), got 0"),
+        ("model.projector.out_dim=-3", r"expected a value in \[1, inf\), got -3"),
+        ("model.predictor.num_layers=0", r"expected a value in \[1, inf\), got 0"),
+        ("model.encoder.depth=-1", r"expected a value in \[1, inf\), got -1"),
+        ("model.encoder.norm=banana", r"expected one of 'bn', 'gn', 'gn_ws', 'none', got 'banana'"),
+        ("model.projector.norm=BN", r"expected one of 'bn'"),
+        ("data.dataset.size=0", r"expected a value in \[1, inf\), got 0"),
+        ("data.dataset.spread=-0.5", r"expected a value in \[0, inf\), got -0.5"),
+        ("optimizer.options.momentum=1.0", r"expected a value in \[0, 1\), got 1.0"),
+        ("views.branches.1.1.max_std=-1", r"expected a value in \[0, inf\), got -1"),
+        ("model.encoder.hidden_dim=ten", r"expected int, got str 'ten'"),
+    ],
+)
 def test_component_parameters_outside_their_declaration_are_recipe_errors(tensor_recipe, override, message):
     key = override.split("=")[0]
     with pytest.raises(RecipeError, match=rf"key '{re.escape(key)}': {message}") as e:

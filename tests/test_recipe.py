@@ -28,12 +28,15 @@ BASE = """
 def test_base_inheritance_deep_merge_and_relative_path(tmp_path):
     (tmp_path / "sub").mkdir()
     write(tmp_path / "base.yaml", BASE)
-    child = write(tmp_path / "sub" / "child.yaml", """
+    child = write(
+        tmp_path / "sub" / "child.yaml",
+        """
         base: ../base.yaml
         name: child
         data: {batch_size: 8}
         trainer: {max_steps: 5}
-    """)
+    """,
+    )
     r = load_recipe(child)
     assert r.name == "child"
     assert r.data.batch_size == 8 and r.data.dataset["size"] == 64  # merged, not replaced
@@ -45,24 +48,30 @@ def test_a_component_whose_name_changes_is_replaced_not_merged(tmp_path):
     """A derived recipe that names another component gets that section as written: nothing of the base's
     component (here the MLP predictor's hidden_dim/out_dim) leaks into it. The same name still merges."""
     write(tmp_path / "base.yaml", BASE)
-    child = write(tmp_path / "child.yaml", """
+    child = write(
+        tmp_path / "child.yaml",
+        """
         base: base.yaml
         model:
           predictor: {name: ns, n: 5}
           projector: {out_dim: 4}
-    """)
+    """,
+    )
     r = load_recipe(child)
     assert dict(r.model.predictor) == {"name": "ns", "n": 5}
     assert dict(r.model.projector) == {"name": "mlp", "hidden_dim": 32, "out_dim": 4}
 
 
-@pytest.mark.parametrize("overrides, expected", [
-    (["model.predictor.name=ns"], {"name": "ns"}),
-    (["model.predictor.name=ns", "model.predictor.n=3"], {"name": "ns", "n": 3}),
-    (["model.predictor.n=3", "model.predictor.name=ns"], {"name": "ns", "n": 3}),  # earlier override kept
-    (["model.predictor={name: ns, alpha: 0.1}"], {"name": "ns", "alpha": 0.1}),
-    (["model.predictor.name=mlp", "model.predictor.out_dim=8"], {"name": "mlp", "hidden_dim": 32, "out_dim": 8}),
-])
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["model.predictor.name=ns"], {"name": "ns"}),
+        (["model.predictor.name=ns", "model.predictor.n=3"], {"name": "ns", "n": 3}),
+        (["model.predictor.n=3", "model.predictor.name=ns"], {"name": "ns", "n": 3}),  # earlier override kept
+        (["model.predictor={name: ns, alpha: 0.1}"], {"name": "ns", "alpha": 0.1}),
+        (["model.predictor.name=mlp", "model.predictor.out_dim=8"], {"name": "mlp", "hidden_dim": 32, "out_dim": 8}),
+    ],
+)
 def test_an_override_that_renames_a_component_starts_its_section_anew(tmp_path, overrides, expected):
     f = write(tmp_path / "r.yaml", BASE)
     assert dict(load_recipe(f, overrides).model.predictor) == expected
@@ -70,25 +79,36 @@ def test_an_override_that_renames_a_component_starts_its_section_anew(tmp_path, 
 
 def test_overrides_are_yaml_scalars_and_index_lists(tmp_path):
     f = write(tmp_path / "r.yaml", BASE)
-    r = load_recipe(f, ["trainer.epochs=7", "optimizer.lr=1e-3", "views.branches.1.0.max_std=0.5",
-                        "trainer.compile=true", "precision=bf16"])
+    r = load_recipe(
+        f,
+        [
+            "trainer.epochs=7",
+            "optimizer.lr=1e-3",
+            "views.branches.1.0.max_std=0.5",
+            "trainer.compile=true",
+            "precision=bf16",
+        ],
+    )
     assert r.trainer.epochs == 7 and isinstance(r.trainer.epochs, int)
     assert r.optimizer.lr == pytest.approx(1e-3)
     assert r.views.branches[1][0]["max_std"] == 0.5
     assert r.trainer.compile is True and r.precision == "bf16"
 
 
-@pytest.mark.parametrize("override, key, words", [
-    ("trainer.epocs=3", "trainer.epocs", "did you mean 'epochs'"),
-    ("trainer.epochs=three", "trainer.epochs", "expected int"),
-    ("precision=fp64", "precision", "one of 'fp32', 'bf16', 'fp16'"),
-    ("model.encoder.name=mlp_encodr", "model.encoder.name", "did you mean 'mlp_encoder'"),
-    ("model.encoder.hiden_dim=3", "model.encoder.hiden_dim", "did you mean 'hidden_dim'"),
-    ("model.encoder.hidden_dim=3.5", "model.encoder.hidden_dim", "expected int"),
-    ("optimizer.options.momentun=0.9", "optimizer.options.momentun", "did you mean 'momentum'"),
-    ("ema.schedule=cosin", "ema.schedule", "did you mean 'cosine'"),
-    ("views.branches.5.0.max_std=1", "views.branches.5.0.max_std", "not an index"),
-])
+@pytest.mark.parametrize(
+    "override, key, words",
+    [
+        ("trainer.epocs=3", "trainer.epocs", "did you mean 'epochs'"),
+        ("trainer.epochs=three", "trainer.epochs", "expected int"),
+        ("precision=fp64", "precision", "one of 'fp32', 'bf16', 'fp16'"),
+        ("model.encoder.name=mlp_encodr", "model.encoder.name", "did you mean 'mlp_encoder'"),
+        ("model.encoder.hiden_dim=3", "model.encoder.hiden_dim", "did you mean 'hidden_dim'"),
+        ("model.encoder.hidden_dim=3.5", "model.encoder.hidden_dim", "expected int"),
+        ("optimizer.options.momentun=0.9", "optimizer.options.momentun", "did you mean 'momentum'"),
+        ("ema.schedule=cosin", "ema.schedule", "did you mean 'cosine'"),
+        ("views.branches.5.0.max_std=1", "views.branches.5.0.max_std", "not an index"),
+    ],
+)
 def test_validation_errors_name_file_key_and_expectation(tmp_path, override, key, words):
     f = write(tmp_path / "r.yaml", BASE)
     with pytest.raises(RecipeError) as e:
@@ -116,7 +136,9 @@ def test_missing_required_values(tmp_path):
 
 def test_user_plugin_components_via_imports(tmp_path, monkeypatch):
     """A user's module named in `imports:` registers components; their required parameters are checked."""
-    write(tmp_path / "my_plugin_ds.py", """
+    write(
+        tmp_path / "my_plugin_ds.py",
+        """
         import torch
         from ssl_toolkit.registry import DATASETS
 
@@ -124,7 +146,8 @@ def test_user_plugin_components_via_imports(tmp_path, monkeypatch):
         def my_vectors(root: str, n: int = 8):
             \"\"\"Vectors from a user's folder.\"\"\"
             return torch.utils.data.TensorDataset(torch.zeros(n, 16), torch.zeros(n, dtype=torch.long))
-    """)
+    """,
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     text = textwrap.dedent(BASE).replace("{name: gaussian_clusters, size: 64}", "{name: my_vectors}")
     f = write(tmp_path / "r.yaml", text + "imports: [my_plugin_ds]\n")
@@ -171,8 +194,9 @@ def test_shipped_recipes_all_validate():
         try:
             load_recipe(f, check_files=False)
         except RecipeError as e:  # paper-scale recipes leave the data path (and byola_continue the weights) to the user
-            assert ("required parameter" in str(e) or "required: this recipe leaves it to you" in str(e)) \
-                and ("data.dataset" in str(e) or "model.init_from" in str(e)), f"{f}: {e}"
+            assert ("required parameter" in str(e) or "required: this recipe leaves it to you" in str(e)) and (
+                "data.dataset" in str(e) or "model.init_from" in str(e)
+            ), f"{f}: {e}"
             continue
         try:  # with the files checked, only data this machine does not have may be missing
             load_recipe(f)
@@ -193,15 +217,29 @@ def test_values_left_required_must_be_given(tmp_path):
         load_recipe(tmp_path / "base.yaml", ["optimizer.lr=0.5", "views.branches.1.0.name=???"])
 
 
-@pytest.mark.parametrize("override, interval", [
-    ("trainer.epochs=0", "[1, inf)"), ("trainer.epochs=-1", "[1, inf)"), ("trainer.max_steps=-5", "[1, inf)"),
-    ("trainer.max_minutes=-1", "[0, inf)"), ("trainer.log_every=0", "[1, inf)"),
-    ("trainer.checkpoint_every=0", "[1, inf)"), ("trainer.grad_accum_steps=0", "[1, inf)"),
-    ("trainer.keep_checkpoints=-1", "[0, inf)"), ("trainer.collapse_threshold=-0.1", "[0, inf)"),
-    ("optimizer.lr=-0.1", "(0, inf)"), ("optimizer.lr=0", "(0, inf)"), ("optimizer.weight_decay=-1e-6", "[0, inf)"),
-    ("ema.tau_base=2", "[0, 1]"), ("ema.tau_base=-1", "[0, 1]"), ("data.batch_size=0", "[1, inf)"),
-    ("data.batch_size=-8", "[1, inf)"), ("data.num_workers=-1", "[0, inf)"), ("data.prefetch_factor=0", "[1, inf)"),
-])
+@pytest.mark.parametrize(
+    "override, interval",
+    [
+        ("trainer.epochs=0", "[1, inf)"),
+        ("trainer.epochs=-1", "[1, inf)"),
+        ("trainer.max_steps=-5", "[1, inf)"),
+        ("trainer.max_minutes=-1", "[0, inf)"),
+        ("trainer.log_every=0", "[1, inf)"),
+        ("trainer.checkpoint_every=0", "[1, inf)"),
+        ("trainer.grad_accum_steps=0", "[1, inf)"),
+        ("trainer.keep_checkpoints=-1", "[0, inf)"),
+        ("trainer.collapse_threshold=-0.1", "[0, inf)"),
+        ("optimizer.lr=-0.1", "(0, inf)"),
+        ("optimizer.lr=0", "(0, inf)"),
+        ("optimizer.weight_decay=-1e-6", "[0, inf)"),
+        ("ema.tau_base=2", "[0, 1]"),
+        ("ema.tau_base=-1", "[0, 1]"),
+        ("data.batch_size=0", "[1, inf)"),
+        ("data.batch_size=-8", "[1, inf)"),
+        ("data.num_workers=-1", "[0, inf)"),
+        ("data.prefetch_factor=0", "[1, inf)"),
+    ],
+)
 def test_numeric_keys_outside_their_range_are_refused(tensor_recipe, override, interval):
     key = override.split("=")[0]
     with pytest.raises(RecipeError, match=rf"key '{re.escape(key)}': expected a value in {re.escape(interval)}"):
@@ -209,8 +247,17 @@ def test_numeric_keys_outside_their_range_are_refused(tensor_recipe, override, i
 
 
 def test_range_edges_are_accepted(tensor_recipe):
-    r = load_recipe(tensor_recipe, ["ema.tau_base=1", "ema.tau_base=0", "trainer.keep_checkpoints=0",
-                                    "data.num_workers=0", "trainer.max_steps=1", "optimizer.lr=1e-9"])
+    r = load_recipe(
+        tensor_recipe,
+        [
+            "ema.tau_base=1",
+            "ema.tau_base=0",
+            "trainer.keep_checkpoints=0",
+            "data.num_workers=0",
+            "trainer.max_steps=1",
+            "optimizer.lr=1e-9",
+        ],
+    )
     assert r.ema.tau_base == 0.0 and r.trainer.max_steps == 1
 
 
@@ -218,8 +265,20 @@ def test_unknown_device_is_a_one_line_error(tensor_recipe, tmp_path):
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "ssl_toolkit", "train", str(tensor_recipe), "device=banana",
-                           "--out", str(tmp_path / "r")], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ssl_toolkit",
+            "train",
+            str(tensor_recipe),
+            "device=banana",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "device: 'banana' is not a device; accepted: auto, cpu, cuda" in done.stderr
 
@@ -268,11 +327,14 @@ def test_errors_quote_a_short_form_of_large_values(tmp_path):
     assert len(str(e.value)) < 300 and "..." in str(e.value)
 
 
-@pytest.mark.parametrize("content, words", [
-    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe", "not a text recipe: byte"),
-    (b"name: x\x00\x00\x00", "not a text recipe: it contains NUL bytes"),
-    (b"a: [" * 2000 + b"1" + b"]" * 2000, "refused: nested too deeply"),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe", "not a text recipe: byte"),
+        (b"name: x\x00\x00\x00", "not a text recipe: it contains NUL bytes"),
+        (b"a: [" * 2000 + b"1" + b"]" * 2000, "refused: nested too deeply"),
+    ],
+)
 def test_binary_and_pathological_files_are_refused(tmp_path, content, words):
     f = tmp_path / "weird.yaml"
     f.write_bytes(content)

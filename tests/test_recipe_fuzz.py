@@ -1,4 +1,5 @@
 """Fuzzing the recipe loader: any YAML document and any override give a Recipe or a RecipeError."""
+
 from pathlib import Path
 
 import pytest
@@ -10,14 +11,45 @@ from ssl_toolkit.recipe import Recipe, RecipeError, load_recipe
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
-KEYS = st.sampled_from(["name", "data", "views", "model", "optimizer", "trainer", "ema", "method", "schedule",
-                        "seed", "device", "precision", "dataset", "batch_size", "branches", "encoder", "lr",
-                        "epochs", "max_steps", "base", "imports", "options", "input", "joint", "x"])
-SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
-                    st.text(max_size=12))
-VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                       st.dictionaries(st.one_of(KEYS, st.text(max_size=6)),
-                                                                       inner, max_size=5)), max_leaves=25)
+KEYS = st.sampled_from(
+    [
+        "name",
+        "data",
+        "views",
+        "model",
+        "optimizer",
+        "trainer",
+        "ema",
+        "method",
+        "schedule",
+        "seed",
+        "device",
+        "precision",
+        "dataset",
+        "batch_size",
+        "branches",
+        "encoder",
+        "lr",
+        "epochs",
+        "max_steps",
+        "base",
+        "imports",
+        "options",
+        "input",
+        "joint",
+        "x",
+    ]
+)
+SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-(10**6), 10**6), st.floats(allow_nan=True), st.text(max_size=12)
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.one_of(KEYS, st.text(max_size=6)), inner, max_size=5)
+    ),
+    max_leaves=25,
+)
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -46,16 +78,36 @@ def test_arbitrary_text(tmp_path, text):
 
 
 @SETTINGS
-@given(overrides=st.lists(st.tuples(st.lists(st.one_of(KEYS, st.sampled_from(["0", "1", "-1", "9"]),
-                                                      st.text(max_size=5)),
-                                             min_size=0, max_size=4), st.text(max_size=20)), max_size=3))
+@given(
+    overrides=st.lists(
+        st.tuples(
+            st.lists(
+                st.one_of(KEYS, st.sampled_from(["0", "1", "-1", "9"]), st.text(max_size=5)), min_size=0, max_size=4
+            ),
+            st.text(max_size=20),
+        ),
+        max_size=3,
+    )
+)
 def test_arbitrary_overrides_on_a_real_recipe(overrides):
     _load(RECIPES / "tensors" / "byol_gaussian.yaml", [".".join(k) + "=" + v for k, v in overrides])
 
 
-@pytest.mark.parametrize("override", ["model.encoder.name=[1]", "data.dataset.name={a: 1}", "model.encoder={1: 2}",
-                                      "model.encoder.1=2", "views.branches=[[5]]", "trainer=[]", "imports=[[x]]",
-                                      "model.encoder.hidden_dim=.nan", "optimizer.options=[1]", "seed=1e400"])
+@pytest.mark.parametrize(
+    "override",
+    [
+        "model.encoder.name=[1]",
+        "data.dataset.name={a: 1}",
+        "model.encoder={1: 2}",
+        "model.encoder.1=2",
+        "views.branches=[[5]]",
+        "trainer=[]",
+        "imports=[[x]]",
+        "model.encoder.hidden_dim=.nan",
+        "optimizer.options=[1]",
+        "seed=1e400",
+    ],
+)
 def test_known_awkward_overrides(override):
     with pytest.raises(RecipeError):
         load_recipe(RECIPES / "tensors" / "byol_gaussian.yaml", [override])

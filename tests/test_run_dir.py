@@ -1,5 +1,6 @@
 """Run directories cannot be corrupted: one process at a time (a killed one leaves no stuck lock), no silent
 overwrite of a run, no silent recipe change on resume, and every recipe a run was trained with is kept."""
+
 import csv
 import signal
 import subprocess
@@ -46,13 +47,21 @@ def test_a_second_trainer_refuses_a_locked_run_dir(tensor_recipe, tmp_path):
 
 def test_a_killed_holder_leaves_no_stuck_lock(tmp_path):
     out = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import time
         from ssl_toolkit.run_dir import RunDirLock
         with RunDirLock({str(out)!r}):
             print("locked", flush=True)
             time.sleep(60)
-    """)], stdout=subprocess.PIPE, text=True)
+    """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "locked"
     assert held_lock(out / "eval") == out.resolve()
     with pytest.raises(RunDirError, match=r"in use by another run \(pid \d+\)"):
@@ -63,8 +72,13 @@ def test_a_killed_holder_leaves_no_stuck_lock(tmp_path):
     from ssl_toolkit.embed import EmbedSettings, run_embed
 
     with pytest.raises(EvalError, match="embed: --out .* in use by a training process"):
-        run_embed("random", ROOT / "data" / "demo" / "fsdd_mini", out / "emb", EmbedSettings(progress=False),
-                  encoder={"name": "audiontt2020", "feature_d": 32})
+        run_embed(
+            "random",
+            ROOT / "data" / "demo" / "fsdd_mini",
+            out / "emb",
+            EmbedSettings(progress=False),
+            encoder={"name": "audiontt2020", "feature_d": 32},
+        )
     assert not (out / "emb").exists()
     holder.send_signal(signal.SIGKILL)
     holder.wait()
@@ -75,8 +89,18 @@ def test_a_killed_holder_leaves_no_stuck_lock(tmp_path):
 
 def test_two_cli_trainers_on_one_dir_one_refuses(tensor_recipe, tmp_path):
     out = tmp_path / "run"
-    args = [sys.executable, "-m", "ssl_toolkit", "train", str(tensor_recipe), *FAST, "trainer.max_steps=400",
-            "--out", str(out), "--quiet"]
+    args = [
+        sys.executable,
+        "-m",
+        "ssl_toolkit",
+        "train",
+        str(tensor_recipe),
+        *FAST,
+        "trainer.max_steps=400",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     first = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while held_lock(out) is None and time.time() < deadline:
@@ -100,8 +124,11 @@ def test_a_run_dir_is_never_overwritten_silently(tensor_recipe, tmp_path):
 
 def test_resume_refuses_a_changed_recipe_and_names_the_keys(tensor_recipe, tmp_path):
     out = train(tensor_recipe, tmp_path / "run", [*CONSTANT, "trainer.max_steps=4"])
-    for change, key in (("optimizer.lr=2.0", "optimizer.lr"), ("data.batch_size=16", "data.batch_size"),
-                        ("seed=3", "seed")):
+    for change, key in (
+        ("optimizer.lr=2.0", "optimizer.lr"),
+        ("data.batch_size=16", "data.batch_size"),
+        ("seed=3", "seed"),
+    ):
         with pytest.raises(TrainingError, match=rf"(?s)recipe differs.*{key}: .* \(checkpoint\) -> .* \(now\)"):
             train(tensor_recipe, out, [*CONSTANT, "trainer.max_steps=8", change], resume="auto")
     assert TrainingState.load(out / "checkpoints/last.pt").step == 4  # nothing was written
@@ -112,8 +139,13 @@ def test_resume_refuses_a_changed_recipe_and_names_the_keys(tensor_recipe, tmp_p
 def test_an_accepted_change_takes_effect_and_every_recipe_is_kept(tensor_recipe, tmp_path):
     out = train(tensor_recipe, tmp_path / "run", [*CONSTANT, "trainer.max_steps=4"])
     lr_before = float(rows(out)[-1]["lr"])
-    train(tensor_recipe, out, [*CONSTANT, "trainer.max_steps=8", "optimizer.lr=2.0"], resume="auto",
-          allow_recipe_change=True)
+    train(
+        tensor_recipe,
+        out,
+        [*CONSTANT, "trainer.max_steps=8", "optimizer.lr=2.0"],
+        resume="auto",
+        allow_recipe_change=True,
+    )
     lrs = [float(r["lr"]) for r in rows(out)]
     assert lrs[:4] == [lr_before] * 4 and lrs[4:] == [pytest.approx(lr_before * 2.0 / 0.2)] * 4  # lr 0.2 → 2.0
     assert yaml.safe_load((out / "recipe.yaml").read_text())["optimizer"]["lr"] == 2.0
@@ -129,13 +161,26 @@ def test_recipe_changes_ignore_the_safe_keys():
 
 def test_a_changed_architecture_on_resume_names_the_recipe_keys(tensor_recipe, tmp_path):
     out = train(tensor_recipe, tmp_path / "run", ["trainer.max_steps=2"])
-    with pytest.raises(TrainingError, match=r"(?s)does not fit what this recipe builds \(.*shape mismatch.*"
-                                            r"recipe keys changed since: model.encoder.hidden_dim.*cannot be resumed"):
-        train(tensor_recipe, out, ["trainer.max_steps=4", "model.encoder.hidden_dim=48"], resume="auto",
-              allow_recipe_change=True)
+    with pytest.raises(
+        TrainingError,
+        match=r"(?s)does not fit what this recipe builds \(.*shape mismatch.*"
+        r"recipe keys changed since: model.encoder.hidden_dim.*cannot be resumed",
+    ):
+        train(
+            tensor_recipe,
+            out,
+            ["trainer.max_steps=4", "model.encoder.hidden_dim=48"],
+            resume="auto",
+            allow_recipe_change=True,
+        )
     with pytest.raises(TrainingError, match=r"(?s)missing .*recipe keys changed since: model.predictor.num_layers"):
-        train(tensor_recipe, out, ["trainer.max_steps=4", "model.predictor.num_layers=3"], resume="auto",
-              allow_recipe_change=True)
+        train(
+            tensor_recipe,
+            out,
+            ["trainer.max_steps=4", "model.predictor.num_layers=3"],
+            resume="auto",
+            allow_recipe_change=True,
+        )
     assert TrainingState.load(out / "checkpoints/last.pt").step == 2
 
 

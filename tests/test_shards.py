@@ -1,5 +1,6 @@
 """WebDataset shards: ``ssl-toolkit shard`` writes them, ``webdataset_images`` / ``webdataset_audio`` stream them
 with the folder datasets' items, split per rank and per worker, and resume an epoch exactly."""
+
 import json
 import tarfile
 from pathlib import Path
@@ -174,11 +175,21 @@ def test_training_on_shards_resumes_bit_exactly(image_shards, tmp_path):
     from ssl_toolkit.recipe import load_recipe
     from ssl_toolkit.training.trainer import Trainer
 
-    overrides = [f"data.dataset={{name: webdataset_images, urls: '{image_shards}', shuffle_buffer: 8}}",
-                 "data.batch_size=4", "data.num_workers=2", "model.encoder.width=0.125", "trainer.max_steps=5",
-                 "trainer.checkpoint_every=1", "trainer.log_every=1", "trainer.progress=false",
-                 "trainer.tensorboard=false", "trainer.hooks=[]", "precision=fp32",
-                 "model.projector.hidden_dim=32", "model.predictor.hidden_dim=32"]
+    overrides = [
+        f"data.dataset={{name: webdataset_images, urls: '{image_shards}', shuffle_buffer: 8}}",
+        "data.batch_size=4",
+        "data.num_workers=2",
+        "model.encoder.width=0.125",
+        "trainer.max_steps=5",
+        "trainer.checkpoint_every=1",
+        "trainer.log_every=1",
+        "trainer.progress=false",
+        "trainer.tensorboard=false",
+        "trainer.hooks=[]",
+        "precision=fp32",
+        "model.projector.hidden_dim=32",
+        "model.predictor.hidden_dim=32",
+    ]
     recipe = ROOT / "recipes" / "image" / "byol_cifar10_cpu.yaml"
     straight = Trainer(load_recipe(recipe, overrides), out_dir=tmp_path / "a", quiet=True).fit()
     shutil.copytree(straight, tmp_path / "b")

@@ -25,7 +25,7 @@ def test_prepare_order_upstream_and_rng_untouched():
     state = torch.get_rng_state()
     vm.prepare(lambda: iter([torch.zeros(2, 3)]), torch.device("cpu"))
     assert torch.equal(torch.get_rng_state(), state)  # preparing never shifts the run's randomness
-    assert torch.equal(inp.seen, torch.zeros(2, 3))          # nothing before the input stage
-    assert torch.equal(b1.seen, torch.ones(2, 3))            # branches see the input stage
+    assert torch.equal(inp.seen, torch.zeros(2, 3))  # nothing before the input stage
+    assert torch.equal(b1.seen, torch.ones(2, 3))  # branches see the input stage
     assert torch.equal(b2.seen, torch.ones(2, 3))
-    assert torch.equal(joint.seen, torch.ones(2, 3))         # joint ops: the input stage only
+    assert torch.equal(joint.seen, torch.ones(2, 3))  # joint ops: the input stage only

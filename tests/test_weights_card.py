@@ -1,5 +1,6 @@
 """The weights card: written into encoder.pt and checkpoints, read by eval and HEAR; files written before
 cards existed (tests/data/legacy, made by the pre-card code) still load and embed exactly as they did."""
+
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -41,8 +42,9 @@ def test_files_written_before_cards_load_and_embed_as_before(run, tmp_path):
             assert not bool(model.frontend[1].ready)
             continue
         # fp32 kernels round differently on other CPUs: equal within float32 rounding, not bit for bit
-        torch.testing.assert_close(embed(model, expected["input"]), want["embedding"], rtol=1e-4, atol=1e-5,
-                                   msg=str(spec))
+        torch.testing.assert_close(
+            embed(model, expected["input"]), want["embedding"], rtol=1e-4, atol=1e-5, msg=str(spec)
+        )
 
 
 def test_legacy_checkpoint_resumes(tmp_path):
@@ -61,16 +63,28 @@ def test_legacy_audio_run_gives_the_same_hear_embeddings(tmp_path):
     model = hear.load_model(str(tmp_path / "audio_run"))
     # the expected vectors were made when a HEAR scene embedding pooled the whole clip: one piece as long as the clip
     model.unit_sec = expected["input"].shape[1] / model.sample_rate
-    torch.testing.assert_close(hear.get_scene_embeddings(expected["input"], model), expected["hear_scene"],
-                               rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        hear.get_scene_embeddings(expected["input"], model), expected["hear_scene"], rtol=1e-4, atol=1e-5
+    )
 
 
 def test_new_run_files_carry_the_card_and_it_matches_the_views(tmp_path, tensor_recipe):
-    out = Trainer(load_recipe(ROOT / "recipes/audio/byola_fsdd.yaml",
-                              [*FAST, "model.encoder.feature_d=64", "model.projector.hidden_dim=32",
-                               "model.predictor.hidden_dim=32", "data.batch_size=16",
-                               "views.branches.0.0.n_memory=16", "views.branches.1.0.n_memory=16"]),
-                  out_dir=tmp_path / "run", quiet=True).fit()
+    out = Trainer(
+        load_recipe(
+            ROOT / "recipes/audio/byola_fsdd.yaml",
+            [
+                *FAST,
+                "model.encoder.feature_d=64",
+                "model.projector.hidden_dim=32",
+                "model.predictor.hidden_dim=32",
+                "data.batch_size=16",
+                "views.branches.0.0.n_memory=16",
+                "views.branches.1.0.n_memory=16",
+            ],
+        ),
+        out_dir=tmp_path / "run",
+        quiet=True,
+    ).fit()
     enc_file = torch.load(out / "encoder.pt", weights_only=True)
     state = ckpt.TrainingState.load(out / "checkpoints/last.pt")
     assert enc_file["format"] == ckpt.ENCODER_FORMAT and enc_file["card"] == state.card
@@ -95,9 +109,14 @@ def test_frontend_rule_over_every_registered_op():
     marked = {n for n in names if getattr(AUGMENTATIONS.get(n).builder, "eval_frontend", False)}
     assert {"to_float", "normalize", "log_mel", "pre_norm"} <= marked
     assert not marked & {"post_norm", "mixup", "random_resized_crop", "random_resize_crop", "horizontal_flip"}
-    recipe = {"model": {"encoder": {"name": "x"}},
-              "views": {"input": [{"name": n} for n in names], "branches": [[{"name": "normalize"}]],
-                        "joint": [{"name": n} for n in names]}}
+    recipe = {
+        "model": {"encoder": {"name": "x"}},
+        "views": {
+            "input": [{"name": n} for n in names],
+            "branches": [[{"name": "normalize"}]],
+            "joint": [{"name": n} for n in names],
+        },
+    }
     card = card_from_recipe(recipe)
     assert [s["name"] for s in card.frontend] == [n for n in names if n in marked] * 2
 

@@ -20,6 +20,7 @@ checked before a GPU is lent (a CI test runs it; its figures mean nothing).
     python benchmarks/gpu/check.py --out $OUT            # on the GPU machine (benchmarks/gpu/README.md)
     python benchmarks/gpu/check.py --smoke --out /tmp/smoke
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,10 +46,26 @@ def write(out: Path, name: str, payload: dict) -> None:
 def sizes(args) -> dict:
     """The measured sizes, or toy ones for ``--smoke`` (CPU)."""
     if args.smoke:
-        return {"device": "cpu", "batch": 8, "big_batch": 4, "matmul": 512, "jpegs": 64, "windows": 1, "warmup": 1,
-                "steps": 1}
-    return {"device": "cuda", "batch": 256, "big_batch": 256, "matmul": 8192, "jpegs": 1024, "windows": None,
-            "warmup": 5, "steps": None}
+        return {
+            "device": "cpu",
+            "batch": 8,
+            "big_batch": 4,
+            "matmul": 512,
+            "jpegs": 64,
+            "windows": 1,
+            "warmup": 1,
+            "steps": 1,
+        }
+    return {
+        "device": "cuda",
+        "batch": 256,
+        "big_batch": 256,
+        "matmul": 8192,
+        "jpegs": 1024,
+        "windows": None,
+        "warmup": 5,
+        "steps": None,
+    }
 
 
 def _sync(device: str) -> None:
@@ -63,15 +80,28 @@ def stage_env(out: Path, args) -> dict:
 
     s = sizes(args)
     dev, n = torch.device(s["device"]), s["matmul"]
-    info = {"torch": torch.__version__, "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
-            "python": sys.version.split()[0]}
+    info = {
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+        "python": sys.version.split()[0],
+    }
     if dev.type == "cuda":
         props = torch.cuda.get_device_properties(dev)
-        smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm",
-                              "--format=csv,noheader"], capture_output=True, text=True)
-        info.update({"gpu": props.name, "capability": f"{props.major}.{props.minor}",
-                     "sms": props.multi_processor_count, "memory_gib": round(props.total_memory / 2 ** 30, 1),
-                     "nvidia_smi": smi.stdout.strip()})
+        smi = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+        )
+        info.update(
+            {
+                "gpu": props.name,
+                "capability": f"{props.major}.{props.minor}",
+                "sms": props.multi_processor_count,
+                "memory_gib": round(props.total_memory / 2**30, 1),
+                "nvidia_smi": smi.stdout.strip(),
+            }
+        )
     a = torch.randn(n, n, device=dev, dtype=torch.bfloat16)
     b = torch.randn(n, n, device=dev, dtype=torch.bfloat16)
     for _ in range(3):
@@ -82,21 +112,39 @@ def stage_env(out: Path, args) -> dict:
         a @ b
     _sync(s["device"])
     seconds = (time.perf_counter() - start) / 10
-    return {**info, "matmul_n": n, "bf16_matmul_tflops": round(2 * n ** 3 / seconds / 1e12, 3)}
+    return {**info, "matmul_n": n, "bf16_matmul_tflops": round(2 * n**3 / seconds / 1e12, 3)}
 
 
 def stage_cuda_tests(out: Path, args) -> dict:
     budget = BUDGETS["cuda_tests"] - 5
     try:
-        done = subprocess.run([sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider", "-rA",
-                               str(ROOT / "tests" / "test_cuda.py")], cwd=ROOT, capture_output=True, text=True,
-                              timeout=budget)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-m",
+                "cuda",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "-rA",
+                str(ROOT / "tests" / "test_cuda.py"),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=budget,
+        )
         text, code = done.stdout + done.stderr, done.returncode
     except subprocess.TimeoutExpired as e:
         text, code = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or ""), -9
     summary = [line for line in text.splitlines() if " passed" in line or " failed" in line or " error" in line]
-    return {"returncode": code, "summary": summary[-1] if summary else "no summary (timed out?)",
-            "log_tail": text[-20000:]}
+    return {
+        "returncode": code,
+        "summary": summary[-1] if summary else "no summary (timed out?)",
+        "log_tail": text[-20000:],
+    }
 
 
 def synthetic_cifar(path: Path) -> Path:
@@ -104,8 +152,9 @@ def synthetic_cifar(path: Path) -> Path:
 
     if not path.exists():
         rng = np.random.default_rng(0)
-        np.savez(path, x_train=rng.integers(0, 256, (20000, 32, 32, 3), dtype=np.uint8),
-                 y_train=rng.integers(0, 10, 20000))
+        np.savez(
+            path, x_train=rng.integers(0, 256, (20000, 32, 32, 3), dtype=np.uint8), y_train=rng.integers(0, 10, 20000)
+        )
     return path
 
 
@@ -114,14 +163,27 @@ def stage_peers(out: Path, args) -> dict:
 
     from bench_peers import bench_setting, table
 
-    contenders = ["ssl_toolkit"] + [c for c, mod in (("lightly", "lightly"), ("byol_pytorch", "byol_pytorch"))
-                                    if importlib.util.find_spec(mod) is not None]
+    contenders = ["ssl_toolkit"] + [
+        c
+        for c, mod in (("lightly", "lightly"), ("byol_pytorch", "byol_pytorch"))
+        if importlib.util.find_spec(mod) is not None
+    ]
     data = str(synthetic_cifar(Path(args.work) / "cifar_synthetic.npz"))
     s = sizes(args)
     rows = []
     for key in ("gpu-r18-bf16", "gpu-r50-bf16"):
-        rows += bench_setting(key, contenders, sys.executable, s["batch"], args.workers, s["windows"], s["warmup"],
-                              s["device"], data, s["steps"])
+        rows += bench_setting(
+            key,
+            contenders,
+            sys.executable,
+            s["batch"],
+            args.workers,
+            s["windows"],
+            s["warmup"],
+            s["device"],
+            data,
+            s["steps"],
+        )
         stage_partial(out, "peers", {"contenders": contenders, "rows": rows, "table": table(rows, contenders)})
     return {"contenders": contenders, "rows": rows, "table": table(rows, contenders)}
 
@@ -132,8 +194,11 @@ def _imagenet_step(batch: int, device: str):
 
     from ssl_toolkit.recipe import load_recipe
 
-    recipe = load_recipe(ROOT / "recipes" / "image" / "byol_imagenet.yaml",  # synthetic batches: no data read
-                         [f"device={device}", "data.dataset.path=unused"], check_files=False)
+    recipe = load_recipe(
+        ROOT / "recipes" / "image" / "byol_imagenet.yaml",  # synthetic batches: no data read
+        [f"device={device}", "data.dataset.path=unused"],
+        check_files=False,
+    )
     step, method = byol_training_step(recipe, torch.device(device), "bf16", batch)
     x = torch.randint(0, 256, (batch, 3, 256, 256), dtype=torch.uint8, device=device)
     return recipe, step, x
@@ -144,7 +209,7 @@ def stage_utilization(out: Path, args) -> dict:
 
     s = sizes(args)
     env = out / "gpu_env.json"
-    peak = ((json.loads(env.read_text()).get("result") or {}).get("bf16_matmul_tflops") if env.exists() else None)
+    peak = (json.loads(env.read_text()).get("result") or {}).get("bf16_matmul_tflops") if env.exists() else None
     batch = s["big_batch"]
     _, step, x = _imagenet_step(batch, s["device"])
     for _ in range(1 if args.smoke else 3):
@@ -159,9 +224,16 @@ def stage_utilization(out: Path, args) -> dict:
         step(x)
     _sync(s["device"])
     seconds = (time.perf_counter() - start) / n
-    return {"batch": batch, "image_px": 224, "tflop_per_step": round(flops / 1e12, 3), "step_s": round(seconds, 4),
-            "images_per_s": round(batch / seconds, 1), "achieved_tflops": round(flops / seconds / 1e12, 3),
-            "peak_tflops": peak, "utilization": round(flops / seconds / 1e12 / peak, 3) if peak else None}
+    return {
+        "batch": batch,
+        "image_px": 224,
+        "tflop_per_step": round(flops / 1e12, 3),
+        "step_s": round(seconds, 4),
+        "images_per_s": round(batch / seconds, 1),
+        "achieved_tflops": round(flops / seconds / 1e12, 3),
+        "peak_tflops": peak,
+        "utilization": round(flops / seconds / 1e12 / peak, 3) if peak else None,
+    }
 
 
 def stage_loader(out: Path, args) -> dict:
@@ -180,9 +252,10 @@ def stage_loader(out: Path, args) -> dict:
         for i in range(s["jpegs"]):
             img = torch.from_numpy(rng.integers(0, 256, (3, 300, 400), dtype=np.uint8))
             (folder / f"{i}.jpg").write_bytes(encode_jpeg(img, quality=90).numpy().tobytes())
-    recipe = load_recipe(ROOT / "recipes" / "image" / "byol_imagenet.yaml",
-                         [f"data.dataset.path={folder.parent.parent}", f"data.batch_size={s['batch']}",
-                          f"device={s['device']}"])
+    recipe = load_recipe(
+        ROOT / "recipes" / "image" / "byol_imagenet.yaml",
+        [f"data.dataset.path={folder.parent.parent}", f"data.batch_size={s['batch']}", f"device={s['device']}"],
+    )
     _, _, loader = build_loader(recipe, torch.device(s["device"]))
     it = iter(loader)
     next(it)
@@ -191,10 +264,14 @@ def stage_loader(out: Path, args) -> dict:
         n += x.shape[0]
     delivered = n / (time.perf_counter() - start)
     step = out / "gpu_utilization.json"
-    consumed = ((json.loads(step.read_text()).get("result") or {}).get("images_per_s")
-                if step.exists() else None)
-    return {"num_workers": recipe.data.num_workers, "cpu_count": os.cpu_count(), "loader_images_per_s": round(
-        delivered, 1), "step_images_per_s": consumed, "headroom": round(delivered / consumed, 2) if consumed else None}
+    consumed = (json.loads(step.read_text()).get("result") or {}).get("images_per_s") if step.exists() else None
+    return {
+        "num_workers": recipe.data.num_workers,
+        "cpu_count": os.cpu_count(),
+        "loader_images_per_s": round(delivered, 1),
+        "step_images_per_s": consumed,
+        "headroom": round(delivered / consumed, 2) if consumed else None,
+    }
 
 
 def stage_byola(out: Path, args) -> dict:
@@ -202,15 +279,39 @@ def stage_byola(out: Path, args) -> dict:
 
     s = sizes(args)
     where = Path(args.work) / "byola"
-    audio_peers(["--device", s["device"], "--feature-d", "512" if args.smoke else "2048", "--batch", str(s["batch"]),
-                 "--precision", "bf16", "--workers", str(args.workers), "--windows", "1" if args.smoke else "3",
-                 *(["--steps", "1", "--warmup", "1"] if args.smoke else []), "--out", str(where)])
-    return {name: json.loads(p.read_text()) if p.suffix == ".json" else p.read_text()
-            for name, p in ((p.name, p) for p in sorted(where.glob("*")))}
+    audio_peers(
+        [
+            "--device",
+            s["device"],
+            "--feature-d",
+            "512" if args.smoke else "2048",
+            "--batch",
+            str(s["batch"]),
+            "--precision",
+            "bf16",
+            "--workers",
+            str(args.workers),
+            "--windows",
+            "1" if args.smoke else "3",
+            *(["--steps", "1", "--warmup", "1"] if args.smoke else []),
+            "--out",
+            str(where),
+        ]
+    )
+    return {
+        name: json.loads(p.read_text()) if p.suffix == ".json" else p.read_text()
+        for name, p in ((p.name, p) for p in sorted(where.glob("*")))
+    }
 
 
-STAGES = {"env": stage_env, "cuda_tests": stage_cuda_tests, "peers": stage_peers, "utilization": stage_utilization,
-          "loader": stage_loader, "byola": stage_byola}
+STAGES = {
+    "env": stage_env,
+    "cuda_tests": stage_cuda_tests,
+    "peers": stage_peers,
+    "utilization": stage_utilization,
+    "loader": stage_loader,
+    "byola": stage_byola,
+}
 
 
 def summary(out: Path) -> str:
@@ -222,15 +323,18 @@ def summary(out: Path) -> str:
             continue
         r = json.loads(path.read_text())
         res = r.get("result") or {}
-        lines.append(f"- {name}: {r.get('status')} in {r.get('seconds')} s (budget {BUDGETS[name]} s)"
-                     + (f" — {r.get('error')}" if r.get("error") else ""))
+        lines.append(
+            f"- {name}: {r.get('status')} in {r.get('seconds')} s (budget {BUDGETS[name]} s)"
+            + (f" — {r.get('error')}" if r.get("error") else "")
+        )
         if name == "peers" and res.get("table"):
             lines += ["", *res["table"], ""]
         elif res and name == "byola":
             lines += ["", *[v for k, v in res.items() if k.endswith(".md")], ""]
         elif res and name != "peers":
-            lines.append("  " + json.dumps({k: v for k, v in res.items() if k not in ("rows", "log_tail")},
-                                           default=str))
+            lines.append(
+                "  " + json.dumps({k: v for k, v in res.items() if k not in ("rows", "log_tail")}, default=str)
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -241,8 +345,11 @@ def run_stage(name: str, out: Path, args) -> None:
         result, status, error = STAGES[name](out, args), "ok", None
     except Exception as e:  # noqa: BLE001 - a failed stage is a result; the next stages still run
         result, status, error = None, "failed", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-    write(out, name, {"status": status, "seconds": round(time.perf_counter() - start, 1), "result": result,
-                      "error": error})
+    write(
+        out,
+        name,
+        {"status": status, "seconds": round(time.perf_counter() - start, 1), "result": result, "error": error},
+    )
 
 
 def stage_partial(out: Path, name: str, result: dict) -> None:
@@ -272,8 +379,19 @@ def main(argv=None) -> int:
         return 0
     for name in args.stages:
         start = time.perf_counter()
-        cmd = [sys.executable, __file__, "--stage", name, "--out", str(out), "--workers", str(args.workers),
-               "--work", args.work, *(["--smoke"] if args.smoke else [])]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--stage",
+            name,
+            "--out",
+            str(out),
+            "--workers",
+            str(args.workers),
+            "--work",
+            args.work,
+            *(["--smoke"] if args.smoke else []),
+        ]
         budget = BUDGETS[name] * (6 if args.smoke else 1)  # a CPU is slower: --smoke checks code paths, not time
         child = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)  # its workers in its process group
         try:
@@ -283,8 +401,16 @@ def main(argv=None) -> int:
             child.wait()
             path = out / f"gpu_{name}.json"
             partial = json.loads(path.read_text()).get("result") if path.exists() else None
-            write(out, name, {"status": f"stopped at its {budget} s budget" + (" (partial)" if partial else ""),
-                              "result": partial, "seconds": round(time.perf_counter() - start, 1), "error": None})
+            write(
+                out,
+                name,
+                {
+                    "status": f"stopped at its {budget} s budget" + (" (partial)" if partial else ""),
+                    "result": partial,
+                    "seconds": round(time.perf_counter() - start, 1),
+                    "error": None,
+                },
+            )
         (out / "gpu_summary.md").write_text(summary(out))
         print(f"{name}: {json.loads((out / f'gpu_{name}.json').read_text())['status']}", flush=True)
     print(summary(out))

@@ -19,6 +19,7 @@ each view draws its mixing partner independently, at the price of twice the bank
 (2 × 2048 × 64 × 96 × 4 B ≈ 100 MB). The bank, its write pointer and fill count travel with
 checkpoints through ``get_extra_state``; a fresh instance's ``load_state_dict`` accepts them.
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,13 +44,28 @@ class LogMel(BatchAugmentation):
 
     eval_frontend = True
 
-    def __init__(self, frontend: Literal["nnaudio_mel", "torchaudio_mel"] = "nnaudio_mel",
-                 sample_rate: PositiveInt = 16000, n_fft: PositiveInt = 1024, win_length: PositiveInt = 1024,
-                 hop_length: PositiveInt = 160, n_mels: PositiveInt = 64, f_min: NonNegativeFloat = 60.0,
-                 f_max: PositiveFloat = 7800.0):
+    def __init__(
+        self,
+        frontend: Literal["nnaudio_mel", "torchaudio_mel"] = "nnaudio_mel",
+        sample_rate: PositiveInt = 16000,
+        n_fft: PositiveInt = 1024,
+        win_length: PositiveInt = 1024,
+        hop_length: PositiveInt = 160,
+        n_mels: PositiveInt = 64,
+        f_min: NonNegativeFloat = 60.0,
+        f_max: PositiveFloat = 7800.0,
+    ):
         super().__init__()
-        self.mel = FRONTENDS.build(frontend, sample_rate=sample_rate, n_fft=n_fft, win_length=win_length,
-                                   hop_length=hop_length, n_mels=n_mels, f_min=f_min, f_max=f_max)
+        self.mel = FRONTENDS.build(
+            frontend,
+            sample_rate=sample_rate,
+            n_fft=n_fft,
+            win_length=win_length,
+            hop_length=hop_length,
+            n_mels=n_mels,
+            f_min=f_min,
+            f_max=f_max,
+        )
         self.sample_rate = sample_rate
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -58,8 +74,10 @@ class LogMel(BatchAugmentation):
     def prepare(self, context: PrepareContext) -> None:
         rate = getattr(context.dataset, "sample_rate", None)
         if rate is not None and int(rate) != int(self.sample_rate):
-            raise ValueError(f"views log_mel: sample_rate={self.sample_rate} but the dataset delivers {rate} Hz "
-                             f"audio; set both to the same rate (data.dataset.sample_rate)")
+            raise ValueError(
+                f"views log_mel: sample_rate={self.sample_rate} but the dataset delivers {rate} Hz "
+                f"audio; set both to the same rate (data.dataset.sample_rate)"
+            )
 
 
 # ----------------------------------------------------------------------------- normalization
@@ -76,8 +94,13 @@ class PreNorm(BatchAugmentation):
 
     eval_frontend = True
 
-    def __init__(self, mean: Finite | None = None, std: PositiveFloat | None = None, n_stats: PositiveInt = 10000,
-                 stats_file: str | None = None):
+    def __init__(
+        self,
+        mean: Finite | None = None,
+        std: PositiveFloat | None = None,
+        n_stats: PositiveInt = 10000,
+        stats_file: str | None = None,
+    ):
         super().__init__()
         if (mean is None) != (std is None):
             raise ValueError("pre_norm: give both mean and std, or neither (to compute them)")
@@ -103,8 +126,10 @@ class PreNorm(BatchAugmentation):
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if not self.ready:
-            raise RuntimeError("pre_norm has no statistics: set mean/std in the recipe, run the trainer (which "
-                               "prepares them) or `ssl-toolkit stats RECIPE`")
+            raise RuntimeError(
+                "pre_norm has no statistics: set mean/std in the recipe, run the trainer (which "
+                "prepares them) or `ssl-toolkit stats RECIPE`"
+            )
         return (x - self.mean) / self.std
 
     def extra_repr(self) -> str:
@@ -165,7 +190,7 @@ class Mixup(RandomOp):
         if int(state.get("n_memory", bank.shape[0])) != self.n_memory:
             # a different capacity: keep the newest entries that fit, in FIFO order
             order = (torch.arange(count) + (int(state["ptr"]) - count)) % bank.shape[0]
-            bank = bank[order.to(bank.device)][-self.n_memory:]
+            bank = bank[order.to(bank.device)][-self.n_memory :]
             count = bank.shape[0]
             full = torch.zeros((self.n_memory, *bank.shape[1:]), dtype=bank.dtype, device=bank.device)
             full[:count] = bank
@@ -187,15 +212,18 @@ class Mixup(RandomOp):
         x = x.detach().float()
         if self.bank is None or self.bank.shape[1:] != x.shape[1:]:
             if self.bank is not None:
-                log.warning("mixup: input shape changed from %s to %s; the memory bank starts afresh",
-                            tuple(self.bank.shape[1:]), tuple(x.shape[1:]))
+                log.warning(
+                    "mixup: input shape changed from %s to %s; the memory bank starts afresh",
+                    tuple(self.bank.shape[1:]),
+                    tuple(x.shape[1:]),
+                )
             self.bank = torch.zeros((self.n_memory, *x.shape[1:]), dtype=torch.float32, device=x.device)
             self.count, self.ptr = 0, 0
         if self.bank.device != x.device:
             self.bank = self.bank.to(x.device)
         b = x.shape[0]
         if b >= self.n_memory:
-            self.bank.copy_(x[-self.n_memory:])
+            self.bank.copy_(x[-self.n_memory :])
             self.ptr, self.count = 0, self.n_memory
             return
         slots = (self.ptr + torch.arange(b, device=x.device)) % self.n_memory
@@ -243,8 +271,9 @@ def _cubic_weights(t: torch.Tensor, a: float = -0.75) -> torch.Tensor:
     return torch.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], dim=-1)
 
 
-def bicubic_crop_matrix(start: torch.Tensor, length: torch.Tensor, out_size: int, in_size: int,
-                        offset: int) -> torch.Tensor:
+def bicubic_crop_matrix(
+    start: torch.Tensor, length: torch.Tensor, out_size: int, in_size: int, offset: int
+) -> torch.Tensor:
     """(B, out_size, in_size) matrices M with M @ signal = bicubic resize (align_corners=True) of the
     crop [start, start+length) of a zero canvas on which the signal of ``in_size`` samples sits at
     ``offset``. Taps past the crop's ends repeat its edge samples, as F.interpolate does."""
@@ -267,12 +296,18 @@ def bicubic_crop_matrix(start: torch.Tensor, length: torch.Tensor, out_size: int
 class RandomResizeCrop(RandomOp):
     """Random crop of a (F, 1.5·T) zero canvas holding the input centred in time, bicubic-resized back (BYOL-A)."""
 
-    def __init__(self, virtual_crop_scale: Annotated[list, Pair("[1, inf)")] = (1.0, 1.5),
-                 freq_scale: Annotated[list, Pair("(0, inf)")] = (0.6, 1.5),
-                 time_scale: Annotated[list, Pair("(0, inf)")] = (0.6, 1.5)):
+    def __init__(
+        self,
+        virtual_crop_scale: Annotated[list, Pair("[1, inf)")] = (1.0, 1.5),
+        freq_scale: Annotated[list, Pair("(0, inf)")] = (0.6, 1.5),
+        time_scale: Annotated[list, Pair("(0, inf)")] = (0.6, 1.5),
+    ):
         super().__init__()
-        for name, v in (("virtual_crop_scale", virtual_crop_scale), ("freq_scale", freq_scale),
-                        ("time_scale", time_scale)):
+        for name, v in (
+            ("virtual_crop_scale", virtual_crop_scale),
+            ("freq_scale", freq_scale),
+            ("time_scale", time_scale),
+        ):
             if len(v) != 2 or not all(isinstance(e, (int, float)) and e > 0 for e in v):
                 raise ValueError(f"random_resize_crop {name} must be two positive numbers, got {v!r}")
         self.virtual_crop_scale = tuple(float(v) for v in virtual_crop_scale)
@@ -315,8 +350,9 @@ class RandomResizeCrop(RandomOp):
         return rows @ x.float() @ cols.transpose(-1, -2)
 
     def extra_repr(self) -> str:
-        return (f"virtual_crop_scale={self.virtual_crop_scale}, freq_scale={self.freq_scale}, "
-                f"time_scale={self.time_scale}")
+        return (
+            f"virtual_crop_scale={self.virtual_crop_scale}, freq_scale={self.freq_scale}, time_scale={self.time_scale}"
+        )
 
 
 # ----------------------------------------------------------------------------- linear fader
@@ -331,8 +367,10 @@ class RandomLinearFader(RandomOp):
         self.gain = float(gain)
 
     def sample_params(self, batch_size: int, device, generator: torch.Generator | None = None) -> dict:
-        return {"head": uniform(batch_size, -self.gain, self.gain, device, generator),
-                "tail": uniform(batch_size, -self.gain, self.gain, device, generator)}
+        return {
+            "head": uniform(batch_size, -self.gain, self.gain, device, generator),
+            "tail": uniform(batch_size, -self.gain, self.gain, device, generator),
+        }
 
     def apply(self, x: torch.Tensor, params: dict) -> torch.Tensor:
         t = x.shape[-1]
@@ -344,4 +382,3 @@ class RandomLinearFader(RandomOp):
 
     def extra_repr(self) -> str:
         return f"gain={self.gain}"
-

@@ -15,6 +15,7 @@ Bad files (unreadable, empty, zero length, NaN/inf samples) are reported with th
 :class:`~ssl_toolkit.data.BadItem` (``on_bad_file: skip``, the default) or a
 :class:`~ssl_toolkit.data.BadFileError` (``on_bad_file: fail``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,10 +38,40 @@ from .metadata import class_ids, read_metadata_csv
 
 log = logging.getLogger("ssl_toolkit.audio")
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc", ".au",
-                    ".w64", ".rf64", ".caf", ".m4a", ".aac", ".wma", ".webm")
-_SOUNDFILE_FIRST = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc", ".au",
-                    ".w64", ".rf64", ".caf"}
+AUDIO_EXTENSIONS = (
+    ".wav",
+    ".flac",
+    ".ogg",
+    ".oga",
+    ".opus",
+    ".mp3",
+    ".aiff",
+    ".aif",
+    ".aifc",
+    ".au",
+    ".w64",
+    ".rf64",
+    ".caf",
+    ".m4a",
+    ".aac",
+    ".wma",
+    ".webm",
+)
+_SOUNDFILE_FIRST = {
+    ".wav",
+    ".flac",
+    ".ogg",
+    ".oga",
+    ".opus",
+    ".mp3",
+    ".aiff",
+    ".aif",
+    ".aifc",
+    ".au",
+    ".w64",
+    ".rf64",
+    ".caf",
+}
 
 
 class AudioDecodeError(ValueError):
@@ -69,8 +100,9 @@ def _decode(source, suffix: str) -> tuple[np.ndarray, int]:
             source.seek(0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            data, sr = librosa.load(source if hasattr(source, "read") else str(source), sr=None, mono=False,
-                                    dtype=np.float32)
+            data, sr = librosa.load(
+                source if hasattr(source, "read") else str(source), sr=None, mono=False, dtype=np.float32
+            )
         data = np.atleast_2d(data).T  # librosa: (channels, samples)
         return np.ascontiguousarray(data), int(sr)
     except Exception as e:  # noqa: BLE001
@@ -128,7 +160,7 @@ def random_segment(wave: np.ndarray, length: int, rng: np.random.Generator) -> n
         out[:n] = wave
         return out
     start = int(rng.integers(0, n - length + 1))  # every start 0 … n−length is possible
-    return wave[start:start + length]
+    return wave[start : start + length]
 
 
 # ----------------------------------------------------------------------------- listing
@@ -161,12 +193,22 @@ class AudioFolder(torch.utils.data.Dataset):
     whole CSV): names sorted, by number when all are integers.
     """
 
-    def __init__(self, root: AnyPath, metadata: Annotated[str, Reference("file", base="root")] | None = None,
-                 audio_dir: Annotated[str, Reference("dir", base="root")] | None = None,
-                 split: str | None = None, fold: str | None = None, label_column: str = "label",
-                 fold_column: str = "fold", sample_rate: PositiveInt = 16000, unit_sec: PositiveFloat = 0.95,
-                 seed: NonNegativeInt = 0, on_bad_file: Literal["skip", "fail"] = "skip",
-                 cache: Literal["auto", "memory", "none"] = "auto", cache_max_mb: NonNegativeInt = 2048):
+    def __init__(
+        self,
+        root: AnyPath,
+        metadata: Annotated[str, Reference("file", base="root")] | None = None,
+        audio_dir: Annotated[str, Reference("dir", base="root")] | None = None,
+        split: str | None = None,
+        fold: str | None = None,
+        label_column: str = "label",
+        fold_column: str = "fold",
+        sample_rate: PositiveInt = 16000,
+        unit_sec: PositiveFloat = 0.95,
+        seed: NonNegativeInt = 0,
+        on_bad_file: Literal["skip", "fail"] = "skip",
+        cache: Literal["auto", "memory", "none"] = "auto",
+        cache_max_mb: NonNegativeInt = 2048,
+    ):
         if on_bad_file not in ("skip", "fail"):
             raise ValueError(f"on_bad_file must be 'skip' or 'fail', got {on_bad_file!r}")
         if cache not in ("auto", "memory", "none"):
@@ -196,8 +238,10 @@ class AudioFolder(torch.utils.data.Dataset):
             self.files, self.labels, self.classes = self._from_csv(csv_path, base, label_column, fold_column)
         else:
             if split is not None or fold is not None:
-                raise ValueError(f"split/fold select rows of a metadata CSV; {self.root} is read as a plain "
-                                 "folder (set 'metadata: metadata.csv')")
+                raise ValueError(
+                    f"split/fold select rows of a metadata CSV; {self.root} is read as a plain "
+                    "folder (set 'metadata: metadata.csv')"
+                )
             base = self.root if audio_dir is None else self.root / expand_path(audio_dir)
             self.base = base
             self.files, self.labels, self.classes = self._from_folder(base)
@@ -205,8 +249,10 @@ class AudioFolder(torch.utils.data.Dataset):
             where = f"{csv_path} (split={split!r}, fold={fold!r})" if csv_path else str(self.root)
             raise ValueError(f"audio dataset is empty: no audio files selected from {where}")
         if csv_path is not None and not any(os.path.isfile(f) for f in self.files):
-            raise ValueError(f"none of the {len(self.files)} audio files listed in {csv_path} exists (looked in "
-                             f"{base}, e.g. {self.files[0]}); set audio_dir to where the files are")
+            raise ValueError(
+                f"none of the {len(self.files)} audio files listed in {csv_path} exists (looked in "
+                f"{base}, e.g. {self.files[0]}); set audio_dir to where the files are"
+            )
         self._cache: dict[int, np.ndarray | str] = {}
         self.cache_mode = cache
         self._cache_budget = int(cache_max_mb) * 2**20
@@ -310,15 +356,17 @@ class AudioFolder(torch.utils.data.Dataset):
         """What identifies this dataset's items (keys cached statistics): the files' names relative to the data
         folder (so moving or re-mounting it keeps the key) and their sizes and modification times (so rewriting
         a clip under the same name does not)."""
-        names = "\n".join(str(p.relative_to(self.base)) if p.is_relative_to(self.base) else str(p)
-                          for p in self.files)
+        names = "\n".join(str(p.relative_to(self.base)) if p.is_relative_to(self.base) else str(p) for p in self.files)
         stats = "\n".join(_size_and_mtime(p) for p in self.files)
         return {
             "metadata": self.metadata.name if self.metadata else None,
-            "split": self.split, "fold": self.fold, "num_files": len(self.files),
+            "split": self.split,
+            "fold": self.fold,
+            "num_files": len(self.files),
             "files_sha1": hashlib.sha1(names.encode()).hexdigest(),
             "contents_sha1": hashlib.sha1(stats.encode()).hexdigest(),
-            "sample_rate": self.sample_rate, "unit_sec": self.unit_sec,
+            "sample_rate": self.sample_rate,
+            "unit_sec": self.unit_sec,
         }
 
     @property
@@ -329,5 +377,7 @@ class AudioFolder(torch.utils.data.Dataset):
 
     def __repr__(self) -> str:
         src = self.metadata or self.root
-        return (f"AudioFolder({src}, {len(self)} files, split={self.split!r}, {self.sample_rate} Hz, "
-                f"{self.unit_sec} s, {len(self.classes) or 'no'} classes)")
+        return (
+            f"AudioFolder({src}, {len(self)} files, split={self.split!r}, {self.sample_rate} Hz, "
+            f"{self.unit_sec} s, {len(self.classes) or 'no'} classes)"
+        )

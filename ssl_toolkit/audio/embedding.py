@@ -5,6 +5,7 @@ into consecutive pieces (``long_clips: chunks``; the last piece ends with the cl
 (``whole``) or cropped to its start (``crop``). Pieces of equal size are batched together; the front
 end runs in fp32, the encoder under bf16 autocast when ``precision`` is ``bf16``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,8 +34,10 @@ def check_waveforms(waves, names=None, what: str = "audio") -> None:
         dtype = wave.dtype
         floating = dtype.is_floating_point if isinstance(dtype, torch.dtype) else np.issubdtype(dtype, np.floating)
         if not floating:
-            raise TypeError(f"{what}: {name} has {dtype} samples; expected floating-point audio in [-1, 1] "
-                            "(divide 16-bit PCM by 32768)")
+            raise TypeError(
+                f"{what}: {name} has {dtype} samples; expected floating-point audio in [-1, 1] "
+                "(divide 16-bit PCM by 32768)"
+            )
         if wave.ndim != 1:
             raise ValueError(f"{what}: {name} has shape {tuple(wave.shape)}; expected mono samples (n_samples,)")
         if wave.shape[0] == 0:
@@ -45,15 +48,17 @@ def check_waveforms(waves, names=None, what: str = "audio") -> None:
             continue
         if not bool(torch.isfinite(values).all()):
             raise ValueError(f"{what}: {name} contains NaN or inf samples")
-        raise ValueError(f"{what}: {name} peaks at {max(-low, high):.4g}; expected audio in [-1, 1] (integer PCM? "
-                         "divide 16-bit samples by 32768)")
+        raise ValueError(
+            f"{what}: {name} peaks at {max(-low, high):.4g}; expected audio in [-1, 1] (integer PCM? "
+            "divide 16-bit samples by 32768)"
+        )
 
 
 def split_frontend(frontend: list) -> tuple[list, Optional[PreNorm], list]:
     """(ops before pre_norm, the pre_norm op or None, ops after it)."""
     for i, op in enumerate(frontend):
         if isinstance(op, PreNorm):
-            return frontend[:i], op, frontend[i + 1:]
+            return frontend[:i], op, frontend[i + 1 :]
     return list(frontend), None, []
 
 
@@ -87,7 +92,7 @@ class Pieces:
 
     waves: list
     unit: int
-    clip: np.ndarray            # owner clip of each piece
+    clip: np.ndarray  # owner clip of each piece
     start: np.ndarray
     length: np.ndarray
 
@@ -100,8 +105,13 @@ class Pieces:
                 clip.append(i)
                 start.append(s)
                 length.append(n)
-        return cls(waves, unit, np.asarray(clip, dtype=np.int64), np.asarray(start, dtype=np.int64),
-                   np.asarray(length, dtype=np.int64))
+        return cls(
+            waves,
+            unit,
+            np.asarray(clip, dtype=np.int64),
+            np.asarray(start, dtype=np.int64),
+            np.asarray(length, dtype=np.int64),
+        )
 
     def __len__(self) -> int:
         return len(self.clip)
@@ -114,7 +124,7 @@ class Pieces:
         out = np.zeros((len(idx), size), dtype=np.float32)
         for row, i in enumerate(idx):
             s, n = int(self.start[i]), int(self.length[i])
-            out[row, :n] = self.waves[self.clip[i]][s:s + n]
+            out[row, :n] = self.waves[self.clip[i]][s : s + n]
         return torch.from_numpy(out)
 
     def batches(self, batch_size: int, subset: Optional[np.ndarray] = None):
@@ -126,11 +136,21 @@ class Pieces:
         for size in sorted(by_size):
             idx = by_size[size]
             for s in range(0, len(idx), batch_size):
-                yield idx[s:s + batch_size]
+                yield idx[s : s + batch_size]
 
 
-def frontend_batches(waves: list, frontend: list, sample_rate: int, unit_sec: float, long_clips: str = "chunks", *,
-                     device="cpu", batch_size: int = 64, desc: str = "embedding", progress: bool = False):
+def frontend_batches(
+    waves: list,
+    frontend: list,
+    sample_rate: int,
+    unit_sec: float,
+    long_clips: str = "chunks",
+    *,
+    device="cpu",
+    batch_size: int = 64,
+    desc: str = "embedding",
+    progress: bool = False,
+):
     """Yields (owner clip of each piece, fp32 front-end output) for batches of equal-size pieces of ``waves``
     (the input of :func:`embed_batches`; the front end has no weights, so a caller may keep the list)."""
     from tqdm.auto import tqdm
@@ -143,8 +163,9 @@ def frontend_batches(waves: list, frontend: list, sample_rate: int, unit_sec: fl
         yield pieces.clip[idx], x
 
 
-def embed_batches(batches, encoder: Callable[[torch.Tensor], torch.Tensor], n_clips: int, *,
-                  precision: str = "fp32") -> np.ndarray:
+def embed_batches(
+    batches, encoder: Callable[[torch.Tensor], torch.Tensor], n_clips: int, *, precision: str = "fp32"
+) -> np.ndarray:
     """(n_clips, D) float32: per clip, the mean of ``encoder(x)`` over its pieces in ``batches`` of
     (owner clip, front-end output)."""
     out: Optional[np.ndarray] = None
@@ -161,16 +182,36 @@ def embed_batches(batches, encoder: Callable[[torch.Tensor], torch.Tensor], n_cl
     return (out / counts[:, None]).astype(np.float32)
 
 
-def embed_clips(waves: list, encoder: Callable[[torch.Tensor], torch.Tensor], frontend: list, sample_rate: int,
-                unit_sec: float, long_clips: str = "chunks", *, device="cpu", batch_size: int = 64,
-                precision: str = "fp32", desc: str = "embedding", progress: bool = False,
-                names: Optional[list] = None) -> np.ndarray:
+def embed_clips(
+    waves: list,
+    encoder: Callable[[torch.Tensor], torch.Tensor],
+    frontend: list,
+    sample_rate: int,
+    unit_sec: float,
+    long_clips: str = "chunks",
+    *,
+    device="cpu",
+    batch_size: int = 64,
+    precision: str = "fp32",
+    desc: str = "embedding",
+    progress: bool = False,
+    names: Optional[list] = None,
+) -> np.ndarray:
     """(N, D) float32 scene embeddings of ``waves`` (float32 mono arrays at ``sample_rate``): per clip,
     the mean over its pieces of ``encoder(frontend(pieces))``. The clips must pass :func:`check_waveforms`
     (an error names the clip by ``names``); zero clips give a (0, 0) array."""
     check_waveforms(waves, names, what="embed_clips")
     if not waves:
         return np.zeros((0, 0), dtype=np.float32)
-    batches = frontend_batches(waves, frontend, sample_rate, unit_sec, long_clips, device=device,
-                               batch_size=batch_size, desc=desc, progress=progress)
+    batches = frontend_batches(
+        waves,
+        frontend,
+        sample_rate,
+        unit_sec,
+        long_clips,
+        device=device,
+        batch_size=batch_size,
+        desc=desc,
+        progress=progress,
+    )
     return embed_batches(batches, encoder, len(waves), precision=precision)

@@ -14,6 +14,7 @@ of :mod:`.layers` (same outputs, gradients and dropout distribution as the offic
 over time, (B, feature_dim). Parameter names follow the official layout (``features.*``,
 ``fc.*``), so :func:`load_official_weights` reads released BYOL-A weights directly.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,8 +37,12 @@ def _conv_block(in_ch: int, out_ch: int, norm: str) -> list[nn.Module]:
     and the swapped order gives the same outputs and the same gradients while ReLU (forward and backward)
     touches a quarter of the elements; in place, since max-pool's backward keeps its input, not its output.
     """
-    return [conv_layer(norm)(in_ch, out_ch, 3, stride=1, padding=1), make_norm(norm, out_ch, dims=2), MaxPool2x2(),
-            nn.ReLU(inplace=True)]
+    return [
+        conv_layer(norm)(in_ch, out_ch, 3, stride=1, padding=1),
+        make_norm(norm, out_ch, dims=2),
+        MaxPool2x2(),
+        nn.ReLU(inplace=True),
+    ]
 
 
 def _flatten_frames(x: torch.Tensor) -> torch.Tensor:
@@ -80,16 +85,19 @@ class AudioNTT2020(_AudioNTT):
 
     frame_stride = 8
 
-    def __init__(self, n_mels: PositiveInt = 64, feature_d: PositiveInt = 512, norm: Norm = "bn",
-                 dropout: Rate = 0.3):
+    def __init__(self, n_mels: PositiveInt = 64, feature_d: PositiveInt = 512, norm: Norm = "bn", dropout: Rate = 0.3):
         super().__init__()
         if n_mels % 8:
             raise ValueError(f"audiontt2020 needs n_mels divisible by 8, got {n_mels}")
         self.n_mels, self.feature_dim, self.norm = n_mels, int(feature_d), norm
-        self.features = nn.Sequential(*_conv_block(1, 64, norm), *_conv_block(64, 64, norm),
-                                      *_conv_block(64, 64, norm))
-        self.fc = nn.Sequential(nn.Linear(64 * (n_mels // 8), feature_d), nn.ReLU(), Dropout(p=dropout),
-                                nn.Linear(feature_d, feature_d), nn.ReLU())
+        self.features = nn.Sequential(*_conv_block(1, 64, norm), *_conv_block(64, 64, norm), *_conv_block(64, 64, norm))
+        self.fc = nn.Sequential(
+            nn.Linear(64 * (n_mels // 8), feature_d),
+            nn.ReLU(),
+            Dropout(p=dropout),
+            nn.Linear(feature_d, feature_d),
+            nn.ReLU(),
+        )
 
     def forward_frames(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(_flatten_frames(self.features(self._check_input(x))))
@@ -101,19 +109,31 @@ class AudioNTT2022(_AudioNTT):
 
     frame_stride = 4
 
-    def __init__(self, n_mels: PositiveInt = 64, feature_d: PositiveInt = 3072, mlp_hidden_d: PositiveInt = 2048,
-                 norm: Norm = "bn", dropout: Rate = 0.3):
+    def __init__(
+        self,
+        n_mels: PositiveInt = 64,
+        feature_d: PositiveInt = 3072,
+        mlp_hidden_d: PositiveInt = 2048,
+        norm: Norm = "bn",
+        dropout: Rate = 0.3,
+    ):
         super().__init__()
         if n_mels % 4:
             raise ValueError(f"audiontt2022 needs n_mels divisible by 4, got {n_mels}")
         conv_d = 64 * (n_mels // 4)
         if feature_d <= conv_d:
-            raise ValueError(f"audiontt2022 feature_d must exceed the conv feature size 64*n_mels/4 = {conv_d}, "
-                             f"got {feature_d}")
+            raise ValueError(
+                f"audiontt2022 feature_d must exceed the conv feature size 64*n_mels/4 = {conv_d}, got {feature_d}"
+            )
         self.n_mels, self.feature_dim, self.norm, self.conv_d = n_mels, int(feature_d), norm, conv_d
         self.features = nn.Sequential(*_conv_block(1, 64, norm), *_conv_block(64, 64, norm))
-        self.fc = nn.Sequential(nn.Linear(conv_d, mlp_hidden_d), nn.ReLU(), Dropout(p=dropout),
-                                nn.Linear(mlp_hidden_d, feature_d - conv_d), nn.ReLU())
+        self.fc = nn.Sequential(
+            nn.Linear(conv_d, mlp_hidden_d),
+            nn.ReLU(),
+            Dropout(p=dropout),
+            nn.Linear(mlp_hidden_d, feature_d - conv_d),
+            nn.ReLU(),
+        )
 
     def forward_frames(self, x: torch.Tensor) -> torch.Tensor:
         conv = _flatten_frames(self.features(self._check_input(x)))
@@ -140,7 +160,7 @@ def official_state_dict(obj) -> "OrderedDict[str, torch.Tensor]":
         changed = False
         for p in _PREFIXES:
             if all(k.startswith(p) for k in state):
-                state = OrderedDict((k[len(p):], v) for k, v in state.items())
+                state = OrderedDict((k[len(p) :], v) for k, v in state.items())
                 changed = True
                 break
     return state
@@ -154,9 +174,10 @@ def load_official_weights(encoder: nn.Module, path: str | os.PathLike, strict: b
     if strict:
         problem = state_dict_mismatch(encoder.state_dict(), state, limit=6)
         if problem:
-            raise ValueError(f"{path}: weights do not fit {type(encoder).__name__}"
-                             f"(feature_d={getattr(encoder, 'feature_dim', '?')}, "
-                             f"norm={getattr(encoder, 'norm', '?')}): "
-                             + problem)
+            raise ValueError(
+                f"{path}: weights do not fit {type(encoder).__name__}"
+                f"(feature_d={getattr(encoder, 'feature_dim', '?')}, "
+                f"norm={getattr(encoder, 'norm', '?')}): " + problem
+            )
     encoder.load_state_dict(state, strict=strict)
     return encoder

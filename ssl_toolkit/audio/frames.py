@@ -5,6 +5,7 @@ frames (``forward_frames``), one every ``hop × frame_stride`` samples; when tha
 embedded again shifted by a whole number of log-mel hops and the frames interleaved. A timestamp is the centre of
 the log-mel frames its embedding pools.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -56,12 +57,21 @@ def window_spans(n_mel: int, stride: int, window: int, margin: int) -> list[tupl
 class HearModel(nn.Module):
     """Front end + encoder with the attributes the HEAR API asks for."""
 
-    def __init__(self, encoder: nn.Module, frontend: list, sample_rate: int, hop_length: int, description: str = "",
-                 unit_sec: float = 1.0):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        frontend: list,
+        sample_rate: int,
+        hop_length: int,
+        description: str = "",
+        unit_sec: float = 1.0,
+    ):
         super().__init__()
         if not hasattr(encoder, "forward_frames") or not hasattr(encoder, "frame_stride"):
-            raise TypeError(f"{type(encoder).__name__} has no forward_frames/frame_stride: HEAR timestamp embeddings "
-                            "need an audio encoder (audiontt2020 / audiontt2022)")
+            raise TypeError(
+                f"{type(encoder).__name__} has no forward_frames/frame_stride: HEAR timestamp embeddings "
+                "need an audio encoder (audiontt2020 / audiontt2022)"
+            )
         self.encoder = encoder
         self.frontend = nn.ModuleList(frontend)
         self.sample_rate = int(sample_rate)
@@ -98,12 +108,12 @@ class HearModel(nn.Module):
         out = []
         for k0, k1, g0, g1 in spans:
             frames = self.encoder.forward_frames(self._window(audio, g0, g1, ops)).float()
-            out.append(frames[:, k0 - g0 // stride:k1 - g0 // stride])
+            out.append(frames[:, k0 - g0 // stride : k1 - g0 // stride])
         return torch.cat(out, dim=1)
 
     def _window(self, audio: Tensor, g0: int, g1: int, ops: list) -> Tensor:
         """``ops`` on the samples of log-mel frames [g0, g1) (cut at the sound's end)."""
-        return Pipeline(ops)(audio[:, g0 * self.hop_length:min(audio.shape[1], g1 * self.hop_length)].float())
+        return Pipeline(ops)(audio[:, g0 * self.hop_length : min(audio.shape[1], g1 * self.hop_length)].float())
 
     def _clip_stats(self, audio: Tensor, upstream: list, spans: list, n_mel: int, stride: int) -> tuple:
         """(mean, unbiased std) of each clip's whole log-mel, accumulated window by window in float64."""
@@ -111,7 +121,7 @@ class HearModel(nn.Module):
         count = 0
         for j, (k0, k1, g0, g1) in enumerate(spans):
             end = n_mel if j == len(spans) - 1 else k1 * stride  # the last window keeps the unpooled tail
-            y = self._window(audio, g0, g1, upstream)[..., k0 * stride - g0:end - g0].double()
+            y = self._window(audio, g0, g1, upstream)[..., k0 * stride - g0 : end - g0].double()
             total, total_sq = total + y.sum(dim=(1, 2, 3)), total_sq + (y * y).sum(dim=(1, 2, 3))
             count += y[0].numel()
         mean = total / count
@@ -128,7 +138,7 @@ class HearModel(nn.Module):
             return audio.new_zeros((0, 0, self.timestamp_embedding_size), dtype=torch.float32)
         if audio.shape[1] < self.min_samples():
             audio = nn.functional.pad(audio, (0, self.min_samples() - audio.shape[1]))
-        outs = [self._frames(audio[start:start + BATCH]) for start in range(0, audio.shape[0], BATCH)]
+        outs = [self._frames(audio[start : start + BATCH]) for start in range(0, audio.shape[0], BATCH)]
         return torch.cat(outs)
 
 
@@ -138,16 +148,19 @@ def hear_model(encoder, description: str = "", where: str = "model") -> HearMode
     frontend = list(encoder.frontend.ops)
     upstream, prenorm, downstream = split_frontend(frontend)
     if prenorm is not None and not bool(getattr(prenorm, "ready", False)):
-        warnings.warn(f"{where}: no pre_norm statistics stored with the weights; "
-                      "each clip's log-mel is standardized with its own mean and std")
+        warnings.warn(
+            f"{where}: no pre_norm statistics stored with the weights; "
+            "each clip's log-mel is standardized with its own mean and std"
+        )
         frontend = [*upstream, ClipNorm(), *downstream]
     hop = 160
     for op in upstream:
         fe = getattr(op, "mel", None)
         if fe is not None and hasattr(fe, "hop_length"):
             hop = int(fe.hop_length)
-    return HearModel(encoder.backbone, frontend, encoder.sample_rate or 16000, hop, description,
-                     unit_sec=encoder.unit_sec or 1.0)
+    return HearModel(
+        encoder.backbone, frontend, encoder.sample_rate or 16000, hop, description, unit_sec=encoder.unit_sec or 1.0
+    )
 
 
 def _device_of(model: HearModel) -> torch.device:

@@ -12,6 +12,7 @@ n_fft = win = 1024, hop 160, 64 mels, 60–7800 Hz) turn a 0.95 s segment into 6
 The filter banks are non-persistent buffers: they follow ``.to(device)`` but stay out of
 checkpoints (they are a function of the settings).
 """
+
 from __future__ import annotations
 
 import torch
@@ -60,27 +61,61 @@ class LogMelFrontEnd(nn.Module):
 
 
 @FRONTENDS.register("nnaudio_mel")
-def nnaudio_mel(sample_rate: PositiveInt = 16000, n_fft: PositiveInt = 1024, win_length: PositiveInt = 1024,
-                hop_length: PositiveInt = 160, n_mels: PositiveInt = 64, f_min: NonNegativeFloat = 60.0,
-                f_max: PositiveFloat = 7800.0) -> LogMelFrontEnd:
+def nnaudio_mel(
+    sample_rate: PositiveInt = 16000,
+    n_fft: PositiveInt = 1024,
+    win_length: PositiveInt = 1024,
+    hop_length: PositiveInt = 160,
+    n_mels: PositiveInt = 64,
+    f_min: NonNegativeFloat = 60.0,
+    f_max: PositiveFloat = 7800.0,
+) -> LogMelFrontEnd:
     """Log-mel with nnAudio MelSpectrogram (Slaney, center=True): the BYOL-A v2 front end."""
     from nnAudio.features import MelSpectrogram
 
-    mel = MelSpectrogram(sr=sample_rate, n_fft=n_fft, win_length=win_length, n_mels=n_mels,
-                         hop_length=hop_length, window="hann", center=True, pad_mode="reflect", power=2.0,
-                         htk=False, fmin=f_min, fmax=f_max, norm=1, trainable_mel=False,
-                         trainable_STFT=False, verbose=False)
+    mel = MelSpectrogram(
+        sr=sample_rate,
+        n_fft=n_fft,
+        win_length=win_length,
+        n_mels=n_mels,
+        hop_length=hop_length,
+        window="hann",
+        center=True,
+        pad_mode="reflect",
+        power=2.0,
+        htk=False,
+        fmin=f_min,
+        fmax=f_max,
+        norm=1,
+        trainable_mel=False,
+        trainable_STFT=False,
+        verbose=False,
+    )
     return LogMelFrontEnd(mel, sample_rate, n_mels, hop_length, "nnaudio_mel")
 
 
 @FRONTENDS.register("torchaudio_mel")
-def torchaudio_mel(sample_rate: PositiveInt = 16000, n_fft: PositiveInt = 1024, win_length: PositiveInt = 1024,
-                   hop_length: PositiveInt = 160, n_mels: PositiveInt = 64, f_min: NonNegativeFloat = 60.0,
-                   f_max: PositiveFloat = 7800.0) -> LogMelFrontEnd:
+def torchaudio_mel(
+    sample_rate: PositiveInt = 16000,
+    n_fft: PositiveInt = 1024,
+    win_length: PositiveInt = 1024,
+    hop_length: PositiveInt = 160,
+    n_mels: PositiveInt = 64,
+    f_min: NonNegativeFloat = 60.0,
+    f_max: PositiveFloat = 7800.0,
+) -> LogMelFrontEnd:
     """Log-mel with torchaudio MelSpectrogram (HTK, center=True): the BYOL-A v1 front end."""
     import torchaudio
 
-    mel = torchaudio.transforms.MelSpectrogram(sample_rate=sample_rate, n_fft=n_fft, win_length=win_length,
-                                               hop_length=hop_length, f_min=f_min, f_max=f_max,
-                                               n_mels=n_mels, power=2.0, center=True)
+    mel = torchaudio.transforms.MelSpectrogram(
+        sample_rate=sample_rate,
+        n_fft=n_fft,
+        win_length=win_length,
+        hop_length=hop_length,
+        f_min=f_min,
+        f_max=f_max,
+        n_mels=n_mels,
+        power=2.0,
+        center=True,
+    )
     return LogMelFrontEnd(mel, sample_rate, n_mels, hop_length, "torchaudio_mel")

@@ -6,6 +6,7 @@ test) and ``fold`` (EVAR's task metadata: ESC-50, US8K, SPCV2, CREMA-D, ...). Th
 (:func:`ssl_toolkit.eval.audio_tasks.load_task`) both read them here, so a CSV's classes get the
 same ids in training and in evaluation.
 """
+
 from __future__ import annotations
 
 import csv
@@ -22,7 +23,7 @@ class MetadataCSV:
     path: Path
     columns: list[str]
     rows: list[dict[str, str]]  # one per CSV row: every column, values stripped ('' when absent)
-    sha256: str                 # of the file's bytes
+    sha256: str  # of the file's bytes
 
 
 def read_metadata_csv(path: Path) -> MetadataCSV:
@@ -43,8 +44,10 @@ def read_metadata_csv(path: Path) -> MetadataCSV:
             if not fields:
                 continue  # a blank line
             if len(fields) != len(columns):
-                raise ValueError(f"{path} line {reader.line_num}: {len(fields)} fields, but the header has "
-                                 f"{len(columns)} ({', '.join(columns)}); quote values that contain commas")
+                raise ValueError(
+                    f"{path} line {reader.line_num}: {len(fields)} fields, but the header has "
+                    f"{len(columns)} ({', '.join(columns)}); quote values that contain commas"
+                )
             rows.append({k: v.strip() for k, v in zip(columns, fields)})
     except csv.Error as e:
         raise ValueError(f"{path} line {reader.line_num}: not a valid CSV ({e})") from None

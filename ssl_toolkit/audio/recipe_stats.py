@@ -1,4 +1,5 @@
 """``ssl-toolkit stats RECIPE``: a training recipe's ``pre_norm`` statistics, prepared as training would."""
+
 from __future__ import annotations
 
 import os
@@ -13,9 +14,15 @@ from ..views import ViewMaker
 from .augment import PreNorm
 
 
-def compute_stats(recipe, overrides: Iterable[str] = (), *, n_stats: int | None = None,
-                  device: str | torch.device = "cpu", run_dir: str | os.PathLike | None = None,
-                  force: bool = False) -> dict:
+def compute_stats(
+    recipe,
+    overrides: Iterable[str] = (),
+    *,
+    n_stats: int | None = None,
+    device: str | torch.device = "cpu",
+    run_dir: str | os.PathLike | None = None,
+    force: bool = False,
+) -> dict:
     """Compute (or load) the ``pre_norm`` statistics of a training recipe, as training would.
 
     ``recipe`` is a recipe path or a loaded :class:`~ssl_toolkit.recipe.Recipe`. The statistics
@@ -30,9 +37,12 @@ def compute_stats(recipe, overrides: Iterable[str] = (), *, n_stats: int | None 
     views = ViewMaker.from_config(recipe.views).to(device)
     ops = [op for op in views.input.ops if isinstance(op, PreNorm)]
     if not ops:
-        raise RecipeError(f"recipe '{recipe.name}' has no pre_norm op: there are no statistics to compute "
-                          "(`ssl-toolkit stats` is for audio recipes that normalize with dataset statistics)",
-                          file=source, key="views.input")
+        raise RecipeError(
+            f"recipe '{recipe.name}' has no pre_norm op: there are no statistics to compute "
+            "(`ssl-toolkit stats` is for audio recipes that normalize with dataset statistics)",
+            file=source,
+            key="views.input",
+        )
     for op in ops:
         if n_stats is not None:
             op.n_stats = int(n_stats)

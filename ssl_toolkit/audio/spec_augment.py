@@ -6,6 +6,7 @@ and one time span of width ``t ~ U{0, ..., time_mask − 1}`` starting at ``t0 ~
 ``finetune.py`` uses those transforms on a whole batch, which draws one mask for all of its samples; here every
 sample draws its own.
 """
+
 from __future__ import annotations
 
 import torch

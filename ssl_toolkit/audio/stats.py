@@ -15,6 +15,7 @@ signal (front-end settings) and ``n_stats``. A later run with the same key loads
 of recomputing. :func:`ssl_toolkit.audio.recipe_stats.compute_stats` does the same from a recipe
 (``ssl-toolkit stats RECIPE``). This module imports no op: ``pre_norm`` calls it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -39,16 +40,18 @@ def _probe(num_samples: int) -> torch.Tensor:
     return (0.3 * chirp[None] + 0.05 * noise).float()
 
 
-def upstream_fingerprint(upstream: Callable[[torch.Tensor], torch.Tensor], num_samples: int,
-                         device: torch.device) -> dict:
+def upstream_fingerprint(
+    upstream: Callable[[torch.Tensor], torch.Tensor], num_samples: int, device: torch.device
+) -> dict:
     """Shape and rounded moments of the upstream ops' output on the probe signal."""
     with torch.no_grad():
         y = upstream(_probe(num_samples).to(device)).double()
     return {"shape": list(y.shape[1:]), "mean": f"{float(y.mean()):.4g}", "std": f"{float(y.std()):.4g}"}
 
 
-def prenorm_stats(batches: Iterable[torch.Tensor], upstream: Callable[[torch.Tensor], torch.Tensor],
-                  n_stats: int) -> dict:
+def prenorm_stats(
+    batches: Iterable[torch.Tensor], upstream: Callable[[torch.Tensor], torch.Tensor], n_stats: int
+) -> dict:
     """Mean and population std over all values of up to ``n_stats`` items of ``upstream(batch)``:
     the pre_norm statistics of training (:func:`load_or_compute`) and of evaluation tasks
     (:func:`ssl_toolkit.eval.audio_embedder.task_prenorm_stats`). Sums are float64."""
@@ -69,7 +72,7 @@ def prenorm_stats(batches: Iterable[torch.Tensor], upstream: Callable[[torch.Ten
         raise ValueError("pre_norm statistics: the training data yielded no usable items")
     mean = float(total) / values
     var = max(float(total_sq) / values - mean * mean, 0.0)
-    std = var ** 0.5
+    std = var**0.5
     if not (std > 0 and mean == mean):
         raise ValueError(f"pre_norm statistics are degenerate (mean {mean}, std {std}): is the training audio silent?")
     return {"mean": mean, "std": std, "n_items": items}
@@ -138,9 +141,16 @@ def load_or_compute(context, n_stats: int = 10000, stats_file: str | None = None
         except OSError as e:
             log.info("pre_norm: cannot write %s (%s); trying the next location", path, e)
             continue
-        log.info("pre_norm: computed statistics over %d items in %.1f s -> %s (mean %.4f, std %.4f)",
-                 result["n_items"], time.perf_counter() - start, path, result["mean"], result["std"])
+        log.info(
+            "pre_norm: computed statistics over %d items in %.1f s -> %s (mean %.4f, std %.4f)",
+            result["n_items"],
+            time.perf_counter() - start,
+            path,
+            result["mean"],
+            result["std"],
+        )
         return {**data, "path": str(path), "source": "computed"}
-    log.warning("pre_norm: statistics computed but not stored (no writable location among %s)",
-                [str(p) for p in candidates])
+    log.warning(
+        "pre_norm: statistics computed but not stored (no writable location among %s)", [str(p) for p in candidates]
+    )
     return {**data, "path": None, "source": "computed"}

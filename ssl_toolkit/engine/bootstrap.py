@@ -6,6 +6,7 @@ updated by EMA (BYOL, Grill et al. 2020, §3.1). The loss sums, over the method'
 symmetrized loss (eq. 4) is the pairs (0,0,1) and (1,0,0) SUMMED, not averaged. BYOL, TriBYOL
 and SimSiam are configurations of this class; it only ever sees tensors.
 """
+
 from __future__ import annotations
 
 import copy
@@ -69,9 +70,18 @@ class BootstrapMethod(nn.Module):
     given), ``alternate`` updates target (step mod K) only, so the targets drift apart (TriBYOL).
     """
 
-    def __init__(self, encoder: nn.Module, projector: nn.Module, predictor: nn.Module | None, ema,
-                 pairs: Sequence[Pair], num_targets: int = 1, target_mode: str = "ema",
-                 target_update: str = "all", taus: Sequence[float] | None = None):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        projector: nn.Module,
+        predictor: nn.Module | None,
+        ema,
+        pairs: Sequence[Pair],
+        num_targets: int = 1,
+        target_mode: str = "ema",
+        target_update: str = "all",
+        taus: Sequence[float] | None = None,
+    ):
         super().__init__()
         if target_mode not in ("ema", "online"):
             raise ValueError(f"target_mode must be 'ema' or 'online', got {target_mode!r}")
@@ -110,20 +120,31 @@ class BootstrapMethod(nn.Module):
             if self.target_mode == "ema":
                 z_target = {(k, v): self.targets[k](views[v]) for k, v in needed}
             else:
-                z_target = {(k, v): (z_online[v] if v in z_online else
-                                     self.online.projector(self.online.encoder(views[v]))).detach()
-                            for k, v in needed}
+                z_target = {
+                    (k, v): (
+                        z_online[v] if v in z_online else self.online.projector(self.online.encoder(views[v]))
+                    ).detach()
+                    for k, v in needed
+                }
         # Predictor hook: a predictor with ``observe`` (the closed-form heads of engine/predictors.py)
         # sees every pair's online projection and its regression target before it predicts.
         observe = getattr(self.online.predictor, "observe", None)
         if observe is not None:
-            observe([z_online[p.online_view] for p in self.pairs],
-                    [z_target[(p.target, p.target_view)] for p in self.pairs])
+            observe(
+                [z_online[p.online_view] for p in self.pairs], [z_target[(p.target, p.target_view)] for p in self.pairs]
+            )
         p_online = {v: self.online.predictor(z) for v, z in z_online.items()}
-        loss = sum(p.weight * regression_loss(p_online[p.online_view], z_target[(p.target, p.target_view)]).mean()
-                   for p in self.pairs)
-        return {"loss": loss, "collapse": collapse_metric(z_online[online_views[0]]),
-                "projections": z_online, "predictions": p_online, "target_projections": z_target}
+        loss = sum(
+            p.weight * regression_loss(p_online[p.online_view], z_target[(p.target, p.target_view)]).mean()
+            for p in self.pairs
+        )
+        return {
+            "loss": loss,
+            "collapse": collapse_metric(z_online[online_views[0]]),
+            "projections": z_online,
+            "predictions": p_online,
+            "target_projections": z_target,
+        }
 
     @torch.no_grad()
     def update_targets(self, step: int, total_steps: int) -> float:

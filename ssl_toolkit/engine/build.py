@@ -1,4 +1,5 @@
 """The method a recipe names: encoder → projector → predictor → method, built from the registries."""
+
 from __future__ import annotations
 
 from torch import nn
@@ -16,5 +17,11 @@ def build_method(recipe) -> nn.Module:
     predictor = None
     if m.predictor is not None:
         predictor = HEADS.build(m.predictor.name, in_dim=getattr(projector, "out_dim"), **m.predictor.params)
-    return METHODS.build(recipe.method.name, encoder=encoder, projector=projector, predictor=predictor,
-                         ema=recipe.ema, **recipe.method.params)
+    return METHODS.build(
+        recipe.method.name,
+        encoder=encoder,
+        projector=projector,
+        predictor=predictor,
+        ema=recipe.ema,
+        **recipe.method.params,
+    )

@@ -1,4 +1,5 @@
 """Exponential moving average of the online network into target networks (BYOL §3.1)."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """Projector / predictor heads (BYOL §3.3: Linear → BN → ReLU → Linear)."""
+
 from __future__ import annotations
 
 from torch import nn
@@ -17,8 +18,16 @@ class MLPHead(nn.Sequential):
     Linear's bias (DeepMind's BYOL MLP has none there).
     """
 
-    def __init__(self, in_dim: PositiveInt, hidden_dim: PositiveInt = 4096, out_dim: PositiveInt = 256,
-                 num_layers: PositiveInt = 2, norm: Norm = "bn", last_norm: bool = False, last_bias: bool = True):
+    def __init__(
+        self,
+        in_dim: PositiveInt,
+        hidden_dim: PositiveInt = 4096,
+        out_dim: PositiveInt = 256,
+        num_layers: PositiveInt = 2,
+        norm: Norm = "bn",
+        last_norm: bool = False,
+        last_bias: bool = True,
+    ):
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         layers: list[nn.Module] = []

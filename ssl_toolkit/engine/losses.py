@@ -1,4 +1,5 @@
 """Losses of the BYOL family."""
+
 from __future__ import annotations
 
 import torch
@@ -13,8 +14,14 @@ def regression_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return 2.0 - 2.0 * F.cosine_similarity(p.float(), z.detach().float(), dim=-1, eps=1e-12)
 
 
-def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float, keys: torch.Tensor | None = None,
-                 offset: int = 0, valid: torch.Tensor | None = None) -> torch.Tensor:
+def nt_xent_loss(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    temperature: float,
+    keys: torch.Tensor | None = None,
+    offset: int = 0,
+    valid: torch.Tensor | None = None,
+) -> torch.Tensor:
     """SimCLR's NT-Xent (Chen et al. 2020, §2.1, eq. 1), averaged over the 2N anchors of a batch of N pairs:
 
         ℓ(i, j) = −log exp(sim(z_i, z_j)/T) / Σ_{k≠i} exp(sim(z_i, z_k)/T)
@@ -28,8 +35,7 @@ def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float, keys: t
     returns ``loss_a + loss_b``, twice this mean."""
     n2 = z1.shape[0] + z2.shape[0]
     if z1.shape[0] == 0 or z1.shape[0] != z2.shape[0]:
-        raise ValueError(f"nt_xent_loss: two views of the same N items are needed, got {z1.shape[0]} and "
-                         f"{z2.shape[0]}")
+        raise ValueError(f"nt_xent_loss: two views of the same N items are needed, got {z1.shape[0]} and {z2.shape[0]}")
     with torch.autocast(z1.device.type, enabled=False):
         anchors = F.normalize(torch.cat([z1, z2]).float(), dim=-1)
         keys = anchors if keys is None else F.normalize(keys.float(), dim=-1)

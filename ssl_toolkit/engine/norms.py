@@ -17,6 +17,7 @@ ResNet-18, GN+WS BYOL collapsed where this rule trains (benchmarks/results/gn_ws
 :func:`linear_layer` / :func:`conv_layer` give the matching weight layer class (:class:`WSLinear` /
 :class:`WSConv2d` for ``gn_ws``, else the plain torch one).
 """
+
 from __future__ import annotations
 
 from typing import Literal

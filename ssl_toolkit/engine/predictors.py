@@ -50,6 +50,7 @@ what we chose where it is silent or differs:
 - They take no ``out_dim``/``hidden_dim`` (W is square): ``model.predictor.name=ns`` on a recipe with an MLP
   predictor replaces the whole section (:func:`ssl_toolkit.recipe.loading.swaps_component`).
 """
+
 from __future__ import annotations
 
 from typing import Annotated, Sequence
@@ -222,8 +223,14 @@ class DirectPred(ClosedFormPredictor):
 class DirectCopy(ClosedFormPredictor):
     """DirectCopy predictor (Wang et al. 2021): W = F̂/‖F̂‖_F + alpha·I, no eigendecomposition."""
 
-    def __init__(self, in_dim: PositiveInt, rho: Rate = 0.3, alpha: NonNegativeFloat = 0.01, freq: PositiveInt = 1,
-                 normalize: bool = True):
+    def __init__(
+        self,
+        in_dim: PositiveInt,
+        rho: Rate = 0.3,
+        alpha: NonNegativeFloat = 0.01,
+        freq: PositiveInt = 1,
+        normalize: bool = True,
+    ):
         super().__init__(in_dim, rho, freq, False)
         self.alpha, self.normalize_weight = float(alpha), bool(normalize)
 
@@ -232,8 +239,14 @@ class DirectCopy(ClosedFormPredictor):
 
 
 class _EdgeOfOrthogonality(ClosedFormPredictor):
-    def __init__(self, in_dim: PositiveInt, rho: Rate = 0.3, alpha: NonNegativeFloat = 0.01, freq: PositiveInt = 1,
-                 normalize: bool = True):
+    def __init__(
+        self,
+        in_dim: PositiveInt,
+        rho: Rate = 0.3,
+        alpha: NonNegativeFloat = 0.01,
+        freq: PositiveInt = 1,
+        normalize: bool = True,
+    ):
         super().__init__(in_dim, rho, freq, normalize)
         self.alpha = float(alpha)
 
@@ -259,8 +272,16 @@ class NeumannPredictor(_EdgeOfOrthogonality):
 class VisserPredictor(_EdgeOfOrthogonality):
     """Edge of Orthogonality 'Visser': W = Σ^{1/2} (n Visser steps, rate eta) + alpha·I."""
 
-    def __init__(self, in_dim: PositiveInt, rho: Rate = 0.3, alpha: NonNegativeFloat = 0.01, n: PositiveInt = 20,
-                 eta: Annotated[float, Range("(0, 1]")] = 0.5, freq: PositiveInt = 1, normalize: bool = True):
+    def __init__(
+        self,
+        in_dim: PositiveInt,
+        rho: Rate = 0.3,
+        alpha: NonNegativeFloat = 0.01,
+        n: PositiveInt = 20,
+        eta: Annotated[float, Range("(0, 1]")] = 0.5,
+        freq: PositiveInt = 1,
+        normalize: bool = True,
+    ):
         super().__init__(in_dim, rho, alpha, freq, normalize)
         if not 0.0 < eta <= 1.0:
             raise ValueError(f"eta must be in (0, 1], got {eta}")
@@ -274,8 +295,15 @@ class VisserPredictor(_EdgeOfOrthogonality):
 class NewtonSchulzPredictor(_EdgeOfOrthogonality):
     """Edge of Orthogonality 'NS': W = Σ^{1/2} (n Newton–Schulz steps) + alpha·I."""
 
-    def __init__(self, in_dim: PositiveInt, rho: Rate = 0.3, alpha: NonNegativeFloat = 0.01, n: PositiveInt = 9,
-                 freq: PositiveInt = 1, normalize: bool = True):
+    def __init__(
+        self,
+        in_dim: PositiveInt,
+        rho: Rate = 0.3,
+        alpha: NonNegativeFloat = 0.01,
+        n: PositiveInt = 9,
+        freq: PositiveInt = 1,
+        normalize: bool = True,
+    ):
         super().__init__(in_dim, rho, alpha, freq, normalize)
         self.n = int(n)
 
@@ -287,8 +315,15 @@ class NewtonSchulzPredictor(_EdgeOfOrthogonality):
 class NewtonSchulz2Predictor(_EdgeOfOrthogonality):
     """Edge of Orthogonality 'NS2': W = Σ^{1/4} (Newton–Schulz twice, n steps each) + alpha·I."""
 
-    def __init__(self, in_dim: PositiveInt, rho: Rate = 0.3, alpha: NonNegativeFloat = 0.01, n: PositiveInt = 7,
-                 freq: PositiveInt = 1, normalize: bool = True):
+    def __init__(
+        self,
+        in_dim: PositiveInt,
+        rho: Rate = 0.3,
+        alpha: NonNegativeFloat = 0.01,
+        n: PositiveInt = 7,
+        freq: PositiveInt = 1,
+        normalize: bool = True,
+    ):
         super().__init__(in_dim, rho, alpha, freq, normalize)
         self.n = int(n)
 
@@ -305,8 +340,15 @@ class StiefelPredictor(_EdgeOfOrthogonality):
     benchmarks/results/stiefel_diagnostics.md measures the paper's raw latents and ridges).
     """
 
-    def __init__(self, in_dim: PositiveInt, rho: Rate = 0.3, alpha: NonNegativeFloat = 0.01, n: PositiveInt = 9,
-                 freq: PositiveInt = 1, normalize: bool = True):
+    def __init__(
+        self,
+        in_dim: PositiveInt,
+        rho: Rate = 0.3,
+        alpha: NonNegativeFloat = 0.01,
+        n: PositiveInt = 9,
+        freq: PositiveInt = 1,
+        normalize: bool = True,
+    ):
         super().__init__(in_dim, rho, alpha, freq, normalize)
         self.n = int(n)
 

@@ -23,6 +23,7 @@ Diagnostics in the output dict (0-dim tensors): ``sl_lambda``, ``sl_loss`` (un-w
 batch labels are passed as ``forward(views, labels=...)``, ``sl_label_agreement``: the (weighted)
 fraction of selected pairs whose labels agree, over pairs where both labels are known (≥ 0).
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -49,16 +50,21 @@ def pair_weights(affinity: torch.Tensor, mode: str, gamma: float, temperature: f
     return w * off
 
 
-def self_labeling_loss(p: torch.Tensor, z_target: torch.Tensor, mode: str, gamma: float,
-                       temperature: float = 0.05, labels: torch.Tensor | None = None
-                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def self_labeling_loss(
+    p: torch.Tensor,
+    z_target: torch.Tensor,
+    mode: str,
+    gamma: float,
+    temperature: float = 0.05,
+    labels: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The refinement term for one view pair and its diagnostics (see the module docstring)."""
     with torch.autocast(p.device.type, enabled=False):  # fp32 similarities (the threshold is sharp)
         pn = F.normalize(p.float(), dim=-1, eps=1e-12)
         zn = F.normalize(z_target.detach().float(), dim=-1, eps=1e-12)
-        sim = pn @ zn.T                          # S_ij = cos(p_i, z'_j)
+        sim = pn @ zn.T  # S_ij = cos(p_i, z'_j)
         with torch.no_grad():
-            affinity = zn @ zn.T                 # A_ij = cos(z'_i, z'_j)
+            affinity = zn @ zn.T  # A_ij = cos(z'_i, z'_j)
             w = pair_weights(affinity, mode, gamma, temperature)
     total = w.sum()
     loss = (w * (2.0 - 2.0 * sim)).sum() / total.clamp(min=1e-12)
@@ -67,13 +73,14 @@ def self_labeling_loss(p: torch.Tensor, z_target: torch.Tensor, mode: str, gamma
     if labels is not None:
         with torch.no_grad():
             y = labels.to(w.device).view(-1)
-            known = (y >= 0)
+            known = y >= 0
             both = (known[:, None] & known[None, :]).float()
             agree = (y[:, None] == y[None, :]).float()
             wk = w * both
             n = wk.sum()  # NaN when no selected pair has two known labels
-            diag["sl_label_agreement"] = torch.where(n > 0, (wk * agree).sum() / n.clamp(min=1e-12),
-                                                     torch.full_like(n, float("nan")))
+            diag["sl_label_agreement"] = torch.where(
+                n > 0, (wk * agree).sum() / n.clamp(min=1e-12), torch.full_like(n, float("nan"))
+            )
             diag["sl_labeled_selected"] = n
     return loss, diag
 
@@ -84,8 +91,20 @@ class SelfLabelingMethod(BootstrapMethod):
     accepts_labels = True
     """``forward(views, labels=...)`` takes the batch labels (for the label-agreement diagnostic only)."""
 
-    def __init__(self, encoder, projector, predictor, ema, pairs: Sequence[Pair], mode: str = "ccsl",
-                 lam: float = 0.5, gamma: float = 0.9, temperature: float = 0.05, ramp: float = 0.25, **kw):
+    def __init__(
+        self,
+        encoder,
+        projector,
+        predictor,
+        ema,
+        pairs: Sequence[Pair],
+        mode: str = "ccsl",
+        lam: float = 0.5,
+        gamma: float = 0.9,
+        temperature: float = 0.05,
+        ramp: float = 0.25,
+        **kw,
+    ):
         super().__init__(encoder, projector, predictor, ema, pairs, **kw)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -104,16 +123,21 @@ class SelfLabelingMethod(BootstrapMethod):
             return 0.0
         return self.lam * min(1.0, step / (self.ramp * total_steps))
 
-    def forward(self, views: Sequence[torch.Tensor], labels: torch.Tensor | None = None
-                ) -> dict[str, torch.Tensor]:
+    def forward(self, views: Sequence[torch.Tensor], labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         out = super().forward(views)
         lam = self.lam_at(int(self.steps_done), int(self.total_steps))
         preds, targets = out["predictions"], out["target_projections"]
         sl = torch.zeros((), device=out["loss"].device)
         diags: dict[str, list[torch.Tensor]] = {}
         for pair in self.pairs:
-            term, d = self_labeling_loss(preds[pair.online_view], targets[(pair.target, pair.target_view)],
-                                         self.mode, self.gamma, self.temperature, labels)
+            term, d = self_labeling_loss(
+                preds[pair.online_view],
+                targets[(pair.target, pair.target_view)],
+                self.mode,
+                self.gamma,
+                self.temperature,
+                labels,
+            )
             sl = sl + pair.weight * term
             for k, v in d.items():
                 diags.setdefault(k, []).append(v)
@@ -125,8 +149,9 @@ class SelfLabelingMethod(BootstrapMethod):
             counts = torch.stack(diags.pop("sl_labeled_selected"))
             agree = torch.stack(diags["sl_label_agreement"])
             n = counts.sum()  # NaN when no selected pair has two known labels
-            out["sl_label_agreement"] = torch.where(n > 0, (agree.nan_to_num() * counts).sum() / n.clamp(min=1e-12),
-                                                    torch.full_like(n, float("nan")))
+            out["sl_label_agreement"] = torch.where(
+                n > 0, (agree.nan_to_num() * counts).sum() / n.clamp(min=1e-12), torch.full_like(n, float("nan"))
+            )
         return out
 
     @torch.no_grad()

@@ -3,6 +3,7 @@ kNN for images, with random-init and log-mel baselines, an embedding cache, repo
 
 Entry points: :func:`run_eval` (``ssl-toolkit eval``), :func:`load_eval_recipe`,
 :func:`training_curves` (``ssl-toolkit plot``)."""
+
 from .errors import EvalError  # noqa: F401
 from .schema import EvalRecipe, eval_recipe_from_dict, load_eval_recipe  # noqa: F401
 

@@ -5,6 +5,7 @@ Clips are decoded once at the front end's sample rate and embedded with
 measured on the task's training clips (EVAR), per fold for k-fold tasks, unless the eval recipe
 says ``prenorm: checkpoint`` and the checkpoint has them.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,8 +27,9 @@ EMBED_FORMAT = "audio-embed/1"
 MAX_STATS_PIECES = 10000
 
 
-def task_prenorm_stats(pieces: Pieces, subset: np.ndarray, upstream: list, device, batch_size: int,
-                       seed: int = 0) -> dict:
+def task_prenorm_stats(
+    pieces: Pieces, subset: np.ndarray, upstream: list, device, batch_size: int, seed: int = 0
+) -> dict:
     """pre_norm statistics (:func:`~ssl_toolkit.audio.stats.prenorm_stats`) of the upstream output
     (log-mel) of up to 10,000 pieces drawn from ``subset`` (BYOL-A / EVAR pre-normalization)."""
     rng = np.random.default_rng(seed)
@@ -59,8 +61,18 @@ class AudioEmbedder:
     baselines. With ``on_bad_file: skip`` they are decoded up front and unreadable rows dropped
     from ``data`` (so the cache key covers the rows actually used)."""
 
-    def __init__(self, data: AudioTaskData, sample_rate: int, cache: EmbeddingCache, device: torch.device,
-                 precision: str, batch_size: int, prenorm_mode: str, seed: int, progress: bool = True):
+    def __init__(
+        self,
+        data: AudioTaskData,
+        sample_rate: int,
+        cache: EmbeddingCache,
+        device: torch.device,
+        precision: str,
+        batch_size: int,
+        prenorm_mode: str,
+        seed: int,
+        progress: bool = True,
+    ):
         self.data, self.sample_rate, self.cache, self.device = data, sample_rate, cache, device
         self.precision, self.batch_size, self.prenorm_mode = precision, batch_size, prenorm_mode
         self.seed, self.progress = seed, progress
@@ -82,18 +94,28 @@ class AudioEmbedder:
 
     def pieces(self) -> Pieces:
         if self._pieces is None:
-            self._pieces = Pieces.cut(self.waves(), self.data.task.unit_sec, self.sample_rate,
-                                      self.data.task.long_clips)
+            self._pieces = Pieces.cut(
+                self.waves(), self.data.task.unit_sec, self.sample_rate, self.data.task.long_clips
+            )
         return self._pieces
 
     def _description(self, feature: str, identity: str, frontend_spec, stats_scope) -> dict:
         t = to_plain(self.data.task)
         for k in ("name", "on_bad_file"):
             t.pop(k, None)
-        return {"format": EMBED_FORMAT, "feature": feature, "model": identity, "frontend": frontend_spec,
-                "sample_rate": self.sample_rate, "task": t, "csv_sha256": self.data.csv_sha256,
-                "files": files_fingerprint(self.data.files), "n": len(self.data.files),
-                "stats": stats_scope, "precision": self.precision if feature == "encoder" else "fp32"}
+        return {
+            "format": EMBED_FORMAT,
+            "feature": feature,
+            "model": identity,
+            "frontend": frontend_spec,
+            "sample_rate": self.sample_rate,
+            "task": t,
+            "csv_sha256": self.data.csv_sha256,
+            "files": files_fingerprint(self.data.files),
+            "n": len(self.data.files),
+            "stats": stats_scope,
+            "precision": self.precision if feature == "encoder" else "fp32",
+        }
 
     def uses_task_stats(self, model: Optional[EvalModel], feature: str) -> bool:
         if feature != "encoder" or model is None:
@@ -101,8 +123,14 @@ class AudioEmbedder:
         _, prenorm, _ = split_frontend(model.frontend)
         return prenorm is not None and (self.prenorm_mode == "task" or not bool(getattr(prenorm, "ready", False)))
 
-    def embeddings(self, model: Optional[EvalModel], unit: Unit, feature: str = "encoder",
-                   frontend: Optional[list] = None, frontend_spec=None) -> tuple[np.ndarray, dict]:
+    def embeddings(
+        self,
+        model: Optional[EvalModel],
+        unit: Unit,
+        feature: str = "encoder",
+        frontend: Optional[list] = None,
+        frontend_spec=None,
+    ) -> tuple[np.ndarray, dict]:
         """(N, D) embeddings of every row for ``unit`` and info (pre_norm statistics, cache hit).
 
         ``feature``: 'encoder' (the model) or 'logmel' (the front end up to pre_norm, pooled)."""
@@ -127,8 +155,9 @@ class AudioEmbedder:
                 pcs = self.pieces()
                 in_train = np.zeros(len(self.data.files), dtype=bool)
                 in_train[train_rows] = True
-                stats = task_prenorm_stats(pcs, np.flatnonzero(in_train[pcs.clip]), upstream, self.device,
-                                           self.batch_size, self.seed)
+                stats = task_prenorm_stats(
+                    pcs, np.flatnonzero(in_train[pcs.clip]), upstream, self.device, self.batch_size, self.seed
+                )
                 prenorm.mean.fill_(stats["mean"])
                 prenorm.std.fill_(stats["std"])
                 extra["prenorm"] = stats
@@ -140,14 +169,25 @@ class AudioEmbedder:
                 encoder, ops, precision = logmel_features, upstream, "fp32"
             text = f"{self.data.task.name}: {name}" + ("" if unit.name == "split" else f" ({unit.name})")
             task = self.data.task
-            emb = embed_clips(self.waves(), encoder, ops, self.sample_rate, task.unit_sec, task.long_clips,
-                              device=self.device, batch_size=self.batch_size, precision=precision, desc=text,
-                              progress=self.progress)
+            emb = embed_clips(
+                self.waves(),
+                encoder,
+                ops,
+                self.sample_rate,
+                task.unit_sec,
+                task.long_clips,
+                device=self.device,
+                batch_size=self.batch_size,
+                precision=precision,
+                desc=text,
+                progress=self.progress,
+            )
             return emb, extra
 
         memo_key = digest(desc)
         if memo_key not in self._memo:
-            emb, extra, hit = self.cache.get_or_compute(f"{self.data.task.name}-{name}", desc,
-                                                        len(self.data.files), compute)
+            emb, extra, hit = self.cache.get_or_compute(
+                f"{self.data.task.name}-{name}", desc, len(self.data.files), compute
+            )
             self._memo[memo_key] = (emb, {**extra, "cached": hit})
         return self._memo[memo_key]

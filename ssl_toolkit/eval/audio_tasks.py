@@ -7,6 +7,7 @@ the layout of EVAR's task metadata (ESC-50, US8K, SPCV2, VoxCeleb1, CREMA-D, GTZ
 Classes are numbered as in training (:func:`~ssl_toolkit.audio.metadata.class_ids`): names sorted,
 by number when all are integers; rows that ``split_values`` leaves out are not part of the task.
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,8 +35,8 @@ SPLIT_SYNONYMS = {"val": "valid", "validation": "valid", "dev": "valid", "traini
 class Unit:
     """One train/test partition of a task: the split, or one fold of k-fold CV."""
 
-    name: str                   # 'split' or 'fold <value>'
-    train: np.ndarray           # row indices
+    name: str  # 'split' or 'fold <value>'
+    train: np.ndarray  # row indices
     valid: Optional[np.ndarray]  # None → hold out a fraction of train
     test: np.ndarray
 
@@ -46,7 +47,7 @@ class AudioTaskData:
     csv_path: Path
     base: Path
     files: list[Path]
-    labels: np.ndarray          # (N,) class indices, or (N, C) multi-hot
+    labels: np.ndarray  # (N,) class indices, or (N, C) multi-hot
     classes: list[str]
     units: list[Unit]
     csv_sha256: str
@@ -78,8 +79,10 @@ def _range_values(values) -> set[str]:
 
 def _column(task: AudioTask, csv_path: Path, columns: list[str], name: str, key: str) -> None:
     if name not in columns:
-        raise task_error(task.name, f"{key} '{name}' is not a column of {csv_path}{did_you_mean(name, columns)}; "
-                                    f"columns: {', '.join(columns)}")
+        raise task_error(
+            task.name,
+            f"{key} '{name}' is not a column of {csv_path}{did_you_mean(name, columns)}; columns: {', '.join(columns)}",
+        )
 
 
 def load_task(task: AudioTask) -> AudioTaskData:
@@ -87,8 +90,13 @@ def load_task(task: AudioTask) -> AudioTaskData:
     csv_path = expand_path(task.metadata)
     if not csv_path.is_file():
         unset = re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", str(csv_path))
-        hint = (" (a directory; name the .csv file)" if csv_path.is_dir() else
-                f" (environment variable {unset[0]} is not set)" if unset else "")
+        hint = (
+            " (a directory; name the .csv file)"
+            if csv_path.is_dir()
+            else f" (environment variable {unset[0]} is not set)"
+            if unset
+            else ""
+        )
         raise task_error(task.name, f"metadata CSV not found: {csv_path}{hint}")
     try:
         table = read_metadata_csv(csv_path)
@@ -112,8 +120,11 @@ def load_task(task: AudioTask) -> AudioTaskData:
             raise task_error(task.name, f"rows with an empty '{task.fold_column}' value in {csv_path}")
         folds = sort_classes(fold_of)
         if len(folds) < 2:
-            raise task_error(task.name, f"fold_column '{task.fold_column}' has a single value {folds}: "
-                                        "k-fold evaluation needs at least 2 folds")
+            raise task_error(
+                task.name,
+                f"fold_column '{task.fold_column}' has a single value {folds}: "
+                "k-fold evaluation needs at least 2 folds",
+            )
         units = [Unit(f"fold {f}", np.flatnonzero(fold_of != f), None, np.flatnonzero(fold_of == f)) for f in folds]
     else:
         _column(task, csv_path, columns, task.split_column, "split_column")
@@ -123,25 +134,35 @@ def load_task(task: AudioTask) -> AudioTaskData:
             for split_name, vals in task.split_values.items():
                 for v in _range_values(vals):
                     if v in mapping and mapping[v] != split_name:
-                        raise task_error(task.name, f"split_values lists {task.split_column}={v!r} under both "
-                                                    f"{mapping[v]} and {split_name}")
+                        raise task_error(
+                            task.name,
+                            f"split_values lists {task.split_column}={v!r} under both {mapping[v]} and {split_name}",
+                        )
                     mapping[v] = split_name
             rest = None if "train" in task.split_values else "train"
             split = np.array([mapping.get(v, rest) for v in values], dtype=object)
         else:
-            values = [SPLIT_SYNONYMS.get(v.lower(), v.lower()) if v.lower() in SPLIT_SYNONYMS or v.lower() in SPLITS
-                      else v for v in values]
+            values = [
+                SPLIT_SYNONYMS.get(v.lower(), v.lower()) if v.lower() in SPLIT_SYNONYMS or v.lower() in SPLITS else v
+                for v in values
+            ]
             unknown = sorted({v for v in values} - set(SPLITS))
             if unknown:
-                raise task_error(task.name, f"split_column '{task.split_column}' has values {unknown[:5]} besides "
-                                            "train/valid/test; map them with split_values or choose another column")
+                raise task_error(
+                    task.name,
+                    f"split_column '{task.split_column}' has values {unknown[:5]} besides "
+                    "train/valid/test; map them with split_values or choose another column",
+                )
             split = np.array(values, dtype=object)
         train, valid, test = (np.flatnonzero(split == s) for s in SPLITS)
         for name, idx in (("train", train), ("test", test)):
             if len(idx) == 0:
                 present = sorted({str(v) for v in split if v is not None})
-                raise task_error(task.name, f"the {name} split is empty ({csv_path} has no row with "
-                                            f"{task.split_column} mapped to {name}; splits present: {present})")
+                raise task_error(
+                    task.name,
+                    f"the {name} split is empty ({csv_path} has no row with "
+                    f"{task.split_column} mapped to {name}; splits present: {present})",
+                )
         used = np.array([v is not None for v in split])
         if not used.all():  # rows that split_values leaves out are not used at all
             rows = [r for r, u in zip(rows, used) if u]
@@ -153,8 +174,11 @@ def load_task(task: AudioTask) -> AudioTaskData:
     raw_labels = [r[task.label_column] for r in rows]
     empty = [i for i, v in enumerate(raw_labels) if v == ""]
     if empty:
-        raise task_error(task.name, f"{len(empty)} row(s) of {csv_path} have an empty '{task.label_column}' "
-                                    f"(first: line {rows[empty[0]][' line']}, file {rows[empty[0]]['file_name']!r})")
+        raise task_error(
+            task.name,
+            f"{len(empty)} row(s) of {csv_path} have an empty '{task.label_column}' "
+            f"(first: line {rows[empty[0]][' line']}, file {rows[empty[0]]['file_name']!r})",
+        )
     if task.multi_label:
         lists = [[p.strip() for p in v.split(",") if p.strip()] for v in raw_labels]
         classes = sort_classes(c for lst in lists for c in lst)
@@ -164,20 +188,28 @@ def load_task(task: AudioTask) -> AudioTaskData:
             labels[i, [index[c] for c in lst]] = 1.0
     else:
         if any("," in v for v in raw_labels):
-            log.warning("task '%s': some '%s' values contain commas; set multi_label: true if they are class lists",
-                        task.name, task.label_column)
+            log.warning(
+                "task '%s': some '%s' values contain commas; set multi_label: true if they are class lists",
+                task.name,
+                task.label_column,
+            )
         ids, classes = class_ids(raw_labels)
         labels = np.array(ids, dtype=np.int64)
     if len(classes) < 2:
-        raise task_error(task.name, f"'{task.label_column}' has {len(classes)} class(es) ({classes}); "
-                                    "classification needs at least 2")
+        raise task_error(
+            task.name,
+            f"'{task.label_column}' has {len(classes)} class(es) ({classes}); classification needs at least 2",
+        )
 
     files = [base / r["file_name"] for r in rows]
     missing = [p for p in files if not p.is_file()]
     if missing:
-        raise task_error(task.name, f"{len(missing)} of {len(files)} audio files listed in {csv_path} are missing "
-                                    f"(looked in {base}), e.g. {missing[0]}"
-                                    + ("; set audio_dir to where the files are" if len(missing) == len(files) else ""))
+        raise task_error(
+            task.name,
+            f"{len(missing)} of {len(files)} audio files listed in {csv_path} are missing "
+            f"(looked in {base}), e.g. {missing[0]}"
+            + ("; set audio_dir to where the files are" if len(missing) == len(files) else ""),
+        )
     return AudioTaskData(task, csv_path, base, files, labels, classes, units, table.sha256)
 
 
@@ -198,8 +230,17 @@ def drop_rows(data: AudioTaskData, bad: set[int]) -> AudioTaskData:
     for u in units:
         if len(u.train) == 0 or len(u.test) == 0:
             raise task_error(data.task.name, f"{u.name}: no readable train or test clip left after skipping bad files")
-    return AudioTaskData(data.task, data.csv_path, data.base, [data.files[i] for i in keep], data.labels[keep],
-                         data.classes, units, data.csv_sha256, data.skipped)
+    return AudioTaskData(
+        data.task,
+        data.csv_path,
+        data.base,
+        [data.files[i] for i in keep],
+        data.labels[keep],
+        data.classes,
+        units,
+        data.csv_sha256,
+        data.skipped,
+    )
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -214,8 +255,9 @@ def decode_all(data: AudioTaskData, sample_rate: int, progress: bool = True) -> 
         except Exception as e:  # noqa: BLE001 - AudioDecodeError and anything a decoder throws
             reason = str(e).strip() or type(e).__name__
             if data.task.on_bad_file == "fail":
-                raise task_error(data.task.name, f"cannot use {p}: {reason} (set on_bad_file: skip to leave "
-                                                 "unreadable clips out)") from None
+                raise task_error(
+                    data.task.name, f"cannot use {p}: {reason} (set on_bad_file: skip to leave unreadable clips out)"
+                ) from None
             bad[len(waves)] = reason
             waves.append(None)
     if bad:

@@ -8,6 +8,7 @@ and the cache format. Each file also stores its key and description; on reading,
 be read, has another key, the wrong shape or non-finite values is reported and recomputed, and
 every write is atomic (:func:`ssl_toolkit.atomic.atomic_write`).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -96,15 +97,18 @@ class EmbeddingCache:
         key = digest(description)
         path = self.path_for(label, key)
         meta = {"format": CACHE_FORMAT, "key": key, "description": description, "extra": extra or {}}
-        arrays = {"embeddings": np.ascontiguousarray(embeddings, dtype=np.float32),
-                  "meta": np.array(json.dumps(meta, default=str))}
+        arrays = {
+            "embeddings": np.ascontiguousarray(embeddings, dtype=np.float32),
+            "meta": np.array(json.dumps(meta, default=str)),
+        }
         try:
             atomic_write(path, lambda f: np.savez(f, **arrays))
         except OSError as e:
             log.warning("cannot write the embedding cache %s (%s); continuing without it", path, e)
 
-    def get_or_compute(self, label: str, description: dict, rows: int,
-                       compute: Callable[[], tuple[np.ndarray, dict]]) -> tuple[np.ndarray, dict, bool]:
+    def get_or_compute(
+        self, label: str, description: dict, rows: int, compute: Callable[[], tuple[np.ndarray, dict]]
+    ) -> tuple[np.ndarray, dict, bool]:
         """(embeddings, extra info, from_cache)."""
         hit = self.load(label, description, rows)
         if hit is not None:

@@ -8,6 +8,7 @@ stopping (an audio task's valid split, an image task's ``valid_split``): the sto
 warning, not an error: such tasks exist (a rare class, a fold without it) and their scores stay comparable across
 models; the counts per class go into results.json (``class_counts``) and results.md.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -29,8 +30,11 @@ def counts(labels: np.ndarray, rows: Optional[np.ndarray], num_classes: int) -> 
 
 
 def split_counts(labels: np.ndarray, train, valid, test, num_classes: int) -> dict:
-    return {"train": counts(labels, train, num_classes), "valid": counts(labels, valid, num_classes),
-            "test": counts(labels, test, num_classes)}
+    return {
+        "train": counts(labels, train, num_classes),
+        "valid": counts(labels, valid, num_classes),
+        "test": counts(labels, test, num_classes),
+    }
 
 
 def coverage_warnings(task: str, classes: list[str], by_unit: dict[str, dict]) -> list[str]:
@@ -42,11 +46,15 @@ def coverage_warnings(task: str, classes: list[str], by_unit: dict[str, dict]) -
         for k, name in enumerate(classes):
             per = ", ".join(f"{s} {c[s][k]}" for s in ("train", "valid", "test") if c[s] is not None)
             if c["test"][k] > 0 and c["train"][k] == 0:
-                out.append(f"task '{task}'{where}: class {name!r} has test items but no training items ({per}): "
-                           "the probe can never predict it, so the score cannot reach 100 %")
+                out.append(
+                    f"task '{task}'{where}: class {name!r} has test items but no training items ({per}): "
+                    "the probe can never predict it, so the score cannot reach 100 %"
+                )
             elif c["valid"] is not None and c["valid"][k] == 0 and c["train"][k] > 0:
-                out.append(f"task '{task}'{where}: class {name!r} has no validation items ({per}): early stopping "
-                           "never scores it")
+                out.append(
+                    f"task '{task}'{where}: class {name!r} has no validation items ({per}): early stopping "
+                    "never scores it"
+                )
     return out
 
 
@@ -63,11 +71,20 @@ def markdown_table(task: str, entry: dict) -> list[str]:
     else:  # k-fold: the test items of each fold
         header = [f"test in {u}" for u in units]
         rows = [[units[u]["test"][k] for u in units] for k in range(len(classes))]
-    lines = [f"Items per class, task `{task}`:", "", "| class | " + " | ".join(header) + " |",
-             "|---|" + "---:|" * len(header)]
-    lines += [f"| {name} | " + " | ".join(str(v) for v in row) + " |"
-              for name, row in list(zip(classes, rows))[:MAX_TABLE_ROWS]]
+    lines = [
+        f"Items per class, task `{task}`:",
+        "",
+        "| class | " + " | ".join(header) + " |",
+        "|---|" + "---:|" * len(header),
+    ]
+    lines += [
+        f"| {name} | " + " | ".join(str(v) for v in row) + " |"
+        for name, row in list(zip(classes, rows))[:MAX_TABLE_ROWS]
+    ]
     if len(classes) > MAX_TABLE_ROWS:
-        lines.append(f"| … {len(classes) - MAX_TABLE_ROWS} more classes (results.json: class_counts) | "
-                     + " | ".join("" for _ in header) + " |")
+        lines.append(
+            f"| … {len(classes) - MAX_TABLE_ROWS} more classes (results.json: class_counts) | "
+            + " | ".join("" for _ in header)
+            + " |"
+        )
     return lines + [""]

@@ -1,5 +1,6 @@
 """CLI wiring: ``ssl-toolkit eval``, ``embed`` and ``plot`` (added to the main parser by
 ``add_eval_parser(subparsers)`` / ``add_embed_parser`` / ``add_plot_parser``; each sets ``func``)."""
+
 from __future__ import annotations
 
 import sys
@@ -29,8 +30,10 @@ def _cmd_plot(args) -> int:
         if (run / "results.json").is_file():
             made.extend(replot_eval(run))
         if not made:
-            print(f"error: {run}: neither a training run (metrics.csv) nor an evaluation folder (results.json)",
-                  file=sys.stderr)
+            print(
+                f"error: {run}: neither a training run (metrics.csv) nor an evaluation folder (results.json)",
+                file=sys.stderr,
+            )
             return 1
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -44,8 +47,12 @@ def add_eval_parser(subparsers) -> None:
     p = subparsers.add_parser("eval", help="evaluate a checkpoint on downstream tasks", description=EVAL_HELP)
     p.add_argument("recipe", help="eval recipe (recipes/eval/*.yaml)")
     p.add_argument("overrides", nargs="*", help="key.sub=value (YAML scalars), e.g. linear.runs=1 tasks.0.unit_sec=2")
-    p.add_argument("--checkpoint", "-c", required=True,
-                   help="run dir | checkpoints/*.pt | encoder.pt | official BYOL-A weights | random")
+    p.add_argument(
+        "--checkpoint",
+        "-c",
+        required=True,
+        help="run dir | checkpoints/*.pt | encoder.pt | official BYOL-A weights | random",
+    )
     p.add_argument("--out", help="output folder (default runs/eval-<recipe>-<checkpoint>-<timestamp>)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     p.set_defaults(func=_cmd_eval)
@@ -65,18 +72,28 @@ def _yaml_option(text: str, option: str, kind: type):
     except yaml.YAMLError as e:
         raise ValueError(f"{option}: not YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(value, kind):
-        raise ValueError(f"{option}: expected a YAML {kind.__name__}, e.g. "
-                         + ("'{name: audiontt2020, feature_d: 2048}'" if kind is dict else "'[{name: to_float}]'"))
+        raise ValueError(
+            f"{option}: expected a YAML {kind.__name__}, e.g. "
+            + ("'{name: audiontt2020, feature_d: 2048}'" if kind is dict else "'[{name: to_float}]'")
+        )
     return value
 
 
 def _cmd_embed(args) -> int:
     from ..embed import EmbedSettings, run_embed
 
-    settings = EmbedSettings(frames=args.frames, unit_sec=args.unit_sec, long_clips=args.long_clips,
-                             image_size=args.image_size, batch_size=args.batch_size, chunk=args.chunk,
-                             precision=args.precision, device=args.device, on_bad_file=args.on_bad_file,
-                             progress=not args.quiet)
+    settings = EmbedSettings(
+        frames=args.frames,
+        unit_sec=args.unit_sec,
+        long_clips=args.long_clips,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        chunk=args.chunk,
+        precision=args.precision,
+        device=args.device,
+        on_bad_file=args.on_bad_file,
+        progress=not args.quiet,
+    )
     try:
         encoder = _yaml_option(args.encoder, "--encoder", dict) if args.encoder else None
         frontend = _yaml_option(args.frontend, "--frontend", list) if args.frontend else None
@@ -84,14 +101,17 @@ def _cmd_embed(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     try:
-        manifest = run_embed(args.checkpoint, args.input, args.out, settings, encoder, frontend, args.overwrite,
-                             root=args.root)
+        manifest = run_embed(
+            args.checkpoint, args.input, args.out, settings, encoder, frontend, args.overwrite, root=args.root
+        )
     except ValueError as e:  # audio the embedding refuses (check_waveforms), named by file
         print(f"error: {e}", file=sys.stderr)
         return 1
     if not args.quiet:
-        print(f"{manifest['n_files']} files → {args.out}/embeddings.npz ({manifest['feature_dim']}-d, "
-              f"{manifest['files_per_second']} files/s; {manifest['n_skipped']} skipped)")
+        print(
+            f"{manifest['n_files']} files → {args.out}/embeddings.npz ({manifest['feature_dim']}-d, "
+            f"{manifest['files_per_second']} files/s; {manifest['n_skipped']} skipped)"
+        )
     return 0
 
 
@@ -101,6 +121,7 @@ def _positive(kind):
         if not value > 0:
             raise ValueError(text)
         return value
+
     parse.__name__ = f"positive {kind.__name__}"
     return parse
 
@@ -112,12 +133,20 @@ def add_embed_parser(subparsers) -> None:
     p.add_argument("--out", required=True, help="output folder (new, or give --overwrite)")
     p.add_argument("--root", help="CSV input: where file_name resolves (relative to the CSV's folder; default: it)")
     p.add_argument("--frames", action="store_true", help="audio: also timestamp embeddings (HEAR convention)")
-    p.add_argument("--unit-sec", type=_positive(float), default=None,
-                   help="audio piece length (s); longer files are cut and the pieces averaged, as eval does "
-                        "(default: the training recipe's unit_sec, else 1.0)")
+    p.add_argument(
+        "--unit-sec",
+        type=_positive(float),
+        default=None,
+        help="audio piece length (s); longer files are cut and the pieces averaged, as eval does "
+        "(default: the training recipe's unit_sec, else 1.0)",
+    )
     p.add_argument("--long-clips", choices=("chunks", "crop", "whole"), default="chunks")
-    p.add_argument("--image-size", type=_positive(int), default=None,
-                   help="images: resize the shorter side and centre-crop (default: each image at its own size)")
+    p.add_argument(
+        "--image-size",
+        type=_positive(int),
+        default=None,
+        help="images: resize the shorter side and centre-crop (default: each image at its own size)",
+    )
     p.add_argument("--batch-size", type=_positive(int), default=64)
     p.add_argument("--chunk", type=_positive(int), default=256, help="files decoded at a time (bounds memory)")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
@@ -140,15 +169,22 @@ ssl_toolkit.load_encoder(OUT) or torch.hub.load(REPO, "encoder", source="local",
 def _cmd_export(args) -> int:
     from ..api import export
 
-    out = export(args.run, args.out, checkpoint=args.checkpoint, results=args.results, license=args.license,
-                 overwrite=args.overwrite)
+    out = export(
+        args.run,
+        args.out,
+        checkpoint=args.checkpoint,
+        results=args.results,
+        license=args.license,
+        overwrite=args.overwrite,
+    )
     print(out)
     return 0
 
 
 def add_export_parser(subparsers) -> None:
-    p = subparsers.add_parser("export", help="a shareable folder (model card, safetensors) from a run",
-                              description=EXPORT_HELP)
+    p = subparsers.add_parser(
+        "export", help="a shareable folder (model card, safetensors) from a run", description=EXPORT_HELP
+    )
     p.add_argument("run", help="a training run directory (with its finished encoder.pt / encoder.safetensors)")
     p.add_argument("out", help="the folder to write (must not exist, unless --overwrite)")
     p.add_argument("--checkpoint", help="export this checkpoints/*.pt instead of the run's finished encoder")

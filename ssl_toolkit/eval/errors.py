@@ -1,4 +1,5 @@
 """Errors of the evaluation runners."""
+
 from __future__ import annotations
 
 

@@ -22,6 +22,7 @@ Follows EVAR's ``finetune.py`` (the BYOL-A authors' evaluation package) and, for
 Each run is deterministic per seed: the head's initialization, dropout (the global RNG, forked), the batch order,
 crops and mixup (a NumPy generator) and the augmentations (a torch generator) all derive from it.
 """
+
 from __future__ import annotations
 
 import copy
@@ -137,23 +138,43 @@ def _outputs(head: TaskHead, feats: np.ndarray, device) -> np.ndarray:
     return out
 
 
-def finetune(encoder: nn.Module, inputs: FinetuneInputs, labels: np.ndarray, train: np.ndarray, valid: np.ndarray,
-             test: np.ndarray, *, num_classes: int, multi_label: bool, cfg, seed: int, device: torch.device,
-             precision: str, progress: bool = False, desc: str = "fine-tuning") -> FinetuneResult:
+def finetune(
+    encoder: nn.Module,
+    inputs: FinetuneInputs,
+    labels: np.ndarray,
+    train: np.ndarray,
+    valid: np.ndarray,
+    test: np.ndarray,
+    *,
+    num_classes: int,
+    multi_label: bool,
+    cfg,
+    seed: int,
+    device: torch.device,
+    precision: str,
+    progress: bool = False,
+    desc: str = "fine-tuning",
+) -> FinetuneResult:
     """Fine-tune a copy of ``encoder`` (``encoder`` itself is untouched) on rows ``train`` of ``labels``, select
     the epoch on ``valid``, score ``test``. ``cfg``: the eval recipe's ``finetune`` section."""
     from tqdm.auto import tqdm
 
     if len(train) < 2 or len(valid) == 0:
-        raise ValueError(f"fine-tuning needs at least 2 training and 1 validation item, got {len(train)} and "
-                         f"{len(valid)}")
+        raise ValueError(
+            f"fine-tuning needs at least 2 training and 1 validation item, got {len(train)} and {len(valid)}"
+        )
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         enc = trainable_copy(encoder, cfg.freeze_bn).to(device)
         head = TaskHead(int(encoder.feature_dim), num_classes, torch.Generator().manual_seed(seed)).to(device)
         augment = [AUGMENTATIONS.build(c.name, **dict(c.params)).to(device) for c in cfg.augment]
-        opt = torch.optim.SGD(list(enc.parameters()) + list(head.parameters()), lr=cfg.lr, momentum=cfg.momentum,
-                              nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay)
+        opt = torch.optim.SGD(
+            list(enc.parameters()) + list(head.parameters()),
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov and cfg.momentum > 0,
+            weight_decay=cfg.weight_decay,
+        )
         rng = np.random.default_rng(seed)
         gen = torch.Generator(device).manual_seed(seed)
         n, bs = len(train), max(2, min(int(cfg.batch_size), len(train)))
@@ -168,9 +189,10 @@ def finetune(encoder: nn.Module, inputs: FinetuneInputs, labels: np.ndarray, tra
                 lr = lr_at(epoch + i / len(starts), cfg.lr, cfg.epochs, cfg.warmup_epochs)
                 for g in opt.param_groups:
                     g["lr"] = lr
-                rows = order[s:s + bs]
-                loss = _step(enc, head, augment, inputs, rows, labels, rng, gen, num_classes, multi_label, cfg,
-                             device, precision)
+                rows = order[s : s + bs]
+                loss = _step(
+                    enc, head, augment, inputs, rows, labels, rng, gen, num_classes, multi_label, cfg, device, precision
+                )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -192,19 +214,30 @@ def finetune(encoder: nn.Module, inputs: FinetuneInputs, labels: np.ndarray, tra
         head.load_state_dict(best_state[1])
         enc.eval()
         out = _outputs(head, inputs.features(enc, test), device)
-    return FinetuneResult(score(out, labels[test], multi_label) if len(test) else float("nan"), float(best),
-                          best_epoch, epoch + 1, out, curve, enc, head)
+    return FinetuneResult(
+        score(out, labels[test], multi_label) if len(test) else float("nan"),
+        float(best),
+        best_epoch,
+        epoch + 1,
+        out,
+        curve,
+        enc,
+        head,
+    )
 
 
-def _step(enc, head, augment, inputs: FinetuneInputs, rows, labels, rng, gen, num_classes, multi_label, cfg,
-          device, precision) -> torch.Tensor:
+def _step(
+    enc, head, augment, inputs: FinetuneInputs, rows, labels, rng, gen, num_classes, multi_label, cfg, device, precision
+) -> torch.Tensor:
     """One training step's loss: mixup → front end → augment → encoder → head."""
     x = inputs.train_batch(rows, rng)
     y = _targets(labels[rows], num_classes, multi_label, device)
     mix = None
     if cfg.mixup > 0:
-        mix = (torch.as_tensor(rng.beta(cfg.mixup, cfg.mixup, size=len(rows)), dtype=torch.float32, device=device),
-               torch.as_tensor(rng.permutation(len(rows)), device=device))
+        mix = (
+            torch.as_tensor(rng.beta(cfg.mixup, cfg.mixup, size=len(rows)), dtype=torch.float32, device=device),
+            torch.as_tensor(rng.permutation(len(rows)), device=device),
+        )
         y = _mix(y, *mix)
     with torch.no_grad():
         if mix is not None and x.is_floating_point():  # audio: mix the waveforms (EVAR)

@@ -6,6 +6,7 @@ once per split (``train_split`` / ``test_split`` / optional ``valid_split``). Im
 model's front end (``to_float``, ``normalize``) and the encoder; the features feed the linear probe
 and the weighted kNN.
 """
+
 from __future__ import annotations
 
 import logging
@@ -80,8 +81,11 @@ def load_task(task: ImageTask) -> ImageTaskData:
             raise task_error(task.name, f"the {role} split ({split!r}) of dataset {task.dataset.name} is empty")
         labels = _labels(ds)
         if (labels < 0).any():
-            raise task_error(task.name, f"the {role} split ({split!r}) has {(labels < 0).sum()} unlabeled images; "
-                                        "classification needs a label for every image")
+            raise task_error(
+                task.name,
+                f"the {role} split ({split!r}) has {(labels < 0).sum()} unlabeled images; "
+                "classification needs a label for every image",
+            )
         splits[role] = ImageSplit(role, ds, labels)
     classes = list(getattr(splits["train"].dataset, "classes", []) or [])
     n = int(max(s.labels.max() for s in splits.values())) + 1
@@ -89,10 +93,15 @@ def load_task(task: ImageTask) -> ImageTaskData:
         classes = [str(i) for i in range(n)]
     if n < 2:
         raise task_error(task.name, "the dataset has a single class; classification needs at least 2")
-    fp = digest({"dataset": dict(task.dataset), "splits": [task.train_split, task.test_split, task.valid_split],
-                 "files": _path_fingerprint(params),
-                 "sizes": {k: len(s.dataset) for k, s in splits.items()},
-                 "labels": {k: digest(s.labels.tolist()) for k, s in splits.items()}})
+    fp = digest(
+        {
+            "dataset": dict(task.dataset),
+            "splits": [task.train_split, task.test_split, task.valid_split],
+            "files": _path_fingerprint(params),
+            "sizes": {k: len(s.dataset) for k, s in splits.items()},
+            "labels": {k: digest(s.labels.tolist()) for k, s in splits.items()},
+        }
+    )
     return ImageTaskData(task, splits, classes, fp)
 
 
@@ -117,13 +126,22 @@ def _collate(items):
     return idx, x, bad
 
 
-def embed_split(model: EvalModel, split: ImageSplit, device: torch.device, precision: str, batch_size: int,
-                num_workers: int, desc: str, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+def embed_split(
+    model: EvalModel,
+    split: ImageSplit,
+    device: torch.device,
+    precision: str,
+    batch_size: int,
+    num_workers: int,
+    desc: str,
+    progress: bool,
+) -> tuple[np.ndarray, np.ndarray]:
     """(features (N, D), ok mask (N,)) of one split; unreadable images have ok=False."""
     from tqdm.auto import tqdm
 
-    loader = torch.utils.data.DataLoader(_Indexed(split.dataset), batch_size=batch_size, shuffle=False,
-                                         num_workers=num_workers, collate_fn=_collate)
+    loader = torch.utils.data.DataLoader(
+        _Indexed(split.dataset), batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=_collate
+    )
     n = len(split.dataset)
     out = np.zeros((n, model.feature_dim), dtype=np.float32)
     ok = np.zeros(n, dtype=bool)
@@ -137,8 +155,9 @@ def embed_split(model: EvalModel, split: ImageSplit, device: torch.device, preci
     return out, ok
 
 
-def encode_batch(frontend: list, encoder: torch.nn.Module, x: torch.Tensor, device: torch.device,
-                 precision: str) -> np.ndarray:
+def encode_batch(
+    frontend: list, encoder: torch.nn.Module, x: torch.Tensor, device: torch.device, precision: str
+) -> np.ndarray:
     """(B, D) float32 features of a raw image batch on ``device``: the front-end ops in fp32, then the
     encoder (under bf16 autocast for ``precision: bf16``). Shared by ``eval``, ``embed`` and the API."""
     with torch.inference_mode():
@@ -149,8 +168,15 @@ def encode_batch(frontend: list, encoder: torch.nn.Module, x: torch.Tensor, devi
     return y.float().cpu().numpy()
 
 
-def embed_images(images: list, frontend: list, encoder: torch.nn.Module, device: torch.device, batch_size: int,
-                 precision: str, feature_dim: int) -> np.ndarray:
+def embed_images(
+    images: list,
+    frontend: list,
+    encoder: torch.nn.Module,
+    device: torch.device,
+    batch_size: int,
+    precision: str,
+    feature_dim: int,
+) -> np.ndarray:
     """(N, feature_dim) float32 features of uint8 (3, H, W) images, in order: images of one size are batched
     together through :func:`encode_batch` (``ssl-toolkit embed`` and ``Encoder.embed``)."""
     by_size: dict[tuple, list[int]] = {}
@@ -159,27 +185,50 @@ def embed_images(images: list, frontend: list, encoder: torch.nn.Module, device:
     out = np.zeros((len(images), feature_dim), dtype=np.float32)
     for group in by_size.values():
         for s in range(0, len(group), batch_size):
-            idx = group[s:s + batch_size]
-            out[idx] = encode_batch(frontend, encoder, torch.stack([images[j] for j in idx]).to(device), device,
-                                    precision)
+            idx = group[s : s + batch_size]
+            out[idx] = encode_batch(
+                frontend, encoder, torch.stack([images[j] for j in idx]).to(device), device, precision
+            )
     return out
 
 
 class ImageEmbedder:
-    def __init__(self, data: ImageTaskData, cache: EmbeddingCache, device: torch.device, precision: str,
-                 batch_size: int, num_workers: int, progress: bool = True):
+    def __init__(
+        self,
+        data: ImageTaskData,
+        cache: EmbeddingCache,
+        device: torch.device,
+        precision: str,
+        batch_size: int,
+        num_workers: int,
+        progress: bool = True,
+    ):
         self.data, self.cache, self.device, self.precision = data, cache, device, precision
         self.batch_size, self.num_workers, self.progress = batch_size, num_workers, progress
 
     def embeddings(self, model: EvalModel, role: str) -> tuple[np.ndarray, np.ndarray, bool]:
         split = self.data.splits[role]
-        desc = {"format": EMBED_FORMAT, "model": model.identity, "frontend": model.frontend_spec,
-                "data": self.data.fingerprint, "role": role, "precision": self.precision}
+        desc = {
+            "format": EMBED_FORMAT,
+            "model": model.identity,
+            "frontend": model.frontend_spec,
+            "data": self.data.fingerprint,
+            "role": role,
+            "precision": self.precision,
+        }
         n = len(split.dataset)
 
         def compute():
-            emb, ok = embed_split(model, split, self.device, self.precision, self.batch_size, self.num_workers,
-                                  f"{self.data.task.name}: {model.name} ({role})", self.progress)
+            emb, ok = embed_split(
+                model,
+                split,
+                self.device,
+                self.precision,
+                self.batch_size,
+                self.num_workers,
+                f"{self.data.task.name}: {model.name} ({role})",
+                self.progress,
+            )
             # rows of unreadable images are NaN in memory but stored as 0 with a mask
             return emb, {"bad_rows": np.flatnonzero(~ok).tolist()}
 

@@ -10,6 +10,7 @@ one order over all items; ``f`` keeps its first ``max(1, round(f · n))`` items 
 its first item in that order (also nested).
 The chosen items are written to the evaluation folder (:func:`subset_record`).
 """
+
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -41,8 +42,14 @@ def _counts(n: int, fraction: float) -> int:
     return min(n, max(1, int(round(fraction * n))))
 
 
-def nested_subsets(labels: np.ndarray, pool: np.ndarray, fractions: Sequence[float], seed: int,
-                   multi_label: bool = False, classes: Optional[Sequence] = None) -> dict[float, np.ndarray]:
+def nested_subsets(
+    labels: np.ndarray,
+    pool: np.ndarray,
+    fractions: Sequence[float],
+    seed: int,
+    multi_label: bool = False,
+    classes: Optional[Sequence] = None,
+) -> dict[float, np.ndarray]:
     """{fraction: sorted row indices} chosen from the rows ``pool`` of ``labels`` (class indices, or multi-hot
     (N, C)). Fraction 1.0 is the whole pool. ValueError when ``pool`` is empty or a fraction keeps no item of a
     class (single-label; ``classes`` names them in the message)."""
@@ -67,14 +74,17 @@ def nested_subsets(labels: np.ndarray, pool: np.ndarray, fractions: Sequence[flo
         for c, o in zip(present, orders):
             if int(round(f * len(o))) == 0:
                 name = classes[int(c)] if classes is not None else int(c)
-                raise ValueError(f"fraction {f} keeps no item of class {name!r} ({len(o)} items: round({f} × "
-                                 f"{len(o)}) = 0); a fraction of at least 1/{len(o)} = {1 / len(o):.3g} keeps one")
-        out[f] = np.sort(np.concatenate([o[:_counts(len(o), f)] for o in orders]))
+                raise ValueError(
+                    f"fraction {f} keeps no item of class {name!r} ({len(o)} items: round({f} × "
+                    f"{len(o)}) = 0); a fraction of at least 1/{len(o)} = {1 / len(o):.3g} keeps one"
+                )
+        out[f] = np.sort(np.concatenate([o[: _counts(len(o), f)] for o in orders]))
     return out
 
 
-def subset_record(names: Sequence[str], subsets: dict[float, np.ndarray],
-                  valid: Optional[dict[float, np.ndarray]] = None) -> dict:
+def subset_record(
+    names: Sequence[str], subsets: dict[float, np.ndarray], valid: Optional[dict[float, np.ndarray]] = None
+) -> dict:
     """What the evaluation folder keeps of one unit's subsets: per fraction, the chosen items' names."""
     rec = {}
     for f, rows in subsets.items():

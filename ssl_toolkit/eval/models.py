@@ -12,6 +12,7 @@ The encoder and its front end come from the file's weights card (:mod:`ssl_toolk
 written before cards existed get theirs from the recipe they carry or that lies beside them. An eval
 recipe's ``model`` section supplies them when the file has neither, or always with ``override: true``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -43,14 +44,14 @@ EXPORT_WEIGHTS = "model.safetensors"
 class ModelSource:
     """Where the evaluated weights come from and what they are."""
 
-    spec: str                       # what the user passed
-    kind: str                       # random | checkpoint | encoder | official
-    path: Optional[Path] = None     # the weight file
-    checksum: str = ""              # sha256 of the weight file, or a description hash for random
-    recipe: Optional[dict] = None   # the training recipe, when known
+    spec: str  # what the user passed
+    kind: str  # random | checkpoint | encoder | official
+    path: Optional[Path] = None  # the weight file
+    checksum: str = ""  # sha256 of the weight file, or a description hash for random
+    recipe: Optional[dict] = None  # the training recipe, when known
     encoder_state: Optional[dict] = None
     card: Optional[WeightsCard] = None
-    card_origin: str = ""           # 'weights card' (stored in the file) | 'checkpoint recipe' (derived)
+    card_origin: str = ""  # 'weights card' (stored in the file) | 'checkpoint recipe' (derived)
     notes: list[str] = field(default_factory=list)
 
 
@@ -58,13 +59,13 @@ class ModelSource:
 class EvalModel:
     """A frozen encoder and its front end, ready to embed raw batches."""
 
-    name: str                       # 'model', 'random', ...
+    name: str  # 'model', 'random', ...
     encoder: nn.Module
     frontend: list[nn.Module]
     encoder_spec: dict
     frontend_spec: list[dict]
-    identity: str                   # cache identity: weights checksum + architecture
-    source: str = ""                # 'checkpoint recipe', 'eval recipe', 'inferred', ...
+    identity: str  # cache identity: weights checksum + architecture
+    source: str = ""  # 'checkpoint recipe', 'eval recipe', 'inferred', ...
 
     @property
     def feature_dim(self) -> int:
@@ -137,9 +138,11 @@ def resolve_checkpoint(spec: str) -> ModelSource:
             from ..registry import did_you_mean
 
             close = did_you_mean(path.name, [p.name for p in path.parent.iterdir()])
-        raise EvalError(f"--checkpoint {spec}: no such file or directory{close} "
-                        "(give a run directory, a checkpoint .pt, an encoder.pt / .safetensors, official weights, "
-                        "or 'random')")
+        raise EvalError(
+            f"--checkpoint {spec}: no such file or directory{close} "
+            "(give a run directory, a checkpoint .pt, an encoder.pt / .safetensors, official weights, "
+            "or 'random')"
+        )
     if path.suffix == ".safetensors":
         return _from_safetensors(spec, path)
     return _from_state(spec, path, _load(path))
@@ -164,11 +167,25 @@ def _from_encoder_weights(spec: str, path: Path, checksum: str, weights: dict, c
     """An encoder file's weights: with its card, else with the recipe beside it, else official BYOL-A or bare."""
     recipe = _sibling_recipe(path)
     if card is not None:  # the card names the model; the recipe beside it says how it was trained
-        return ModelSource(spec, "encoder", path, checksum, recipe=recipe, encoder_state=weights,
-                           card=_card(card, path), card_origin="weights card")
+        return ModelSource(
+            spec,
+            "encoder",
+            path,
+            checksum,
+            recipe=recipe,
+            encoder_state=weights,
+            card=_card(card, path),
+            card_origin="weights card",
+        )
     looks_official = any(k.startswith(("features.", "fc.")) for k in weights) and path.stem != "encoder"
-    src = ModelSource(spec, "official" if looks_official and recipe is None else "encoder", path, checksum,
-                      recipe=recipe, encoder_state=weights)
+    src = ModelSource(
+        spec,
+        "official" if looks_official and recipe is None else "encoder",
+        path,
+        checksum,
+        recipe=recipe,
+        encoder_state=weights,
+    )
     if recipe is not None:
         src.card, src.card_origin = _derived_card(recipe, None, path), "checkpoint recipe"
         src.notes.append(f"recipe from {path.parent}/recipe.yaml beside the weights")
@@ -210,8 +227,10 @@ def _from_state(spec: str, path: Path, state: Any) -> ModelSource:
             inner = None
         if ckpt.is_state_dict(inner):
             return ModelSource(spec, "official", path, checksum, encoder_state=dict(inner))
-    raise EvalError(f"--checkpoint {path}: not a training checkpoint, an encoder state dict or BYOL-A weights "
-                    f"(found {type(state).__name__} with keys {list(state)[:6] if isinstance(state, dict) else '-'})")
+    raise EvalError(
+        f"--checkpoint {path}: not a training checkpoint, an encoder state dict or BYOL-A weights "
+        f"(found {type(state).__name__} with keys {list(state)[:6] if isinstance(state, dict) else '-'})"
+    )
 
 
 # ----------------------------------------------------------------------------- architecture inference
@@ -219,8 +238,9 @@ def infer_audiontt(state: dict) -> Optional[dict]:
     """An ``audiontt2020``/``audiontt2022`` component fitting an official BYOL-A state dict, or None."""
     if "fc.0.weight" not in state or "features.0.weight" not in state:
         return None
-    convs = sorted(int(m.group(1)) for k in state if (m := re.match(r"features\.(\d+)\.weight$", k))
-                   and state[k].ndim == 4)
+    convs = sorted(
+        int(m.group(1)) for k in state if (m := re.match(r"features\.(\d+)\.weight$", k)) and state[k].ndim == 4
+    )
     fc0 = state["fc.0.weight"]
     has_bn = any(k.endswith("running_mean") for k in state)
     gn = not has_bn and any(re.match(r"features\.\d+\.weight$", k) and state[k].ndim == 1 for k in state)
@@ -233,17 +253,33 @@ def infer_audiontt(state: dict) -> Optional[dict]:
     if len(convs) == 2:
         n_mels = in_d // 64 * 4
         out = state["fc.3.weight"].shape[0]
-        return {"name": "audiontt2022", "n_mels": int(n_mels), "feature_d": int(in_d + out),
-                "mlp_hidden_d": int(hidden), "norm": norm}
+        return {
+            "name": "audiontt2022",
+            "n_mels": int(n_mels),
+            "feature_d": int(in_d + out),
+            "mlp_hidden_d": int(hidden),
+            "norm": norm,
+        }
     return None
 
 
 def default_audio_frontend(encoder_spec: dict) -> list[dict]:
     """The official BYOL-A front ends: v1 (audiontt2020) torchaudio, v2 (audiontt2022) nnAudio."""
     fe = "nnaudio_mel" if encoder_spec.get("name") == "audiontt2022" else "torchaudio_mel"
-    return [{"name": "log_mel", "frontend": fe, "sample_rate": 16000, "n_fft": 1024, "win_length": 1024,
-             "hop_length": 160, "n_mels": int(encoder_spec.get("n_mels", 64)), "f_min": 60.0, "f_max": 7800.0},
-            {"name": "pre_norm"}]
+    return [
+        {
+            "name": "log_mel",
+            "frontend": fe,
+            "sample_rate": 16000,
+            "n_fft": 1024,
+            "win_length": 1024,
+            "hop_length": 160,
+            "n_mels": int(encoder_spec.get("n_mels", 64)),
+            "f_min": 60.0,
+            "f_max": 7800.0,
+        },
+        {"name": "pre_norm"},
+    ]
 
 
 def build_frontend(specs: list[dict], op_states: Optional[list[dict]] = None) -> list[nn.Module]:
@@ -327,11 +363,16 @@ def resolve_specs(source: ModelSource, model_cfg) -> tuple[dict, list[dict], lis
         import_components(list(card.imports))
     if card is not None and not override:
         return dict(card.encoder), list(card.frontend), list(card.frontend_state), source.card_origin
-    inferred = (infer_audiontt(source.encoder_state)
-                if source.kind in ("official", "encoder") and source.encoder_state is not None else None)
+    inferred = (
+        infer_audiontt(source.encoder_state)
+        if source.kind in ("official", "encoder") and source.encoder_state is not None
+        else None
+    )
     if cfg_enc is not None and inferred is not None and not override and not fits(cfg_enc, source.encoder_state):
-        source.notes.append(f"the eval recipe's model.encoder {cfg_enc} does not fit these weights; using the "
-                            f"architecture inferred from them: {inferred} (official front end)")
+        source.notes.append(
+            f"the eval recipe's model.encoder {cfg_enc} does not fit these weights; using the "
+            f"architecture inferred from them: {inferred} (official front end)"
+        )
         fe = default_audio_frontend(inferred)
         return inferred, fe, _stored_states(None, fe), "inferred from the weights"
     if cfg_enc is not None:
@@ -347,32 +388,57 @@ def resolve_specs(source: ModelSource, model_cfg) -> tuple[dict, list[dict], lis
         fe = cfg_fe if cfg_fe is not None else default_audio_frontend(inferred)
         source.notes.append(f"encoder inferred from the weight shapes: {inferred}")
         return inferred, fe, _stored_states(None, fe), "inferred from the weights"
-    what = {"random": "'random' needs an encoder to initialize",
-            "encoder": f"{source.path} holds encoder weights only, with no recipe to say which encoder they are",
-            "official": f"{source.path} holds weights without a recipe"}.get(source.kind, "no recipe")
-    raise EvalError(f"--checkpoint {source.spec}: {what}: name the encoder in the eval recipe, e.g.\n"
-                    "  model:\n    encoder: {name: audiontt2020, feature_d: 2048}\n"
-                    "or on the command line: model.encoder.name=... (or pass the run directory / a "
-                    "checkpoints/*.pt file, which carry their recipe)")
+    what = {
+        "random": "'random' needs an encoder to initialize",
+        "encoder": f"{source.path} holds encoder weights only, with no recipe to say which encoder they are",
+        "official": f"{source.path} holds weights without a recipe",
+    }.get(source.kind, "no recipe")
+    raise EvalError(
+        f"--checkpoint {source.spec}: {what}: name the encoder in the eval recipe, e.g.\n"
+        "  model:\n    encoder: {name: audiontt2020, feature_d: 2048}\n"
+        "or on the command line: model.encoder.name=... (or pass the run directory / a "
+        "checkpoints/*.pt file, which carry their recipe)"
+    )
 
 
-def make_models(source: ModelSource, model_cfg, seed: int = 0, want_random: bool = True,
-                prenorm: str = "task") -> tuple[EvalModel, Optional[EvalModel]]:
+def make_models(
+    source: ModelSource, model_cfg, seed: int = 0, want_random: bool = True, prenorm: str = "task"
+) -> tuple[EvalModel, Optional[EvalModel]]:
     """The evaluated model and (if asked) its random-init twin (same encoder and front end)."""
     enc_spec, fe_spec, stored, origin = resolve_specs(source, model_cfg)
     op_states = stored if prenorm == "checkpoint" else None
     if source.kind == "random":
-        model = EvalModel("random", build_encoder(enc_spec, None, "random", seed), build_frontend(fe_spec),
-                          enc_spec, fe_spec, _random_identity(enc_spec, seed), origin)
+        model = EvalModel(
+            "random",
+            build_encoder(enc_spec, None, "random", seed),
+            build_frontend(fe_spec),
+            enc_spec,
+            fe_spec,
+            _random_identity(enc_spec, seed),
+            origin,
+        )
         return model, None
-    model = EvalModel("model", build_encoder(enc_spec, source.encoder_state, f"--checkpoint {source.spec}"),
-                      build_frontend(fe_spec, op_states), enc_spec, fe_spec,
-                      "sha256:" + source.checksum + ":" + _hash(enc_spec), origin)
+    model = EvalModel(
+        "model",
+        build_encoder(enc_spec, source.encoder_state, f"--checkpoint {source.spec}"),
+        build_frontend(fe_spec, op_states),
+        enc_spec,
+        fe_spec,
+        "sha256:" + source.checksum + ":" + _hash(enc_spec),
+        origin,
+    )
     rnd = None
     if want_random:
         # same front end (and stored statistics) as the model: only the encoder weights differ
-        rnd = EvalModel("random", build_encoder(enc_spec, None, "random baseline", seed),
-                        build_frontend(fe_spec, op_states), enc_spec, fe_spec, _random_identity(enc_spec, seed), origin)
+        rnd = EvalModel(
+            "random",
+            build_encoder(enc_spec, None, "random baseline", seed),
+            build_frontend(fe_spec, op_states),
+            enc_spec,
+            fe_spec,
+            _random_identity(enc_spec, seed),
+            origin,
+        )
     return model, rnd
 
 
@@ -380,6 +446,7 @@ def training_unit_sec(recipe: Optional[dict]) -> float:
     """The training segment length of an audio recipe: the first ``unit_sec`` of ``data.dataset`` (or of the
     datasets it combines; a dataset that does not set it, its builder's default), else BYOL-A's 1 s. The default
     piece length of scene embeddings (``embed``, ``Encoder.embed``, the HEAR module)."""
+
     def find(node) -> Optional[float]:
         if isinstance(node, list):
             return next((v for v in map(find, node) if v is not None), None)
@@ -419,6 +486,13 @@ def write_random_checkpoint(recipe, path: str | os.PathLike, seed: int = 0) -> P
     views = ViewMaker.from_config(recipe.views)
     tree = recipe.to_dict()
     card = card_from_recipe(tree, views.state_dict(), int(method.encoder.feature_dim))
-    state = ckpt.TrainingState(recipe=tree, step=0, epoch=0, batches_done=0, method=method.state_dict(),
-                               views=views.state_dict(), card=card.to_dict())
+    state = ckpt.TrainingState(
+        recipe=tree,
+        step=0,
+        epoch=0,
+        batches_done=0,
+        method=method.state_dict(),
+        views=views.state_dict(),
+        card=card.to_dict(),
+    )
     return state.save(Path(path))

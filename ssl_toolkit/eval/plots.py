@@ -1,5 +1,6 @@
 """Plots (matplotlib, Agg): training curves of a run, and an evaluation's bar charts, confusion
 matrices and t-SNE maps."""
+
 from __future__ import annotations
 
 import csv
@@ -34,9 +35,15 @@ def _save(fig, out: Path) -> Path:
 
 
 # ----------------------------------------------------------------------------- training curves
-CURVES = (("loss", "loss", False), ("lr", "learning rate", False), ("tau", "EMA τ", False),
-          ("collapse", "collapse monitor (std × √d)", False), ("rankme", "RankMe, encoder features", False),
-          ("rankme_proj", "RankMe, projections", False), ("samples_per_s", "throughput (samples/s)", False))
+CURVES = (
+    ("loss", "loss", False),
+    ("lr", "learning rate", False),
+    ("tau", "EMA τ", False),
+    ("collapse", "collapse monitor (std × √d)", False),
+    ("rankme", "RankMe, encoder features", False),
+    ("rankme_proj", "RankMe, projections", False),
+    ("samples_per_s", "throughput (samples/s)", False),
+)
 
 
 def _read_metrics(path: Path) -> list[dict]:
@@ -65,8 +72,11 @@ def training_curves(run_dir: str | Path, out: Optional[str | Path] = None) -> Pa
         raise ValueError(f"{path} has no 'step' column (columns: {', '.join(rows[0])})")
     step = np.array([_num(r["step"]) for r in rows])
     panels = [(k, title) for k, title, _ in CURVES if k in rows[0]]
-    panels += [(k, f"probe {k.removeprefix('monitor_')} (test %)") for k in rows[0]
-               if k.startswith("monitor_") and not k.endswith("_init")]
+    panels += [
+        (k, f"probe {k.removeprefix('monitor_')} (test %)")
+        for k in rows[0]
+        if k.startswith("monitor_") and not k.endswith("_init")
+    ]
     plt = _plt()
     cols = 3 if len(panels) > 4 else 2
     nrows = math.ceil(len(panels) / cols)
@@ -83,7 +93,7 @@ def training_curves(run_dir: str | Path, out: Optional[str | Path] = None) -> Pa
         if key == "loss" and ok.sum() > 10:  # smoothed trend
             w = max(3, ok.sum() // 20)
             smooth = np.convolve(y[ok], np.ones(w) / w, mode="valid")
-            ax.plot(step[ok][w - 1:], smooth, lw=2, color="C3", label=f"mean of {w}")
+            ax.plot(step[ok][w - 1 :], smooth, lw=2, color="C3", label=f"mean of {w}")
             ax.legend(fontsize=8)
         if key == "collapse":
             ax.axhline(0.25, color="grey", ls="--", lw=0.8)
@@ -98,7 +108,7 @@ def training_curves(run_dir: str | Path, out: Optional[str | Path] = None) -> Pa
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     epochs = [e for e in (_num(r.get("epoch")) for r in rows) if np.isfinite(e)]
     title = f"{path.parent.name}: {int(step[-1])} steps"
@@ -123,8 +133,13 @@ def bar_chart(results: dict, key: str, out: Path) -> Optional[Path]:
     ax.bar(xs, means, yerr=stds, capsize=5, color=colors, alpha=0.85)
     for x, (_, e) in zip(xs, systems):
         runs = [100 * r for r in e.get("runs", []) if r is not None]
-        ax.scatter(np.full(len(runs), x) + np.linspace(-0.12, 0.12, len(runs)) if runs else [], runs, s=10,
-                   color="black", zorder=3)
+        ax.scatter(
+            np.full(len(runs), x) + np.linspace(-0.12, 0.12, len(runs)) if runs else [],
+            runs,
+            s=10,
+            color="black",
+            zorder=3,
+        )
     for x, m in zip(xs, means):
         ax.text(x, m + 1, f"{m:.1f}", ha="center", va="bottom", fontsize=8)
     ref = systems[0][1]
@@ -136,8 +151,9 @@ def bar_chart(results: dict, key: str, out: Path) -> Optional[Path]:
         ax.axhline(chance, color="grey", ls=":", lw=1)
         ax.text(xs[-1] + 0.45, chance, "chance", fontsize=7, color="grey", va="bottom", ha="right")
     frac = ref.get("label_fraction", 1.0)
-    ax.set_title(f"{key} ({ref.get('protocol')}{'' if frac == 1.0 else f', {100 * frac:.4g} % of the labels'})",
-                 fontsize=10)
+    ax.set_title(
+        f"{key} ({ref.get('protocol')}{'' if frac == 1.0 else f', {100 * frac:.4g} % of the labels'})", fontsize=10
+    )
     return _save(fig, out)
 
 
@@ -156,8 +172,15 @@ def confusion_plot(cm: np.ndarray, classes: list[str], title: str, out: Path) ->
             for i in range(n):
                 for j in range(n):
                     if cm[i, j]:
-                        ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
-                                color="white" if norm[i, j] > 0.5 else "black")
+                        ax.text(
+                            j,
+                            i,
+                            str(cm[i, j]),
+                            ha="center",
+                            va="center",
+                            fontsize=7,
+                            color="white" if norm[i, j] > 0.5 else "black",
+                        )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     acc = np.trace(cm) / max(cm.sum(), 1)
@@ -176,8 +199,16 @@ def stratified_sample(y: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:k] for c, k in zip(labels, take)]))
 
 
-def tsne_plot(x: np.ndarray, y: np.ndarray, classes: list[str], title: str, out: Path, max_points: int = 1000,
-              seed: int = 0, max_iter: int = 500) -> Optional[Path]:
+def tsne_plot(
+    x: np.ndarray,
+    y: np.ndarray,
+    classes: list[str],
+    title: str,
+    out: Path,
+    max_points: int = 1000,
+    seed: int = 0,
+    max_iter: int = 500,
+) -> Optional[Path]:
     """t-SNE (van der Maaten & Hinton 2008; scikit-learn, Barnes-Hut) of a stratified sample of at most
     ``max_points`` test embeddings, standardized and PCA-reduced to 50 dimensions, coloured by label."""
     from sklearn.manifold import TSNE
@@ -193,8 +224,7 @@ def tsne_plot(x: np.ndarray, y: np.ndarray, classes: list[str], title: str, out:
         u, s, _ = np.linalg.svd(x - x.mean(0), full_matrices=False)
         x = u[:, :50] * s[:50]
     perplexity = float(min(30, max(2, (len(x) - 1) / 3)))
-    emb = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed,
-               max_iter=max_iter).fit_transform(x)
+    emb = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed, max_iter=max_iter).fit_transform(x)
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 5.6))
     n = len(classes)
@@ -280,12 +310,21 @@ def eval_plots(results: dict, artifacts: dict, folder: Path, cfg=None, progress:
     label = "random init" if results.get("checkpoint_info", {}).get("kind") == "random" else "model"
     for task, art in tqdm(list(artifacts.items()), desc="plots", unit="task", disable=not progress, leave=False):
         if (cfg is None or cfg.confusion) and art.get("confusion") is not None:
-            made.append(confusion_plot(art["confusion"], art["classes"], f"{task}: {label}",
-                                       folder / f"{safe_name(task)}_confusion.png"))
+            made.append(
+                confusion_plot(
+                    art["confusion"], art["classes"], f"{task}: {label}", folder / f"{safe_name(task)}_confusion.png"
+                )
+            )
         if (cfg is None or cfg.tsne) and not art.get("multi_label") and art.get("tsne_x") is not None:
-            p = tsne_plot(art["tsne_x"], art["tsne_y"], art["classes"], f"{task}: {label}",
-                          folder / f"{safe_name(task)}_tsne.png", max_points=cfg.tsne_points if cfg else 1000,
-                          max_iter=cfg.tsne_iterations if cfg else 500)
+            p = tsne_plot(
+                art["tsne_x"],
+                art["tsne_y"],
+                art["classes"],
+                f"{task}: {label}",
+                folder / f"{safe_name(task)}_tsne.png",
+                max_points=cfg.tsne_points if cfg else 1000,
+                max_iter=cfg.tsne_iterations if cfg else 500,
+            )
             if p:
                 made.append(p)
     return made
@@ -297,7 +336,8 @@ def replot_eval(folder: str | Path) -> list[Path]:
 
     folder = Path(folder)
     results = json.loads((folder / "results.json").read_text())
-    made = [p for key in results["tasks"]
-            if (p := bar_chart(results, key, folder / "plots" / f"{safe_name(key)}_bars.png"))]
+    made = [
+        p for key in results["tasks"] if (p := bar_chart(results, key, folder / "plots" / f"{safe_name(key)}_bars.png"))
+    ]
     p = summary_chart(results, folder / "plots" / "summary.png")
     return made + ([p] if p else [])

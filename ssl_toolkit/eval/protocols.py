@@ -13,6 +13,7 @@ Weighted kNN (Wu et al. 2018, InstDisc; solo-learn's WeightedKNNClassifier): L2-
 features, cosine similarity to every training item, the top k = 200 neighbours vote for their class
 with weight exp(similarity / 0.1); the class with the largest total wins.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -62,13 +63,15 @@ def confusion_matrix(y: np.ndarray, pred: np.ndarray, num_classes: int) -> np.nd
     """(num_classes, num_classes) counts, rows = true class, columns = predicted (scikit-learn's)."""
     from sklearn.metrics import confusion_matrix as sk_confusion
 
-    return sk_confusion(np.asarray(y, dtype=np.int64), np.asarray(pred, dtype=np.int64),
-                        labels=np.arange(num_classes)).astype(np.int64)
+    return sk_confusion(
+        np.asarray(y, dtype=np.int64), np.asarray(pred, dtype=np.int64), labels=np.arange(num_classes)
+    ).astype(np.int64)
 
 
 # ----------------------------------------------------------------------------- splits
-def holdout_split(y: np.ndarray, fraction: float, seed: int, multi_label: bool = False
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def holdout_split(
+    y: np.ndarray, fraction: float, seed: int, multi_label: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """(train indices, valid indices): ``fraction`` of the items held out, stratified by class
     (single-label; classes with one item stay in train), at least one item held out."""
     n = len(y)
@@ -113,23 +116,67 @@ class ProbeResult:
     """Logits (N_test, C) of the restored best model."""
 
 
-def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_valid: np.ndarray,
-                 x_test: np.ndarray, y_test: np.ndarray, *, num_classes: int, multi_label: bool = False,
-                 lr: float = 3e-4, weight_decay: float = 1e-8, batch_size: int = 200, epochs: int = 200,
-                 patience: int = 20, seed: int = 0, device: str | torch.device = "cpu") -> ProbeResult:
+def linear_probe(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_valid: np.ndarray,
+    y_valid: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    *,
+    num_classes: int,
+    multi_label: bool = False,
+    lr: float = 3e-4,
+    weight_decay: float = 1e-8,
+    batch_size: int = 200,
+    epochs: int = 200,
+    patience: int = 20,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> ProbeResult:
     """Train one linear layer on standardized embeddings with early stopping on the valid set
     (see the module docstring). ``y_*`` are class indices, or multi-hot (N, C) when multi_label."""
     device = torch.device(device)
     # One intra-op thread on CPU: the probe's (≤200 × D) steps are too small to split, and on a
     # busy machine extra threads cost 10-50× (measured on 2 shared cores).
     with torch_threads(1) if device.type == "cpu" else contextlib.nullcontext():
-        return _linear_probe(x_train, y_train, x_valid, y_valid, x_test, y_test, num_classes=num_classes,
-                             multi_label=multi_label, lr=lr, weight_decay=weight_decay, batch_size=batch_size,
-                             epochs=epochs, patience=patience, seed=seed, device=device)
+        return _linear_probe(
+            x_train,
+            y_train,
+            x_valid,
+            y_valid,
+            x_test,
+            y_test,
+            num_classes=num_classes,
+            multi_label=multi_label,
+            lr=lr,
+            weight_decay=weight_decay,
+            batch_size=batch_size,
+            epochs=epochs,
+            patience=patience,
+            seed=seed,
+            device=device,
+        )
 
 
-def _linear_probe(x_train, y_train, x_valid, y_valid, x_test, y_test, *, num_classes, multi_label, lr,
-                  weight_decay, batch_size, epochs, patience, seed, device) -> ProbeResult:
+def _linear_probe(
+    x_train,
+    y_train,
+    x_valid,
+    y_valid,
+    x_test,
+    y_test,
+    *,
+    num_classes,
+    multi_label,
+    lr,
+    weight_decay,
+    batch_size,
+    epochs,
+    patience,
+    seed,
+    device,
+) -> ProbeResult:
     if len(x_train) == 0:
         raise ValueError("no training items")
     if len(x_valid) == 0:
@@ -164,7 +211,7 @@ def _linear_probe(x_train, y_train, x_valid, y_valid, x_test, y_test, *, num_cla
     for epoch in range(int(epochs)):
         order = torch.randperm(n, generator=gen).to(device)
         for start in range(0, n, bs):
-            idx = order[start:start + bs]
+            idx = order[start : start + bs]
             loss = loss_fn(layer(xt_t[idx]), yt_t[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -179,14 +226,22 @@ def _linear_probe(x_train, y_train, x_valid, y_valid, x_test, y_test, *, num_cla
                 break
     layer.load_state_dict(best_state)
     out = evaluate(xs_t)
-    return ProbeResult(score(out, y_test, multi_label) if len(y_test) else float("nan"), float(best_score),
-                       best_epoch, epoch + 1, out)
+    return ProbeResult(
+        score(out, y_test, multi_label) if len(y_test) else float("nan"), float(best_score), best_epoch, epoch + 1, out
+    )
 
 
 # ----------------------------------------------------------------------------- kNN
-def knn_predict(train_x: np.ndarray | torch.Tensor, train_y: np.ndarray, test_x: np.ndarray | torch.Tensor,
-                num_classes: int, k: int = 200, temperature: float = 0.1, chunk: int = 512,
-                device: str | torch.device = "cpu") -> np.ndarray:
+def knn_predict(
+    train_x: np.ndarray | torch.Tensor,
+    train_y: np.ndarray,
+    test_x: np.ndarray | torch.Tensor,
+    num_classes: int,
+    k: int = 200,
+    temperature: float = 0.1,
+    chunk: int = 512,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
     """Class scores (N_test, C) of the weighted cosine kNN; argmax gives the prediction."""
     device = torch.device(device)
     train = F.normalize(torch.as_tensor(np.asarray(train_x), dtype=torch.float32, device=device), dim=1)
@@ -195,7 +250,7 @@ def knn_predict(train_x: np.ndarray | torch.Tensor, train_y: np.ndarray, test_x:
     k = min(int(k), train.shape[0])
     out = []
     for start in range(0, test.shape[0], chunk):
-        sim = test[start:start + chunk] @ train.T
+        sim = test[start : start + chunk] @ train.T
         top, idx = sim.topk(k, dim=1)
         weights = (top / temperature).exp()
         votes = torch.zeros(sim.shape[0], num_classes, device=device)

@@ -24,6 +24,7 @@ Scores are fractions (0–1); ``std`` is the sample standard deviation over the 
 per-seed means over the folds). With ``--checkpoint random`` the evaluated model is the random
 baseline: it is under "tasks" and "baselines" has no "random" entry.
 """
+
 from __future__ import annotations
 
 import json
@@ -64,19 +65,23 @@ def markdown(results: dict) -> str:
     info = results.get("checkpoint_info", {})
     lines = [f"# Evaluation `{results['name']}` — checkpoint `{results['checkpoint']}`", ""]
     enc = info.get("encoder") or {}
-    lines.append(f"- encoder: `{enc.get('name', '?')}` "
-                 f"({', '.join(f'{k}={v}' for k, v in enc.items() if k != 'name') or 'defaults'}), "
-                 f"from the {info.get('from', '?')}")
+    lines.append(
+        f"- encoder: `{enc.get('name', '?')}` "
+        f"({', '.join(f'{k}={v}' for k, v in enc.items() if k != 'name') or 'defaults'}), "
+        f"from the {info.get('from', '?')}"
+    )
     fe = info.get("frontend") or []
     lines.append(f"- front end: {' → '.join(f['name'] for f in fe) or 'none'}")
     if info.get("sha256"):
         lines.append(f"- weights: `{info.get('path')}` (sha256 {info['sha256'][:12]}…)")
     proto = results.get("protocol", {})
     lin = proto.get("linear", {})
-    lines.append(f"- linear evaluation: Adam lr {lin.get('lr')}, weight decay {lin.get('weight_decay')}, batch "
-                 f"min({lin.get('batch_size')}, N), ≤ {lin.get('epochs')} epochs, early stopping patience "
-                 f"{lin.get('patience')} on the validation score, {lin.get('runs')} seeds (mean ± std); pre_norm "
-                 f"statistics from the {'task training clips' if proto.get('prenorm') == 'task' else 'checkpoint'}")
+    lines.append(
+        f"- linear evaluation: Adam lr {lin.get('lr')}, weight decay {lin.get('weight_decay')}, batch "
+        f"min({lin.get('batch_size')}, N), ≤ {lin.get('epochs')} epochs, early stopping patience "
+        f"{lin.get('patience')} on the validation score, {lin.get('runs')} seeds (mean ± std); pre_norm "
+        f"statistics from the {'task training clips' if proto.get('prenorm') == 'task' else 'checkpoint'}"
+    )
     knn = proto.get("knn", {})
     entries = [e for _, _, es in systems_of(results) for e in es.values()]
     if any(e.get("protocol") == "knn" for e in entries):
@@ -84,14 +89,18 @@ def markdown(results: dict) -> str:
     ft = proto.get("finetune") or {}
     if any(e.get("protocol") == "finetune" for e in entries):
         aug = ", ".join(a.get("name", "?") for a in ft.get("augment") or []) or "none"
-        lines.append(f"- fine-tuning (encoder + BatchNorm/Linear head): SGD lr {ft.get('lr')} (momentum "
-                     f"{ft.get('momentum')}{', Nesterov' if ft.get('nesterov') else ''}, weight decay "
-                     f"{ft.get('weight_decay')}), {ft.get('warmup_epochs')} warm-up + cosine over {ft.get('epochs')} "
-                     f"epochs, batch {ft.get('batch_size')}, mixup α {ft.get('mixup')}, augmentations {aug}; the best "
-                     f"validation epoch is tested; {ft.get('runs')} seeds")
+        lines.append(
+            f"- fine-tuning (encoder + BatchNorm/Linear head): SGD lr {ft.get('lr')} (momentum "
+            f"{ft.get('momentum')}{', Nesterov' if ft.get('nesterov') else ''}, weight decay "
+            f"{ft.get('weight_decay')}), {ft.get('warmup_epochs')} warm-up + cosine over {ft.get('epochs')} "
+            f"epochs, batch {ft.get('batch_size')}, mixup α {ft.get('mixup')}, augmentations {aug}; the best "
+            f"validation epoch is tested; {ft.get('runs')} seeds"
+        )
     if any(e.get("label_fraction", 1.0) != 1.0 for e in entries):
-        lines.append(f"- few labels: `<task>@p%` rows use p % of the training (and valid) labels, the same nested, "
-                     f"stratified subset for every system and protocol ({results.get('label_subsets')})")
+        lines.append(
+            f"- few labels: `<task>@p%` rows use p % of the training (and valid) labels, the same nested, "
+            f"stratified subset for every system and protocol ({results.get('label_subsets')})"
+        )
     env = results.get("environment", {})
     lines.append(f"- {env.get('device')}, {env.get('precision')} embedding, {results.get('elapsed_s')} s in all")
     lines.append("")
@@ -111,8 +120,10 @@ def markdown(results: dict) -> str:
         cells += [sizes, str(ref.get("num_classes", "?"))]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("Scores in %. Every column uses the same front end, embedding and protocol; `random init` is the "
-                 "same encoder with random weights, `log-mel` the time-mean and time-max of each log-mel bin.")
+    lines.append(
+        "Scores in %. Every column uses the same front end, embedding and protocol; `random init` is the "
+        "same encoder with random weights, `log-mel` the time-mean and time-max of each log-mel bin."
+    )
     if results.get("warnings"):
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in results["warnings"]]
     first = {}  # an image task's protocols share one entry's counts
@@ -124,8 +135,10 @@ def markdown(results: dict) -> str:
     skipped = {k: e.get("skipped_files") for k, e in results["tasks"].items() if e.get("skipped_files")}
     for k, files in skipped.items():
         lines.append("")
-        lines.append(f"Task `{k}`: {len(files)} unreadable file(s) left out: "
-                     + ", ".join(f"`{p}` ({r})" for p, r in list(files.items())[:5]))
+        lines.append(
+            f"Task `{k}`: {len(files)} unreadable file(s) left out: "
+            + ", ".join(f"`{p}` ({r})" for p, r in list(files.items())[:5])
+        )
     plots = results.get("plots") or []
     if plots:
         lines.append("")
@@ -139,16 +152,19 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-TSNE_NOTE = ("The `*_tsne.png` maps place a stratified sample of the task's test embeddings (the evaluated model's, "
-             "standardized, PCA to 50 dimensions) in 2-D with t-SNE, coloured by the true label, which t-SNE does not "
-             "see: items with similar embeddings land near each other, so one tight patch per colour means the "
-             "classes are separable. Distances between patches, patch sizes and the axes carry no meaning, and "
-             "t-SNE can show clusters that a linear probe cannot separate (or hide ones it can): read the "
-             "accuracy table first.")
+TSNE_NOTE = (
+    "The `*_tsne.png` maps place a stratified sample of the task's test embeddings (the evaluated model's, "
+    "standardized, PCA to 50 dimensions) in 2-D with t-SNE, coloured by the true label, which t-SNE does not "
+    "see: items with similar embeddings land near each other, so one tight patch per colour means the "
+    "classes are separable. Distances between patches, patch sizes and the axes carry no meaning, and "
+    "t-SNE can show clusters that a linear probe cannot separate (or hide ones it can): read the "
+    "accuracy table first."
+)
 
 
-def write_reports(results: dict, artifacts: dict, out: Path, plot_cfg=None, progress: bool = True,
-                  start: float | None = None) -> None:
+def write_reports(
+    results: dict, artifacts: dict, out: Path, plot_cfg=None, progress: bool = True, start: float | None = None
+) -> None:
     """Plots, then results.json and results.md (``elapsed_s`` measured from ``start``, plots included)."""
     import time
 

@@ -1,5 +1,6 @@
 """Reading an evaluation's results dictionary: the systems it compares, and file-safe task names
 (shared by the report and the plots)."""
+
 from __future__ import annotations
 
 import re

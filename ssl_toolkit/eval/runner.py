@@ -5,6 +5,7 @@ randomly initialized with the eval seed) and, for audio tasks, ``logmel`` (no le
 time-mean and time-max of each log-mel bin of the model's front end). With ``--checkpoint random``
 the evaluated model *is* the random baseline, so it is not repeated.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,26 +43,32 @@ def check_modality(model, tasks: list, checkpoint: str, recipe_name: str) -> Non
     for task in tasks:
         kind = "audio" if isinstance(task, AudioTask) else "image"
         if takes is not None and takes != kind:
-            raise EvalError(f"--checkpoint {checkpoint}: its encoder {model.encoder_spec.get('name')} takes "
-                            f"{takes} input, but task '{task.name}' of eval recipe '{recipe_name}' is an {kind} "
-                            f"task; evaluate it with an eval recipe of {takes} tasks, or pass a checkpoint of "
-                            f"an {kind} encoder")
+            raise EvalError(
+                f"--checkpoint {checkpoint}: its encoder {model.encoder_spec.get('name')} takes "
+                f"{takes} input, but task '{task.name}' of eval recipe '{recipe_name}' is an {kind} "
+                f"task; evaluate it with an eval recipe of {takes} tasks, or pass a checkpoint of "
+                f"an {kind} encoder"
+            )
 
 
 def check_protocols(task, model, checkpoint: str) -> None:
     """EvalError unless the encoder can run every protocol the task names (fine-tuning needs parameters)."""
     if "finetune" in task.protocols and not any(True for _ in model.encoder.parameters()):
-        raise EvalError(f"task '{task.name}' key protocols: --checkpoint {checkpoint}: encoder "
-                        f"{model.encoder_spec.get('name')} has no parameters, so it cannot be fine-tuned; drop "
-                        "'finetune' from the task's protocols")
+        raise EvalError(
+            f"task '{task.name}' key protocols: --checkpoint {checkpoint}: encoder "
+            f"{model.encoder_spec.get('name')} has no parameters, so it cannot be fine-tuned; drop "
+            "'finetune' from the task's protocols"
+        )
 
 
 def check_output_folder(out: Path, what: str = "") -> None:
     """EvalError unless ``out`` can be written and lies in no run directory a training process holds (eval, embed)."""
     busy = held_lock(out)
     if busy is not None:
-        raise EvalError(f"{what}--out {out}: {busy} is a run directory in use by a training process; write into "
-                        "another folder or wait for the run to end")
+        raise EvalError(
+            f"{what}--out {out}: {busy} is a run directory in use by a training process; write into "
+            "another folder or wait for the run to end"
+        )
     try:
         check_output_location(out)
     except RunDirError as e:
@@ -89,8 +96,13 @@ class _Log:
 
 
 # ----------------------------------------------------------------------------- the command
-def run_eval(recipe: EvalRecipe, checkpoint: str, out_dir: Optional[str | Path] = None, progress: bool = True,
-             quiet: bool = False) -> dict:
+def run_eval(
+    recipe: EvalRecipe,
+    checkpoint: str,
+    out_dir: Optional[str | Path] = None,
+    progress: bool = True,
+    quiet: bool = False,
+) -> dict:
     """Evaluate ``checkpoint`` on every task of ``recipe``; writes results.json, results.md and plots
     into the output folder and returns the results dictionary."""
     say = _Log(quiet)
@@ -117,11 +129,13 @@ def run_eval(recipe: EvalRecipe, checkpoint: str, out_dir: Optional[str | Path] 
         systems.append(("random", rnd, "encoder"))
     if "logmel" in recipe.baselines:
         systems.append(("logmel", None, "logmel"))
-    say(f"eval '{recipe.name}': checkpoint {checkpoint} ({source.kind}"
+    say(
+        f"eval '{recipe.name}': checkpoint {checkpoint} ({source.kind}"
         f"{', ' + str(source.path) if source.path and str(source.path) != checkpoint else ''}); "
         f"encoder {model.encoder_spec} from the {model.source}; front end "
         f"{' → '.join(s['name'] for s in model.frontend_spec) or 'none'}; {device}, {precision}; "
-        f"cache {cache.folder if cache.enabled else 'off'}")
+        f"cache {cache.folder if cache.enabled else 'off'}"
+    )
     for note in source.notes:
         say(f"note: {note}")
 
@@ -129,8 +143,11 @@ def run_eval(recipe: EvalRecipe, checkpoint: str, out_dir: Optional[str | Path] 
     artifacts, subsets = {}, {}
     for task in recipe.parsed_tasks:
         check_protocols(task, model, checkpoint)
-        view = (AudioTaskView(task, model, recipe, cache, device, precision, progress) if isinstance(task, AudioTask)
-                else ImageTaskView(task, recipe, cache, device, precision, progress))
+        view = (
+            AudioTaskView(task, model, recipe, cache, device, precision, progress)
+            if isinstance(task, AudioTask)
+            else ImageTaskView(task, recipe, cache, device, precision, progress)
+        )
         res, art, record = run_task(view, systems, recipe, device, precision, progress, say)
         for name, entries in res.items():
             by_system[name].update(entries)
@@ -142,21 +159,44 @@ def run_eval(recipe: EvalRecipe, checkpoint: str, out_dir: Optional[str | Path] 
         "format": RESULTS_FORMAT,
         "name": recipe.name,
         "checkpoint": checkpoint,
-        "checkpoint_info": {"kind": source.kind, "path": str(source.path) if source.path else None,
-                            "sha256": source.checksum or None, "encoder": model.encoder_spec,
-                            "frontend": model.frontend_spec, "from": model.source, "notes": source.notes},
+        "checkpoint_info": {
+            "kind": source.kind,
+            "path": str(source.path) if source.path else None,
+            "sha256": source.checksum or None,
+            "encoder": model.encoder_spec,
+            "frontend": model.frontend_spec,
+            "from": model.source,
+            "notes": source.notes,
+        },
         "tasks": by_system[first],
-        "baselines": {name: {"label": SYSTEM_LABELS[name], "tasks": entries}
-                      for name, entries in by_system.items() if name != first},
-        "protocol": {"linear": vars(recipe.linear).copy(), "knn": vars(recipe.knn).copy(),
-                     "finetune": recipe.to_dict()["finetune"], "prenorm": recipe.prenorm, "seed": recipe.seed},
-        "environment": {"device": str(device), "precision": precision, "torch": torch.__version__,
-                        "python": platform.python_version(), "host": platform.node()},
+        "baselines": {
+            name: {"label": SYSTEM_LABELS[name], "tasks": entries}
+            for name, entries in by_system.items()
+            if name != first
+        },
+        "protocol": {
+            "linear": vars(recipe.linear).copy(),
+            "knn": vars(recipe.knn).copy(),
+            "finetune": recipe.to_dict()["finetune"],
+            "prenorm": recipe.prenorm,
+            "seed": recipe.seed,
+        },
+        "environment": {
+            "device": str(device),
+            "precision": precision,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "host": platform.node(),
+        },
         "recipe": recipe.to_dict(),
         "created": datetime.now().isoformat(timespec="seconds"),
         "elapsed_s": None,
-        "cache": {"dir": str(cache.folder) if cache.enabled else None, "hits": cache.hits, "misses": cache.misses,
-                  "rejected": cache.rejected},
+        "cache": {
+            "dir": str(cache.folder) if cache.enabled else None,
+            "hits": cache.hits,
+            "misses": cache.misses,
+            "rejected": cache.rejected,
+        },
         "warnings": list(dict.fromkeys(w for e in by_system[first].values() for w in e.get("warnings", []))),
     }
     from .report import write_reports

@@ -15,6 +15,7 @@ did-you-mean for misspelled keys, task kinds and component names. Task paths (``
 ``audio_dir``, dataset ``path``/``root``) are relative to the working directory, like training
 recipes; ``~`` and ``$VARS`` are expanded.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -126,8 +127,9 @@ class AudioTask:
     """CSV with a file_name column (relative to audio_dir), the label column and split or fold."""
     unit_sec: float
     """Clip length embedded at once: shorter clips are zero-padded, longer ones handled by long_clips."""
-    audio_dir: Optional[str] = dataclasses.field(default=None,
-                                                 metadata={"reference": Reference("dir", base="metadata")})
+    audio_dir: Optional[str] = dataclasses.field(
+        default=None, metadata={"reference": Reference("dir", base="metadata")}
+    )
     """Where file_name resolves; default: the CSV's folder. Relative paths are relative to the CSV's folder."""
     label_column: str = "label"
     split_column: str = "split"
@@ -219,8 +221,10 @@ def _check_task_list(tasks: Any, validator: Validator) -> list:
         if kind is None:
             validator.fail(path + ("kind",), f"required value missing (one of {', '.join(TASK_KINDS)})")
         if kind not in TASK_KINDS:
-            validator.fail(path + ("kind",), f"unknown task kind {kind!r}{did_you_mean(kind, TASK_KINDS)}; "
-                                             f"known: {', '.join(TASK_KINDS)}")
+            validator.fail(
+                path + ("kind",),
+                f"unknown task kind {kind!r}{did_you_mean(kind, TASK_KINDS)}; known: {', '.join(TASK_KINDS)}",
+            )
         cls = AudioTask if kind == "audio_classification" else ImageTask
         task = validator.dataclass(cls, t, path)
         if task.name in seen:
@@ -242,9 +246,10 @@ def _check_task_list(tasks: Any, validator: Validator) -> list:
             if task.split_values is not None:
                 bad = [k for k in task.split_values if k not in ("train", "valid", "test")]
                 if bad:
-                    validator.fail(path + ("split_values", bad[0]),
-                                   "split names are train, valid, test"
-                                   + did_you_mean(bad[0], ('train', 'valid', 'test')))
+                    validator.fail(
+                        path + ("split_values", bad[0]),
+                        "split names are train, valid, test" + did_you_mean(bad[0], ('train', 'valid', 'test')),
+                    )
                 if task.fold_column is not None:
                     validator.fail(path + ("split_values",), "split_values and fold_column exclude each other")
         parsed.append(task)
@@ -257,17 +262,29 @@ def validate_eval_tree(tree: dict, origins: Origins, check_files: bool = True) -
     recipe = validator.dataclass(EvalRecipe, tree, ())
     recipe.parsed_tasks = _check_task_list(tree.get("tasks"), validator)
     lin = recipe.linear
-    for key, ok in (("epochs", lin.epochs >= 1), ("runs", lin.runs >= 1), ("batch_size", lin.batch_size >= 1),
-                    ("patience", lin.patience >= 1), ("lr", lin.lr > 0),
-                    ("valid_fraction", 0 < lin.valid_fraction < 1)):
+    for key, ok in (
+        ("epochs", lin.epochs >= 1),
+        ("runs", lin.runs >= 1),
+        ("batch_size", lin.batch_size >= 1),
+        ("patience", lin.patience >= 1),
+        ("lr", lin.lr > 0),
+        ("valid_fraction", 0 < lin.valid_fraction < 1),
+    ):
         if not ok:
             validator.fail(("linear", key), f"out of range: {getattr(lin, key)!r}")
     ft = recipe.finetune
-    for key, ok in (("epochs", ft.epochs >= 1), ("runs", ft.runs >= 1), ("batch_size", ft.batch_size >= 2),
-                    ("lr", ft.lr > 0), ("warmup_epochs", 0 <= ft.warmup_epochs <= ft.epochs),
-                    ("momentum", 0 <= ft.momentum < 1), ("weight_decay", ft.weight_decay >= 0),
-                    ("mixup", ft.mixup >= 0), ("patience", ft.patience >= 0),
-                    ("valid_fraction", 0 < ft.valid_fraction < 1)):
+    for key, ok in (
+        ("epochs", ft.epochs >= 1),
+        ("runs", ft.runs >= 1),
+        ("batch_size", ft.batch_size >= 2),
+        ("lr", ft.lr > 0),
+        ("warmup_epochs", 0 <= ft.warmup_epochs <= ft.epochs),
+        ("momentum", 0 <= ft.momentum < 1),
+        ("weight_decay", ft.weight_decay >= 0),
+        ("mixup", ft.mixup >= 0),
+        ("patience", ft.patience >= 0),
+        ("valid_fraction", 0 < ft.valid_fraction < 1),
+    ):
         if not ok:
             validator.fail(("finetune", key), f"out of range: {getattr(ft, key)!r}")
     if recipe.knn.k < 1 or not recipe.knn.temperature > 0:

@@ -6,6 +6,7 @@ and ``finetune`` (eval/finetune.py; not for the log-mel baseline, which has noth
 stratified subsets for every system and protocol. Results keys: the task name, ``/<protocol>`` when the task runs
 several, ``@<percent>`` for a fraction below 1 (``cifar10/finetune@1%``).
 """
+
 from __future__ import annotations
 
 import time
@@ -34,12 +35,17 @@ def draw_subsets(view: TaskView, fractions: list, seed: int) -> tuple[dict, dict
     for u in view.units:
         try:
             train = nested_subsets(view.labels, u.train, fractions, seed, view.multi_label, view.classes)
-            valid = nested_subsets(view.labels, u.valid, fractions, seed + 1, view.multi_label, view.classes) \
-                if u.valid is not None and len(u.valid) else None
+            valid = (
+                nested_subsets(view.labels, u.valid, fractions, seed + 1, view.multi_label, view.classes)
+                if u.valid is not None and len(u.valid)
+                else None
+            )
         except ValueError as e:
             raise task_error(view.name, f"label_fraction: {u.name}: {e}") from None
-        chosen[u.name] = {f: (u.train if f == 1.0 else train[f],
-                              None if u.valid is None else (u.valid if f == 1.0 else valid[f])) for f in fractions}
+        chosen[u.name] = {
+            f: (u.train if f == 1.0 else train[f], None if u.valid is None else (u.valid if f == 1.0 else valid[f]))
+            for f in fractions
+        }
         record[u.name] = subset_record(view.names, train, valid)
     return chosen, {"seed": seed, "fractions": fractions, "units": record}
 
@@ -59,20 +65,41 @@ def _linear(x, labels, train, valid, test, view, recipe, device, desc, progress)
     for r in tqdm(range(lin.runs), desc=desc, unit="seed", disable=not progress, leave=False):
         seed = recipe.seed + r
         tr, va = seed_split(labels, train, valid, lin.valid_fraction, seed, view.multi_label)
-        res = linear_probe(x[tr], labels[tr], x[va], labels[va], x[test], labels[test], num_classes=view.num_classes,
-                           multi_label=view.multi_label, lr=lin.lr, weight_decay=lin.weight_decay,
-                           batch_size=lin.batch_size, epochs=lin.epochs, patience=lin.patience, seed=seed,
-                           device=device)
-        out.append({"score": res.test_score, "best_epoch": int(res.best_epoch), "outputs": res.test_outputs,
-                    "n_train": len(tr), "n_valid": len(va)})
+        res = linear_probe(
+            x[tr],
+            labels[tr],
+            x[va],
+            labels[va],
+            x[test],
+            labels[test],
+            num_classes=view.num_classes,
+            multi_label=view.multi_label,
+            lr=lin.lr,
+            weight_decay=lin.weight_decay,
+            batch_size=lin.batch_size,
+            epochs=lin.epochs,
+            patience=lin.patience,
+            seed=seed,
+            device=device,
+        )
+        out.append(
+            {
+                "score": res.test_score,
+                "best_epoch": int(res.best_epoch),
+                "outputs": res.test_outputs,
+                "n_train": len(tr),
+                "n_valid": len(va),
+            }
+        )
     return out
 
 
 def _knn(x, labels, train, test, view, recipe, device):
     if view.multi_label:
         raise ValueError("the kNN protocol needs single-label classes (this task is multi-label)")
-    out = knn_predict(x[train], labels[train], x[test], view.num_classes, recipe.knn.k, recipe.knn.temperature,
-                      device=device)
+    out = knn_predict(
+        x[train], labels[train], x[test], view.num_classes, recipe.knn.k, recipe.knn.temperature, device=device
+    )
     return [{"score": score(out, labels[test], False), "outputs": out, "n_train": len(train), "n_valid": 0}]
 
 
@@ -83,11 +110,32 @@ def _finetune(view, model, unit, info, labels, train, valid, test, recipe, devic
     for r in range(ft.runs):
         seed = recipe.seed + r
         tr, va = seed_split(labels, train, valid, ft.valid_fraction, seed, view.multi_label)
-        res = finetune(model.encoder, inputs, labels, tr, va, test, num_classes=view.num_classes,
-                       multi_label=view.multi_label, cfg=ft, seed=seed, device=device, precision=ft_precision,
-                       progress=progress, desc=f"{desc} (seed {seed})")
-        out.append({"score": res.test_score, "best_epoch": res.best_epoch, "outputs": res.test_outputs,
-                    "n_train": len(tr), "n_valid": len(va), "curve": {"seed": seed, "unit": unit.name, **res.curve}})
+        res = finetune(
+            model.encoder,
+            inputs,
+            labels,
+            tr,
+            va,
+            test,
+            num_classes=view.num_classes,
+            multi_label=view.multi_label,
+            cfg=ft,
+            seed=seed,
+            device=device,
+            precision=ft_precision,
+            progress=progress,
+            desc=f"{desc} (seed {seed})",
+        )
+        out.append(
+            {
+                "score": res.test_score,
+                "best_epoch": res.best_epoch,
+                "outputs": res.test_outputs,
+                "n_train": len(tr),
+                "n_valid": len(va),
+                "curve": {"seed": seed, "unit": unit.name, **res.curve},
+            }
+        )
     return out
 
 
@@ -120,11 +168,20 @@ class _Row:
 def _entry(view: TaskView, protocol: str, fraction: float, row: _Row, common: dict, recipe) -> dict:
     runs = [float(np.mean(s)) for s in row.per_seed]
     mean, std = summarize(runs)
-    e = {"task": view.name, "kind": view.task.kind, "protocol": protocol, "metric": view.metric, "mean": mean,
-         "std": std, "runs": runs, "label_fraction": fraction,
-         "n_train": int(round(np.mean([s[0] for s in row.sizes]))),
-         "n_valid": int(round(np.mean([s[1] for s in row.sizes]))), "n_test": int(sum(s[2] for s in row.sizes)),
-         **common}
+    e = {
+        "task": view.name,
+        "kind": view.task.kind,
+        "protocol": protocol,
+        "metric": view.metric,
+        "mean": mean,
+        "std": std,
+        "runs": runs,
+        "label_fraction": fraction,
+        "n_train": int(round(np.mean([s[0] for s in row.sizes]))),
+        "n_valid": int(round(np.mean([s[1] for s in row.sizes]))),
+        "n_test": int(sum(s[2] for s in row.sizes)),
+        **common,
+    }
     if protocol == "linear":
         e["best_epochs"] = row.best_epochs
     elif protocol == "knn":
@@ -137,13 +194,16 @@ def _entry(view: TaskView, protocol: str, fraction: float, row: _Row, common: di
     return e
 
 
-def run_task(view: TaskView, systems: list, recipe, device, precision: str, progress: bool, say
-             ) -> tuple[dict, dict, dict]:
+def run_task(
+    view: TaskView, systems: list, recipe, device, precision: str, progress: bool, say
+) -> tuple[dict, dict, dict]:
     """(results per system {key: entry}, plot artifacts {task: ...}, the label subsets record)."""
     task = view.task
     protocols, fractions = list(task.protocols), list(task.label_fraction)
-    say(view.describe() + (f"; label fractions {', '.join(fraction_tag(f) for f in fractions)}"
-                           if fractions != [1.0] else ""))
+    say(
+        view.describe()
+        + (f"; label fractions {', '.join(fraction_tag(f) for f in fractions)}" if fractions != [1.0] else "")
+    )
     chosen, record = draw_subsets(view, fractions, recipe.seed)
     by_unit = view.unit_counts()
     warnings = coverage_warnings(task.name, [str(c) for c in view.classes], by_unit)
@@ -173,6 +233,7 @@ def run_task(view: TaskView, systems: list, recipe, device, precision: str, prog
 
             def keep(idx, ok=ok):  # the rows that could be read (unreadable images are left out)
                 return idx if ok is None or idx is None else idx[ok[idx]]
+
             cached.append(bool(info.get("cached")))
             common["embedding_dim"] = int(x.shape[1])
             if "prenorm" in info and sys_name != "logmel":
@@ -190,31 +251,52 @@ def run_task(view: TaskView, systems: list, recipe, device, precision: str, prog
                     elif protocol == "knn":
                         runs = _knn(x, view.labels, train, test, view, recipe, device)
                     else:
-                        runs = _finetune(view, model, unit, info, view.labels, train, valid, test, recipe, device,
-                                         precision, desc, progress)
+                        runs = _finetune(
+                            view,
+                            model,
+                            unit,
+                            info,
+                            view.labels,
+                            train,
+                            valid,
+                            test,
+                            recipe,
+                            device,
+                            precision,
+                            desc,
+                            progress,
+                        )
                 except ValueError as e:
                     raise task_error(task.name, f"{protocol}: {unit.name}: {e}") from None
                 row.add(unit.name, runs, view.labels[test], time.perf_counter() - t0)
         entries = {}
         for (protocol, f), row in rows.items():
             key = result_key(task.name, protocols, protocol, f)
-            entries[key] = _entry(view, protocol, f, row, {**common, "cached": all(cached),
-                                                          "embed_s": round(t_embed, 2)}, recipe)
+            entries[key] = _entry(
+                view, protocol, f, row, {**common, "cached": all(cached), "embed_s": round(t_embed, 2)}, recipe
+            )
             entries[key].update(coverage)
             if getattr(view.data, "skipped", None):
                 entries[key]["skipped_files"] = dict(view.data.skipped)
             e = entries[key]
-            say(f"  {sys_name:>7} {protocol:>8}{'' if f == 1.0 else ' @' + fraction_tag(f):>6}: {e['metric']} "
+            say(
+                f"  {sys_name:>7} {protocol:>8}{'' if f == 1.0 else ' @' + fraction_tag(f):>6}: {e['metric']} "
                 f"{100 * e['mean']:.2f} ± {100 * e['std']:.2f}  ({e['elapsed_s']:.1f} s"
-                f"{', cached' if all(cached) and protocol in FROZEN else ''})")
+                f"{', cached' if all(cached) and protocol in FROZEN else ''})"
+            )
         results[sys_name] = entries
         if sys_name == systems[0][0] and rows:
             first = rows[(protocols[0], fractions[-1])]
-            art = {"classes": view.classes, "multi_label": view.multi_label,
-                   "tsne_x": np.concatenate(tsne_x), "tsne_y": np.concatenate(tsne_y)}
+            art = {
+                "classes": view.classes,
+                "multi_label": view.multi_label,
+                "tsne_x": np.concatenate(tsne_x),
+                "tsne_y": np.concatenate(tsne_y),
+            }
             if not view.multi_label:
-                art["confusion"] = confusion_matrix(np.concatenate(first.truths),
-                                                    np.concatenate(first.preds).argmax(1), view.num_classes)
+                art["confusion"] = confusion_matrix(
+                    np.concatenate(first.truths), np.concatenate(first.preds).argmax(1), view.num_classes
+                )
             artifacts[task.name] = art
     return results, artifacts, record
 

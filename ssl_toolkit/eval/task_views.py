@@ -5,6 +5,7 @@ Audio tasks (eval/audio_tasks.py) keep their rows in metadata order; an image ta
 its test split, then its valid split (if any). A row's name (written with the label subsets) is an audio file's path
 relative to the task's audio folder, or ``<split>/<index>`` of an image split.
 """
+
 from __future__ import annotations
 
 import copy
@@ -68,8 +69,9 @@ class AudioTaskView(TaskView):
     def __init__(self, task: AudioTask, model0: EvalModel, recipe, cache, device, precision, progress: bool):
         data = load_audio_task(task)
         self.sample_rate = frontend_sample_rate(model0.frontend)
-        self.emb = AudioEmbedder(data, self.sample_rate, cache, device, precision, recipe.batch_size,
-                                 recipe.prenorm, recipe.seed, progress)
+        self.emb = AudioEmbedder(
+            data, self.sample_rate, cache, device, precision, recipe.batch_size, recipe.prenorm, recipe.seed, progress
+        )
         self.model0, self.device, self.precision = model0, device, precision
         self.task = task
 
@@ -92,8 +94,9 @@ class AudioTaskView(TaskView):
             if "log_mel" not in [s.get("name") for s in self.model0.frontend_spec]:
                 return None
             upstream, _, _ = split_frontend(self.model0.frontend)
-            return self.emb.embeddings(None, unit, "logmel", frontend=upstream,
-                                       frontend_spec=self.model0.frontend_spec[:len(upstream)])
+            return self.emb.embeddings(
+                None, unit, "logmel", frontend=upstream, frontend_spec=self.model0.frontend_spec[: len(upstream)]
+            )
         return self.emb.embeddings(model, unit, "encoder")
 
     def finetune_inputs(self, model, unit, info, batch_size):
@@ -110,13 +113,22 @@ class AudioTaskView(TaskView):
             for j, r in enumerate(rows):
                 w = waves[int(r)]
                 s = int(rng.integers(0, len(w) - unit_len + 1)) if len(w) > unit_len else 0
-                piece = w[s:s + unit_len]
-                out[j, :len(piece)] = piece
+                piece = w[s : s + unit_len]
+                out[j, : len(piece)] = piece
             return torch.from_numpy(out).to(device)
 
         def features(encoder, rows: np.ndarray) -> np.ndarray:
-            return embed_clips([waves[int(r)] for r in rows], encoder, frontend, rate, task.unit_sec,
-                               task.long_clips, device=device, batch_size=batch_size, precision=self.precision)
+            return embed_clips(
+                [waves[int(r)] for r in rows],
+                encoder,
+                frontend,
+                rate,
+                task.unit_sec,
+                task.long_clips,
+                device=device,
+                batch_size=batch_size,
+                precision=self.precision,
+            )
 
         return FinetuneInputs(train_batch, features, frontend)
 
@@ -125,8 +137,9 @@ class ImageTaskView(TaskView):
     def __init__(self, task: ImageTask, recipe, cache, device, precision, progress: bool):
         self.task = task
         self.data = image_mod.load_task(task)
-        self.emb = image_mod.ImageEmbedder(self.data, cache, device, precision, recipe.batch_size,
-                                           recipe.num_workers, progress)
+        self.emb = image_mod.ImageEmbedder(
+            self.data, cache, device, precision, recipe.batch_size, recipe.num_workers, progress
+        )
         self.device, self.precision = device, precision
         self.roles = [r for r in ("train", "test", "valid") if r in self.data.splits]
         self.rows: list[tuple[str, int]] = [(r, i) for r in self.roles for i in range(len(self.data.splits[r].labels))]
@@ -138,15 +151,19 @@ class ImageTaskView(TaskView):
 
     def describe(self) -> str:
         s = self.data.splits
-        return (f"task '{self.name}': {len(s['train'].dataset)} train / {len(s['test'].dataset)} test images, "
-                f"{self.num_classes} classes; protocols {', '.join(self.task.protocols)}")
+        return (
+            f"task '{self.name}': {len(s['train'].dataset)} train / {len(s['test'].dataset)} test images, "
+            f"{self.num_classes} classes; protocols {', '.join(self.task.protocols)}"
+        )
 
     def features(self, model, feature, unit):
         if feature != "encoder":
             return None
         parts = [self.emb.embeddings(model, role) for role in self.roles]
-        return (np.concatenate([x for x, _, _ in parts]),
-                {"ok": np.concatenate([ok for _, ok, _ in parts]), "cached": all(hit for _, _, hit in parts)})
+        return (
+            np.concatenate([x for x, _, _ in parts]),
+            {"ok": np.concatenate([ok for _, ok, _ in parts]), "cached": all(hit for _, _, hit in parts)},
+        )
 
     def image(self, row: int) -> torch.Tensor:
         role, i = self.rows[int(row)]
@@ -162,7 +179,14 @@ class ImageTaskView(TaskView):
             return torch.stack([self.image(r) for r in rows]).to(device)
 
         def features(encoder, rows: np.ndarray) -> np.ndarray:
-            return image_mod.embed_images([self.image(r) for r in rows], model.frontend, encoder, device, batch_size,
-                                          self.precision, int(encoder.feature_dim))
+            return image_mod.embed_images(
+                [self.image(r) for r in rows],
+                model.frontend,
+                encoder,
+                device,
+                batch_size,
+                self.precision,
+                int(encoder.feature_dim),
+            )
 
         return FinetuneInputs(train_batch, features, list(model.frontend))

@@ -1,4 +1,5 @@
 """Image modality: datasets (folders, CIFAR pickles, .npz), batched augmentations and ResNet encoders."""
+
 from . import (
     augment,  # noqa: F401
     backbones,  # noqa: F401

@@ -9,6 +9,7 @@ BYOL's views (Grill et al. 2020, Table 6) chain: random_resized_crop → horizon
 color_jitter(0.4, 0.4, 0.2, 0.1, p=0.8) → grayscale(p=0.2) → gaussian_blur(p=1.0 | 0.1) →
 solarize(p=0.0 | 0.2), then normalize.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,9 +47,7 @@ def _check_p(p: float, name: str = "p") -> float:
 
 def _check_float(x: torch.Tensor, op: str) -> None:
     if not x.is_floating_point():
-        raise TypeError(
-            f"{op} expects float images in [0, 1], got {x.dtype}; put {{name: to_float}} in views.input"
-        )
+        raise TypeError(f"{op} expects float images in [0, 1], got {x.dtype}; put {{name: to_float}} in views.input")
 
 
 # ----------------------------------------------------------------------------- deterministic ops
@@ -83,8 +82,9 @@ class Normalize(BatchAugmentation):
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         _check_float(x, "normalize")
         if x.shape[1] != self.mean.shape[1]:
-            raise ValueError(f"normalize has {self.mean.shape[1]} channel statistics, "
-                             f"images have {x.shape[1]} channels")
+            raise ValueError(
+                f"normalize has {self.mean.shape[1]} channel statistics, images have {x.shape[1]} channels"
+            )
         return (x - self.mean.to(x)) / self.std.to(x)
 
 
@@ -101,9 +101,14 @@ class RandomResizedCrop(RandomOp):
 
     TRIES = 10
 
-    def __init__(self, size: PositiveInt = 224, scale: Annotated[list, Pair("(0, 1]")] = (0.08, 1.0),
-                 ratio: Annotated[list, Pair("(0, inf)")] = (3 / 4, 4 / 3),
-                 interpolation: Literal["bilinear", "bicubic", "nearest"] = "bilinear", antialias: bool = True):
+    def __init__(
+        self,
+        size: PositiveInt = 224,
+        scale: Annotated[list, Pair("(0, 1]")] = (0.08, 1.0),
+        ratio: Annotated[list, Pair("(0, inf)")] = (3 / 4, 4 / 3),
+        interpolation: Literal["bilinear", "bicubic", "nearest"] = "bilinear",
+        antialias: bool = True,
+    ):
         super().__init__()
         if isinstance(size, int):
             self.size = (size, size)
@@ -114,11 +119,14 @@ class RandomResizedCrop(RandomOp):
         self.scale = _pair(scale, "random_resized_crop.scale")
         self.ratio = _pair(ratio, "random_resized_crop.ratio")
         if not (0 < self.scale[0] <= self.scale[1]) or not (0 < self.ratio[0] <= self.ratio[1]):
-            raise ValueError(f"random_resized_crop: scale and ratio must be positive increasing pairs, "
-                             f"got {self.scale}, {self.ratio}")
+            raise ValueError(
+                f"random_resized_crop: scale and ratio must be positive increasing pairs, "
+                f"got {self.scale}, {self.ratio}"
+            )
         if interpolation not in ("bilinear", "bicubic"):
-            raise ValueError("random_resized_crop: interpolation must be 'bilinear' or 'bicubic', "
-                             f"got {interpolation!r}")
+            raise ValueError(
+                f"random_resized_crop: interpolation must be 'bilinear' or 'bicubic', got {interpolation!r}"
+            )
         self.interpolation, self.antialias = interpolation, bool(antialias)
 
     def sample_params(self, batch_size: int, device, generator=None, image_size=None) -> dict[str, torch.Tensor]:
@@ -156,8 +164,16 @@ class RandomResizedCrop(RandomOp):
 
     def apply(self, x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
         _check_float(x, "random_resized_crop")
-        return IF.resized_crop(x, params["top"], params["left"], params["height"], params["width"],
-                               self.size, self.interpolation, self.antialias)
+        return IF.resized_crop(
+            x,
+            params["top"],
+            params["left"],
+            params["height"],
+            params["width"],
+            self.size,
+            self.interpolation,
+            self.antialias,
+        )
 
     def make_params(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         return self.sample_params(x.shape[0], x.device, generator, image_size=x.shape[-2:])
@@ -200,9 +216,14 @@ class ColorJitter(RandomOp):
 
     OPS = ("brightness", "contrast", "saturation", "hue")
 
-    def __init__(self, brightness: NonNegativeFloat = 0.4, contrast: NonNegativeFloat = 0.4,
-                 saturation: NonNegativeFloat = 0.2, hue: Annotated[float, Range("[0, 0.5]")] = 0.1,
-                 p: Probability = 0.8):
+    def __init__(
+        self,
+        brightness: NonNegativeFloat = 0.4,
+        contrast: NonNegativeFloat = 0.4,
+        saturation: NonNegativeFloat = 0.2,
+        hue: Annotated[float, Range("[0, 0.5]")] = 0.1,
+        p: Probability = 0.8,
+    ):
         super().__init__()
         self.ranges = {
             "brightness": _jitter_range(brightness, "brightness"),
@@ -217,8 +238,11 @@ class ColorJitter(RandomOp):
         for name in self.OPS:
             rng = self.ranges[name]
             identity = 0.0 if name == "hue" else 1.0
-            params[name] = (torch.full((batch_size,), identity, device=device) if rng is None
-                            else uniform(batch_size, rng[0], rng[1], device, generator))
+            params[name] = (
+                torch.full((batch_size,), identity, device=device)
+                if rng is None
+                else uniform(batch_size, rng[0], rng[1], device, generator)
+            )
         # a random permutation of the four ops per sample (order[b, k] = op applied k-th)
         params["order"] = torch.rand(batch_size, 4, device=device, generator=generator).argsort(dim=1)
         return params
@@ -261,8 +285,12 @@ class RandomGrayscale(RandomOp):
 class GaussianBlur(RandomOp):
     """Gaussian blur with sigma ~ U(sigma) per sample, prob. p; kernel ≈ 10% of the side when unset."""
 
-    def __init__(self, p: Probability = 0.5, sigma: Annotated[list, Pair("(0, inf)")] = (0.1, 2.0),
-                 kernel_size: Optional[PositiveInt] = None):
+    def __init__(
+        self,
+        p: Probability = 0.5,
+        sigma: Annotated[list, Pair("(0, inf)")] = (0.1, 2.0),
+        kernel_size: Optional[PositiveInt] = None,
+    ):
         super().__init__()
         self.p = _check_p(p)
         self.sigma = _pair(sigma, "gaussian_blur.sigma")
@@ -278,8 +306,10 @@ class GaussianBlur(RandomOp):
         return IF.default_blur_kernel(min(x.shape[-2:]))
 
     def sample_params(self, batch_size, device, generator=None):
-        return {"apply": bernoulli(batch_size, self.p, device, generator),
-                "sigma": uniform(batch_size, self.sigma[0], self.sigma[1], device, generator)}
+        return {
+            "apply": bernoulli(batch_size, self.p, device, generator),
+            "sigma": uniform(batch_size, self.sigma[0], self.sigma[1], device, generator),
+        }
 
     def apply(self, x, params):
         _check_float(x, "gaussian_blur")

@@ -12,6 +12,7 @@ Nothing is ever downloaded: the networks start from random weights, or from a lo
 the file are dropped; every other key must fit exactly. The wrapped network is the submodule ``net`` (state-dict
 keys ``net.*``). Both libraries are imported only when such an encoder is built (start-up cost).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,8 +26,15 @@ from ..params import FilePath, PositiveInt
 from ..quoting import short_repr
 from ..registry import ENCODERS, did_you_mean
 
-TIMM_RESERVED = ("pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path", "cache_dir",
-                 "num_classes", "in_chans")
+TIMM_RESERVED = (
+    "pretrained",
+    "pretrained_cfg",
+    "pretrained_cfg_overlay",
+    "checkpoint_path",
+    "cache_dir",
+    "num_classes",
+    "in_chans",
+)
 """timm.create_model arguments the encoder sets itself (no download, no classifier, its own in_chans)."""
 TORCHVISION_RESERVED = ("weights", "num_classes")
 
@@ -51,8 +59,9 @@ def _options(options, who: str, reserved: tuple[str, ...], hint: str) -> dict:
     if options is None:
         return {}
     if not isinstance(options, dict):
-        raise ValueError(f"encoder '{who}': options must be a mapping of keyword arguments for the model, "
-                         f"got {short_repr(options)}")
+        raise ValueError(
+            f"encoder '{who}': options must be a mapping of keyword arguments for the model, got {short_repr(options)}"
+        )
     for key in reserved:
         if key in options:
             raise ValueError(f"encoder '{who}': options.{key} is not accepted: {hint}")
@@ -75,7 +84,7 @@ def read_state_dict(path: str, who: str) -> dict[str, torch.Tensor]:
     if not (isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values())):
         raise ValueError(f"encoder '{who}': {p} holds no state dict (expected a mapping of names to tensors)")
     if all(k.startswith("net.") for k in state):
-        state = {k[len("net."):]: v for k, v in state.items()}
+        state = {k[len("net.") :]: v for k, v in state.items()}
     return state
 
 
@@ -91,26 +100,36 @@ def load_weights(net: nn.Module, path: str, classifier: tuple[str, ...], who: st
 
 
 @ENCODERS.register("timm")
-def timm_encoder(model: str = "resnet50", pretrained_path: Optional[FilePath] = None, in_chans: PositiveInt = 3,
-                 options: Optional[dict] = None) -> LibraryEncoder:
+def timm_encoder(
+    model: str = "resnet50",
+    pretrained_path: Optional[FilePath] = None,
+    in_chans: PositiveInt = 3,
+    options: Optional[dict] = None,
+) -> LibraryEncoder:
     """Any timm model (resnet50, vit_small_patch16_224, ...) without classifier; weights only from a local file."""
     try:
         import timm
     except ImportError:
         raise ValueError("encoder 'timm' needs the timm package: pip install -e .[timm]") from None
-    kwargs = _options(options, "timm", TIMM_RESERVED, "the encoder sets it (nothing is downloaded, the classifier "
-                      "is removed, in_chans is its own parameter); give local weights in pretrained_path")
+    kwargs = _options(
+        options,
+        "timm",
+        TIMM_RESERVED,
+        "the encoder sets it (nothing is downloaded, the classifier "
+        "is removed, in_chans is its own parameter); give local weights in pretrained_path",
+    )
     if not timm.is_model(model):
-        raise ValueError(f"encoder 'timm': unknown model {model!r}{did_you_mean(model, timm.list_models())} "
-                         "(timm.list_models() lists them)")
+        raise ValueError(
+            f"encoder 'timm': unknown model {model!r}{did_you_mean(model, timm.list_models())} "
+            "(timm.list_models() lists them)"
+        )
     try:
         net = timm.create_model(model, pretrained=False, num_classes=0, in_chans=in_chans, **kwargs)
     except (TypeError, ValueError) as e:
         raise ValueError(f"encoder 'timm': cannot build {model!r} with options {kwargs}: {e}") from None
     if pretrained_path is not None:
         classifier = net.pretrained_cfg.get("classifier") or ()
-        load_weights(net, pretrained_path, (classifier,) if isinstance(classifier, str) else tuple(classifier),
-                     "timm")
+        load_weights(net, pretrained_path, (classifier,) if isinstance(classifier, str) else tuple(classifier), "timm")
     # timm ≥ 1.0: head_hidden_size is the pre-logits width (a head MLP or conv may follow the trunk's features)
     return LibraryEncoder(net, getattr(net, "head_hidden_size", None) or net.num_features)
 
@@ -119,17 +138,25 @@ timm_encoder.init_only = ("pretrained_path",)  # where the first weights come fr
 
 
 @ENCODERS.register("torchvision")
-def torchvision_encoder(model: str = "resnet50", weights_path: Optional[FilePath] = None,
-                        options: Optional[dict] = None) -> LibraryEncoder:
+def torchvision_encoder(
+    model: str = "resnet50", weights_path: Optional[FilePath] = None, options: Optional[dict] = None
+) -> LibraryEncoder:
     """Any torchvision classification model (resnet50, vit_b_16, ...) without classifier; local weights only."""
     import torchvision.models as models
 
-    kwargs = _options(options, "torchvision", TORCHVISION_RESERVED, "the encoder sets it (weights=None: nothing is "
-                      "downloaded, the classifier is removed); give local weights in weights_path")
+    kwargs = _options(
+        options,
+        "torchvision",
+        TORCHVISION_RESERVED,
+        "the encoder sets it (weights=None: nothing is "
+        "downloaded, the classifier is removed); give local weights in weights_path",
+    )
     known = models.list_models(module=models)
     if model not in known:
-        raise ValueError(f"encoder 'torchvision': unknown classification model {model!r}{did_you_mean(model, known)} "
-                         "(torchvision.models.list_models(module=torchvision.models) lists them)")
+        raise ValueError(
+            f"encoder 'torchvision': unknown classification model {model!r}{did_you_mean(model, known)} "
+            "(torchvision.models.list_models(module=torchvision.models) lists them)"
+        )
     try:
         net = models.get_model(model, weights=None, **kwargs)
     except (TypeError, ValueError) as e:

@@ -5,6 +5,7 @@ Every dataset returns ``(image uint8 (C, H, W), label int)`` (label −1 when un
 Array datasets hold the whole split in memory as one uint8 tensor (N, C, H, W); folders decode lazily
 (or eagerly with ``in_memory: true``). Images stay uint8 until the device (``to_float`` view op).
 """
+
 from __future__ import annotations
 
 import io
@@ -87,8 +88,14 @@ class ArrayImageDataset(Dataset):
 class NpzImages(ArrayImageDataset):
     """Images from a .npz of uint8 arrays x_train/y_train/x_test/y_test (HWC or CHW), held in memory."""
 
-    def __init__(self, path: FilePath, split: str = "train", limit: Optional[PositiveInt] = None,
-                 x_key: Optional[str] = None, y_key: Optional[str] = None):
+    def __init__(
+        self,
+        path: FilePath,
+        split: str = "train",
+        limit: Optional[PositiveInt] = None,
+        x_key: Optional[str] = None,
+        y_key: Optional[str] = None,
+    ):
         p = expand_path(path)
         _check_choice(split, SPLITS, "npz: split")
         _check_limit(limit)
@@ -109,8 +116,12 @@ class NpzImages(ArrayImageDataset):
                 classes = [str(c) for c in z["class_names"]] if "class_names" in keys else []
             except Exception as e:  # noqa: BLE001 - truncated / corrupt member
                 raise ValueError(f"npz dataset: cannot read {p}: {type(e).__name__}: {e}") from e
-        super().__init__(to_chw_uint8(x, f"npz dataset {p} '{x_key}'"),
-                         None if y is None else np.asarray(y).reshape(-1), classes, str(p))
+        super().__init__(
+            to_chw_uint8(x, f"npz dataset {p} '{x_key}'"),
+            None if y is None else np.asarray(y).reshape(-1),
+            classes,
+            str(p),
+        )
 
 
 # ----------------------------------------------------------------------------- CIFAR pickles
@@ -118,9 +129,12 @@ class _ArrayUnpickler(pickle.Unpickler):
     """Unpickles plain containers and numpy arrays only (the CIFAR batch files), nothing executable."""
 
     ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"), ("numpy", "dtype"),
-        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
         ("_codecs", "encode"),
     }
 
@@ -165,8 +179,9 @@ class _CifarBase(ArrayImageDataset):
             except KeyError as e:
                 raise ValueError(f"CIFAR dataset: {root / name} has no '{e.args[0]}' entry") from None
             if x.ndim != 2 or x.shape[1] != 3 * 32 * 32 or len(y) != len(x):
-                raise ValueError(f"CIFAR dataset: {root / name}: expected data (N, 3072) and N labels, "
-                                 f"got {x.shape} and {len(y)}")
+                raise ValueError(
+                    f"CIFAR dataset: {root / name}: expected data (N, 3072) and N labels, got {x.shape} and {len(y)}"
+                )
             xs.append(x.reshape(-1, 3, 32, 32))
             ys.append(y)
             have += len(x)
@@ -200,14 +215,18 @@ class Cifar10(_CifarBase):
 class Cifar100(_CifarBase):
     """CIFAR-100 from the official python pickles (folder cifar-100-python or its parent), in memory."""
 
-    def __init__(self, path: DirPath, split: Literal["train", "test"] = "train", limit: Optional[PositiveInt] = None,
-                 labels: Literal["fine", "coarse"] = "fine"):
+    def __init__(
+        self,
+        path: DirPath,
+        split: Literal["train", "test"] = "train",
+        limit: Optional[PositiveInt] = None,
+        labels: Literal["fine", "coarse"] = "fine",
+    ):
         _check_choice(split, SPLITS, "cifar100: split")
         _check_choice(labels, ("fine", "coarse"), "cifar100: labels")
         _check_limit(limit)
         root = _cifar_root(path, "cifar-100-python", split)
-        self._from_batches(root, [split], f"{labels}_labels",
-                           _meta_names(root, "meta", f"{labels}_label_names"), limit)
+        self._from_batches(root, [split], f"{labels}_labels", _meta_names(root, "meta", f"{labels}_label_names"), limit)
 
 
 # ----------------------------------------------------------------------------- image folders
@@ -260,8 +279,10 @@ def decode_image_bytes(data: bytes, size: Optional[int], max_pixels: int = MAX_P
         raise ValueError("empty file")
     dims = header_size(data)
     if dims is not None and dims[0] * dims[1] > max_pixels:
-        raise ValueError(f"image is {dims[0]} x {dims[1]} = {dims[0] * dims[1]:,} pixels, above the dataset's "
-                         f"max_pixels {max_pixels:,} (raise it if such images are intended)")
+        raise ValueError(
+            f"image is {dims[0]} x {dims[1]} = {dims[0] * dims[1]:,} pixels, above the dataset's "
+            f"max_pixels {max_pixels:,} (raise it if such images are intended)"
+        )
     with warnings.catch_warnings():  # torchvision >= 0.29 flags its decoders as deprecated (-> torchcodec)
         warnings.simplefilter("ignore", DeprecationWarning)
         img = tv_decode(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
@@ -281,9 +302,16 @@ class ImageFolder(Dataset):
     (``on_bad_file``); 16-bit images are scaled to 8 bits.
     """
 
-    def __init__(self, path: DirPath, split: Optional[str] = None, size: Optional[PositiveInt] = None,
-                 limit: Optional[PositiveInt] = None, on_bad_file: Literal["skip", "fail"] = "skip",
-                 in_memory: bool = False, max_pixels: PositiveInt = MAX_PIXELS):
+    def __init__(
+        self,
+        path: DirPath,
+        split: Optional[str] = None,
+        size: Optional[PositiveInt] = None,
+        limit: Optional[PositiveInt] = None,
+        on_bad_file: Literal["skip", "fail"] = "skip",
+        in_memory: bool = False,
+        max_pixels: PositiveInt = MAX_PIXELS,
+    ):
         _check_choice(on_bad_file, ("skip", "fail"), "image_folder: on_bad_file")
         _check_limit(limit)
         if size is not None and (not isinstance(size, int) or size < 1):
@@ -302,8 +330,11 @@ class ImageFolder(Dataset):
             items = [(f, c) for c, (_, files) in enumerate(labelled) for f in files]
             stray = [p for p in root.iterdir() if p.is_file() and _is_image(p)]
             if stray:
-                log.warning("image_folder %s: %d image(s) directly in the folder are ignored "
-                            "(it has class subfolders)", root, len(stray))
+                log.warning(
+                    "image_folder %s: %d image(s) directly in the folder are ignored (it has class subfolders)",
+                    root,
+                    len(stray),
+                )
         else:
             self.classes = []
             items = [(p, -1) for p in sorted(root.iterdir()) if p.is_file() and _is_image(p)]
@@ -361,8 +392,11 @@ class ImageFolder(Dataset):
         if self.shape is None:
             self.shape = tuple(img.shape)
         elif tuple(img.shape) != self.shape:
-            return self._bad(path, f"image is {img.shape[-2]}x{img.shape[-1]}, the dataset's images are "
-                                   f"{self.shape[-2]}x{self.shape[-1]} (set the dataset's 'size' to resize)")
+            return self._bad(
+                path,
+                f"image is {img.shape[-2]}x{img.shape[-1]}, the dataset's images are "
+                f"{self.shape[-2]}x{self.shape[-1]} (set the dataset's 'size' to resize)",
+            )
         return img
 
     # -- Dataset

@@ -11,6 +11,7 @@ exactly torchvision's ``resnet18/34/50`` (same module names, shapes and initiali
 stride on the 3×3 convolution, "v1.5"), so its weights load directly. The blocks are defined here so that
 registering the encoders does not import torchvision (seconds of start-up for every command).
 """
+
 from __future__ import annotations
 
 import functools
@@ -36,8 +37,14 @@ class BasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 norm_layer=nn.BatchNorm2d):
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        norm_layer=nn.BatchNorm2d,
+    ):
         super().__init__()
         self.conv1 = _conv3x3(inplanes, planes, stride)
         self.bn1 = norm_layer(planes)
@@ -58,8 +65,14 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 norm_layer=nn.BatchNorm2d):
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        norm_layer=nn.BatchNorm2d,
+    ):
         super().__init__()
         self.conv1 = _conv1x1(inplanes, planes)
         self.bn1 = norm_layer(planes)
@@ -82,9 +95,17 @@ def _to_ws(module: nn.Module) -> None:
     """Replace every Conv2d below ``module`` by a weight-standardized one (same configuration)."""
     for name, child in module.named_children():
         if type(child) is nn.Conv2d:
-            ws = WSConv2d(child.in_channels, child.out_channels, child.kernel_size, child.stride,
-                          child.padding, child.dilation, child.groups, child.bias is not None,
-                          child.padding_mode)
+            ws = WSConv2d(
+                child.in_channels,
+                child.out_channels,
+                child.kernel_size,
+                child.stride,
+                child.padding,
+                child.dilation,
+                child.groups,
+                child.bias is not None,
+                child.padding_mode,
+            )
             setattr(module, name, ws)
         else:
             _to_ws(child)
@@ -95,8 +116,17 @@ class ResNetEncoder(nn.Module):
 
     modality = "image"
 
-    def __init__(self, block, layers: list[int], *, cifar_stem: bool = False, width: float = 1.0,
-                 norm: str = "bn", in_channels: int = 3, zero_init_residual: bool = False):
+    def __init__(
+        self,
+        block,
+        layers: list[int],
+        *,
+        cifar_stem: bool = False,
+        width: float = 1.0,
+        norm: str = "bn",
+        in_channels: int = 3,
+        zero_init_residual: bool = False,
+    ):
         super().__init__()
         if width <= 0:
             raise ValueError(f"resnet: width must be positive, got {width}")
@@ -138,8 +168,9 @@ class ResNetEncoder(nn.Module):
     def _make_layer(self, block, planes: int, blocks: int, stride: int, norm_layer) -> nn.Sequential:
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = nn.Sequential(_conv1x1(self.inplanes, planes * block.expansion, stride),
-                                       norm_layer(planes * block.expansion))
+            downsample = nn.Sequential(
+                _conv1x1(self.inplanes, planes * block.expansion, stride), norm_layer(planes * block.expansion)
+            )
         layers = [block(self.inplanes, planes, stride, downsample, norm_layer)]
         self.inplanes = planes * block.expansion
         layers += [block(self.inplanes, planes, norm_layer=norm_layer) for _ in range(1, blocks)]
@@ -158,24 +189,60 @@ class ResNetEncoder(nn.Module):
 
 
 @ENCODERS.register("resnet18")
-def resnet18(cifar_stem: bool = False, width: PositiveFloat = 1.0, norm: Norm = "bn",
-             in_channels: PositiveInt = 3, zero_init_residual: bool = False) -> ResNetEncoder:
+def resnet18(
+    cifar_stem: bool = False,
+    width: PositiveFloat = 1.0,
+    norm: Norm = "bn",
+    in_channels: PositiveInt = 3,
+    zero_init_residual: bool = False,
+) -> ResNetEncoder:
     """ResNet-18 trunk (512·width features); cifar_stem for 32×32 images, norm bn|gn|gn_ws|none."""
-    return ResNetEncoder(BasicBlock, [2, 2, 2, 2], cifar_stem=cifar_stem, width=width, norm=norm,
-                         in_channels=in_channels, zero_init_residual=zero_init_residual)
+    return ResNetEncoder(
+        BasicBlock,
+        [2, 2, 2, 2],
+        cifar_stem=cifar_stem,
+        width=width,
+        norm=norm,
+        in_channels=in_channels,
+        zero_init_residual=zero_init_residual,
+    )
 
 
 @ENCODERS.register("resnet34")
-def resnet34(cifar_stem: bool = False, width: PositiveFloat = 1.0, norm: Norm = "bn",
-             in_channels: PositiveInt = 3, zero_init_residual: bool = False) -> ResNetEncoder:
+def resnet34(
+    cifar_stem: bool = False,
+    width: PositiveFloat = 1.0,
+    norm: Norm = "bn",
+    in_channels: PositiveInt = 3,
+    zero_init_residual: bool = False,
+) -> ResNetEncoder:
     """ResNet-34 trunk (512·width features); cifar_stem for 32×32 images, norm bn|gn|gn_ws|none."""
-    return ResNetEncoder(BasicBlock, [3, 4, 6, 3], cifar_stem=cifar_stem, width=width, norm=norm,
-                         in_channels=in_channels, zero_init_residual=zero_init_residual)
+    return ResNetEncoder(
+        BasicBlock,
+        [3, 4, 6, 3],
+        cifar_stem=cifar_stem,
+        width=width,
+        norm=norm,
+        in_channels=in_channels,
+        zero_init_residual=zero_init_residual,
+    )
 
 
 @ENCODERS.register("resnet50")
-def resnet50(cifar_stem: bool = False, width: PositiveFloat = 1.0, norm: Norm = "bn",
-             in_channels: PositiveInt = 3, zero_init_residual: bool = False) -> ResNetEncoder:
+def resnet50(
+    cifar_stem: bool = False,
+    width: PositiveFloat = 1.0,
+    norm: Norm = "bn",
+    in_channels: PositiveInt = 3,
+    zero_init_residual: bool = False,
+) -> ResNetEncoder:
     """ResNet-50 trunk (2048·width features); cifar_stem for 32×32 images, norm bn|gn|gn_ws|none."""
-    return ResNetEncoder(Bottleneck, [3, 4, 6, 3], cifar_stem=cifar_stem, width=width, norm=norm,
-                         in_channels=in_channels, zero_init_residual=zero_init_residual)
+    return ResNetEncoder(
+        Bottleneck,
+        [3, 4, 6, 3],
+        cifar_stem=cifar_stem,
+        width=width,
+        norm=norm,
+        in_channels=in_channels,
+        zero_init_residual=zero_init_residual,
+    )

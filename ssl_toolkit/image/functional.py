@@ -12,6 +12,7 @@ image separately (the tests check this), so a recipe written against torchvision
 - hue rotates the HSV hue (RGB → HSV → RGB);
 - Gaussian blur is separable, reflect-padded, with a per-sample sigma.
 """
+
 from __future__ import annotations
 
 import torch
@@ -35,8 +36,14 @@ def _cubic(t: torch.Tensor, a: float) -> torch.Tensor:
     return torch.where(t <= 1.0, near, torch.where(t < 2.0, far, torch.zeros_like(t)))
 
 
-def resample_matrix(start: torch.Tensor, length: torch.Tensor, in_size: int, out_size: int,
-                    mode: str = "bilinear", antialias: bool = True) -> torch.Tensor:
+def resample_matrix(
+    start: torch.Tensor,
+    length: torch.Tensor,
+    in_size: int,
+    out_size: int,
+    mode: str = "bilinear",
+    antialias: bool = True,
+) -> torch.Tensor:
     """Per-sample (B, out_size, in_size) matrices M with ``M @ signal`` = the crop
     ``signal[start:start+length]`` resized to ``out_size`` exactly as ``F.interpolate`` does it
     (align_corners=False). ``start``/``length`` are (B,) integer-valued tensors."""
@@ -74,15 +81,22 @@ def resample_matrix(start: torch.Tensor, length: torch.Tensor, in_size: int, out
     return w
 
 
-def resized_crop(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, height: torch.Tensor,
-                 width: torch.Tensor, size: tuple[int, int], mode: str = "bilinear",
-                 antialias: bool = True) -> torch.Tensor:
+def resized_crop(
+    x: torch.Tensor,
+    top: torch.Tensor,
+    left: torch.Tensor,
+    height: torch.Tensor,
+    width: torch.Tensor,
+    size: tuple[int, int],
+    mode: str = "bilinear",
+    antialias: bool = True,
+) -> torch.Tensor:
     """Crop box (top, left, height, width) of every sample, resized to ``size`` = (h, w)."""
     _, _, H, W = x.shape
-    wy = resample_matrix(top, height, H, size[0], mode, antialias).to(x.dtype)   # (B, h, H)
-    wx = resample_matrix(left, width, W, size[1], mode, antialias).to(x.dtype)   # (B, w, W)
-    out = torch.matmul(wy[:, None], x)                        # (B, C, h, W)
-    return torch.matmul(out, wx[:, None].transpose(-1, -2))   # (B, C, h, w)
+    wy = resample_matrix(top, height, H, size[0], mode, antialias).to(x.dtype)  # (B, h, H)
+    wx = resample_matrix(left, width, W, size[1], mode, antialias).to(x.dtype)  # (B, w, W)
+    out = torch.matmul(wy[:, None], x)  # (B, C, h, W)
+    return torch.matmul(out, wx[:, None].transpose(-1, -2))  # (B, C, h, w)
 
 
 def hflip(x: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
@@ -122,8 +136,9 @@ def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     chroma = maxc - minc
     inv = torch.where(chroma > 0, chroma, 1.0).reciprocal_()
     # hue in sixths of a turn (r = g = b gives 0 through the first branch)
-    h = torch.where(maxc == r, (g - b).mul_(inv),
-                    torch.where(maxc == g, (b - r).mul_(inv).add_(2.0), (r - g).mul_(inv).add_(4.0)))
+    h = torch.where(
+        maxc == r, (g - b).mul_(inv), torch.where(maxc == g, (b - r).mul_(inv).add_(2.0), (r - g).mul_(inv).add_(4.0))
+    )
     h = h.add_(6.0 * shift.to(x).view(-1, *([1] * (h.dim() - 1)))).remainder_(6.0)
     # HSV → RGB: channel n ∈ {5, 3, 1} (R, G, B) = v − c·clamp(min(k, 4 − k), 0, 1), k = (n + h) mod 6
     out = []
@@ -165,10 +180,10 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> tor
     # horizontal pass on the padded rows (padded rows included), then the vertical pass
     rows = xp[..., 0:W] * taps[0]
     for t in range(1, kernel_size):
-        rows = rows.add_(xp[..., t:t + W] * taps[t])
+        rows = rows.add_(xp[..., t : t + W] * taps[t])
     out = rows[..., 0:H, :] * taps[0]
     for t in range(1, kernel_size):
-        out = out.add_(rows[..., t:t + H, :] * taps[t])
+        out = out.add_(rows[..., t : t + H, :] * taps[t])
     return out
 
 
@@ -190,4 +205,3 @@ def apply_to(x: torch.Tensor, mask: torch.Tensor, fn, *params: torch.Tensor) -> 
     out = x.clone()
     out.index_copy_(0, idx, fn(x.index_select(0, idx), *[p.index_select(0, idx) for p in params]))
     return out
-

@@ -1,4 +1,5 @@
 """One file per method; each registers itself in METHODS."""
+
 from . import (  # noqa: F401
     byol,  # noqa: F401
     ccsl,

@@ -1,4 +1,5 @@
 """BYOL (Grill et al., NeurIPS 2020): two views, one EMA target, symmetrized loss summed (eq. 4)."""
+
 from __future__ import annotations
 
 from ..engine.bootstrap import BootstrapMethod, Pair

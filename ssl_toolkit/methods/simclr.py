@@ -13,6 +13,7 @@ Projector (the recipe's ``model.projector``): SimCLR's nonlinear head, Linear â†
 hidden width = the encoder's feature dimension and a 128-d output; the official code also batch-normalizes the
 output (``last_norm: true``) and drops the last bias. The ``ema`` section is unused (the logged Ï„ is the schedule's).
 """
+
 from __future__ import annotations
 
 import torch

@@ -6,6 +6,7 @@ SimSiam minimizes L = ½D(p1, sg z2) + ½D(p2, sg z1) with D = −cos. The engin
 gradients (the logged loss lies in [0, 2] instead of [−1, 1]). The ``ema`` section is unused
 (the logged τ is just the schedule's value).
 """
+
 from __future__ import annotations
 
 from ..engine.bootstrap import BootstrapMethod, Pair

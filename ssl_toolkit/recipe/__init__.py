@@ -6,6 +6,7 @@ what was expected, with a did-you-mean for misspelled keys and component names.
 Parts: :mod:`.loading` (files → one merged tree), :mod:`.schema` (the training recipe's dataclasses),
 :mod:`.validation` (tree → dataclasses), :mod:`.errors`; :func:`load_recipe` chains them.
 """
+
 from __future__ import annotations
 
 import os
@@ -61,9 +62,11 @@ def _check_optimizer(recipe: Recipe, validator: Validator) -> None:
     for key in recipe.optimizer.options:
         if key not in choices:
             hint = " (set it as optimizer.weight_decay / optimizer.lr)" if key in generic else ""
-            validator.fail(("optimizer", "options", key),
-                           f"optimizer '{entry.name}' has no option '{key}'{did_you_mean(key, choices)}{hint}; "
-                           f"it takes: {', '.join(choices) or 'nothing'}")
+            validator.fail(
+                ("optimizer", "options", key),
+                f"optimizer '{entry.name}' has no option '{key}'{did_you_mean(key, choices)}{hint}; "
+                f"it takes: {', '.join(choices) or 'nothing'}",
+            )
     hints = entry.hints()
     for key, value in recipe.optimizer.options.items():
         if key in hints:

@@ -1,4 +1,5 @@
 """The one error type of recipe loading and validation."""
+
 from __future__ import annotations
 
 

@@ -1,6 +1,7 @@
 """Recipe trees from YAML files: safe loading, ``base:`` inheritance, ``a.b=c`` overrides, the
 file each key came from (:class:`Origins`), and path expansion.
 """
+
 from __future__ import annotations
 
 import copy
@@ -55,8 +56,10 @@ class UniqueKeyLoader(yaml.SafeLoader):
             key, line = self.construct_object(key_node, deep=deep), key_node.start_mark.line + 1
             try:
                 if key in seen:
-                    raise DuplicateKeyError(f"duplicate key {key!r}: set on line {seen[key]} and again on line "
-                                            f"{line} (a mapping takes each key once)")
+                    raise DuplicateKeyError(
+                        f"duplicate key {key!r}: set on line {seen[key]} and again on line "
+                        f"{line} (a mapping takes each key once)"
+                    )
                 seen[key] = line
             except TypeError:  # an unhashable key: PyYAML reports it
                 continue
@@ -73,11 +76,16 @@ def _parse_yaml(text: str, file: str, key: str | None = None) -> Any:
         data = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
         n = expanded_size(data)
     except (ValueError, RecursionError) as e:
-        raise RecipeError(f"refused: {e if isinstance(e, ValueError) else 'nested too deeply'}",
-                          file=file, key=key) from None
+        raise RecipeError(
+            f"refused: {e if isinstance(e, ValueError) else 'nested too deeply'}", file=file, key=key
+        ) from None
     if n > MAX_EXPANDED_NODES:
-        raise RecipeError(f"refused: its YAML aliases expand to more than {MAX_EXPANDED_NODES:,} values "
-                          f"(an alias bomb?); write the values out instead", file=file, key=key)
+        raise RecipeError(
+            f"refused: its YAML aliases expand to more than {MAX_EXPANDED_NODES:,} values "
+            f"(an alias bomb?); write the values out instead",
+            file=file,
+            key=key,
+        )
     return data
 
 
@@ -138,8 +146,13 @@ def swaps_component(old: Any, new: Any) -> bool:
     """Whether ``new`` names another component than ``old``: both mappings with a ``name`` key, the names
     different. The rule for inheritance and overrides: a component section whose ``name`` changes is
     replaced as a whole, so the new component never inherits the old one's parameters."""
-    return isinstance(old, dict) and isinstance(new, dict) and "name" in old and "name" in new \
+    return (
+        isinstance(old, dict)
+        and isinstance(new, dict)
+        and "name" in old
+        and "name" in new
         and old["name"] != new["name"]
+    )
 
 
 def deep_merge(base: dict, update: dict) -> dict:
@@ -252,6 +265,10 @@ def check_required(tree: Any, origins: Origins, path: tuple = ()) -> None:
     for k, v in items:
         if v == REQUIRED:
             key = ".".join(map(str, path + (k,)))
-            raise RecipeError(f"required: this recipe leaves it to you; give it on the command line ({key}=...) "
-                              "or in a recipe that inherits this one", file=origins.of(path + (k,)), key=key)
+            raise RecipeError(
+                f"required: this recipe leaves it to you; give it on the command line ({key}=...) "
+                "or in a recipe that inherits this one",
+                file=origins.of(path + (k,)),
+                key=key,
+            )
         check_required(v, origins, path + (k,))

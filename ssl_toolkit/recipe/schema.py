@@ -4,6 +4,7 @@
 Field metadata ``registry`` names the registry a component is looked up in, ``supplied`` the
 parameters the trainer passes itself (a recipe may not set them).
 """
+
 from __future__ import annotations
 
 import dataclasses

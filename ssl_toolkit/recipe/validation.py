@@ -2,6 +2,7 @@
 parameters (against their registries, after importing the modules of ``imports:``), with the file
 and key path at fault in every error.
 """
+
 from __future__ import annotations
 
 import dataclasses

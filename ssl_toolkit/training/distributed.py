@@ -1,4 +1,5 @@
 """torch.distributed set-up for runs launched by ``torchrun`` (DDP); single process otherwise."""
+
 from __future__ import annotations
 
 import os
@@ -44,8 +45,12 @@ def init_distributed(device_name: str) -> tuple[DistInfo, torch.device]:
         # which names a fresh namespace per start (no rank reads a dead peer's address) and says "restarted".
         store, rank, world_size = next(dist.rendezvous("env://"))
         starts = store.add(f"ssl_toolkit/starts/rank_{rank}", 1)
-        dist.init_process_group(backend=backend, store=dist.PrefixStore(f"ssl_toolkit/start_{starts}", store),
-                                rank=rank, world_size=world_size)
+        dist.init_process_group(
+            backend=backend,
+            store=dist.PrefixStore(f"ssl_toolkit/start_{starts}", store),
+            rank=rank,
+            world_size=world_size,
+        )
         info = DistInfo(info.rank, info.world_size, info.local_rank, restarted=starts > 1)
     return info, device
 

@@ -17,6 +17,7 @@ state resumes exactly. Register a hook with ``@HOOKS.register("name")`` in a mod
 ``imports:``; ``trainer.hooks: [{name: ..., param: value}]`` turns it on. Hooks run on every rank under
 DDP: write files on ``run.is_main`` only, and take part in any collective on every rank.
 """
+
 from __future__ import annotations
 
 import signal
@@ -155,7 +156,8 @@ class NanGuard(Hook):
             raise NonFiniteLossError(
                 f"loss became NaN/inf at step {first}; the run stopped. The last good checkpoint is "
                 f"{run.run_dir / 'checkpoints' / 'last.pt'} (if one was written). Try a lower optimizer.lr, "
-                f"a longer warmup, or precision: fp32.")
+                f"a longer warmup, or precision: fp32."
+            )
 
     on_log = on_checkpoint = check
 
@@ -186,8 +188,10 @@ class Deadline(Hook):
             dist.all_reduce(past, op=dist.ReduceOp.MAX)
         if bool(past):
             run.stop = "deadline"
-            run.log(f"trainer.max_minutes {self.minutes:g} reached at step {run.pos.step} of {run.total_steps}: "
-                    "ending the run there")
+            run.log(
+                f"trainer.max_minutes {self.minutes:g} reached at step {run.pos.step} of {run.total_steps}: "
+                "ending the run there"
+            )
 
 
 class WindowMetrics(Hook):
@@ -222,11 +226,19 @@ class WindowMetrics(Hook):
     def on_log(self, run, row):
         now = time.perf_counter()
         collapse = mean_over_ranks(self.last.collapse) if run.world_size > 1 else self.last.collapse
-        row.update({"step": run.pos.step, "epoch": run.pos.epoch, "loss": float(self.loss_sum) / self.steps,
-                    "lr": self.last.lr, "tau": self.last.tau,
-                    "samples_per_s": self.samples / max(now - self.window_start, 1e-9),
-                    "collapse": float(collapse), "skipped_files": len(run.pos.skipped),
-                    "elapsed_s": self.carried + now - self.run_start})
+        row.update(
+            {
+                "step": run.pos.step,
+                "epoch": run.pos.epoch,
+                "loss": float(self.loss_sum) / self.steps,
+                "lr": self.last.lr,
+                "tau": self.last.tau,
+                "samples_per_s": self.samples / max(now - self.window_start, 1e-9),
+                "collapse": float(collapse),
+                "skipped_files": len(run.pos.skipped),
+                "elapsed_s": self.carried + now - self.run_start,
+            }
+        )
         row.update({k: float(v) / self.steps for k, v in self.extra.items()})
         self.extra.clear()
         self.loss_sum.zero_()
@@ -270,9 +282,11 @@ class CollapseWarning(Hook):
 
     def on_log(self, run, row):
         if row["collapse"] < self.threshold:
-            run.log(f"WARNING: collapse monitor: projection std×√d = {row['collapse']:.4f} < "
-                    f"trainer.collapse_threshold {self.threshold} at step {run.pos.step}: the representation is "
-                    "collapsing")
+            run.log(
+                f"WARNING: collapse monitor: projection std×√d = {row['collapse']:.4f} < "
+                f"trainer.collapse_threshold {self.threshold} at step {run.pos.step}: the representation is "
+                "collapsing"
+            )
 
 
 class Progress(Hook):
@@ -283,8 +297,11 @@ class Progress(Hook):
     def on_start(self, run):
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=run.total_steps, initial=run.pos.step, desc=run.recipe.name, unit="step",
-                        dynamic_ncols=True) if run.is_main else None
+        self.bar = (
+            tqdm(total=run.total_steps, initial=run.pos.step, desc=run.recipe.name, unit="step", dynamic_ncols=True)
+            if run.is_main
+            else None
+        )
 
     def on_step(self, run, out):
         if self.bar is not None:
@@ -292,8 +309,12 @@ class Progress(Hook):
 
     def on_log(self, run, row):
         if self.bar is not None:
-            self.bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.3g}", tau=f"{row['tau']:.4f}",
-                                 sps=f"{row['samples_per_s']:.0f}")
+            self.bar.set_postfix(
+                loss=f"{row['loss']:.4f}",
+                lr=f"{row['lr']:.3g}",
+                tau=f"{row['tau']:.4f}",
+                sps=f"{row['samples_per_s']:.0f}",
+            )
 
     def on_end(self, run):
         if self.bar is not None:
@@ -343,8 +364,14 @@ class StopSignals(Hook):
 def builtin_hooks(trainer_cfg, progress: bool) -> list[Hook]:
     """The hooks every run has, configured by the ``trainer`` keys."""
     t = trainer_cfg
-    hooks = [NanGuard(), WindowMetrics(), MetricsFile(t.tensorboard), CollapseWarning(t.collapse_threshold),
-             PeriodicCheckpoint(t.checkpoint_every), StopSignals()]
+    hooks = [
+        NanGuard(),
+        WindowMetrics(),
+        MetricsFile(t.tensorboard),
+        CollapseWarning(t.collapse_threshold),
+        PeriodicCheckpoint(t.checkpoint_every),
+        StopSignals(),
+    ]
     if t.max_minutes is not None:
         hooks.append(Deadline(t.max_minutes))
     if progress:

@@ -8,6 +8,7 @@ optimizer and schedule stay fresh. A classifier the encoder does not have (torch
 With ``init_strict: true`` any other mismatch is an error naming the first keys and both shapes; with ``false``
 the tensors whose names and shapes match are loaded and the rest is logged.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -38,32 +39,43 @@ def read_init_weights(spec: str, expected_sha256: str | None = None) -> tuple[di
     if source.kind == "random" or source.encoder_state is None:
         raise InitError(f"model.init_from: {spec!r} names no weights")
     if expected_sha256 and expected_sha256 != source.checksum:
-        raise InitError(f"model.init_sha256: {source.path} has sha256 {source.checksum}, the recipe expects "
-                        f"{expected_sha256} (another file than the one this recipe was run with)")
+        raise InitError(
+            f"model.init_sha256: {source.path} has sha256 {source.checksum}, the recipe expects "
+            f"{expected_sha256} (another file than the one this recipe was run with)"
+        )
     return dict(source.encoder_state), source.path.resolve(), source.checksum
 
 
 def fit_to(own: dict, state: dict, strict: bool, where: str) -> tuple[dict, list[str]]:
     """The tensors of ``state`` to load into a module whose state dict is ``own``, and what was left out."""
     extra = [k for k in state if k not in own]
-    dropped = [k for k in extra if k.startswith(CLASSIFIER_PREFIXES)
-               and not any(o.startswith(k.split(".", 1)[0] + ".") for o in own)]
+    dropped = [
+        k
+        for k in extra
+        if k.startswith(CLASSIFIER_PREFIXES) and not any(o.startswith(k.split(".", 1)[0] + ".") for o in own)
+    ]
     state = {k: v for k, v in state.items() if k not in dropped}
     problem = state_dict_mismatch(own, state)
     if not problem:
         return state, [f"classifier {k} (not part of the encoder)" for k in dropped]
     if strict:
-        raise InitError(f"model.init_from: {where} does not fit the recipe's model.encoder: {problem} (set "
-                        "model.init_strict: false to load only the tensors that match)")
+        raise InitError(
+            f"model.init_from: {where} does not fit the recipe's model.encoder: {problem} (set "
+            "model.init_strict: false to load only the tensors that match)"
+        )
     fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    left = [f"{k} {tuple(v.shape)}: " + (f"model has {tuple(own[k].shape)}" if k in own else "not in the model")
-            for k, v in state.items() if k not in fitting]
+    left = [
+        f"{k} {tuple(v.shape)}: " + (f"model has {tuple(own[k].shape)}" if k in own else "not in the model")
+        for k, v in state.items()
+        if k not in fitting
+    ]
     left += [f"{k}: not in the file (stays random)" for k in own if k not in state]
     return fitting, left + [f"classifier {k} (not part of the encoder)" for k in dropped]
 
 
-def initialize_encoder(method: nn.Module, spec: str, strict: bool, expected_sha256: str | None,
-                       log: Callable[[str], None]) -> tuple[Path, str]:
+def initialize_encoder(
+    method: nn.Module, spec: str, strict: bool, expected_sha256: str | None, log: Callable[[str], None]
+) -> tuple[Path, str]:
     """Load ``spec``'s weights into ``method``'s online encoder and copy them into its EMA targets' encoders;
     returns (resolved path, sha256)."""
     state, path, digest = read_init_weights(spec, expected_sha256)

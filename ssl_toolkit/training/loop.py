@@ -5,6 +5,7 @@ step) → ``on_step_end``; ``on_epoch_end`` after each finished epoch (not after
 honoured between any two batches that leave no micro-batch pending, so a stop is always at a point that
 resumes exactly.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -82,8 +83,10 @@ def _record_bad(run: Run, bad: list, skipped_log: Optional[Path]) -> None:
 
 def _note_left_out(run: Run, n_items: int, left_out: int) -> None:
     if left_out <= MAX_LOGGED:
-        run.log(f"note: a batch of {n_items} usable item(s) was left out at step {run.pos.step} (batch statistics "
-                "need 2)" + ("; further ones are counted at the end of the epoch" if left_out == MAX_LOGGED else ""))
+        run.log(
+            f"note: a batch of {n_items} usable item(s) was left out at step {run.pos.step} (batch statistics "
+            "need 2)" + ("; further ones are counted at the end of the epoch" if left_out == MAX_LOGGED else "")
+        )
 
 
 def run_loop(run: Run, hooks, loader, sampler, dataset, accum: int, wants_labels: bool) -> None:
@@ -128,7 +131,8 @@ def run_loop(run: Run, hooks, loader, sampler, dataset, accum: int, wants_labels
                 f"epoch {run.pos.epoch} made no optimizer step: {run.pos.batches_done} batches read, "
                 f"{len(run.pos.skipped)} bad file(s) skipped so far, and every batch had fewer than 2 usable items "
                 f"(data.batch_size={run.recipe.data.batch_size}); batch statistics need at least 2 items per batch: "
-                "raise data.batch_size or fix the bad files listed above")
+                "raise data.batch_size or fix the bad files listed above"
+            )
         if run.pos.step < run.total_steps and run.stop is None:
             hooks.on_epoch_end(run)
             run.pos.epoch += 1

@@ -1,4 +1,5 @@
 """Run metrics: ``metrics.csv`` (one row per logged step) and TensorBoard events."""
+
 from __future__ import annotations
 
 import csv

@@ -3,6 +3,7 @@
 LARS (You et al. 2017) as used by BYOL (§3.3/App. C): biases and normalization parameters are
 excluded from weight decay and from the trust-ratio adaptation.
 """
+
 from __future__ import annotations
 
 import torch
@@ -18,10 +19,12 @@ class LARS(torch.optim.Optimizer):
     Param groups with ``lars_exclude=True`` get neither weight decay nor adaptation.
     """
 
-    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
-                 trust_coefficient: float = 0.001):
-        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
-                        trust_coefficient=trust_coefficient, lars_exclude=False)
+    def __init__(
+        self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, trust_coefficient: float = 0.001
+    ):
+        defaults = dict(
+            lr=lr, momentum=momentum, weight_decay=weight_decay, trust_coefficient=trust_coefficient, lars_exclude=False
+        )
         super().__init__(params, defaults)
 
     @torch.no_grad()
@@ -40,8 +43,9 @@ class LARS(torch.optim.Optimizer):
                     grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
                 w_norm = torch.stack(torch._foreach_norm(params))
                 g_norm = torch.stack(torch._foreach_norm(grads))
-                trust = torch.where((w_norm > 0) & (g_norm > 0),
-                                    group["trust_coefficient"] * w_norm / g_norm, torch.ones_like(w_norm))
+                trust = torch.where(
+                    (w_norm > 0) & (g_norm > 0), group["trust_coefficient"] * w_norm / g_norm, torch.ones_like(w_norm)
+                )
                 grads = torch._foreach_mul(grads, list(trust.unbind()))
             bufs = []
             for p, g in zip(params, grads):
@@ -73,8 +77,13 @@ def param_groups(model: nn.Module, weight_decay: float, exclude_bias_and_norm: b
 
 
 @OPTIMIZERS.register("lars")
-def lars(params, lr: PositiveFloat, momentum: Rate = 0.9, trust_coefficient: PositiveFloat = 0.001,
-         weight_decay: NonNegativeFloat = 0.0):
+def lars(
+    params,
+    lr: PositiveFloat,
+    momentum: Rate = 0.9,
+    trust_coefficient: PositiveFloat = 0.001,
+    weight_decay: NonNegativeFloat = 0.0,
+):
     """LARS with momentum; biases/norm parameters excluded from decay and adaptation (BYOL)."""
     return LARS(params, lr=lr, momentum=momentum, weight_decay=weight_decay, trust_coefficient=trust_coefficient)
 
@@ -86,24 +95,39 @@ def _drop_lars_keys(params):
 @OPTIMIZERS.register("sgd")
 def sgd(params, lr: PositiveFloat, momentum: Rate = 0.9, nesterov: bool = False, weight_decay: NonNegativeFloat = 0.0):
     """SGD with momentum (torch.optim.SGD)."""
-    return torch.optim.SGD(_drop_lars_keys(params), lr=lr, momentum=momentum, nesterov=nesterov,
-                           weight_decay=weight_decay, foreach=True)
+    return torch.optim.SGD(
+        _drop_lars_keys(params), lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, foreach=True
+    )
 
 
 @OPTIMIZERS.register("adam")
-def adam(params, lr: PositiveFloat, beta1: Rate = 0.9, beta2: Rate = 0.999, eps: PositiveFloat = 1e-8,
-         weight_decay: NonNegativeFloat = 0.0):
+def adam(
+    params,
+    lr: PositiveFloat,
+    beta1: Rate = 0.9,
+    beta2: Rate = 0.999,
+    eps: PositiveFloat = 1e-8,
+    weight_decay: NonNegativeFloat = 0.0,
+):
     """Adam (torch.optim.Adam; weight decay added to the gradient)."""
-    return torch.optim.Adam(_drop_lars_keys(params), lr=lr, betas=(beta1, beta2), eps=eps,
-                            weight_decay=weight_decay, foreach=True)
+    return torch.optim.Adam(
+        _drop_lars_keys(params), lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay, foreach=True
+    )
 
 
 @OPTIMIZERS.register("adamw")
-def adamw(params, lr: PositiveFloat, beta1: Rate = 0.9, beta2: Rate = 0.999, eps: PositiveFloat = 1e-8,
-          weight_decay: NonNegativeFloat = 0.0):
+def adamw(
+    params,
+    lr: PositiveFloat,
+    beta1: Rate = 0.9,
+    beta2: Rate = 0.999,
+    eps: PositiveFloat = 1e-8,
+    weight_decay: NonNegativeFloat = 0.0,
+):
     """AdamW (torch.optim.AdamW; decoupled weight decay)."""
-    return torch.optim.AdamW(_drop_lars_keys(params), lr=lr, betas=(beta1, beta2), eps=eps,
-                             weight_decay=weight_decay, foreach=True)
+    return torch.optim.AdamW(
+        _drop_lars_keys(params), lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay, foreach=True
+    )
 
 
 def applied_lr(base_lr: float, scaling: str, global_batch: int) -> tuple[float, str]:

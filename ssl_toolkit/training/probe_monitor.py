@@ -22,6 +22,7 @@ once on the probe's training clips (EVAR, as ``ssl-toolkit eval``): the encoder 
 (BYOL-A's post-norm), and the run's statistics would feed another task's clips off that scale (measured on the demo:
 ridge 45.7 % with the run's statistics, 59.1 % with the task's, on the same weights).
 """
+
 from __future__ import annotations
 
 import copy
@@ -36,12 +37,13 @@ from ..params import REFERENCE_CHECKS, PositiveInt, Reference
 from ..registry import ENCODERS, HOOKS, RegistryError
 from .hooks import Monitor
 
-RIDGE_ALPHAS = tuple(10.0 ** e for e in range(-3, 5))
-MAX_KEPT_BYTES = 512 * 2 ** 20  # audio: front-end output kept between measurements
+RIDGE_ALPHAS = tuple(10.0**e for e in range(-3, 5))
+MAX_KEPT_BYTES = 512 * 2**20  # audio: front-end output kept between measurements
 
 
-def ridge_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, num_classes: int,
-                multi_label: bool = False) -> np.ndarray:
+def ridge_probe(
+    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, num_classes: int, multi_label: bool = False
+) -> np.ndarray:
     """Test outputs (N_test, C) of ridge regression onto one-hot (or multi-hot) targets, standardized inputs,
     the penalty chosen by leave-one-out error (scikit-learn's efficient generalized cross-validation)."""
     from sklearn.linear_model import RidgeCV
@@ -72,8 +74,9 @@ def probe_task(recipe_path, task_name: Optional[str] = None):
     names = [t.name for t in tasks]
     if task_name is None:
         if len(tasks) != 1:
-            raise ValueError(f"probe: {recipe_path} has {len(tasks)} tasks ({', '.join(names)}); "
-                             "name one with task: <name>")
+            raise ValueError(
+                f"probe: {recipe_path} has {len(tasks)} tasks ({', '.join(names)}); name one with task: <name>"
+            )
         return recipe, tasks[0]
     if task_name not in names:
         raise ValueError(f"probe: no task {task_name!r} in {recipe_path} (tasks: {', '.join(names)})")
@@ -96,8 +99,10 @@ def check_probe_recipe(path, siblings: dict, context: Optional[dict]) -> Optiona
         takes = None  # model.encoder.name gets its own error
     kind = "audio" if isinstance(task, AudioTask) else "image"
     if takes is not None and takes != kind:
-        return (f"task '{task.name}' of eval recipe {path} is an {kind} task, but model.encoder ({name}) takes "
-                f"{takes} input; name an eval recipe of {takes} tasks")
+        return (
+            f"task '{task.name}' of eval recipe {path} is an {kind} task, but model.encoder ({name}) takes "
+            f"{takes} input; name an eval recipe of {takes} tasks"
+        )
     return None
 
 
@@ -111,15 +116,25 @@ class ProbeMonitor(Monitor):
     order = 41
     label = "probe"
 
-    def __init__(self, recipe: Annotated[str, Reference("eval_recipe")], task: Optional[str] = None,
-                 every_epochs: PositiveInt = 1,
-                 probe: Literal["auto", "knn", "ridge"] = "auto", max_train: PositiveInt = 2000,
-                 max_test: PositiveInt = 1000, batch_size: PositiveInt = 128):
+    def __init__(
+        self,
+        recipe: Annotated[str, Reference("eval_recipe")],
+        task: Optional[str] = None,
+        every_epochs: PositiveInt = 1,
+        probe: Literal["auto", "knn", "ridge"] = "auto",
+        max_train: PositiveInt = 2000,
+        max_test: PositiveInt = 1000,
+        batch_size: PositiveInt = 128,
+    ):
         super().__init__()
         if probe not in ("auto", "knn", "ridge"):
             raise ValueError(f"probe: probe must be 'auto', 'knn' or 'ridge', got {probe!r}")
-        for name, v in (("every_epochs", every_epochs), ("max_train", max_train), ("max_test", max_test),
-                        ("batch_size", batch_size)):
+        for name, v in (
+            ("every_epochs", every_epochs),
+            ("max_train", max_train),
+            ("max_test", max_test),
+            ("batch_size", batch_size),
+        ):
             if int(v) < 1:
                 raise ValueError(f"probe: {name} must be >= 1, got {v}")
         self.recipe_path, self.task_name, self.probe = str(recipe), task, probe
@@ -155,8 +170,10 @@ class ProbeMonitor(Monitor):
         self.modality = "audio" if isinstance(task, AudioTask) else "image"
         encoder_modality = getattr(run.learner.method.encoder, "modality", None)
         if encoder_modality is not None and encoder_modality != self.modality:
-            raise ValueError(f"probe: task {task.name!r} of {self.recipe_path} is an {self.modality} task, but this "
-                             f"run trains an {encoder_modality} encoder")
+            raise ValueError(
+                f"probe: task {task.name!r} of {self.recipe_path} is an {self.modality} task, but this "
+                f"run trains an {encoder_modality} encoder"
+            )
         self.kind = self.probe if self.probe != "auto" else ("knn" if self.modality == "image" else "ridge")
         self.knn = recipe.knn
         views = run.learner.views
@@ -167,8 +184,10 @@ class ProbeMonitor(Monitor):
             self.init = {self.column: self.init}
         if not self.init:
             self.init = self.timed_measure(run)
-            run.log(f"probe {task.name} ({self.kind}, {len(self.y_train)} train / {len(self.y_test)} test items) "
-                    f"at random init: {100 * self.init[self.column]:.1f} %")
+            run.log(
+                f"probe {task.name} ({self.kind}, {len(self.y_train)} train / {len(self.y_test)} test items) "
+                f"at random init: {100 * self.init[self.column]:.1f} %"
+            )
 
     def _load_audio(self, run, task, seed: int) -> None:
         from ..audio.embedding import Pieces, frontend_sample_rate, split_frontend
@@ -182,8 +201,16 @@ class ProbeMonitor(Monitor):
         self.sample_rate = frontend_sample_rate(self.frontend)
         self.task, self.multi_label, self.num_classes = task, data.multi_label, data.num_classes
         for role, idx in rows.items():
-            sub = type(data)(task, data.csv_path, data.base, [data.files[i] for i in idx], data.labels[idx],
-                             data.classes, [], data.csv_sha256)
+            sub = type(data)(
+                task,
+                data.csv_path,
+                data.base,
+                [data.files[i] for i in idx],
+                data.labels[idx],
+                data.classes,
+                [],
+                data.csv_sha256,
+            )
             waves = decode_all(sub, self.sample_rate, progress=False)
             ok = [i for i, w in enumerate(waves) if w is not None]
             setattr(self, f"x_{role}", [waves[i] for i in ok])
@@ -191,8 +218,9 @@ class ProbeMonitor(Monitor):
         upstream, prenorm, rest = split_frontend(self.frontend)
         if prenorm is not None:  # a copy: the run's own pre_norm keeps its statistics
             pieces = Pieces.cut(self.x_train, task.unit_sec, self.sample_rate, task.long_clips)
-            stats = task_prenorm_stats(pieces, np.arange(len(pieces)), upstream, run.learner.device,
-                                       self.batch_size, seed)
+            stats = task_prenorm_stats(
+                pieces, np.arange(len(pieces)), upstream, run.learner.device, self.batch_size, seed
+            )
             prenorm = copy.deepcopy(prenorm)
             prenorm.mean.fill_(stats["mean"])
             prenorm.std.fill_(stats["std"])
@@ -203,8 +231,10 @@ class ProbeMonitor(Monitor):
 
         data = load_task(task)
         self.multi_label, self.num_classes = False, data.num_classes
-        parts = {"train": [data.splits["train"]] + ([data.splits["valid"]] if "valid" in data.splits else []),
-                 "test": [data.splits["test"]]}
+        parts = {
+            "train": [data.splits["train"]] + ([data.splits["valid"]] if "valid" in data.splits else []),
+            "test": [data.splits["test"]],
+        }
         for role, splits in parts.items():
             pairs = [(s, i) for s in splits for i in range(len(s.dataset))]
             cap = self.max_train if role == "train" else self.max_test
@@ -229,9 +259,18 @@ class ProbeMonitor(Monitor):
             return online_features(run, items, self.frontend, self.batch_size)[0].numpy()
         batches = self.frontend_out.get(role)
         if batches is None:
-            batches = self._keeping(role, frontend_batches(
-                items, self.frontend, self.sample_rate, self.task.unit_sec, self.task.long_clips,
-                device=run.learner.device, batch_size=self.batch_size))
+            batches = self._keeping(
+                role,
+                frontend_batches(
+                    items,
+                    self.frontend,
+                    self.sample_rate,
+                    self.task.unit_sec,
+                    self.task.long_clips,
+                    device=run.learner.device,
+                    batch_size=self.batch_size,
+                ),
+            )
         encoder = run.learner.method.encoder
         mode = encoder.training
         encoder.eval()

@@ -14,6 +14,7 @@ with the values of the random init measured before step 0 (``rankme_init``, ``ra
 no random number and changes no weight or buffer, so training is bit-identical with it on or off; under DDP only rank 0
 computes.
 """
+
 from __future__ import annotations
 
 from typing import Annotated
@@ -75,8 +76,9 @@ class RankMeMonitor(Monitor):
     order = 40
     label = "rankme"
 
-    def __init__(self, every: PositiveInt = 100, pool: Annotated[int, Range("[2, inf)")] = 512,
-                 batch_size: PositiveInt = 128):
+    def __init__(
+        self, every: PositiveInt = 100, pool: Annotated[int, Range("[2, inf)")] = 512, batch_size: PositiveInt = 128
+    ):
         super().__init__()
         for name, v in (("every", every), ("pool", pool), ("batch_size", batch_size)):
             if int(v) < 1:
@@ -99,7 +101,7 @@ class RankMeMonitor(Monitor):
             items = [it for _, it in zip(range(self.pool_size), dataset.ordered_items())]
         else:
             order = np.random.default_rng(run.recipe.seed).permutation(len(dataset))
-            items = [dataset[int(i)] for i in order[:min(self.pool_size, len(dataset))]]
+            items = [dataset[int(i)] for i in order[: min(self.pool_size, len(dataset))]]
         x, _, bad = collate_skipping_bad(items)
         if x is None or x.shape[0] < 2:
             raise ValueError(f"rankme: the pool of {len(items)} training items has fewer than 2 usable items")
@@ -108,8 +110,10 @@ class RankMeMonitor(Monitor):
         self.frontend = [op for op in (*views.input.ops, *views.joint.ops) if op.eval_frontend]
         if not self.init:
             self.init = self.timed_measure(run)
-            run.log(f"rankme at random init: features {self.init['rankme']:.1f}, projections "
-                    f"{self.init['rankme_proj']:.1f} (pool {x.shape[0]})")
+            run.log(
+                f"rankme at random init: features {self.init['rankme']:.1f}, projections "
+                f"{self.init['rankme_proj']:.1f} (pool {x.shape[0]})"
+            )
 
     def measure(self, run) -> dict:
         feats, projs = online_features(run, self.items, self.frontend, self.batch_size, projector=True)

@@ -6,6 +6,7 @@ over the view pairs, eq. 4) and back-propagate; then set the scheduled learning 
 and move the targets, ξ ← τξ + (1 − τ)θ. Everything else (data position, logging, checkpoints, signals)
 lives in the loop (loop.py) and its hooks (hooks.py).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -83,5 +84,6 @@ def train_step(learner: Learner, batches: list, step: int) -> StepOutput:
         L.optimizer.zero_grad(set_to_none=True)
     with record_function("ema"):
         tau = L.method.update_targets(step, L.total_steps)
-    return StepOutput(loss, out["collapse"], diagnostics, L.optimizer.param_groups[0]["lr"], tau,
-                      sum(x.shape[0] for x, _ in batches))
+    return StepOutput(
+        loss, out["collapse"], diagnostics, L.optimizer.param_groups[0]["lr"], tau, sum(x.shape[0] for x, _ in batches)
+    )

@@ -4,6 +4,7 @@
 any backend (gloo on CPU included) through differentiable ``torch.distributed`` all-reduces:
 two passes (mean, then variance) over the global batch, as a single-process BatchNorm would.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -48,8 +49,9 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
 def convert_to_global_bn(module: nn.Module) -> nn.Module:
     """Replace every BatchNorm*d by GlobalBatchNorm (weights and statistics kept)."""
     if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, GlobalBatchNorm):
-        new = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
-                              module.track_running_stats)
+        new = GlobalBatchNorm(
+            module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats
+        )
         new.load_state_dict(module.state_dict())
         for p_new, p_old in zip(new.parameters(), module.parameters()):
             p_new.requires_grad_(p_old.requires_grad)

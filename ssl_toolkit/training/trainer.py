@@ -8,6 +8,7 @@ generator reseeded from (seed, step, micro-step, rank) at every step; model rand
 uses the global RNG, whose states are saved in checkpoints; the data order is a function of
 (seed, epoch) and the position inside the epoch is checkpointed.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -75,15 +76,27 @@ def build_loader(r: Recipe, device: torch.device, rank: int = 0, world_size: int
             raise TrainingError(f"data.dataset ({r.data.dataset.name}): {e}") from None
         sampler = dataset
     else:
-        sampler = EpochSampler(len(dataset), r.data.batch_size, seed=r.seed, shuffle=r.data.shuffle,
-                               drop_last=r.data.drop_last, rank=rank, world_size=world_size)
+        sampler = EpochSampler(
+            len(dataset),
+            r.data.batch_size,
+            seed=r.seed,
+            shuffle=r.data.shuffle,
+            drop_last=r.data.drop_last,
+            rank=rank,
+            world_size=world_size,
+        )
     if sampler.batches_per_epoch() == 0:
         raise TrainingError(
             f"data.dataset has {len(dataset)} items: fewer than one batch of data.batch_size="
-            f"{r.data.batch_size} per process; lower data.batch_size or set data.drop_last: false")
+            f"{r.data.batch_size} per process; lower data.batch_size or set data.drop_last: false"
+        )
     loader = DataLoader(
-        dataset, batch_size=r.data.batch_size, sampler=None if streaming else sampler, num_workers=r.data.num_workers,
-        collate_fn=collate_skipping_bad, pin_memory=r.data.pin_memory and device.type == "cuda",
+        dataset,
+        batch_size=r.data.batch_size,
+        sampler=None if streaming else sampler,
+        num_workers=r.data.num_workers,
+        collate_fn=collate_skipping_bad,
+        pin_memory=r.data.pin_memory and device.type == "cuda",
         generator=torch.Generator().manual_seed(r.seed),  # keeps the global RNG untouched
         prefetch_factor=r.data.prefetch_factor if r.data.num_workers > 0 else None,
         persistent_workers=False,
@@ -91,8 +104,15 @@ def build_loader(r: Recipe, device: torch.device, rank: int = 0, world_size: int
     return dataset, sampler, loader
 
 
-def build_learner(r: Recipe, device: torch.device, global_batch: int, total_steps: int, steps_per_epoch: int,
-                  rank: int = 0, distributed: bool = False) -> tuple[Learner, str]:
+def build_learner(
+    r: Recipe,
+    device: torch.device,
+    global_batch: int,
+    total_steps: int,
+    steps_per_epoch: int,
+    rank: int = 0,
+    distributed: bool = False,
+) -> tuple[Learner, str]:
     """What the step works on, as the recipe names it: views, method (channels_last, SyncBN under DDP),
     optimizer, lr schedule, precision; and the printed lr rule. DDP/compile wrapping comes after resume."""
     t, use_cuda = r.trainer, device.type == "cuda"
@@ -106,26 +126,43 @@ def build_learner(r: Recipe, device: torch.device, global_batch: int, total_step
     if distributed and t.sync_batchnorm:
         method = nn.SyncBatchNorm.convert_sync_batchnorm(method) if use_cuda else convert_to_global_bn(method)
     optimizer, lr_rule = build_optimizer(r.optimizer, method, global_batch)
-    lr_factor = SCHEDULES.build(r.schedule.name, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
-                                **r.schedule.params)
+    lr_factor = SCHEDULES.build(
+        r.schedule.name, total_steps=total_steps, steps_per_epoch=steps_per_epoch, **r.schedule.params
+    )
     if r.precision == "fp16" and not use_cuda:
         raise TrainingError("precision: fp16 needs a CUDA device (GradScaler); use bf16 on CPU")
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(r.precision)
     autocast = functools.partial(torch.autocast, device.type, dtype=dtype) if dtype else contextlib.nullcontext
-    learner = Learner(model=method, method=method, views=views, optimizer=optimizer, lr_factor=lr_factor,
-                      total_steps=total_steps, device=device,
-                      scaler=torch.amp.GradScaler("cuda") if r.precision == "fp16" else None,
-                      autocast=autocast, channels_last=t.channels_last, distributed=distributed,
-                      generator=torch.Generator(device=device),
-                      seed_of=lambda step, micro: step_seed(r.seed, step, micro, rank))
+    learner = Learner(
+        model=method,
+        method=method,
+        views=views,
+        optimizer=optimizer,
+        lr_factor=lr_factor,
+        total_steps=total_steps,
+        device=device,
+        scaler=torch.amp.GradScaler("cuda") if r.precision == "fp16" else None,
+        autocast=autocast,
+        channels_last=t.channels_last,
+        distributed=distributed,
+        generator=torch.Generator(device=device),
+        seed_of=lambda step, micro: step_seed(r.seed, step, micro, rank),
+    )
     return learner, lr_rule
 
 
 class Trainer:
     """Runs one recipe into one run directory (see the README for its contents)."""
 
-    def __init__(self, recipe: Recipe, out_dir: str | Path | None = None, resume: str | None = None,
-                 quiet: bool = False, overwrite: bool = False, allow_recipe_change: bool = False):
+    def __init__(
+        self,
+        recipe: Recipe,
+        out_dir: str | Path | None = None,
+        resume: str | None = None,
+        quiet: bool = False,
+        overwrite: bool = False,
+        allow_recipe_change: bool = False,
+    ):
         self.recipe, self.resume, self.quiet = recipe, resume, quiet
         self.overwrite, self.allow_recipe_change = overwrite, allow_recipe_change
         try:
@@ -176,11 +213,20 @@ class Trainer:
         """checkpoints/<name>: the hooks see (and may refuse) it on every rank; rank 0 writes it."""
         recipe_tree, views_state = self.recipe.to_dict(), self.views.state_dict()
         state = ckpt.TrainingState(
-            recipe=recipe_tree, step=pos.step, epoch=pos.epoch, batches_done=pos.batches_done,
-            method=self.method.state_dict(), views=views_state, optimizer=self.optimizer.state_dict(),
-            scaler=self.scaler.state_dict() if self.scaler is not None else {}, rng=ckpt.rng_state(),
-            skipped=[[p, r] for p, r in pos.skipped.items()], card=self._card(recipe_tree, views_state),
-            data_items=self.data_items, hooks=self.hooks.states())
+            recipe=recipe_tree,
+            step=pos.step,
+            epoch=pos.epoch,
+            batches_done=pos.batches_done,
+            method=self.method.state_dict(),
+            views=views_state,
+            optimizer=self.optimizer.state_dict(),
+            scaler=self.scaler.state_dict() if self.scaler is not None else {},
+            rng=ckpt.rng_state(),
+            skipped=[[p, r] for p, r in pos.skipped.items()],
+            card=self._card(recipe_tree, views_state),
+            data_items=self.data_items,
+            hooks=self.hooks.states(),
+        )
         self.hooks.on_checkpoint(self.run, state)
         if not self.is_main:
             return None
@@ -193,8 +239,10 @@ class Trainer:
         """DDP and torch.compile around the method (after its state is loaded)."""
         if self.dist.enabled:
             learner.model = nn.parallel.DistributedDataParallel(
-                learner.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                forward_sync_buffers=False)
+                learner.model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                forward_sync_buffers=False,
+            )
         if self.recipe.trainer.compile:
             learner.model = torch.compile(learner.model)
 
@@ -215,10 +263,12 @@ class Trainer:
             return
         changes = recipe_changes(state.recipe, self.recipe.to_dict())
         if changes and not self.allow_recipe_change:
-            raise TrainingError(f"--resume: the recipe differs from the one checkpoint step {state.step} was trained "
-                                f"with:\n{describe_changes(changes)}\nresume with the checkpoint's recipe "
-                                f"({self.run_dir / 'recipe.yaml'}), or pass --allow-recipe-change to continue "
-                                "with these values")
+            raise TrainingError(
+                f"--resume: the recipe differs from the one checkpoint step {state.step} was trained "
+                f"with:\n{describe_changes(changes)}\nresume with the checkpoint's recipe "
+                f"({self.run_dir / 'recipe.yaml'}), or pass --allow-recipe-change to continue "
+                "with these values"
+            )
         if changes:
             self._log(f"--allow-recipe-change: continuing step {state.step} with\n{describe_changes(changes)}")
 
@@ -231,14 +281,18 @@ class Trainer:
             self.views.load_state_dict(state.views)
             self.optimizer.load_state_dict(state.optimizer)
         except (RuntimeError, ValueError, KeyError) as e:
-            changed = [k for k, _, _ in recipe_changes(state.recipe, self.recipe.to_dict())
-                       if k.startswith(("model.", "method", "views.", "optimizer.name", "data.dataset"))]
+            changed = [
+                k
+                for k, _, _ in recipe_changes(state.recipe, self.recipe.to_dict())
+                if k.startswith(("model.", "method", "views.", "optimizer.name", "data.dataset"))
+            ]
             detail = ckpt.state_dict_mismatch(self.method.state_dict(), state.method) or str(e).splitlines()[0]
             raise TrainingError(
                 f"--resume: checkpoint step {state.step} does not fit what this recipe builds ({detail}); recipe "
                 f"keys changed since: {', '.join(changed) or 'none (a changed component default?)'}. A changed "
                 "architecture cannot be resumed: resume with the checkpoint's recipe or start a new run "
-                "(another --out, or --overwrite)") from None
+                "(another --out, or --overwrite)"
+            ) from None
         for group, values in zip(self.optimizer.param_groups, recipe_values):
             group.update(values)  # the recipe's hyperparameters (lr, weight decay...), the checkpoint's moments
         if self.scaler is not None and state.scaler:
@@ -250,8 +304,11 @@ class Trainer:
         m = self.recipe.model
         if state is not None:
             old = state.recipe.get("model") or {}
-            m.init_from, m.init_strict, m.init_sha256 = (old.get("init_from"), old.get("init_strict", True),
-                                                         old.get("init_sha256"))
+            m.init_from, m.init_strict, m.init_sha256 = (
+                old.get("init_from"),
+                old.get("init_strict", True),
+                old.get("init_sha256"),
+            )
             return
         if m.init_from is None:
             return
@@ -271,11 +328,16 @@ class Trainer:
                 break
             except ckpt.CheckpointError:
                 continue
-        kept = (f"the newest valid checkpoint is {newest[0]} (step {newest[1]})" if newest else
-                "no checkpoint was written yet, so a resume starts at step 0")
-        return (f"a data loader worker died ({str(error).strip().splitlines()[0]}): usually the kernel's out-of-memory "
-                f"killer — lower data.num_workers or data.batch_size, or free memory; {kept}; continue with: "
-                f"ssl-toolkit train {self.run_dir / 'recipe.yaml'} --out {self.run_dir} --resume auto")
+        kept = (
+            f"the newest valid checkpoint is {newest[0]} (step {newest[1]})"
+            if newest
+            else "no checkpoint was written yet, so a resume starts at step 0"
+        )
+        return (
+            f"a data loader worker died ({str(error).strip().splitlines()[0]}): usually the kernel's out-of-memory "
+            f"killer — lower data.num_workers or data.batch_size, or free memory; {kept}; continue with: "
+            f"ssl-toolkit train {self.run_dir / 'recipe.yaml'} --out {self.run_dir} --resume auto"
+        )
 
     def _write_recipe(self, step: int | None) -> None:
         """recipe.yaml; on a resume whose recipe differs, the previous one is kept as recipe.until-step-N.yaml."""
@@ -295,23 +357,32 @@ class Trainer:
         accum = t.grad_accum_steps
         steps_per_epoch = sampler.batches_per_epoch() // accum
         if steps_per_epoch == 0:
-            raise TrainingError(f"trainer.grad_accum_steps={accum} exceeds the {sampler.batches_per_epoch()} "
-                                "batches of one epoch")
+            raise TrainingError(
+                f"trainer.grad_accum_steps={accum} exceeds the {sampler.batches_per_epoch()} batches of one epoch"
+            )
         total_steps = t.max_steps if t.max_steps is not None else t.epochs * steps_per_epoch
         global_batch = r.data.batch_size * self.dist.world_size * accum
-        learner, lr_rule = build_learner(r, self.device, global_batch, total_steps, steps_per_epoch,
-                                         self.dist.rank, self.dist.enabled)
-        self.views, self.method, self.optimizer, self.scaler = (learner.views, learner.method, learner.optimizer,
-                                                                learner.scaler)
+        learner, lr_rule = build_learner(
+            r, self.device, global_batch, total_steps, steps_per_epoch, self.dist.rank, self.dist.enabled
+        )
+        self.views, self.method, self.optimizer, self.scaler = (
+            learner.views,
+            learner.method,
+            learner.optimizer,
+            learner.scaler,
+        )
 
         state = self._find_resume_checkpoint()
         self._check_resume(state)
         self._initial_weights(state)
         pos = Position()
         try:
-            self.views.prepare(preparation_batches(dataset, r.data.batch_size, r.data.num_workers, r.seed,
-                                                   self.device), self.device, self.run_dir if self.is_main else None,
-                               dataset)
+            self.views.prepare(
+                preparation_batches(dataset, r.data.batch_size, r.data.num_workers, r.seed, self.device),
+                self.device,
+                self.run_dir if self.is_main else None,
+                dataset,
+            )
         except ValueError as e:  # e.g. statistics over a dataset with no usable item
             raise TrainingError(f"views: preparing the ops with the training data failed: {e}") from None
         if state is not None:
@@ -325,37 +396,61 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._write_recipe(state.step if state else None)
         barrier(self.dist)
-        self.run = Run(recipe=r, run_dir=self.run_dir, learner=learner, pos=pos, total_steps=total_steps,
-                       steps_per_epoch=steps_per_epoch, global_batch=global_batch, is_main=self.is_main,
-                       world_size=self.dist.world_size, resumed_step=state.step if state else None, log=self._log,
-                       save=lambda name: self._save(self.run.pos, name), dataset=dataset)
-        self.hooks = Hooks(builtin_hooks(t, progress=self.is_main and t.progress and not self.quiet)
-                           + recipe_hooks(t.hooks))
+        self.run = Run(
+            recipe=r,
+            run_dir=self.run_dir,
+            learner=learner,
+            pos=pos,
+            total_steps=total_steps,
+            steps_per_epoch=steps_per_epoch,
+            global_batch=global_batch,
+            is_main=self.is_main,
+            world_size=self.dist.world_size,
+            resumed_step=state.step if state else None,
+            log=self._log,
+            save=lambda name: self._save(self.run.pos, name),
+            dataset=dataset,
+        )
+        self.hooks = Hooks(
+            builtin_hooks(t, progress=self.is_main and t.progress and not self.quiet) + recipe_hooks(t.hooks)
+        )
         if state is not None:
             self.hooks.on_resume(self.run, state)
             self.hooks.load_states(state.hooks)
-        self._log(f"run dir: {self.run_dir}\n{lr_rule}\n{total_steps} steps "
-                  f"({steps_per_epoch}/epoch, global batch {global_batch}, {self.dist.world_size} process(es), "
-                  f"{self.device}, {r.precision})")
+        self._log(
+            f"run dir: {self.run_dir}\n{lr_rule}\n{total_steps} steps "
+            f"({steps_per_epoch}/epoch, global batch {global_batch}, {self.dist.world_size} process(es), "
+            f"{self.device}, {r.precision})"
+        )
         self.hooks.on_start(self.run)
         learner.model.train()
         try:
-            run_loop(self.run, self.hooks, loader, sampler, dataset, accum,
-                     wants_labels=getattr(self.method, "accepts_labels", False))
+            run_loop(
+                self.run,
+                self.hooks,
+                loader,
+                sampler,
+                dataset,
+                accum,
+                wants_labels=getattr(self.method, "accepts_labels", False),
+            )
             if self.run.stop == "signal":
                 import signal
 
                 path = self._save(self.run.pos, "last.pt")
-                self._log(f"received signal {signal.Signals(self.run.interrupt).name}: saved {path} at step "
-                          f"{self.run.pos.step}; continue with: ssl-toolkit train RECIPE --out {self.run_dir} "
-                          "--resume auto")
+                self._log(
+                    f"received signal {signal.Signals(self.run.interrupt).name}: saved {path} at step "
+                    f"{self.run.pos.step}; continue with: ssl-toolkit train RECIPE --out {self.run_dir} "
+                    "--resume auto"
+                )
                 return self.run_dir
             self._save(self.run.pos, "last.pt")
             if self.is_main:
                 card = self._card(self.recipe.to_dict(), self.views.state_dict())
                 ckpt.save_encoder(self.run_dir / "encoder.pt", self.method.encoder.state_dict(), card)
-                ckpt.save_encoder_safetensors(self.run_dir / "encoder.safetensors", self.method.encoder.state_dict(),
-                                              card)
+                ckpt.save_encoder_safetensors(
+                    self.run_dir / "encoder.safetensors", self.method.encoder.state_dict(), card
+                )
         except RuntimeError as e:
             if "DataLoader worker (pid" not in str(e):
                 raise

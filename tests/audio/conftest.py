@@ -1,4 +1,5 @@
 """Shared paths and helpers of the audio tests (real data and fixtures live in ../shared)."""
+
 import json
 from pathlib import Path
 

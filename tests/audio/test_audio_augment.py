@@ -1,4 +1,5 @@
 """Batched BYOL-A augmentations: per-sample randomness, determinism, mixup bank state, view pipelines."""
+
 import io
 
 import pytest
@@ -26,8 +27,8 @@ def loop_reference_rrc(x, i, j, h, w, scale=1.5):
     out = []
     for k in range(x.shape[0]):
         canvas = torch.zeros(x.shape[1], f, cw)
-        canvas[:, :, off:off + t] = x[k]
-        crop = canvas[:, i[k]:i[k] + h[k], j[k]:j[k] + w[k]]
+        canvas[:, :, off : off + t] = x[k]
+        crop = canvas[:, i[k] : i[k] + h[k], j[k] : j[k] + w[k]]
         out.append(F.interpolate(crop[None], size=(f, t), mode="bicubic", align_corners=True)[0])
     return torch.stack(out)
 
@@ -46,8 +47,12 @@ def test_rrc_batched_equals_per_sample_interpolate():
 def test_rrc_edge_sizes():
     op = A.RandomResizeCrop()
     x = lms(3)
-    boxes = {"i": torch.tensor([0, 63, 0]), "j": torch.tensor([0, 143, 24]),
-             "h": torch.tensor([1, 1, 64]), "w": torch.tensor([1, 1, 96])}
+    boxes = {
+        "i": torch.tensor([0, 63, 0]),
+        "j": torch.tensor([0, 143, 24]),
+        "h": torch.tensor([1, 1, 64]),
+        "w": torch.tensor([1, 1, 96]),
+    }
     expected = loop_reference_rrc(x, *[boxes[k].tolist() for k in "ijhw"])
     torch.testing.assert_close(op.apply(x, boxes), expected, atol=2e-5, rtol=1e-5)
     # the identity box (input area of the canvas, full size) returns the input
@@ -104,7 +109,8 @@ def test_mixup_bank_fifo_and_first_batch_unmixed():
     big = lms(9, 2, 4, seed=3)
     op(big, gen())
     assert op.count == 5 and {tuple(v.flatten().tolist()) for v in op.bank} == {
-        tuple(v.flatten().tolist()) for v in big[-5:]}
+        tuple(v.flatten().tolist()) for v in big[-5:]
+    }
 
 
 def test_mixup_alpha_range_and_partner_from_bank():
@@ -176,8 +182,10 @@ def test_view_pipelines_shapes_and_determinism(version):
     if version == "v2":
         branch.append({"name": "random_linear_fader"})
     cfg = type("Cfg", (), {})()
-    cfg.input = [{"name": "log_mel", "frontend": "torchaudio_mel" if version == "v1" else "nnaudio_mel"},
-                 {"name": "pre_norm", "mean": -5.0, "std": 4.0}]
+    cfg.input = [
+        {"name": "log_mel", "frontend": "torchaudio_mel" if version == "v1" else "nnaudio_mel"},
+        {"name": "pre_norm", "mean": -5.0, "std": 4.0},
+    ]
     cfg.branches = [branch, [dict(b) for b in branch]]
     cfg.joint = [{"name": "post_norm"}]
     wave = torch.randn(4, 15200, generator=gen(0)) * 0.1

@@ -1,4 +1,5 @@
 """A folder with broken audio trains to the end; each bad file is listed once with its reason."""
+
 import shutil
 from pathlib import Path
 
@@ -47,11 +48,21 @@ def permission_denied(monkeypatch):
 
 
 def overrides(folder, on_bad_file):
-    return [f"data.dataset.root={folder}", "data.dataset.metadata=null", "data.dataset.audio_dir=null",
-            "data.dataset.split=null", f"data.dataset.on_bad_file={on_bad_file}", "data.batch_size=4",
-            "data.drop_last=false", "trainer.max_steps=6", "trainer.log_every=2", "trainer.progress=false",
-            "model.encoder.feature_d=64",
-            "model.projector.hidden_dim=64", "model.predictor.hidden_dim=64"]
+    return [
+        f"data.dataset.root={folder}",
+        "data.dataset.metadata=null",
+        "data.dataset.audio_dir=null",
+        "data.dataset.split=null",
+        f"data.dataset.on_bad_file={on_bad_file}",
+        "data.batch_size=4",
+        "data.drop_last=false",
+        "trainer.max_steps=6",
+        "trainer.log_every=2",
+        "trainer.progress=false",
+        "model.encoder.feature_d=64",
+        "model.projector.hidden_dim=64",
+        "model.predictor.hidden_dim=64",
+    ]
 
 
 def test_broken_files_are_skipped_listed_once_and_counted(tmp_path, permission_denied):
@@ -84,10 +95,17 @@ def test_a_csv_of_missing_files_and_a_folder_of_only_broken_files_are_clear_erro
         (folder / name).write_text("not audio\n")
     (folder / "meta.csv").write_text("file_name,label\n" + "".join(f"gone_{n},x\n" for n in "abcd"))
     base = overrides(folder, "skip")
-    with pytest.raises(TrainingError, match=r"none of the 4 audio files listed in .*meta.csv exists \(looked in "
-                                            r".*audio, e.g. .*gone_a\); set audio_dir"):
-        Trainer(load_recipe(RECIPE, [*base, "data.dataset.metadata=meta.csv"]), out_dir=tmp_path / "r1",
-                quiet=True).fit()
-    with pytest.raises(TrainingError, match="views: preparing the ops with the training data failed: pre_norm "
-                                            "statistics: the training data yielded no usable items"):
+    with pytest.raises(
+        TrainingError,
+        match=r"none of the 4 audio files listed in .*meta.csv exists \(looked in "
+        r".*audio, e.g. .*gone_a\); set audio_dir",
+    ):
+        Trainer(
+            load_recipe(RECIPE, [*base, "data.dataset.metadata=meta.csv"]), out_dir=tmp_path / "r1", quiet=True
+        ).fit()
+    with pytest.raises(
+        TrainingError,
+        match="views: preparing the ops with the training data failed: pre_norm "
+        "statistics: the training data yielded no usable items",
+    ):
         Trainer(load_recipe(RECIPE, base), out_dir=tmp_path / "r2", quiet=True).fit()

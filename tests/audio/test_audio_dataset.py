@@ -1,4 +1,5 @@
 """audio_folder: folders and CSVs, decoding, resampling, random segments, bad files."""
+
 import numpy as np
 import pytest
 import torch
@@ -40,8 +41,9 @@ def test_flat_folder_has_unknown_labels(tmp_path, write_wav):
 
 def test_csv_split_fold_and_string_labels(tmp_path, write_wav):
     rows = ["file_name,label,split,fold"]
-    for k, (lab, split, fold) in enumerate([("yes", "train", 1), ("no", "train", 2), ("maybe", "test", 1),
-                                            ("no", "test", 2)]):
+    for k, (lab, split, fold) in enumerate(
+        [("yes", "train", 1), ("no", "train", 2), ("maybe", "test", 1), ("no", "test", 2)]
+    ):
         write_wav(tmp_path / "audio" / f"{k}.wav", sine(0.2, SR), SR)
         rows.append(f"{k}.wav,{lab},{split},{fold}")
     (tmp_path / "meta.csv").write_text("\n".join(rows) + "\n")
@@ -102,7 +104,7 @@ def test_random_segment_start_is_random_and_reproducible(tmp_path, write_wav):
     expected = [int(np.random.default_rng((3, 0, i)).integers(0, n - length + 1)) for i in range(len(ds))]
     assert first == expected
     x, _ = ds[5]
-    np.testing.assert_allclose(x.numpy(), ramp[first[5]:first[5] + length].astype(np.float32), atol=1e-7)
+    np.testing.assert_allclose(x.numpy(), ramp[first[5] : first[5] + length].astype(np.float32), atol=1e-7)
     assert starts() == first  # same (seed, epoch, index): same segment
     ds.set_epoch(1)
     second = starts()

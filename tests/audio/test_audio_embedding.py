@@ -1,4 +1,5 @@
 """ssl_toolkit.audio.embedding: scene embeddings of clips and what the entry point accepts."""
+
 import numpy as np
 import pytest
 import torch
@@ -17,18 +18,21 @@ def test_pieces_are_embedded_and_averaged_per_clip():
     assert emb.shape == (3, 2) and emb.dtype == np.float32
     for wave, row in zip(waves, emb):
         spans = piece_spans(len(wave), 100, "chunks")
-        pieces = [np.pad(wave[s:s + n], (0, 100 - n)) for s, n in spans]
+        pieces = [np.pad(wave[s : s + n], (0, 100 - n)) for s, n in spans]
         expected = np.mean([[p.mean(), np.abs(p).max()] for p in pieces], axis=0)
         np.testing.assert_allclose(row, expected, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("waves, error, words", [
-    ([np.zeros(10, np.float32), np.array([0.1, np.nan], np.float32)], ValueError, "clip 1 contains NaN or inf"),
-    ([np.array([0.0, np.inf], np.float64)], ValueError, "clip 0 contains NaN or inf"),
-    ([np.array([0, 20000], np.int16)], TypeError, "clip 0 has int16 samples; expected floating-point audio"),
-    ([np.array([0.0, 300.0], np.float32)], ValueError, "clip 0 peaks at 300; expected audio in [-1, 1]"),
-    ([np.zeros((2, 10), np.float32)], ValueError, "clip 0 has shape (2, 10); expected mono samples"),
-])
+@pytest.mark.parametrize(
+    "waves, error, words",
+    [
+        ([np.zeros(10, np.float32), np.array([0.1, np.nan], np.float32)], ValueError, "clip 1 contains NaN or inf"),
+        ([np.array([0.0, np.inf], np.float64)], ValueError, "clip 0 contains NaN or inf"),
+        ([np.array([0, 20000], np.int16)], TypeError, "clip 0 has int16 samples; expected floating-point audio"),
+        ([np.array([0.0, 300.0], np.float32)], ValueError, "clip 0 peaks at 300; expected audio in [-1, 1]"),
+        ([np.zeros((2, 10), np.float32)], ValueError, "clip 0 has shape (2, 10); expected mono samples"),
+    ],
+)
 def test_bad_clips_are_refused_naming_the_clip(waves, error, words):
     with pytest.raises(error, match=__import__("re").escape(words)):
         embed_clips(waves, mean_encoder, [], 100, unit_sec=1.0)

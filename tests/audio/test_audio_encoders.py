@@ -1,4 +1,5 @@
 """AudioNTT encoders: shapes, norm options, official weight loading."""
+
 from pathlib import Path
 
 import pytest
@@ -10,11 +11,17 @@ from ssl_toolkit.registry import ENCODERS
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "byola"
 
 
-@pytest.mark.parametrize("name, kwargs, frames", [
-    ("audiontt2020", dict(feature_d=512), 12), ("audiontt2020", dict(feature_d=1024), 12),
-    ("audiontt2020", dict(feature_d=2048, norm="gn_ws"), 12), ("audiontt2020", dict(feature_d=256, norm="none"), 12),
-    ("audiontt2022", dict(feature_d=1536, mlp_hidden_d=256), 24), ("audiontt2022", dict(norm="gn_ws"), 24),
-])
+@pytest.mark.parametrize(
+    "name, kwargs, frames",
+    [
+        ("audiontt2020", dict(feature_d=512), 12),
+        ("audiontt2020", dict(feature_d=1024), 12),
+        ("audiontt2020", dict(feature_d=2048, norm="gn_ws"), 12),
+        ("audiontt2020", dict(feature_d=256, norm="none"), 12),
+        ("audiontt2022", dict(feature_d=1536, mlp_hidden_d=256), 24),
+        ("audiontt2022", dict(norm="gn_ws"), 24),
+    ],
+)
 def test_shapes_and_gradients(name, kwargs, frames):
     enc = ENCODERS.build(name, **kwargs).eval()  # no dropout: both calls see the same network
     x = torch.randn(3, 1, 64, 96, requires_grad=True)
@@ -41,7 +48,7 @@ def test_pool_before_relu_matches_official_order(name, norm):
     """The blocks run max-pool before ReLU; the official ReLU → max-pool order gives the same outputs and grads."""
     torch.manual_seed(0)
     enc = ENCODERS.build(name, norm=norm).train()
-    blocks = [enc.features[i:i + 4] for i in range(0, len(enc.features), 4)]
+    blocks = [enc.features[i : i + 4] for i in range(0, len(enc.features), 4)]
     assert all(isinstance(b[2], torch.nn.MaxPool2d) and isinstance(b[3], torch.nn.ReLU) for b in blocks)
     official = torch.nn.Sequential(*[m for b in blocks for m in (b[0], b[1], torch.nn.ReLU(), b[2])])
     x = torch.randn(4, 1, 64, 96, requires_grad=True)
@@ -75,8 +82,11 @@ def test_bf16_autocast_runs():
 def test_load_official_weights_wrapped_and_prefixed(tmp_path):
     src = AudioNTT2020(feature_d=64)
     state = src.state_dict()
-    for name, obj in [("plain", state), ("wrapped", {"state_dict": state, "epoch": 3}),
-                      ("model", {"model": {f"module.{k}": v for k, v in state.items()}})]:
+    for name, obj in [
+        ("plain", state),
+        ("wrapped", {"state_dict": state, "epoch": 3}),
+        ("model", {"model": {f"module.{k}": v for k, v in state.items()}}),
+    ]:
         torch.save(obj, tmp_path / f"{name}.pth")
         dst = load_official_weights(AudioNTT2020(feature_d=64), tmp_path / f"{name}.pth")
         for k, v in dst.state_dict().items():

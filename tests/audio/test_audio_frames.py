@@ -1,6 +1,7 @@
 """Timestamp embeddings of long audio are computed window by window (audio/frames.py): the frames equal the whole-
 sound ones (real files, both encoders, with stored and per-clip statistics), and peak memory does not grow with the
 recording's length (issue 37)."""
+
 import subprocess
 import sys
 import warnings
@@ -23,11 +24,14 @@ def test_window_spans_cover_every_output_frame_once():
     assert [s[0] for s in spans[1:]] == [s[1] for s in spans[:-1]] and all(s[2] % 8 == 0 for s in spans)
 
 
-@pytest.mark.parametrize("spec, stats", [
-    ({"name": "audiontt2020", "feature_d": 64}, True),
-    ({"name": "audiontt2020", "feature_d": 64}, False),  # per-clip normalization: the whole clip's statistics
-    ({"name": "audiontt2022", "feature_d": 1040, "mlp_hidden_d": 32}, True),
-])
+@pytest.mark.parametrize(
+    "spec, stats",
+    [
+        ({"name": "audiontt2020", "feature_d": 64}, True),
+        ({"name": "audiontt2020", "feature_d": 64}, False),  # per-clip normalization: the whole clip's statistics
+        ({"name": "audiontt2022", "feature_d": 1040, "mlp_hidden_d": 32}, True),
+    ],
+)
 def test_windowed_frames_equal_the_whole_sound_s(spec, stats):
     files = sorted(EMODB.glob("*.flac"))[:3]
     waves = torch.stack([torch.from_numpy(load_audio(f, 16000)) for f in files])  # 2.0 s each: 201 log-mel frames

@@ -1,5 +1,6 @@
 """Encoder layers with fast CPU paths: 2×2 max-pool (same values and layout as F.max_pool2d; autograd keeps
 the native op) and Dropout (same mask distribution and scale as nn.Dropout)."""
+
 import pytest
 import torch
 import torch.nn.functional as F

@@ -1,4 +1,5 @@
 """EVAR-style metadata CSVs: one reader and one class numbering for training and evaluation."""
+
 import pytest
 
 from ssl_toolkit.audio.metadata import class_ids, read_metadata_csv, sort_classes
@@ -26,11 +27,14 @@ def test_reader_strips_and_checks(tmp_path):
         read_metadata_csv(p)
 
 
-@pytest.mark.parametrize("body, line, n", [
-    ("a.wav,x\nb.wav,y,extra\n", 3, 3),   # one field too many (an unquoted comma)
-    ("a.wav,x\nb.wav\n", 3, 1),           # one too few: a missing value would silently become ''
-    ('a.wav,"x, y"\nb.wav,y\n', None, None),  # a quoted comma is one field
-])
+@pytest.mark.parametrize(
+    "body, line, n",
+    [
+        ("a.wav,x\nb.wav,y,extra\n", 3, 3),  # one field too many (an unquoted comma)
+        ("a.wav,x\nb.wav\n", 3, 1),  # one too few: a missing value would silently become ''
+        ('a.wav,"x, y"\nb.wav,y\n', None, None),  # a quoted comma is one field
+    ],
+)
 def test_ragged_rows_are_refused_naming_the_line(tmp_path, body, line, n):
     p = tmp_path / "m.csv"
     p.write_text("file_name,label\n" + body)

@@ -1,4 +1,5 @@
 """The BYOL-A recipes validate with the papers' settings; the data path is a required key."""
+
 from pathlib import Path
 
 import pytest

@@ -1,4 +1,5 @@
 """ssl_toolkit's BYOL-A pieces reproduce the official implementation's outputs (float32, ~1e-5)."""
+
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +25,13 @@ def close(actual: torch.Tensor, expected: np.ndarray, atol=ATOL, rtol=RTOL):
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol * max(1.0, float(np.abs(expected).max())))
 
 
-@pytest.mark.parametrize("cls, kwargs, weights, key", [
-    (AudioNTT2020, dict(feature_d=512), "audiontt2020_d512_random.pth", "audiontt2020_d512"),
-    (AudioNTT2022, dict(feature_d=1536, mlp_hidden_d=512), "audiontt2022_d1536_h512_random.pth", "audiontt2022"),
-])
+@pytest.mark.parametrize(
+    "cls, kwargs, weights, key",
+    [
+        (AudioNTT2020, dict(feature_d=512), "audiontt2020_d512_random.pth", "audiontt2020_d512"),
+        (AudioNTT2022, dict(feature_d=1536, mlp_hidden_d=512), "audiontt2022_d1536_h512_random.pth", "audiontt2022"),
+    ],
+)
 def test_encoder_matches_official(byola_ref, cls, kwargs, weights, key):
     enc = load_official_weights(cls(**kwargs), FIXTURES / weights).eval()
     x = torch.from_numpy(byola_ref["lms_in"])
@@ -38,8 +42,9 @@ def test_encoder_matches_official(byola_ref, cls, kwargs, weights, key):
     assert emb.shape[1] == enc.feature_dim
 
 
-@pytest.mark.parametrize("frontend, key", [("nnaudio_mel", "logmel_nnaudio_v2"),
-                                           ("torchaudio_mel", "logmel_torchaudio_v1")])
+@pytest.mark.parametrize(
+    "frontend, key", [("nnaudio_mel", "logmel_nnaudio_v2"), ("torchaudio_mel", "logmel_torchaudio_v1")]
+)
 def test_log_mel_front_ends_match_official(byola_ref, frontend, key):
     fe = FRONTENDS.build(frontend)  # defaults: 16 kHz, 1024/1024/160, 64 mels, 60-7800 Hz
     out = fe(torch.from_numpy(byola_ref["wave16k"])[None])  # (1, 1, 64, 45)
@@ -61,9 +66,12 @@ def test_random_resize_crop_matches_official(byola_ref):
 def test_crop_sizes_from_scale_draws(byola_ref):
     """h = clip(int(draw·F), 1, F), w = clip(int(draw·T), 1, 1.5T), as in the reference cases."""
     cases = byola_ref["params"]["rrc_cases"]
-    draws = {"freq_scale": torch.tensor([c["freq_scale_draw"] for c in cases]),
-             "time_scale": torch.tensor([c["time_scale_draw"] for c in cases]),
-             "i_u": torch.zeros(len(cases)), "j_u": torch.zeros(len(cases))}
+    draws = {
+        "freq_scale": torch.tensor([c["freq_scale_draw"] for c in cases]),
+        "time_scale": torch.tensor([c["time_scale_draw"] for c in cases]),
+        "i_u": torch.zeros(len(cases)),
+        "j_u": torch.zeros(len(cases)),
+    }
     _, _, h, w = A.RandomResizeCrop().crop_boxes(draws, 64, 96)
     assert h.tolist() == [c["h"] for c in cases]
     assert w.tolist() == [c["w"] for c in cases]

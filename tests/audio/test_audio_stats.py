@@ -1,4 +1,5 @@
 """pre_norm statistics: computed once over training log-mels, cached beside the data or in the run dir."""
+
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -27,8 +28,11 @@ def tiny_set(tmp_path, write_wav):
 
 
 def views_cfg():
-    return SimpleNamespace(input=[{"name": "log_mel"}, {"name": "pre_norm", "n_stats": 5}],
-                           branches=[[{"name": "random_linear_fader"}]], joint=[])
+    return SimpleNamespace(
+        input=[{"name": "log_mel"}, {"name": "pre_norm", "n_stats": 5}],
+        branches=[[{"name": "random_linear_fader"}]],
+        joint=[],
+    )
 
 
 def batches_of(ds, calls=None):
@@ -38,6 +42,7 @@ def batches_of(ds, calls=None):
         loader = torch.utils.data.DataLoader(ds, batch_size=2, collate_fn=collate_skipping_bad)
         for x, _, _ in loader:
             yield x
+
     return batches
 
 

@@ -1,5 +1,6 @@
 """The concat dataset on audio folders: items in order, per-epoch crops reach every part, its description keys
 statistics, errors name the part, and a recipe trains on it."""
+
 import numpy as np
 import pytest
 import torch
@@ -64,10 +65,21 @@ def test_a_recipe_trains_on_two_folders(two_folders, tmp_path):
 
     a, b = two_folders
     parts = ", ".join(f"{{name: audio_folder, root: {r}, unit_sec: 0.95}}" for r in (a, b))
-    recipe = load_recipe("recipes/audio/byola_fsdd.yaml", [
-        f"data.dataset={{name: concat, datasets: [{parts}]}}", "data.batch_size=4", "trainer.max_steps=2",
-        "model.encoder.feature_d=32", "model.projector.hidden_dim=16", "model.predictor.hidden_dim=16",
-        "views.input.1.n_stats=4", "trainer.hooks=[]", "trainer.progress=false", "trainer.tensorboard=false"])
+    recipe = load_recipe(
+        "recipes/audio/byola_fsdd.yaml",
+        [
+            f"data.dataset={{name: concat, datasets: [{parts}]}}",
+            "data.batch_size=4",
+            "trainer.max_steps=2",
+            "model.encoder.feature_d=32",
+            "model.projector.hidden_dim=16",
+            "model.predictor.hidden_dim=16",
+            "views.input.1.n_stats=4",
+            "trainer.hooks=[]",
+            "trainer.progress=false",
+            "trainer.tensorboard=false",
+        ],
+    )
     out = Trainer(recipe, out_dir=tmp_path / "run", quiet=True).fit()
     assert (out / "encoder.pt").exists()
     assert list(out.glob("prenorm_*.json"))  # statistics of the combined data, kept in the run dir

@@ -1,4 +1,5 @@
 """End to end: `python -m ssl_toolkit train recipes/audio/byola_fsdd.yaml` on a slice of real FSDD."""
+
 import csv
 import math
 import os
@@ -14,7 +15,6 @@ FSDD = ROOT.parent / "shared" / "data" / "fsdd"
 RECIPE = ROOT / "recipes" / "audio" / "byola_fsdd.yaml"
 
 
-
 @pytest.fixture(scope="module")
 def fsdd_slice(tmp_path_factory):
     """16 real FSDD clips (2 speakers × 8 digits) listed in a CSV; the audio stays in ../shared."""
@@ -22,8 +22,11 @@ def fsdd_slice(tmp_path_factory):
         pytest.skip(f"FSDD not found at {FSDD} (../shared/data/fsdd beside the checkout)")
     folder = tmp_path_factory.mktemp("fsdd_slice")
     with (FSDD / "metadata.csv").open(newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["speaker"] in ("george", "jackson") and r["take"] == "7"
-                and int(r["label"]) < 8]
+        rows = [
+            r
+            for r in csv.DictReader(f)
+            if r["speaker"] in ("george", "jackson") and r["take"] == "7" and int(r["label"]) < 8
+        ]
     assert len(rows) == 16
     with (folder / "slice.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -33,11 +36,23 @@ def fsdd_slice(tmp_path_factory):
 
 
 def train(out: Path, data: Path, *extra: str) -> subprocess.CompletedProcess:
-    args = [sys.executable, "-m", "ssl_toolkit", "train", str(RECIPE), "--out", str(out),
-            f"data.dataset.root={data}", "data.dataset.metadata=slice.csv",
-            f"data.dataset.audio_dir={FSDD / 'recordings'}",
-            "data.batch_size=8", "trainer.log_every=1", "trainer.checkpoint_every=2", "trainer.progress=false",
-            *extra]
+    args = [
+        sys.executable,
+        "-m",
+        "ssl_toolkit",
+        "train",
+        str(RECIPE),
+        "--out",
+        str(out),
+        f"data.dataset.root={data}",
+        "data.dataset.metadata=slice.csv",
+        f"data.dataset.audio_dir={FSDD / 'recordings'}",
+        "data.batch_size=8",
+        "trainer.log_every=1",
+        "trainer.checkpoint_every=2",
+        "trainer.progress=false",
+        *extra,
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"}
     proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"training failed:\n{proc.stdout}\n{proc.stderr}"

@@ -13,8 +13,14 @@ def _byol(**kw):
     torch.manual_seed(0)
     enc = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU())
     enc.feature_dim = 16
-    return METHODS.build("byol", encoder=enc, projector=MLPHead(16, 32, 8), predictor=MLPHead(8, 32, 8),
-                         ema=EmaConfig(tau_base=0.99), **kw)
+    return METHODS.build(
+        "byol",
+        encoder=enc,
+        projector=MLPHead(16, 32, 8),
+        predictor=MLPHead(8, 32, 8),
+        ema=EmaConfig(tau_base=0.99),
+        **kw,
+    )
 
 
 def test_loss_is_sum_of_both_directions_as_in_the_paper():
@@ -53,8 +59,15 @@ def test_alternate_policy_updates_one_target_per_step():
     torch.manual_seed(0)
     enc = nn.Linear(4, 4)
     enc.feature_dim = 4
-    m = BootstrapMethod(enc, MLPHead(4, 8, 4), MLPHead(4, 8, 4), EmaConfig(0.5, "constant"),
-                        pairs=[Pair(0, 0, 1), Pair(0, 1, 2)], num_targets=2, target_update="alternate")
+    m = BootstrapMethod(
+        enc,
+        MLPHead(4, 8, 4),
+        MLPHead(4, 8, 4),
+        EmaConfig(0.5, "constant"),
+        pairs=[Pair(0, 0, 1), Pair(0, 1, 2)],
+        num_targets=2,
+        target_update="alternate",
+    )
     with torch.no_grad():
         for p in m.online.parameters():
             p.add_(1.0)

@@ -18,8 +18,23 @@ from ssl_toolkit.engine.norms import (
 from ssl_toolkit.registry import ENCODERS, HEADS
 
 # width → groups by hand: the most g ≤ 16 dividing C with ≥ 4 channels per group (16 from 64 channels on)
-EXPECTED_GROUPS = {1: 1, 3: 1, 7: 1, 8: 2, 12: 3, 16: 4, 24: 6, 32: 8, 40: 10, 48: 12, 64: 16, 100: 10, 128: 16,
-                   256: 16, 4096: 16}
+EXPECTED_GROUPS = {
+    1: 1,
+    3: 1,
+    7: 1,
+    8: 2,
+    12: 3,
+    16: 4,
+    24: 6,
+    32: 8,
+    40: 10,
+    48: 12,
+    64: 16,
+    100: 10,
+    128: 16,
+    256: 16,
+    4096: 16,
+}
 WIDTHS = tuple(EXPECTED_GROUPS)
 
 
@@ -43,25 +58,34 @@ def test_every_norm_kind_and_the_group_rule(norm, dims):
 
 @pytest.mark.parametrize("bad", ["ln", "layer", "", "BN"])
 def test_unknown_norm_is_rejected_everywhere(bad):
-    for make in (lambda: make_norm(bad, 8), lambda: linear_layer(bad), lambda: conv_layer(bad),
-                 lambda: HEADS.build("mlp", in_dim=4, hidden_dim=8, out_dim=4, norm=bad),
-                 lambda: ENCODERS.build("mlp_encoder", in_dim=4, hidden_dim=8, norm=bad),
-                 lambda: ENCODERS.build("resnet18", cifar_stem=True, width=0.25, norm=bad),
-                 lambda: ENCODERS.build("audiontt2020", n_mels=16, feature_d=16, norm=bad)):
+    for make in (
+        lambda: make_norm(bad, 8),
+        lambda: linear_layer(bad),
+        lambda: conv_layer(bad),
+        lambda: HEADS.build("mlp", in_dim=4, hidden_dim=8, out_dim=4, norm=bad),
+        lambda: ENCODERS.build("mlp_encoder", in_dim=4, hidden_dim=8, norm=bad),
+        lambda: ENCODERS.build("resnet18", cifar_stem=True, width=0.25, norm=bad),
+        lambda: ENCODERS.build("audiontt2020", n_mels=16, feature_d=16, norm=bad),
+    ):
         with pytest.raises(ValueError, match="norm must be one of bn, gn, gn_ws, none"):
             make()
 
 
-@pytest.mark.parametrize("name, kw", [
-    ("mlp_encoder", dict(in_dim=4, hidden_dim=24)),
-    ("resnet18", dict(cifar_stem=True, width=0.375)),  # 24-48-96-192 channels: 6, 12, 16, 16 groups
-    ("audiontt2020", dict(n_mels=16, feature_d=16)),
-    ("audiontt2022", dict(n_mels=16, feature_d=320, mlp_hidden_d=16)),
-])
+@pytest.mark.parametrize(
+    "name, kw",
+    [
+        ("mlp_encoder", dict(in_dim=4, hidden_dim=24)),
+        ("resnet18", dict(cifar_stem=True, width=0.375)),  # 24-48-96-192 channels: 6, 12, 16, 16 groups
+        ("audiontt2020", dict(n_mels=16, feature_d=16)),
+        ("audiontt2022", dict(n_mels=16, feature_d=320, mlp_hidden_d=16)),
+    ],
+)
 @pytest.mark.parametrize("norm", NORMS)
 def test_every_encoder_and_head_uses_the_factory(name, kw, norm):
-    for module in (ENCODERS.build(name, norm=norm, **kw),
-                   HEADS.build("mlp", in_dim=4, hidden_dim=40, out_dim=24, norm=norm, last_norm=True)):
+    for module in (
+        ENCODERS.build(name, norm=norm, **kw),
+        HEADS.build("mlp", in_dim=4, hidden_dim=40, out_dim=24, norm=norm, last_norm=True),
+    ):
         mods = list(module.modules())
         gns = [m for m in mods if isinstance(m, nn.GroupNorm)]
         assert bool(gns) == (norm in ("gn", "gn_ws"))
@@ -97,8 +121,10 @@ def test_ws_layers_standardize_each_output_row_and_backpropagate_to_the_raw_weig
 @pytest.mark.parametrize("last_norm", [False, True])
 def test_mlp_head_last_bias_switch(last_norm):
     """``last_bias=False`` removes the bias of the last Linear only (DeepMind's BYOL MLP)."""
-    with_bias, without = (HEADS.build("mlp", in_dim=4, hidden_dim=8, out_dim=3, norm="gn_ws", last_norm=last_norm,
-                                      last_bias=b) for b in (True, False))
+    with_bias, without = (
+        HEADS.build("mlp", in_dim=4, hidden_dim=8, out_dim=3, norm="gn_ws", last_norm=last_norm, last_bias=b)
+        for b in (True, False)
+    )
     linears = [[m for m in h.modules() if isinstance(m, nn.Linear)] for h in (with_bias, without)]
     assert [m.bias is not None for m in linears[0]] == [True, True]
     assert [m.bias is not None for m in linears[1]] == [True, False]

@@ -1,5 +1,6 @@
 """Closed-form predictor heads: every formula against an eigendecomposition / by hand, the EMA
 statistics, the refresh frequency, and what receives gradients."""
+
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,7 @@ def test_newton_schulz_sqrt_and_inverse_sqrt_match_eigendecomposition(seed):
 @pytest.mark.parametrize("seed", range(3))
 def test_ns2_is_the_fourth_root(seed):
     a, q, s = random_spd(seed)
-    torch.testing.assert_close(ns2_root(a), spectral(q, s ** 0.25), atol=1e-6, rtol=0)  # default n = 7
+    torch.testing.assert_close(ns2_root(a), spectral(q, s**0.25), atol=1e-6, rtol=0)  # default n = 7
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -68,8 +69,8 @@ def test_visser_converges_to_the_square_root(seed):
 def test_visser_first_step_by_hand():
     # diag(4, 1): c = ‖Σ‖_F = √17, S = Σ/c; P0 = I/(2η) = I (η = ½); P1 = P0 + ½(S − I)
     sigma = torch.diag(torch.tensor([4.0, 1.0], dtype=torch.float64))
-    c = 17 ** 0.5
-    expected = torch.diag(torch.tensor([1 + 0.5 * (4 / c - 1), 1 + 0.5 * (1 / c - 1)], dtype=torch.float64)) * c ** 0.5
+    c = 17**0.5
+    expected = torch.diag(torch.tensor([1 + 0.5 * (4 / c - 1), 1 + 0.5 * (1 / c - 1)], dtype=torch.float64)) * c**0.5
     torch.testing.assert_close(visser_sqrt(sigma, n=1, eta=0.5), expected)
 
 
@@ -118,7 +119,7 @@ def test_stiefel_on_a_rank_deficient_psd_is_a_scaled_orthogonal_projector():
     q, _ = torch.linalg.qr(torch.randn(D, D, generator=g, dtype=torch.float64))
     s = torch.tensor([1.0, 0.8, 0.6, 0, 0, 0], dtype=torch.float64)
     p = stiefel_weight(spectral(q, s), n=25)
-    p = p / p.norm() * 3 ** 0.5  # the projector of rank 3 has Frobenius norm √3
+    p = p / p.norm() * 3**0.5  # the projector of rank 3 has Frobenius norm √3
     torch.testing.assert_close(p, spectral(q, (s > 0).double()), atol=1e-8, rtol=0)
 
 
@@ -127,8 +128,7 @@ def test_stiefel_weight_scales_with_sigma(scale):
     """P = BΣᵀ/‖B‖_F is homogeneous of degree 1 in Σ (BΣᵀ is scale free, ‖B‖_F ∝ 1/scale): how large P
     is against a fixed ridge α depends on the latents' magnitude (benchmarks/diagnose_stiefel.py)."""
     a, _, _ = random_spd(5)
-    torch.testing.assert_close(stiefel_weight(scale * a, n=15), scale * stiefel_weight(a, n=15), atol=1e-10,
-                               rtol=1e-8)
+    torch.testing.assert_close(stiefel_weight(scale * a, n=15), scale * stiefel_weight(a, n=15), atol=1e-10, rtol=1e-8)
 
 
 def test_stiefel_weight_is_negligible_against_the_ridge_on_normalized_projections():
@@ -159,8 +159,9 @@ def test_ema_statistics_first_batch_initializes_then_rho():
     h.observe([z1], [z1])
     torch.testing.assert_close(h.sigma, torch.diag(torch.tensor([0.5, 2.0])))  # ZᵀZ/n, no zero-start bias
     h.observe([z2], [z2])
-    torch.testing.assert_close(h.sigma, 0.3 * torch.diag(torch.tensor([0.5, 2.0]))
-                               + 0.7 * torch.diag(torch.tensor([2.0, 0.0])))
+    torch.testing.assert_close(
+        h.sigma, 0.3 * torch.diag(torch.tensor([0.5, 2.0])) + 0.7 * torch.diag(torch.tensor([2.0, 0.0]))
+    )
     # W = U diag(sqrt(s/max s) + ε) Uᵀ with s = (1.55, 0.6)
     torch.testing.assert_close(h.weight, torch.diag(torch.tensor([1.01, (0.6 / 1.55) ** 0.5 + 0.01])))
 
@@ -170,8 +171,8 @@ def test_all_pairs_are_stacked_and_ne_sees_the_targets():
     a, b = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
     ta, tb = torch.tensor([[0.0, 2.0]]), torch.tensor([[3.0, 0.0]])
     h.observe([a, b], [ta, tb])
-    sigma = torch.eye(2) / 2                               # (aᵀa + bᵀb)/2
-    cross = (a.T @ ta + b.T @ tb) / 2                      # [[0, 1], [1.5, 0]]
+    sigma = torch.eye(2) / 2  # (aᵀa + bᵀb)/2
+    cross = (a.T @ ta + b.T @ tb) / 2  # [[0, 1], [1.5, 0]]
     torch.testing.assert_close(h.sigma, sigma)
     torch.testing.assert_close(h.cross, cross)
     torch.testing.assert_close(h.weight, 2 * cross - sigma @ cross)
@@ -214,8 +215,13 @@ def _method(name, **kw):
     torch.manual_seed(0)
     enc = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU())
     enc.feature_dim = 16
-    return BootstrapMethod(enc, MLPHead(16, 32, 8), HEADS.build(name, in_dim=8, **kw),
-                           EmaConfig(tau_base=0.99), [Pair(0, 0, 1), Pair(1, 0, 0)])
+    return BootstrapMethod(
+        enc,
+        MLPHead(16, 32, 8),
+        HEADS.build(name, in_dim=8, **kw),
+        EmaConfig(tau_base=0.99),
+        [Pair(0, 0, 1), Pair(1, 0, 0)],
+    )
 
 
 @pytest.mark.parametrize("name", CLOSED_FORM_PREDICTORS)

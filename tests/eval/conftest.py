@@ -1,4 +1,5 @@
 """Fixtures of the evaluation tests: a synthetic tone task and tiny random checkpoints."""
+
 import pytest
 from evalhelpers import ROOT, write_tone_task
 
@@ -15,10 +16,17 @@ def tiny_audio_checkpoint(tmp_path):
     from ssl_toolkit.recipe import load_recipe
 
     def make(seed=0, name="run"):
-        recipe = load_recipe(ROOT / "recipes" / "audio" / "byola_v1.yaml",
-                             ["data.dataset.root=data/demo/fsdd_mini", "model.encoder.feature_d=64",
-                              "model.projector.hidden_dim=32", "model.predictor.hidden_dim=32",
-                              "views.input.1.mean=-6.0", "views.input.1.std=4.5"])
+        recipe = load_recipe(
+            ROOT / "recipes" / "audio" / "byola_v1.yaml",
+            [
+                "data.dataset.root=data/demo/fsdd_mini",
+                "model.encoder.feature_d=64",
+                "model.projector.hidden_dim=32",
+                "model.predictor.hidden_dim=32",
+                "views.input.1.mean=-6.0",
+                "views.input.1.std=4.5",
+            ],
+        )
         return write_random_checkpoint(recipe, tmp_path / name / "checkpoints" / "last.pt", seed=seed)
 
     return make

@@ -1,4 +1,5 @@
 """Audio task metadata: splits, derived splits, folds, clear errors, and how clips are cut."""
+
 import csv
 
 import numpy as np
@@ -13,8 +14,19 @@ from ssl_toolkit.eval.schema import eval_recipe_from_dict
 
 def task_of(csv_path, **kw):
     """The task as validated without the file checks: load_task's own checks (for tasks made in code) are tested."""
-    tree = {"name": "e", "tasks": [{"name": "tones", "kind": "audio_classification", "metadata": str(csv_path),
-                                    "audio_dir": "wav", "unit_sec": 0.5, **kw}]}
+    tree = {
+        "name": "e",
+        "tasks": [
+            {
+                "name": "tones",
+                "kind": "audio_classification",
+                "metadata": str(csv_path),
+                "audio_dir": "wav",
+                "unit_sec": 0.5,
+                **kw,
+            }
+        ],
+    }
     return eval_recipe_from_dict(tree, check_files=False).parsed_tasks[0]
 
 
@@ -43,8 +55,10 @@ def test_no_valid_rows_means_holdout(tone_csv):
 
 
 def test_split_synonyms(tone_csv):
-    rewrite(tone_csv, lambda rows: [{**r, "split": {"valid": "val", "train": "TRAIN"}.get(r["split"], r["split"])}
-                                    for r in rows])
+    rewrite(
+        tone_csv,
+        lambda rows: [{**r, "split": {"valid": "val", "train": "TRAIN"}.get(r["split"], r["split"])} for r in rows],
+    )
     (u,) = load_task(task_of(tone_csv)).units
     assert len(u.valid) == 6 and len(u.train) == 12
 
@@ -69,30 +83,50 @@ def test_derived_split_from_another_column(tone_csv):
 
 
 def test_multi_label(tone_csv):
-    rewrite(tone_csv, lambda rows: [{**r, "label": r["label"] + (",extra" if i % 2 else "")}
-                                    for i, r in enumerate(rows)])
+    rewrite(
+        tone_csv, lambda rows: [{**r, "label": r["label"] + (",extra" if i % 2 else "")} for i, r in enumerate(rows)]
+    )
     data = load_task(task_of(tone_csv, multi_label=True))
     assert data.classes == ["class0", "class1", "class2", "extra"]
     assert data.labels.shape == (24, 4) and data.labels[:, 3].sum() == 12 and data.labels[:, :3].sum() == 24
 
 
-@pytest.mark.parametrize("change, kw, words", [
-    (None, {"label_column": "lable"}, ["task 'tones'", "label_column 'lable'", "did you mean 'label'"]),
-    (None, {"fold_column": "folds"}, ["task 'tones'", "fold_column 'folds'", "did you mean 'fold'"]),
-    (None, {"split_column": "take"}, ["task 'tones'", "besides train/valid/test", "split_values"]),
-    (lambda rows: [{**r, "split": "train" if r["split"] == "test" else r["split"]} for r in rows], {},
-     ["task 'tones'", "the test split is empty"]),
-    (lambda rows: [{**r, "split": "test"} for r in rows], {}, ["task 'tones'", "the train split is empty"]),
-    (lambda rows: [{**r, "fold": "1"} for r in rows], {"fold_column": "fold"}, ["single value", "at least 2 folds"]),
-    (lambda rows: [*rows, {**rows[0], "file_name": "gone.wav"}], {}, ["task 'tones'", "1 of 25 audio files",
-                                                                       "missing", "gone.wav"]),
-    (lambda rows: [{**r, "file_name": "gone_" + r["file_name"]} for r in rows], {},
-     ["task 'tones'", "24 of 24 audio files", "are missing (looked in", "set audio_dir"]),
-    (lambda rows: [{**r, "label": ""} if i == 3 else r for i, r in enumerate(rows)], {},
-     ["task 'tones'", "empty 'label'", "line 5"]),
-    (None, {"audio_dir": "nowhere"}, ["task 'tones'", "audio_dir not found"]),
-    (lambda rows: [{k: v for k, v in r.items() if k != "file_name"} for r in rows], {}, ["'file_name' column"]),
-])
+@pytest.mark.parametrize(
+    "change, kw, words",
+    [
+        (None, {"label_column": "lable"}, ["task 'tones'", "label_column 'lable'", "did you mean 'label'"]),
+        (None, {"fold_column": "folds"}, ["task 'tones'", "fold_column 'folds'", "did you mean 'fold'"]),
+        (None, {"split_column": "take"}, ["task 'tones'", "besides train/valid/test", "split_values"]),
+        (
+            lambda rows: [{**r, "split": "train" if r["split"] == "test" else r["split"]} for r in rows],
+            {},
+            ["task 'tones'", "the test split is empty"],
+        ),
+        (lambda rows: [{**r, "split": "test"} for r in rows], {}, ["task 'tones'", "the train split is empty"]),
+        (
+            lambda rows: [{**r, "fold": "1"} for r in rows],
+            {"fold_column": "fold"},
+            ["single value", "at least 2 folds"],
+        ),
+        (
+            lambda rows: [*rows, {**rows[0], "file_name": "gone.wav"}],
+            {},
+            ["task 'tones'", "1 of 25 audio files", "missing", "gone.wav"],
+        ),
+        (
+            lambda rows: [{**r, "file_name": "gone_" + r["file_name"]} for r in rows],
+            {},
+            ["task 'tones'", "24 of 24 audio files", "are missing (looked in", "set audio_dir"],
+        ),
+        (
+            lambda rows: [{**r, "label": ""} if i == 3 else r for i, r in enumerate(rows)],
+            {},
+            ["task 'tones'", "empty 'label'", "line 5"],
+        ),
+        (None, {"audio_dir": "nowhere"}, ["task 'tones'", "audio_dir not found"]),
+        (lambda rows: [{k: v for k, v in r.items() if k != "file_name"} for r in rows], {}, ["'file_name' column"]),
+    ],
+)
 def test_metadata_errors_name_the_task_and_the_problem(tone_csv, change, kw, words):
     if change is not None:
         rewrite(tone_csv, change)
@@ -125,7 +159,7 @@ def test_training_dataset_and_eval_task_number_classes_alike(tone_csv, names):
 
 
 def test_piece_spans():
-    assert piece_spans(100, 160, "chunks") == [(0, 100)]          # short: one piece, padded later
+    assert piece_spans(100, 160, "chunks") == [(0, 100)]  # short: one piece, padded later
     assert piece_spans(160, 160, "chunks") == [(0, 160)]
     assert piece_spans(400, 160, "chunks") == [(0, 160), (160, 160), (240, 160)]  # last piece ends the clip
     assert piece_spans(400, 160, "crop") == [(0, 160)]

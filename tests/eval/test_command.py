@@ -1,4 +1,5 @@
 """The eval / plot sub-commands as the CLI wires them (add_eval_parser / add_plot_parser)."""
+
 import argparse
 import csv
 import json
@@ -22,8 +23,9 @@ def test_eval_command(tone_csv, tmp_path, capsys):
     tree["baselines"] = ["logmel"]
     recipe = tmp_path / "e.yaml"
     recipe.write_text(yaml.safe_dump(tree))
-    args = parser().parse_args(["eval", str(recipe), "linear.runs=1", "--checkpoint", "random",
-                                "--out", str(tmp_path / "out"), "--quiet"])
+    args = parser().parse_args(
+        ["eval", str(recipe), "linear.runs=1", "--checkpoint", "random", "--out", str(tmp_path / "out"), "--quiet"]
+    )
     assert args.func(args) == 0
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     assert len(res["tasks"]["tones"]["runs"]) == 1 and "logmel" in res["baselines"]
@@ -46,8 +48,9 @@ def test_plot_training_curves(tmp_path, capsys):
         w = csv.writer(f)
         w.writerow(cols)
         for s in range(10, 410, 10):
-            w.writerow([s, s // 100, 4 / (1 + s / 100), 0.1 * min(1, s / 50), 0.99 + 0.01 * s / 400, 300, 0.9, 0,
-                        s / 10])
+            w.writerow(
+                [s, s // 100, 4 / (1 + s / 100), 0.1 * min(1, s / 50), 0.99 + 0.01 * s / 400, 300, 0.9, 0, s / 10]
+            )
     args = parser().parse_args(["plot", str(run)])
     assert args.func(args) == 0
     png = run / "plots" / "training.png"

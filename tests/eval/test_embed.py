@@ -1,5 +1,6 @@
 """ssl-toolkit embed: one code path with eval and HEAR (same vectors), the output format and manifest, bad files,
 bounded memory (decoded input is held one chunk at a time), and clear errors."""
+
 import json
 import weakref
 
@@ -30,10 +31,18 @@ def eval_embeddings(csv_path, checkpoint, tmp_path, precision="fp32"):
     tree["prenorm"] = "checkpoint"
     recipe = eval_recipe_from_dict(tree)
     data = load_task(recipe.parsed_tasks[0])
-    model, _ = make_models(resolve_checkpoint(str(checkpoint)), recipe.model, want_random=False,
-                           prenorm="checkpoint")
-    embedder = AudioEmbedder(data, 16000, EmbeddingCache(tmp_path / "cache", enabled=False), torch.device("cpu"),
-                             precision, 8, "checkpoint", 0, progress=False)
+    model, _ = make_models(resolve_checkpoint(str(checkpoint)), recipe.model, want_random=False, prenorm="checkpoint")
+    embedder = AudioEmbedder(
+        data,
+        16000,
+        EmbeddingCache(tmp_path / "cache", enabled=False),
+        torch.device("cpu"),
+        precision,
+        8,
+        "checkpoint",
+        0,
+        progress=False,
+    )
     return embedder.embeddings(model, data.units[0])[0], [p.name for p in data.files]
 
 
@@ -50,14 +59,13 @@ def test_audio_scene_and_frames_equal_eval_and_hear(tone_csv, tiny_audio_checkpo
     model = hear.load_model(str(ckpt))
     model.unit_sec = 0.5  # the task's unit (HEAR's default is the training recipe's, 0.95 s)
     audio = torch.stack([torch.from_numpy(load_audio(tone_csv.parent / "wav" / n, 16000)) for n in names])
-    np.testing.assert_allclose(z["embeddings"], hear.get_scene_embeddings(audio, model).numpy(), rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(z["embeddings"], hear.get_scene_embeddings(audio, model).numpy(), rtol=1e-5, atol=1e-6)
     frames, ts = hear.get_timestamp_embeddings(audio, model)
     off = z["frame_offsets"]
     assert off[0] == 0 and off[-1] == len(z["frames"]) == len(z["timestamps"]) and len(off) == len(names) + 1
     for i in (0, len(names) - 1):
-        np.testing.assert_allclose(z["frames"][off[i]:off[i + 1]], frames[i].numpy(), rtol=1e-5, atol=1e-6)
-        np.testing.assert_array_equal(z["timestamps"][off[i]:off[i + 1]], ts[i].numpy())
+        np.testing.assert_allclose(z["frames"][off[i] : off[i + 1]], frames[i].numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(z["timestamps"][off[i] : off[i + 1]], ts[i].numpy())
     assert manifest["checkpoint_sha256"] == sha256_file(ckpt) and manifest["prenorm"]["source"] == "checkpoint"
     assert json.loads((out / "manifest.json").read_text())["encoder"]["name"] == "audiontt2020"
     assert manifest["n_files"] == len(names) and not (out / "skipped.csv").exists()
@@ -77,10 +85,14 @@ def test_long_files_are_cut_into_unit_pieces_and_averaged(tone_csv, tiny_audio_c
     ckpt = tiny_audio_checkpoint()
     run_embed(str(ckpt), tone_csv, tmp_path / "o", EmbedSettings(unit_sec=0.2, **QUIET), root="wav")
     got = np.load(tmp_path / "o" / "embeddings.npz")["embeddings"]
-    model, _ = make_models(resolve_checkpoint(str(ckpt)), eval_recipe_from_dict(
-        {**audio_recipe(tone_csv, tmp_path), "model": {}}).model, want_random=False, prenorm="checkpoint")
+    model, _ = make_models(
+        resolve_checkpoint(str(ckpt)),
+        eval_recipe_from_dict({**audio_recipe(tone_csv, tmp_path), "model": {}}).model,
+        want_random=False,
+        prenorm="checkpoint",
+    )
     wave = load_audio(tone_csv.parent / "wav" / "c0_0.wav", 16000)
-    pieces = [wave[s:s + 3200] for s in (0, 3200, 4800)]  # 0.5 s in 0.2 s pieces: the last ends with the clip
+    pieces = [wave[s : s + 3200] for s in (0, 3200, 4800)]  # 0.5 s in 0.2 s pieces: the last ends with the clip
     with torch.no_grad():
         x = torch.from_numpy(np.stack(pieces))
         for op in model.frontend:
@@ -157,9 +169,10 @@ def test_images_take_eval_s_front_end_and_are_batched_by_size(tmp_path):
     from ssl_toolkit.image.datasets import decode_image
     from ssl_toolkit.recipe import load_recipe
 
-    recipe = load_recipe(ROOT / "recipes" / "image" / "byol_cifar10_cpu.yaml",
-                         ["model.encoder.width=0.125", "model.projector.hidden_dim=32",
-                          "model.predictor.hidden_dim=32"])
+    recipe = load_recipe(
+        ROOT / "recipes" / "image" / "byol_cifar10_cpu.yaml",
+        ["model.encoder.width=0.125", "model.projector.hidden_dim=32", "model.predictor.hidden_dim=32"],
+    )
     ckpt = write_random_checkpoint(recipe, tmp_path / "run" / "checkpoints" / "last.pt")
     folder = tmp_path / "img" / "sub"
     folder.mkdir(parents=True)
@@ -169,13 +182,26 @@ def test_images_take_eval_s_front_end_and_are_batched_by_size(tmp_path):
     run_embed(str(ckpt), tmp_path / "img", tmp_path / "o", EmbedSettings(**QUIET))
     z = np.load(tmp_path / "o" / "embeddings.npz")
     assert list(z["files"]) == ["sub/0.png", "sub/1.png", "sub/2.png"]
-    model, _ = make_models(resolve_checkpoint(str(ckpt)), eval_recipe_from_dict(
-        {"name": "x", "tasks": [{"name": "c", "kind": "image_classification",
-                                 "dataset": {"name": "image_folder", "path": str(tmp_path)}}]}).model,
-        want_random=False)
+    model, _ = make_models(
+        resolve_checkpoint(str(ckpt)),
+        eval_recipe_from_dict(
+            {
+                "name": "x",
+                "tasks": [
+                    {
+                        "name": "c",
+                        "kind": "image_classification",
+                        "dataset": {"name": "image_folder", "path": str(tmp_path)},
+                    }
+                ],
+            }
+        ).model,
+        want_random=False,
+    )
     for i in range(3):
-        want = encode_batch(model.frontend, model.encoder, decode_image(folder / f"{i}.png", None)[None],
-                            torch.device("cpu"), "fp32")
+        want = encode_batch(
+            model.frontend, model.encoder, decode_image(folder / f"{i}.png", None)[None], torch.device("cpu"), "fp32"
+        )
         np.testing.assert_allclose(z["embeddings"][i], want[0], rtol=1e-5, atol=1e-6)
     run_embed(str(ckpt), tmp_path / "img", tmp_path / "s", EmbedSettings(image_size=16, **QUIET))
     assert np.load(tmp_path / "s" / "embeddings.npz")["embeddings"].shape == (3, model.feature_dim)
@@ -205,8 +231,24 @@ def test_errors_name_what_is_wrong(tone_csv, tiny_audio_checkpoint, tmp_path, te
         run_embed(str(vector), empty, tmp_path / "v", EmbedSettings(**QUIET))
     assert main(["embed", str(ckpt), str(empty), "--out", str(tmp_path / "c"), "--quiet"]) == 1
     assert "no audio files" in capsys.readouterr().err
-    assert main(["embed", "random", str(tone_csv), "--root", "wav", "--out", str(tmp_path / "r"),
-                 "--encoder", "{name: audiontt2020, feature_d: 32}", "--unit-sec", "0.5"]) == 0
+    assert (
+        main(
+            [
+                "embed",
+                "random",
+                str(tone_csv),
+                "--root",
+                "wav",
+                "--out",
+                str(tmp_path / "r"),
+                "--encoder",
+                "{name: audiontt2020, feature_d: 32}",
+                "--unit-sec",
+                "0.5",
+            ]
+        )
+        == 0
+    )
     assert "24 files" in capsys.readouterr().out
     assert np.load(tmp_path / "r" / "embeddings.npz")["embeddings"].shape == (24, 32)
     assert main(["embed", "random", str(tone_csv), "--out", str(tmp_path / "x"), "--encoder", "[1, 2]"]) == 1
@@ -223,6 +265,7 @@ def test_the_streaming_write_spools_frames_to_disk(tone_csv, tiny_audio_checkpoi
         return real(*a, **k)
 
     monkeypatch.setattr(embed_module.np, "memmap", spy)
-    run_embed(str(tiny_audio_checkpoint()), tone_csv, tmp_path / "o", EmbedSettings(frames=True, chunk=5, **QUIET),
-              root="wav")
+    run_embed(
+        str(tiny_audio_checkpoint()), tone_csv, tmp_path / "o", EmbedSettings(frames=True, chunk=5, **QUIET), root="wav"
+    )
     assert len(seen) == 1 and str(seen[0]).endswith(".frames.f32.tmp") and not seen[0].exists()

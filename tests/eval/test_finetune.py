@@ -1,5 +1,6 @@
 """The finetune protocol (eval/finetune.py): EVAR's schedule values, the head, what trains and what must not, the
 test split read once at the end, determinism, a fine-tune on real audio and on images beating chance, errors."""
+
 import copy
 import json
 import math
@@ -44,14 +45,18 @@ def test_head_is_batchnorm_without_affine_then_linear_n0_001():
 def test_spec_augment_masks_one_band_and_one_span_per_sample():
     op = SpecAugment(freq_mask=5, time_mask=7, value=-1.0)
     x = torch.zeros(4, 1, 16, 30)
-    params = {"f0": torch.tensor([0, 3, 10, 2]), "fw": torch.tensor([2, 0, 4, 1]),
-              "t0": torch.tensor([5, 0, 29, 1]), "tw": torch.tensor([3, 1, 1, 0])}
+    params = {
+        "f0": torch.tensor([0, 3, 10, 2]),
+        "fw": torch.tensor([2, 0, 4, 1]),
+        "t0": torch.tensor([5, 0, 29, 1]),
+        "tw": torch.tensor([3, 1, 1, 0]),
+    }
     y = op.apply(x, params)
     want = torch.zeros_like(x)
     for i in range(4):
         f0, fw, t0, tw = (int(params[k][i]) for k in ("f0", "fw", "t0", "tw"))
-        want[i, :, f0:f0 + fw, :] = -1.0
-        want[i, :, :, t0:t0 + tw] = -1.0
+        want[i, :, f0 : f0 + fw, :] = -1.0
+        want[i, :, :, t0 : t0 + tw] = -1.0
     assert torch.equal(y, want)
     g = torch.Generator().manual_seed(0)
     p = op.make_params(torch.zeros(500, 1, 16, 30), g)
@@ -96,8 +101,20 @@ def test_finetune_trains_every_encoder_parameter_and_nothing_of_the_front_end_re
     before = copy.deepcopy(encoder.state_dict())
     front_before = inputs.frontend[0].mean.clone()
     train, valid, test = np.arange(0, 36), np.arange(36, 48), np.arange(48, 60)
-    res = finetune(encoder, inputs, y, train, valid, test, num_classes=3, multi_label=False,
-                   cfg=_cfg(epochs=10, lr=0.3, batch_size=36), seed=0, device=torch.device("cpu"), precision="fp32")
+    res = finetune(
+        encoder,
+        inputs,
+        y,
+        train,
+        valid,
+        test,
+        num_classes=3,
+        multi_label=False,
+        cfg=_cfg(epochs=10, lr=0.3, batch_size=36),
+        seed=0,
+        device=torch.device("cpu"),
+        precision="fp32",
+    )
     tuned = dict(res.encoder.named_parameters())
     for name, p in encoder.named_parameters():
         grad = tuned[name].grad
@@ -128,8 +145,20 @@ def test_finetune_is_deterministic_per_seed_and_seeds_differ():
 def test_freeze_bn_keeps_the_encoders_batchnorm_statistics():
     encoder, inputs, y, _ = _toy()
     stats = {k: v.clone() for k, v in encoder.state_dict().items() if "running" in k}
-    res = finetune(encoder, inputs, y, np.arange(36), np.arange(36, 48), np.arange(48, 60), num_classes=3,
-                   multi_label=False, cfg=_cfg(freeze_bn=True), seed=0, device=torch.device("cpu"), precision="fp32")
+    res = finetune(
+        encoder,
+        inputs,
+        y,
+        np.arange(36),
+        np.arange(36, 48),
+        np.arange(48, 60),
+        num_classes=3,
+        multi_label=False,
+        cfg=_cfg(freeze_bn=True),
+        seed=0,
+        device=torch.device("cpu"),
+        precision="fp32",
+    )
     tuned = res.encoder.state_dict()
     assert stats and all(torch.equal(tuned[k], v) for k, v in stats.items())
 
@@ -164,13 +193,27 @@ def test_eval_finetune_rows_beside_linear_deterministic_with_curves(tone_csv, tm
 def test_a_tiny_finetune_on_real_speech_beats_chance(tmp_path):
     """Speaker identification on the FSDD clips shipped with the demo (6 speakers; take 0 test, take 1 valid, takes 2-4
     train), a tiny BYOL-A v1 encoder from random init, 10 epochs: far above the 16.7 % of chance (85 % measured)."""
-    tree = {"name": "fsdd_mini", "model": TINY_MODEL, "cache_dir": str(tmp_path / "cache"), "baselines": [],
-            "plots": {"enabled": False},
-            "finetune": {"epochs": 10, "warmup_epochs": 1, "lr": 0.1, "batch_size": 32, "runs": 1},
-            "tasks": [{"name": "speaker", "kind": "audio_classification",
-                       "metadata": str(ROOT / "data/demo/fsdd_mini/metadata.csv"), "audio_dir": "recordings",
-                       "unit_sec": 1.0, "protocols": ["finetune"], "label_column": "speaker",
-                       "split_column": "take", "split_values": {"test": "0", "valid": "1"}}]}
+    tree = {
+        "name": "fsdd_mini",
+        "model": TINY_MODEL,
+        "cache_dir": str(tmp_path / "cache"),
+        "baselines": [],
+        "plots": {"enabled": False},
+        "finetune": {"epochs": 10, "warmup_epochs": 1, "lr": 0.1, "batch_size": 32, "runs": 1},
+        "tasks": [
+            {
+                "name": "speaker",
+                "kind": "audio_classification",
+                "metadata": str(ROOT / "data/demo/fsdd_mini/metadata.csv"),
+                "audio_dir": "recordings",
+                "unit_sec": 1.0,
+                "protocols": ["finetune"],
+                "label_column": "speaker",
+                "split_column": "take",
+                "split_values": {"test": "0", "valid": "1"},
+            }
+        ],
+    }
     res = run_eval(eval_recipe_from_dict(tree), "random", out_dir=tmp_path / "o", quiet=True)
     e = res["tasks"]["speaker"]
     assert (e["n_train"], e["n_valid"], e["n_test"], e["num_classes"]) == (180, 60, 60, 6)
@@ -179,22 +222,43 @@ def test_a_tiny_finetune_on_real_speech_beats_chance(tmp_path):
 
 def test_image_finetune_with_crops_and_flips_learns_colour_classes(tmp_path):
     g = np.random.default_rng(0)
+
     def images(n):
         y = np.arange(n) % 2
         x = g.integers(0, 60, (n, 16, 16, 3), dtype=np.uint8)
         x[y == 1, :, :, 0] += 150  # class 1 is red
         return x, y
+
     (xtr, ytr), (xte, yte) = images(64), images(20)
     np.savez(tmp_path / "d.npz", x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
-    tree = {"name": "img", "baselines": ["random"], "cache_dir": str(tmp_path / "cache"), "plots": {"enabled": False},
-            "model": {"encoder": {"name": "resnet18", "cifar_stem": True, "width": 0.125},
-                      "frontend": [{"name": "to_float"}, {"name": "normalize"}]},
-            "finetune": {"epochs": 3, "warmup_epochs": 0, "lr": 0.05, "batch_size": 16, "runs": 1, "nesterov": True,
-                         "augment": [{"name": "random_resized_crop", "size": 16, "scale": [0.5, 1.0]},
-                                     {"name": "horizontal_flip"}]},
-            "tasks": [{"name": "colour", "kind": "image_classification",
-                       "dataset": {"name": "npz", "path": str(tmp_path / "d.npz")},
-                       "protocols": ["finetune"], "label_fraction": [0.5, 1.0]}]}
+    tree = {
+        "name": "img",
+        "baselines": ["random"],
+        "cache_dir": str(tmp_path / "cache"),
+        "plots": {"enabled": False},
+        "model": {
+            "encoder": {"name": "resnet18", "cifar_stem": True, "width": 0.125},
+            "frontend": [{"name": "to_float"}, {"name": "normalize"}],
+        },
+        "finetune": {
+            "epochs": 3,
+            "warmup_epochs": 0,
+            "lr": 0.05,
+            "batch_size": 16,
+            "runs": 1,
+            "nesterov": True,
+            "augment": [{"name": "random_resized_crop", "size": 16, "scale": [0.5, 1.0]}, {"name": "horizontal_flip"}],
+        },
+        "tasks": [
+            {
+                "name": "colour",
+                "kind": "image_classification",
+                "dataset": {"name": "npz", "path": str(tmp_path / "d.npz")},
+                "protocols": ["finetune"],
+                "label_fraction": [0.5, 1.0],
+            }
+        ],
+    }
     res = run_eval(eval_recipe_from_dict(tree), "random", out_dir=tmp_path / "o", quiet=True)
     assert res["tasks"]["colour"]["mean"] >= 0.9
     assert res["tasks"]["colour@50%"]["n_train"] + res["tasks"]["colour@50%"]["n_valid"] == 32

@@ -1,4 +1,5 @@
 """End to end on a slice of the real FSDD (../shared/data/fsdd) with the `random` checkpoint."""
+
 import csv
 import json
 
@@ -18,9 +19,17 @@ def test_fsdd_slice_random_checkpoint(shared_data, tmp_path):
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    recipe = load_eval_recipe(ROOT / "recipes" / "eval" / "fsdd.yaml", [
-        f"tasks.0.metadata={meta}", f"tasks.0.audio_dir={fsdd / 'recordings'}",
-        "model.encoder.feature_d=128", "linear.runs=2", f"cache_dir={tmp_path / 'cache'}", "plots.tsne=false"])
+    recipe = load_eval_recipe(
+        ROOT / "recipes" / "eval" / "fsdd.yaml",
+        [
+            f"tasks.0.metadata={meta}",
+            f"tasks.0.audio_dir={fsdd / 'recordings'}",
+            "model.encoder.feature_d=128",
+            "linear.runs=2",
+            f"cache_dir={tmp_path / 'cache'}",
+            "plots.tsne=false",
+        ],
+    )
     recipe.parsed_tasks = recipe.parsed_tasks[:1]
     out = tmp_path / "out"
     res = run_eval(recipe, "random", out_dir=out, quiet=True)

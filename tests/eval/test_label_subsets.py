@@ -1,5 +1,6 @@
 """Few-label subsets (eval/label_subsets.py): stratified, nested, deterministic, at least one item per class, drawn
 only from the pool given; fraction errors; and through an evaluation: written to disk, never a test item."""
+
 import json
 
 import numpy as np
@@ -75,13 +76,16 @@ def test_fraction_list_and_tags():
     assert [fraction_tag(f) for f in (0.01, 0.1, 0.005, 1.0)] == ["1%", "10%", "0.5%", "100%"]
 
 
-@pytest.mark.parametrize("key,value,expect", [
-    ("label_fraction", 0, "tasks.0.label_fraction"),
-    ("label_fraction", [0.1, 1.2], "tasks.0.label_fraction"),
-    ("protocols", ["linear", "linear"], "listed twice"),
-    ("protocols", ["finetun"], "did you mean 'finetune'"),
-    ("protocols", [], "tasks.0.protocols"),
-])
+@pytest.mark.parametrize(
+    "key,value,expect",
+    [
+        ("label_fraction", 0, "tasks.0.label_fraction"),
+        ("label_fraction", [0.1, 1.2], "tasks.0.label_fraction"),
+        ("protocols", ["linear", "linear"], "listed twice"),
+        ("protocols", ["finetun"], "did you mean 'finetune'"),
+        ("protocols", [], "tasks.0.protocols"),
+    ],
+)
 def test_recipe_errors_name_the_key(tone_csv, tmp_path, key, value, expect):
     tree = audio_recipe(tone_csv, tmp_path, **{key: value})
     with pytest.raises(RecipeError, match=expect):
@@ -99,8 +103,9 @@ def test_eval_writes_the_subsets_and_keeps_todays_numbers(tone_csv, tmp_path):
     """Fraction rows use the chosen subsets (written to disk, no test or unlisted item); the 1.0 row is today's."""
     import csv
 
-    base = run_eval(eval_recipe_from_dict(audio_recipe(tone_csv, tmp_path)), "random", out_dir=tmp_path / "a",
-                    quiet=True)
+    base = run_eval(
+        eval_recipe_from_dict(audio_recipe(tone_csv, tmp_path)), "random", out_dir=tmp_path / "a", quiet=True
+    )
     tree = audio_recipe(tone_csv, tmp_path, label_fraction=[0.5, 1.0], protocols=["linear", "knn"])
     res = run_eval(eval_recipe_from_dict(tree), "random", out_dir=tmp_path / "b", quiet=True)
     assert res["tasks"]["tones/linear"]["runs"] == base["tasks"]["tones"]["runs"]

@@ -1,4 +1,5 @@
 """What --checkpoint accepts and how the encoder and front end are found."""
+
 import pytest
 import torch
 import yaml
@@ -55,7 +56,7 @@ def test_encoder_pt_in_a_run_dir_uses_the_runs_recipe(tmp_path, tiny_audio_check
     state = torch.load(ckpt, weights_only=True)
     recipe = state["recipe"]
     (run / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    enc = {k[len("online.encoder."):]: v for k, v in state["method"].items() if k.startswith("online.encoder.")}
+    enc = {k[len("online.encoder.") :]: v for k, v in state["method"].items() if k.startswith("online.encoder.")}
     torch.save(enc, run / "encoder.pt")
     src = resolve_checkpoint(str(run / "encoder.pt"))
     assert src.kind == "encoder" and src.recipe is not None
@@ -63,11 +64,14 @@ def test_encoder_pt_in_a_run_dir_uses_the_runs_recipe(tmp_path, tiny_audio_check
     assert model.source == "checkpoint recipe" and model.feature_dim == 64
 
 
-@pytest.mark.parametrize("spec", [
-    {"name": "audiontt2020", "n_mels": 64, "feature_d": 96, "norm": "bn"},
-    {"name": "audiontt2022", "n_mels": 64, "feature_d": 1100, "mlp_hidden_d": 48, "norm": "bn"},
-    {"name": "audiontt2020", "n_mels": 32, "feature_d": 40, "norm": "gn_ws"},
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"name": "audiontt2020", "n_mels": 64, "feature_d": 96, "norm": "bn"},
+        {"name": "audiontt2022", "n_mels": 64, "feature_d": 1100, "mlp_hidden_d": 48, "norm": "bn"},
+        {"name": "audiontt2020", "n_mels": 32, "feature_d": 40, "norm": "gn_ws"},
+    ],
+)
 def test_official_weights_architecture_is_inferred(tmp_path, spec):
     enc = ENCODERS.build(spec["name"], **{k: v for k, v in spec.items() if k != "name"})
     assert infer_audiontt(enc.state_dict()) == spec
@@ -84,8 +88,9 @@ def test_official_weights_architecture_is_inferred(tmp_path, spec):
 def test_random_needs_a_model_section_and_override_wins(tiny_audio_checkpoint):
     with pytest.raises(EvalError, match="'random' needs an encoder"):
         make_models(resolve_checkpoint("random"), ModelSpec())
-    model, rnd = make_models(resolve_checkpoint("random"),
-                             ModelSpec(encoder=Component(name="audiontt2020", feature_d=32)))
+    model, rnd = make_models(
+        resolve_checkpoint("random"), ModelSpec(encoder=Component(name="audiontt2020", feature_d=32))
+    )
     assert rnd is None and model.name == "random" and model.feature_dim == 32
     assert [f["name"] for f in model.frontend_spec] == ["log_mel", "pre_norm"]
     src = resolve_checkpoint(str(tiny_audio_checkpoint()))
@@ -109,8 +114,10 @@ def test_weights_that_do_not_fit_the_recipe_model_use_the_inferred_architecture(
     path = tmp_path / "AudioNTT2022-BYOLA.pth"
     torch.save(enc.state_dict(), path)
     src = resolve_checkpoint(str(path))
-    cfg = ModelSpec(encoder=Component(name="audiontt2020", feature_d=2048),
-                    frontend=[Component(name="log_mel", frontend="torchaudio_mel"), Component(name="pre_norm")])
+    cfg = ModelSpec(
+        encoder=Component(name="audiontt2020", feature_d=2048),
+        frontend=[Component(name="log_mel", frontend="torchaudio_mel"), Component(name="pre_norm")],
+    )
     model, _ = make_models(src, cfg)
     assert model.encoder_spec["name"] == "audiontt2022" and model.frontend_spec[0]["frontend"] == "nnaudio_mel"
     assert any("does not fit" in n for n in src.notes)

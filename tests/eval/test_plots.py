@@ -1,5 +1,6 @@
 """Evaluation plots: the t-SNE map's stratified sample and its settings (results.md's note on the map:
 tests/eval/test_runner.py)."""
+
 import numpy as np
 import pytest
 
@@ -32,6 +33,7 @@ def test_tsne_map_uses_the_sample_and_the_iterations(tmp_path, monkeypatch):
     monkeypatch.setattr(sklearn.manifold, "TSNE", FakeTSNE)
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 400)
-    out = plots.tsne_plot(rng.standard_normal((400, 64)), y, ["a", "b", "c"], "t", tmp_path / "m.png",
-                          max_points=120, max_iter=300)
+    out = plots.tsne_plot(
+        rng.standard_normal((400, 64)), y, ["a", "b", "c"], "t", tmp_path / "m.png", max_points=120, max_iter=300
+    )
     assert out.is_file() and seen["n"] == 120 and seen["max_iter"] == 300

@@ -1,4 +1,5 @@
 """The linear-evaluation protocol and the kNN on synthetic embeddings."""
+
 import numpy as np
 import pytest
 
@@ -63,8 +64,18 @@ def test_multi_label_probe_and_map():
     n, c, d = 400, 4, 16
     targets = (rng.random((n, c)) < 0.35).astype(np.float32)
     x = (targets @ rng.normal(size=(c, d)) * 2 + 0.3 * rng.normal(size=(n, d))).astype(np.float32)
-    res = linear_probe(x[:250], targets[:250], x[250:300], targets[250:300], x[300:], targets[300:],
-                       num_classes=c, multi_label=True, seed=0, lr=1e-2)
+    res = linear_probe(
+        x[:250],
+        targets[:250],
+        x[250:300],
+        targets[250:300],
+        x[300:],
+        targets[300:],
+        num_classes=c,
+        multi_label=True,
+        seed=0,
+        lr=1e-2,
+    )
     assert res.test_score > 0.95
 
 

@@ -1,4 +1,5 @@
 """End-to-end evaluation on synthetic tone tasks: results schema, baselines, caching, checkpoints."""
+
 import json
 
 import numpy as np
@@ -97,6 +98,7 @@ def test_cache_invalidates_when_a_file_changes(tone_csv, tmp_path):
     tree["baselines"] = []
     run(tree, "random", tmp_path / "o1")
     import os
+
     f = tone_csv.parent / "wav" / "c0_0.wav"
     os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))
     res = run(tree, "random", tmp_path / "o2")
@@ -141,20 +143,34 @@ def test_multi_label_task_reports_map(tone_csv, tmp_path):
 
 def test_image_task_linear_and_knn(tmp_path):
     rng = np.random.default_rng(0)
+
     # two classes: dark vs bright 8x8 images with noise
     def make(n):
         y = rng.integers(0, 2, n)
         x = (y[:, None, None, None] * 120 + 60 + rng.integers(0, 40, (n, 8, 8, 3))).astype(np.uint8)
         return x, y.astype(np.uint8)
+
     xtr, ytr = make(60)
     xte, yte = make(20)
     np.savez(tmp_path / "d.npz", x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
-    tree = {"name": "img", "model": {"encoder": {"name": "resnet18", "cifar_stem": True, "width": 0.125},
-                                     "frontend": [{"name": "to_float"}, {"name": "normalize"}]},
-            "linear": {"runs": 2, "epochs": 40, "patience": 10}, "knn": {"k": 10}, "cache_dir": str(tmp_path / "c"),
-            "plots": {"enabled": True, "tsne": False},
-            "tasks": [{"name": "tiny", "kind": "image_classification",
-                       "dataset": {"name": "npz", "path": str(tmp_path / "d.npz")}}]}
+    tree = {
+        "name": "img",
+        "model": {
+            "encoder": {"name": "resnet18", "cifar_stem": True, "width": 0.125},
+            "frontend": [{"name": "to_float"}, {"name": "normalize"}],
+        },
+        "linear": {"runs": 2, "epochs": 40, "patience": 10},
+        "knn": {"k": 10},
+        "cache_dir": str(tmp_path / "c"),
+        "plots": {"enabled": True, "tsne": False},
+        "tasks": [
+            {
+                "name": "tiny",
+                "kind": "image_classification",
+                "dataset": {"name": "npz", "path": str(tmp_path / "d.npz")},
+            }
+        ],
+    }
     res = run(tree, "random", tmp_path / "out")
     assert set(res["tasks"]) == {"tiny/linear", "tiny/knn"}
     assert res["tasks"]["tiny/knn"]["protocol"] == "knn" and res["tasks"]["tiny/knn"]["runs"][0] > 0.9
@@ -171,24 +187,38 @@ def test_a_checkpoint_of_another_modality_is_refused_before_any_embedding(tone_c
     from ssl_toolkit.eval.schema import load_eval_recipe
     from ssl_toolkit.recipe import load_recipe
 
-    image = write_random_checkpoint(load_recipe(ROOT / "recipes/image/byol_cifar10_cpu.yaml",
-                                                ["model.encoder.width=0.125"]), tmp_path / "img.pt")
+    image = write_random_checkpoint(
+        load_recipe(ROOT / "recipes/image/byol_cifar10_cpu.yaml", ["model.encoder.width=0.125"]), tmp_path / "img.pt"
+    )
     vector = write_random_checkpoint(load_recipe(ROOT / "recipes/tensors/byol_gaussian.yaml"), tmp_path / "vec.pt")
     tree = audio_recipe(tone_csv, tmp_path)
     tree.pop("model", None)
-    with pytest.raises(EvalError, match=r"encoder resnet18 takes image input, but task '\w+' of eval recipe "
-                                        r"'\w+' is an audio task"):
+    with pytest.raises(
+        EvalError,
+        match=r"encoder resnet18 takes image input, but task '\w+' of eval recipe "
+        r"'\w+' is an audio task",
+    ):
         run(tree, str(image), tmp_path / "o1")
     with pytest.raises(EvalError, match=r"encoder mlp_encoder takes vector input, but task .* is an audio task"):
         run(tree, str(vector), tmp_path / "o2")
-    audio = write_random_checkpoint(load_recipe(ROOT / "recipes/audio/byola_v1.yaml",
-                                                ["data.dataset.root=data/demo/fsdd_mini", "model.encoder.feature_d=64",
-                                                 "views.input.1.mean=-6.0", "views.input.1.std=4.5"]),
-                                    tmp_path / "aud.pt")
-    with pytest.raises(EvalError, match=r"encoder audiontt2020 takes audio input, but task 'cifar10' .* is an "
-                                        r"image task"):
-        run_eval(load_eval_recipe(ROOT / "recipes/eval/cifar10.yaml"), str(audio), out_dir=tmp_path / "o3",
-                 quiet=True)
+    audio = write_random_checkpoint(
+        load_recipe(
+            ROOT / "recipes/audio/byola_v1.yaml",
+            [
+                "data.dataset.root=data/demo/fsdd_mini",
+                "model.encoder.feature_d=64",
+                "views.input.1.mean=-6.0",
+                "views.input.1.std=4.5",
+            ],
+        ),
+        tmp_path / "aud.pt",
+    )
+    with pytest.raises(
+        EvalError,
+        match=r"encoder audiontt2020 takes audio input, but task 'cifar10' .* is an "
+        r"image task",
+    ):
+        run_eval(load_eval_recipe(ROOT / "recipes/eval/cifar10.yaml"), str(audio), out_dir=tmp_path / "o3", quiet=True)
     assert not any((tmp_path / d).exists() for d in ("o1", "o2", "o3"))
 
 

@@ -1,5 +1,6 @@
 """The ``timm`` and ``torchvision`` encoder entries (ssl_toolkit/image/backbones.py): features, local weights,
 clear errors, no download, and BYOL training through the real trainer with tiny timm models on 32×32 images."""
+
 import csv
 import math
 import socket
@@ -38,12 +39,15 @@ def _timm_reference(model, **kwargs):
 
 
 @needs_timm
-@pytest.mark.parametrize("model, options, width", [
-    ("test_vit", {"img_size": 32}, 64),
-    ("test_convnext", {}, 64),
-    ("test_resnet", {}, 96),
-    ("test_mambaout", {}, 256),  # a head MLP after the trunk: 64 trunk features, 256 pre-logits features
-])
+@pytest.mark.parametrize(
+    "model, options, width",
+    [
+        ("test_vit", {"img_size": 32}, 64),
+        ("test_convnext", {}, 64),
+        ("test_resnet", {}, 96),
+        ("test_mambaout", {}, 256),  # a head MLP after the trunk: 64 trunk features, 256 pre-logits features
+    ],
+)
 def test_timm_feature_dim_is_the_output_width(model, options, width):
     enc = ENCODERS.build("timm", model=model, options=options).eval()
     assert enc.feature_dim == width and enc.modality == "image"
@@ -58,10 +62,13 @@ def test_timm_in_chans_and_options_reach_the_model():
     assert enc.eval()(torch.rand(2, 1, 32, 32)).shape == (2, 48)
 
 
-@pytest.mark.parametrize("name, model, suggestion", [
-    pytest.param("timm", "vit_smal_patch16_224", "vit_small_patch16_224", marks=needs_timm),
-    ("torchvision", "resnet5", "resnet50"),
-])
+@pytest.mark.parametrize(
+    "name, model, suggestion",
+    [
+        pytest.param("timm", "vit_smal_patch16_224", "vit_small_patch16_224", marks=needs_timm),
+        ("torchvision", "resnet5", "resnet50"),
+    ],
+)
 def test_unknown_model_names_suggest_the_closest(name, model, suggestion):
     expected = rf"encoder '{name}': unknown .*model '{model}' \(did you mean '{suggestion}'\?\)"
     with pytest.raises(ValueError, match=expected):
@@ -106,10 +113,13 @@ def test_a_file_of_another_model_names_missing_and_unexpected_keys(tmp_path):
         ENCODERS.build("timm", model="test_vit", pretrained_path=str(path), options={"img_size": 32})
 
 
-@pytest.mark.parametrize("name, model, key", [
-    pytest.param("timm", "test_resnet", "pretrained_path", marks=needs_timm),
-    ("torchvision", "resnet18", "weights_path"),
-])
+@pytest.mark.parametrize(
+    "name, model, key",
+    [
+        pytest.param("timm", "test_resnet", "pretrained_path", marks=needs_timm),
+        ("torchvision", "resnet18", "weights_path"),
+    ],
+)
 def test_missing_and_unreadable_weight_files_are_clear_errors(tmp_path, name, model, key):
     missing = tmp_path / "nope.safetensors"
     with pytest.raises(ValueError, match=rf"^encoder '{name}': weights file not found: {missing}$"):
@@ -124,12 +134,15 @@ def test_missing_and_unreadable_weight_files_are_clear_errors(tmp_path, name, mo
         ENCODERS.build(name, model=model, **{key: str(not_tensors)})
 
 
-@pytest.mark.parametrize("name, options, key", [
-    pytest.param("timm", {"pretrained": True}, "pretrained", marks=needs_timm),
-    pytest.param("timm", {"checkpoint_path": "x.pth"}, "checkpoint_path", marks=needs_timm),
-    pytest.param("timm", {"num_classes": 10}, "num_classes", marks=needs_timm),
-    ("torchvision", {"weights": "DEFAULT"}, "weights"),
-])
+@pytest.mark.parametrize(
+    "name, options, key",
+    [
+        pytest.param("timm", {"pretrained": True}, "pretrained", marks=needs_timm),
+        pytest.param("timm", {"checkpoint_path": "x.pth"}, "checkpoint_path", marks=needs_timm),
+        pytest.param("timm", {"num_classes": 10}, "num_classes", marks=needs_timm),
+        ("torchvision", {"weights": "DEFAULT"}, "weights"),
+    ],
+)
 def test_download_and_classifier_options_are_refused(name, options, key):
     with pytest.raises(ValueError, match=rf"encoder '{name}': options\.{key} is not accepted: .*nothing is downloaded"):
         ENCODERS.build(name, model="resnet18", options=options)
@@ -205,27 +218,47 @@ def test_the_vit_small_imagenet_recipe_validates_and_builds():
     recipe = load_recipe(ROOT / "recipes" / "image" / "byol_vit_small_imagenet.yaml", check_files=False)
     assert dict(recipe.model.encoder) == {"name": "timm", "model": "vit_small_patch16_224"}
     o = recipe.optimizer
-    assert (o.name, o.lr, o.lr_scaling, o.weight_decay, o.exclude_bias_and_norm) == ("adamw", 1.5e-4, "linear", 0.1,
-                                                                                       False)
+    assert (o.name, o.lr, o.lr_scaling, o.weight_decay, o.exclude_bias_and_norm) == (
+        "adamw",
+        1.5e-4,
+        "linear",
+        0.1,
+        False,
+    )
     assert recipe.ema.tau_base == 0.99 and recipe.trainer.epochs == 300 and recipe.data.batch_size == 4096
     assert recipe.schedule["warmup_epochs"] == 40
     assert ENCODERS.build("timm", **recipe.model.encoder.params).feature_dim == 384
 
 
 @needs_timm
-@pytest.mark.parametrize("encoder", [
-    {"name": "timm", "model": "test_vit", "options": {"img_size": 32}},
-    {"name": "timm", "model": "test_resnet"},
-])
+@pytest.mark.parametrize(
+    "encoder",
+    [
+        {"name": "timm", "model": "test_vit", "options": {"img_size": 32}},
+        {"name": "timm", "model": "test_resnet"},
+    ],
+)
 def test_byol_trains_three_steps_with_a_tiny_timm_model_on_32px_images(tmp_path, encoder):
     rng = np.random.default_rng(0)
     npz = tmp_path / "tiny.npz"
     np.savez(npz, x_train=rng.integers(0, 256, (32, 32, 32, 3), dtype=np.uint8), y_train=np.arange(32) % 4)
     spec = "{" + ", ".join(f"{k}: {v}" for k, v in encoder.items()) + "}"
-    overrides = [f"model.encoder={spec}", f"data.dataset.path={npz}", "data.batch_size=8", "precision=fp32",
-                 "model.projector.hidden_dim=64", "model.projector.out_dim=32", "model.predictor.hidden_dim=64",
-                 "model.predictor.out_dim=32", "trainer.max_steps=3", "trainer.log_every=1", "trainer.hooks=[]",
-                 "trainer.checkpoint_every=1000", "trainer.progress=false", "trainer.tensorboard=false"]
+    overrides = [
+        f"model.encoder={spec}",
+        f"data.dataset.path={npz}",
+        "data.batch_size=8",
+        "precision=fp32",
+        "model.projector.hidden_dim=64",
+        "model.projector.out_dim=32",
+        "model.predictor.hidden_dim=64",
+        "model.predictor.out_dim=32",
+        "trainer.max_steps=3",
+        "trainer.log_every=1",
+        "trainer.hooks=[]",
+        "trainer.checkpoint_every=1000",
+        "trainer.progress=false",
+        "trainer.tensorboard=false",
+    ]
     run = Trainer(load_recipe(CPU_RECIPE, overrides), out_dir=tmp_path / "run", quiet=True).fit()
     with open(run / "metrics.csv") as f:
         rows = list(csv.DictReader(f))

@@ -1,5 +1,6 @@
 """End to end: `python -m ssl_toolkit train recipes/image/byol_cifar10_cpu.yaml` for a few steps on a
 slice of the real CIFAR-10 subset."""
+
 import csv
 import math
 import os
@@ -22,10 +23,23 @@ def test_byol_cifar10_cpu_recipe_trains_a_few_steps(tmp_path):
         pytest.skip(f"shared CIFAR-10 subset not found at {DATA} (../shared/data beside the checkout)")
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    cmd = [sys.executable, "-m", "ssl_toolkit", "train", str(RECIPE), "--out", str(out), "--quiet",
-           "trainer.max_steps=4", "trainer.log_every=2", "trainer.checkpoint_every=1000",
-           "trainer.progress=false", "trainer.tensorboard=false",
-           "data.dataset.limit=256", "data.batch_size=32"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ssl_toolkit",
+        "train",
+        str(RECIPE),
+        "--out",
+        str(out),
+        "--quiet",
+        "trainer.max_steps=4",
+        "trainer.log_every=2",
+        "trainer.checkpoint_every=1000",
+        "trainer.progress=false",
+        "trainer.tensorboard=false",
+        "data.dataset.limit=256",
+        "data.batch_size=32",
+    ]
     # run from the repository root: the recipe's data path (../shared/...) is relative to it
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -1,4 +1,5 @@
 """Image augmentations: per-sample parameters, torchvision equivalence, parameter statistics, batching."""
+
 import math
 from collections import Counter
 
@@ -28,8 +29,8 @@ TOL = 1e-5
 def images(n=8, h=32, w=32, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(n, 3, h, w, generator=g)
-    x[0] = x[0, :1]                 # a gray image (hue/saturation edge case)
-    x[1, :, :4] = 1.0               # saturated and black stripes (clamping, max == min)
+    x[0] = x[0, :1]  # a gray image (hue/saturation edge case)
+    x[1, :, :4] = 1.0  # saturated and black stripes (clamping, max == min)
     x[1, :, 4:8] = 0.0
     return x
 
@@ -54,8 +55,16 @@ BYOL_VIEW = [
 
 # ----------------------------------------------------------------------------- registration
 def test_all_ops_are_registered():
-    for name in ("to_float", "random_resized_crop", "horizontal_flip", "color_jitter", "grayscale",
-                 "gaussian_blur", "solarize", "normalize"):
+    for name in (
+        "to_float",
+        "random_resized_crop",
+        "horizontal_flip",
+        "color_jitter",
+        "grayscale",
+        "gaussian_blur",
+        "solarize",
+        "normalize",
+    ):
         assert name in AUGMENTATIONS, name
         assert AUGMENTATIONS.get(name).description
 
@@ -96,8 +105,16 @@ def test_generator_makes_views_reproducible():
 
 
 # ----------------------------------------------------------------------------- torchvision equivalence
-BOXES = [(0, 0, 32, 32), (3, 5, 10, 12), (1, 2, 31, 20), (0, 0, 7, 30), (5, 3, 27, 29), (10, 10, 1, 1),
-         (30, 0, 2, 32), (0, 16, 32, 16)]
+BOXES = [
+    (0, 0, 32, 32),
+    (3, 5, 10, 12),
+    (1, 2, 31, 20),
+    (0, 0, 7, 30),
+    (5, 3, 27, 29),
+    (10, 10, 1, 1),
+    (30, 0, 2, 32),
+    (0, 16, 32, 16),
+]
 
 
 @pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
@@ -109,8 +126,9 @@ def test_resized_crop_matches_torchvision(interpolation, antialias, size):
     params = {k: torch.tensor([b[i] for b in BOXES]) for i, k in enumerate(("top", "left", "height", "width"))}
     out = op.apply(x, params)
     mode = TF.InterpolationMode.BILINEAR if interpolation == "bilinear" else TF.InterpolationMode.BICUBIC
-    err = max_err(out, lambda im, b: TF.resized_crop(im, *BOXES[b], [size, size], interpolation=mode,
-                                                     antialias=antialias), x)
+    err = max_err(
+        out, lambda im, b: TF.resized_crop(im, *BOXES[b], [size, size], interpolation=mode, antialias=antialias), x
+    )
     assert err < TOL
 
 
@@ -130,9 +148,15 @@ def test_flip_matches_torchvision():
     assert max_err(out, lambda im, b: TF.horizontal_flip(im) if flip[b] else im, x) == 0
 
 
-@pytest.mark.parametrize("component,tv_fn", [
-    ("brightness", TF.adjust_brightness), ("contrast", TF.adjust_contrast),
-    ("saturation", TF.adjust_saturation), ("hue", TF.adjust_hue)])
+@pytest.mark.parametrize(
+    "component,tv_fn",
+    [
+        ("brightness", TF.adjust_brightness),
+        ("contrast", TF.adjust_contrast),
+        ("saturation", TF.adjust_saturation),
+        ("hue", TF.adjust_hue),
+    ],
+)
 def test_each_jitter_component_matches_torchvision(component, tv_fn):
     x = images()
     n = x.shape[0]
@@ -184,8 +208,9 @@ def test_grayscale_solarize_normalize_to_float_match_torchvision():
 def test_blur_matches_torchvision(kernel_size):
     x = images()
     sigma = torch.linspace(0.1, 2.0, x.shape[0])
-    out = GaussianBlur(p=1.0, kernel_size=kernel_size).apply(x, {"apply": torch.ones(8, dtype=torch.bool),
-                                                                 "sigma": sigma})
+    out = GaussianBlur(p=1.0, kernel_size=kernel_size).apply(
+        x, {"apply": torch.ones(8, dtype=torch.bool), "sigma": sigma}
+    )
     ref = lambda im, b: TF.gaussian_blur(im, [kernel_size] * 2, [sigma[b].item()] * 2)  # noqa: E731
     assert max_err(out, ref, x) < TOL
 
@@ -203,26 +228,30 @@ def _cdf_distance(a, b, grid):
     return (fa - fb).abs().max().item()
 
 
-@pytest.mark.parametrize("hw,scale,ratio", [
-    ((32, 32), (0.08, 1.0), (3 / 4, 4 / 3)),
-    ((224, 160), (0.08, 1.0), (3 / 4, 4 / 3)),
-    ((40, 12), (0.5, 1.0), (3 / 4, 4 / 3)),       # often falls back to the central crop
-])
+@pytest.mark.parametrize(
+    "hw,scale,ratio",
+    [
+        ((32, 32), (0.08, 1.0), (3 / 4, 4 / 3)),
+        ((224, 160), (0.08, 1.0), (3 / 4, 4 / 3)),
+        ((40, 12), (0.5, 1.0), (3 / 4, 4 / 3)),  # often falls back to the central crop
+    ],
+)
 def test_crop_distribution_matches_torchvision_get_params(hw, scale, ratio):
     n = 4000
     H, W = hw
     torch.manual_seed(0)
     img = torch.empty(3, H, W)
-    ref = torch.tensor([TVRandomResizedCrop.get_params(img, list(scale), list(ratio)) for _ in range(n)],
-                       dtype=torch.float64)
+    ref = torch.tensor(
+        [TVRandomResizedCrop.get_params(img, list(scale), list(ratio)) for _ in range(n)], dtype=torch.float64
+    )
     p = RandomResizedCrop(size=32, scale=scale, ratio=ratio).sample_params(n, "cpu", gen(1), image_size=hw)
     ours = torch.stack([p["top"], p["left"], p["height"], p["width"]], 1).double()
     area_ref, area = ref[:, 2] * ref[:, 3] / (H * W), ours[:, 2] * ours[:, 3] / (H * W)
     assert _cdf_distance(area, area_ref, torch.linspace(0, 1, 101, dtype=torch.float64)) < 0.04
     ar_ref, ar = (ref[:, 3] / ref[:, 2]).log(), (ours[:, 3] / ours[:, 2]).log()
     assert _cdf_distance(ar, ar_ref, torch.linspace(-3, 3, 121, dtype=torch.float64)) < 0.04
-    centre_ref = ((ref[:, 0] + ref[:, 2] / 2) / H)
-    centre = ((ours[:, 0] + ours[:, 2] / 2) / H)
+    centre_ref = (ref[:, 0] + ref[:, 2] / 2) / H
+    centre = (ours[:, 0] + ours[:, 2] / 2) / H
     assert _cdf_distance(centre, centre_ref, torch.linspace(0, 1, 51, dtype=torch.float64)) < 0.04
     # boxes always lie inside the image
     assert (ours[:, 0] >= 0).all() and (ours[:, 0] + ours[:, 2] <= H).all()
@@ -253,11 +282,15 @@ def test_flip_gray_solarize_blur_and_jitter_rates():
 
     cj = ColorJitter(0.4, 0.4, 0.2, 0.1, p=0.8).sample_params(n, "cpu", gen())
     assert _binomial_ok(cj["apply"].sum().item(), n, 0.8)
-    for k, (lo, hi) in {"brightness": (0.6, 1.4), "contrast": (0.6, 1.4), "saturation": (0.8, 1.2),
-                        "hue": (-0.1, 0.1)}.items():
+    for k, (lo, hi) in {
+        "brightness": (0.6, 1.4),
+        "contrast": (0.6, 1.4),
+        "saturation": (0.8, 1.2),
+        "hue": (-0.1, 0.1),
+    }.items():
         v = cj[k]
         assert lo <= v.min() and v.max() <= hi, k
-        assert v.min() < lo + 0.01 and v.max() > hi - 0.01, k        # covers the range
+        assert v.min() < lo + 0.01 and v.max() > hi - 0.01, k  # covers the range
         assert v.mean().item() == pytest.approx((lo + hi) / 2, abs=0.01), k
         assert v.std().item() == pytest.approx((hi - lo) / math.sqrt(12), rel=0.05), k
     orders = Counter(tuple(o) for o in cj["order"].tolist())
@@ -317,16 +350,19 @@ def test_crop_is_two_batched_matmuls(monkeypatch):
 
 
 # ----------------------------------------------------------------------------- validation
-@pytest.mark.parametrize("name,params", [
-    ("horizontal_flip", {"p": 1.5}),
-    ("random_resized_crop", {"interpolation": "nearest"}),
-    ("random_resized_crop", {"scale": [0.9, 0.1]}),
-    ("color_jitter", {"hue": 0.7}),
-    ("color_jitter", {"brightness": -1.0}),
-    ("gaussian_blur", {"kernel_size": 4}),
-    ("gaussian_blur", {"sigma": [0.0, 1.0]}),
-    ("normalize", {"mean": [0.5], "std": [0.0]}),
-])
+@pytest.mark.parametrize(
+    "name,params",
+    [
+        ("horizontal_flip", {"p": 1.5}),
+        ("random_resized_crop", {"interpolation": "nearest"}),
+        ("random_resized_crop", {"scale": [0.9, 0.1]}),
+        ("color_jitter", {"hue": 0.7}),
+        ("color_jitter", {"brightness": -1.0}),
+        ("gaussian_blur", {"kernel_size": 4}),
+        ("gaussian_blur", {"sigma": [0.0, 1.0]}),
+        ("normalize", {"mean": [0.5], "std": [0.0]}),
+    ],
+)
 def test_bad_parameters_are_rejected(name, params):
     with pytest.raises(ValueError):
         AUGMENTATIONS.build(name, **params)

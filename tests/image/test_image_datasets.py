@@ -1,4 +1,5 @@
 """Image datasets: folders (class / flat), CIFAR-10/100 pickles, .npz; bad files and clear errors."""
+
 import logging
 import os
 import pickle
@@ -34,12 +35,20 @@ def save(path, arr, fmt=None):
 
 # ----------------------------------------------------------------------------- .npz
 def write_npz(path, n_train=10, n_test=4, hwc=True):
-    xs = {s: np.stack([rgb(8, 6, seed=i + 100 * (s == "test")) for i in range(n)])
-          for s, n in (("train", n_train), ("test", n_test))}
+    xs = {
+        s: np.stack([rgb(8, 6, seed=i + 100 * (s == "test")) for i in range(n)])
+        for s, n in (("train", n_train), ("test", n_test))
+    }
     if not hwc:
         xs = {s: x.transpose(0, 3, 1, 2) for s, x in xs.items()}
-    np.savez_compressed(path, x_train=xs["train"], y_train=np.arange(n_train) % 3,
-                        x_test=xs["test"], y_test=np.arange(n_test) % 3, class_names=np.array(["a", "b", "c"]))
+    np.savez_compressed(
+        path,
+        x_train=xs["train"],
+        y_train=np.arange(n_train) % 3,
+        x_test=xs["test"],
+        y_test=np.arange(n_test) % 3,
+        class_names=np.array(["a", "b", "c"]),
+    )
     return xs
 
 
@@ -86,8 +95,11 @@ def write_cifar10(root, per_batch=4):
         labels = rng.integers(0, 10, per_batch).tolist()
         batches[name] = (data, labels)
         with open(d / name, "wb") as f:  # the official files: bytes keys, labels as a list
-            pickle.dump({b"batch_label": name.encode(), b"labels": labels, b"data": data,
-                         b"filenames": [b"x.png"] * per_batch}, f, protocol=2)
+            pickle.dump(
+                {b"batch_label": name.encode(), b"labels": labels, b"data": data, b"filenames": [b"x.png"] * per_batch},
+                f,
+                protocol=2,
+            )
     with open(d / "batches.meta", "wb") as f:
         pickle.dump({b"label_names": [f"c{i}".encode() for i in range(10)], b"num_vis": 3072}, f, protocol=2)
     return d, batches
@@ -95,7 +107,7 @@ def write_cifar10(root, per_batch=4):
 
 def test_cifar10_train_and_test(tmp_path):
     d, batches = write_cifar10(tmp_path)
-    train = build("cifar10", path=str(tmp_path))   # the parent folder works
+    train = build("cifar10", path=str(tmp_path))  # the parent folder works
     assert len(train) == 20 and train.classes[:2] == ["c0", "c1"]
     x, y = train[5]  # second batch, second row
     data, labels = batches["data_batch_2"]
@@ -138,11 +150,24 @@ def test_cifar100_fine_and_coarse(tmp_path):
     rng = np.random.default_rng(1)
     for split, n in (("train", 6), ("test", 3)):
         with open(d / split, "wb") as f:
-            pickle.dump({b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                         b"fine_labels": list(range(n)), b"coarse_labels": [7] * n}, f, protocol=2)
+            pickle.dump(
+                {
+                    b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                    b"fine_labels": list(range(n)),
+                    b"coarse_labels": [7] * n,
+                },
+                f,
+                protocol=2,
+            )
     with open(d / "meta", "wb") as f:
-        pickle.dump({b"fine_label_names": [f"f{i}".encode() for i in range(100)],
-                     b"coarse_label_names": [f"k{i}".encode() for i in range(20)]}, f, protocol=2)
+        pickle.dump(
+            {
+                b"fine_label_names": [f"f{i}".encode() for i in range(100)],
+                b"coarse_label_names": [f"k{i}".encode() for i in range(20)],
+            },
+            f,
+            protocol=2,
+        )
     fine = build("cifar100", path=str(tmp_path))
     assert len(fine) == 6 and fine[4][1] == 4 and fine.classes[4] == "f4"
     coarse = build("cifar100", path=str(tmp_path), split="test", labels="coarse")
@@ -166,7 +191,7 @@ def test_class_subfolders_in_all_formats(tmp_path):
     assert [Path(p).name for p in ds.paths] == ["a.png", "b.jpg", "c.webp", "d.PNG"]
     x, y = ds[0]
     assert x.dtype == torch.uint8 and x.shape == (3, 12, 10) and y == 0
-    assert torch.equal(x, torch.from_numpy(rgb(12, 10, 1)).permute(2, 0, 1))        # png: lossless
+    assert torch.equal(x, torch.from_numpy(rgb(12, 10, 1)).permute(2, 0, 1))  # png: lossless
     assert torch.equal(ds[2][0], torch.from_numpy(rgb(12, 10, 3)).permute(2, 0, 1))  # webp: lossless
     assert (ds[1][0].float() - torch.from_numpy(rgb(12, 10, 2)).permute(2, 0, 1).float()).abs().mean() < 60
     assert len(build("image_folder", path=str(root), limit=3)) == 3
@@ -187,6 +212,7 @@ def test_split_subfolder_and_resize_center_crop(tmp_path):
     ds = build("image_folder", path=str(tmp_path), split="train", size=16)
     assert [ds[i][0].shape for i in range(2)] == [(3, 16, 16)] * 2
     from torchvision.transforms.v2 import functional as TF
+
     wide = torch.from_numpy(rgb(20, 40)).permute(2, 0, 1)
     assert torch.equal(ds[0][0], TF.center_crop(TF.resize(wide, [16], antialias=True), [16, 16]))
 
@@ -257,8 +283,12 @@ def png_header_only(width, height):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     idat = zlib.compress(b"\x00" * 64)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", idat)
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_images_above_the_pixel_limit_are_bad_files_refused_before_decoding(tmp_path):
@@ -272,8 +302,10 @@ def test_images_above_the_pixel_limit_are_bad_files_refused_before_decoding(tmp_
     names = [Path(p).name for p in ds.paths]
     huge, large = ds[names.index("huge.png")], ds[names.index("large.png")]
     assert isinstance(huge, BadItem) and "image too large to decode" in huge.reason and "900000000" in huge.reason
-    assert isinstance(large, BadItem) and "8000 x 8000 = 64,000,000 pixels, above the dataset's max_pixels " \
-        "50,000,000" in large.reason
+    assert (
+        isinstance(large, BadItem)
+        and "8000 x 8000 = 64,000,000 pixels, above the dataset's max_pixels 50,000,000" in large.reason
+    )
     assert time.perf_counter() - start < 1.0  # header only: decoding would take GBs and seconds
     small_limit = build("image_folder", path=str(tmp_path), max_pixels=100, size=8)
     assert all(isinstance(small_limit[i], BadItem) for i in range(3))

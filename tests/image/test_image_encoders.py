@@ -1,4 +1,5 @@
 """ResNet encoders: torchvision layout, CIFAR stem, width multiplier, bn | gn_ws | none."""
+
 import pytest
 import torch
 import torchvision
@@ -26,8 +27,9 @@ def test_width_one_is_torchvision_without_fc(name):
     assert torch.allclose(ours(x), ref(x), atol=1e-5)
 
 
-@pytest.mark.parametrize("name,width,dim", [("resnet18", 0.25, 128), ("resnet18", 0.5, 256),
-                                            ("resnet50", 0.25, 512), ("resnet34", 0.5, 256)])
+@pytest.mark.parametrize(
+    "name,width,dim", [("resnet18", 0.25, 128), ("resnet18", 0.5, 256), ("resnet50", 0.25, 512), ("resnet34", 0.5, 256)]
+)
 def test_width_multiplier_and_cifar_stem(name, width, dim):
     enc = build(name, cifar_stem=True, width=width)
     assert enc.feature_dim == dim

@@ -1,4 +1,5 @@
 """The image recipes validate, encode the paper's / reference settings, and build."""
+
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,7 @@ def test_imagenet_recipe_is_the_paper_setting():
         cj = v["color_jitter"]
         assert (cj["brightness"], cj["contrast"], cj["saturation"], cj["hue"], cj["p"]) == (0.4, 0.4, 0.2, 0.1, 0.8)
         assert v["gaussian_blur"]["sigma"] == [0.1, 2.0] and v["gaussian_blur"]["kernel_size"] == 23
-    assert (v1["gaussian_blur"]["p"], v2["gaussian_blur"]["p"]) == (1.0, 0.1)   # Table 6 asymmetry
+    assert (v1["gaussian_blur"]["p"], v2["gaussian_blur"]["p"]) == (1.0, 0.1)  # Table 6 asymmetry
     assert (v1["solarize"]["p"], v2["solarize"]["p"]) == (0.0, 0.2)
     views = ViewMaker.from_config(r.views)
     x = torch.randint(0, 256, (2, 3, 256, 256), dtype=torch.uint8)
@@ -54,7 +55,7 @@ def test_cifar_recipes_inherit_and_build():
     assert gpu.optimizer.name == "lars" and gpu.model.encoder["cifar_stem"] is True
     assert all(ops(b)["random_resized_crop"]["size"] == 32 for b in gpu.views.branches)
     cpu = load_recipe(RECIPES / "byol_cifar10_cpu.yaml")
-    assert cpu.views.joint == gpu.views.joint   # inherited
+    assert cpu.views.joint == gpu.views.joint  # inherited
     # the short-run views: the GPU views with crops of at least 20 % of the image
     for cpu_ops, gpu_ops in zip(cpu.views.branches, gpu.views.branches, strict=True):
         assert cpu_ops[0].params["scale"] == [0.2, 1.0] and gpu_ops[0].params["scale"] == [0.08, 1.0]

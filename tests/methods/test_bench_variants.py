@@ -1,4 +1,5 @@
 """benchmarks/bench_variants.py: the plan names existing recipes and the summary/markdown are right."""
+
 import importlib.util
 import math
 from pathlib import Path
@@ -21,17 +22,31 @@ def test_plan_covers_every_comparison_with_existing_recipes():
             for group, label, path, overrides in runs:
                 load_recipe(ROOT / path, [*sized, *overrides])  # validates, overrides included
             if size == "quick":
-                assert all(f"data.batch_size={bench.SETTINGS[modality]['quick_batch']}" in o
-                           for g, _, _, o in runs if g not in ("tribyol", "batch") or modality == "audio")
+                assert all(
+                    f"data.batch_size={bench.SETTINGS[modality]['quick_batch']}" in o
+                    for g, _, _, o in runs
+                    if g not in ("tribyol", "batch") or modality == "audio"
+                )
     labels = {(g, lab) for g, lab, _, _ in bench.plan(groups, "image", "full")}
     assert {("tribyol", f"{m} bs{b}") for m in ("byol", "tribyol") for b in (16, 32, 64, 256)} <= labels
     assert {("predictors", h) for h in bench.PREDICTORS} <= labels
     assert ("predictors", "byol (linear predictor)") in labels  # Edge of Orthogonality's baseline
-    assert {("self_labeling", "ccsl"), ("self_labeling", "cssl"), ("norm", "bn"), ("norm", "gn_ws"),
-            ("norm", "none"), ("simsiam", "simsiam"), ("precision", "fp32")} <= labels
+    assert {
+        ("self_labeling", "ccsl"),
+        ("self_labeling", "cssl"),
+        ("norm", "bn"),
+        ("norm", "gn_ws"),
+        ("norm", "none"),
+        ("simsiam", "simsiam"),
+        ("precision", "fp32"),
+    } <= labels
     assert {("augmentations", f"{m}{a}") for m in ("byol", "simclr") for a in ("", " no colour", " crop only")} | {
-        ("target", "byol no predictor"), ("target", "byol tau_base 1.0"), ("target", "byol tau_base 0.0"),
-        ("batch", "byol bs32x4"), ("batch", "simclr bs32x4")} <= labels
+        ("target", "byol no predictor"),
+        ("target", "byol tau_base 1.0"),
+        ("target", "byol tau_base 0.0"),
+        ("batch", "byol bs32x4"),
+        ("batch", "simclr bs32x4"),
+    } <= labels
     assert not [r for r in bench.plan(["augmentations", "target", "batch"], "audio", "full")]  # image claims
 
 
@@ -41,8 +56,19 @@ def test_summary_mean_and_sample_std_and_markdown():
     m, sd = s["g"]["a"]["linear"]
     assert m == 0.30000000000000004 or math.isclose(m, 0.3)
     assert math.isclose(sd, (0.02) ** 0.5)
-    md = bench.markdown(s, {"modality": "image", "size": "full", "created": "now", "host": "h", "torch": "t",
-                            "threads": 1, "seeds": 2, "eval": "`cifar10` eval recipe, task(s) cifar10"})
+    md = bench.markdown(
+        s,
+        {
+            "modality": "image",
+            "size": "full",
+            "created": "now",
+            "host": "h",
+            "torch": "t",
+            "threads": 1,
+            "seeds": 2,
+            "eval": "`cifar10` eval recipe, task(s) cifar10",
+        },
+    )
     assert "| a | 30.0 ± 14.1 |" in md and "Downstream: `cifar10` eval recipe, task(s) cifar10." in md
 
 
@@ -59,6 +85,7 @@ def test_eval_recipe_per_size(tmp_path, monkeypatch):
 
 def test_labels_filter_names_an_unknown_label(tmp_path, capsys):
     import pytest
+
     with pytest.raises(SystemExit) as e:
         bench.main(["--groups", "norm", "--labels", "bn", "gn-ws", "--out", str(tmp_path)])
     assert e.value.code == 2
@@ -69,8 +96,10 @@ def test_labels_filter_names_an_unknown_label(tmp_path, capsys):
 def test_the_augmentation_ablations_switch_off_the_ops_they_name():
     """Both recipes keep crop, flip, jitter, grayscale, solarize at the positions the overrides address."""
     for recipe in ("recipes/image/byol_cifar10_cpu.yaml", "recipes/variants/image/simclr_cifar10_cpu.yaml"):
-        for overrides, off in ((bench.NO_COLOUR, {"color_jitter", "grayscale"}),
-                               (bench.CROP_ONLY, {"color_jitter", "grayscale", "horizontal_flip", "solarize"})):
+        for overrides, off in (
+            (bench.NO_COLOUR, {"color_jitter", "grayscale"}),
+            (bench.CROP_ONLY, {"color_jitter", "grayscale", "horizontal_flip", "solarize"}),
+        ):
             r, full = load_recipe(ROOT / recipe, overrides), load_recipe(ROOT / recipe)
             for branch, before in zip(r.views.branches, full.views.branches):
                 names = [op["name"] for op in branch]

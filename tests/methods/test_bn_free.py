@@ -1,5 +1,6 @@
 """BN-free BYOL (Richemond et al. 2020): the gn_ws / none switch on heads and encoders, batch
 independence, and the collapse monitor catching a run with no normalization at all."""
+
 import csv
 
 import pytest
@@ -50,10 +51,13 @@ def test_mlp_head_none_is_plain():
     assert not any(isinstance(m, (*BATCH_NORMS, nn.GroupNorm)) for m in h.modules())
 
 
-@pytest.mark.parametrize("name, kw, shape", [
-    ("resnet18", dict(cifar_stem=True, width=0.25), (2, 3, 32, 32)),
-    ("audiontt2020", dict(n_mels=16, feature_d=32), (2, 1, 16, 24)),
-])
+@pytest.mark.parametrize(
+    "name, kw, shape",
+    [
+        ("resnet18", dict(cifar_stem=True, width=0.25), (2, 3, 32, 32)),
+        ("audiontt2020", dict(n_mels=16, feature_d=32), (2, 1, 16, 24)),
+    ],
+)
 @pytest.mark.parametrize("norm", ["gn_ws", "none"])
 def test_encoders_take_the_norm_switch(name, kw, shape, norm):
     enc = ENCODERS.build(name, norm=norm, **kw)

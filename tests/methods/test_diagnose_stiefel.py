@@ -1,4 +1,5 @@
 """benchmarks/diagnose_stiefel.py: the ridge ratio and eigenvalue range it reports, by hand."""
+
 import importlib.util
 import math
 import sys

@@ -1,10 +1,15 @@
 """A closed-form predictor under DDP (gloo, 2 CPU processes): the batch statistics are averaged over
 processes, so the run equals one process with the same global batch."""
+
 import torch
 
-OVERRIDES = ["trainer.max_steps=4", "trainer.log_every=2",
-             "views.branches=[[{name: identity}], [{name: random_scale, low: 1.0, high: 1.0}]]",
-             "trainer.sync_batchnorm=true", "model.predictor={name: ns}"]
+OVERRIDES = [
+    "trainer.max_steps=4",
+    "trainer.log_every=2",
+    "views.branches=[[{name: identity}], [{name: random_scale, low: 1.0, high: 1.0}]]",
+    "trainer.sync_batchnorm=true",
+    "model.predictor={name: ns}",
+]
 
 
 def test_two_process_ddp_with_a_closed_form_predictor_equals_single_process(single_and_ddp):

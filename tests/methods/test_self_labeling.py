@@ -1,5 +1,6 @@
 """CCSL / CSSL (Self-Labeling Refinement): the terms on hand-checkable tensors, the λ ramp, the label
 diagnostic, gradient flow and a run through the trainer."""
+
 import math
 
 import pytest
@@ -57,13 +58,16 @@ def test_cssl_tends_to_ccsl_as_temperature_goes_to_zero():
     assert float(soft) == pytest.approx(float(hard), abs=1e-6)
 
 
-@pytest.mark.parametrize("gamma, labels, expected", [
-    (0.7, [0, 0, 1], 1.0),   # selects (0,1), (1,0): they agree
-    (0.7, [0, 1, 1], 0.0),   # ... they disagree
-    (0.5, [0, 0, 1], 0.5),   # selects (0,1), (1,0), (1,2), (2,1): half agree
-    (0.5, [0, 1, 1], 0.5),
-    (0.5, [5, 5, 5], 1.0),
-])
+@pytest.mark.parametrize(
+    "gamma, labels, expected",
+    [
+        (0.7, [0, 0, 1], 1.0),  # selects (0,1), (1,0): they agree
+        (0.7, [0, 1, 1], 0.0),  # ... they disagree
+        (0.5, [0, 0, 1], 0.5),  # selects (0,1), (1,0), (1,2), (2,1): half agree
+        (0.5, [0, 1, 1], 0.5),
+        (0.5, [5, 5, 5], 1.0),
+    ],
+)
 def test_label_agreement_of_selected_pairs(gamma, labels, expected):
     _, diag = self_labeling_loss(P, Z, "ccsl", gamma=gamma, labels=torch.tensor(labels))
     assert float(diag["sl_label_agreement"]) == pytest.approx(expected)
@@ -96,8 +100,9 @@ def _method(name, **kw):
     torch.manual_seed(0)
     enc = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU())
     enc.feature_dim = 16
-    return METHODS.build(name, encoder=enc, projector=MLPHead(16, 32, 8), predictor=MLPHead(8, 32, 8),
-                         ema=EmaConfig(tau_base=0.99), **kw)
+    return METHODS.build(
+        name, encoder=enc, projector=MLPHead(16, 32, 8), predictor=MLPHead(8, 32, 8), ema=EmaConfig(tau_base=0.99), **kw
+    )
 
 
 def test_lambda_ramps_linearly_from_zero():
@@ -133,15 +138,26 @@ def test_total_loss_is_byol_plus_lambda_times_the_pair_terms(name):
 
 
 def test_ccsl_through_the_trainer_and_exact_resume(tensor_recipe, tmp_path):
-    fast = ["trainer.tensorboard=false", "trainer.progress=false", "method.name=cssl", "method.gamma=0.5",
-            "method.ramp=0.5", "trainer.checkpoint_every=15"]
+    fast = [
+        "trainer.tensorboard=false",
+        "trainer.progress=false",
+        "method.name=cssl",
+        "method.gamma=0.5",
+        "method.ramp=0.5",
+        "trainer.checkpoint_every=15",
+    ]
     full = Trainer(load_recipe(tensor_recipe, fast), out_dir=tmp_path / "full", quiet=True).fit()
-    part = Trainer(load_recipe(tensor_recipe, fast + ["trainer.max_steps=15"]), out_dir=tmp_path / "part",
-                   quiet=True).fit()
+    part = Trainer(
+        load_recipe(tensor_recipe, fast + ["trainer.max_steps=15"]), out_dir=tmp_path / "part", quiet=True
+    ).fit()
     assert int(load_checkpoint(part / "checkpoints" / "last.pt")["method"]["steps_done"]) == 15
     # resume the 15-step run's checkpoint inside a full-length run
-    resumed = Trainer(load_recipe(tensor_recipe, fast), out_dir=tmp_path / "resumed",
-                      resume=str(full / "checkpoints" / "step_00000015.pt"), quiet=True).fit()
+    resumed = Trainer(
+        load_recipe(tensor_recipe, fast),
+        out_dir=tmp_path / "resumed",
+        resume=str(full / "checkpoints" / "step_00000015.pt"),
+        quiet=True,
+    ).fit()
     a = load_checkpoint(full / "checkpoints" / "last.pt")["method"]
     b = load_checkpoint(resumed / "checkpoints" / "last.pt")["method"]
     assert int(a["steps_done"]) == 40

@@ -1,5 +1,6 @@
 """SimCLR on the engine: NT-Xent as eq. 1 defines it (hand-computed values and a literal per-anchor reference), its
 invariances, gradients through both views, the recipe, and DDP (2 processes, global negatives) = 1 process."""
+
 import math
 from pathlib import Path
 
@@ -55,12 +56,12 @@ def test_invariances():
     z1, z2 = torch.randn(6, 8, generator=g), torch.randn(6, 8, generator=g)
     base = nt_xent_loss(z1, z2, 0.5)
     scale = torch.rand(6, 1, generator=g) * 10 + 0.1
-    torch.testing.assert_close(nt_xent_loss(z1 * scale, z2 / scale, 0.5), base)      # cosine: row scale
+    torch.testing.assert_close(nt_xent_loss(z1 * scale, z2 / scale, 0.5), base)  # cosine: row scale
     perm = torch.randperm(6, generator=g)
-    torch.testing.assert_close(nt_xent_loss(z1[perm], z2[perm], 0.5), base)           # item order
-    torch.testing.assert_close(nt_xent_loss(z2, z1, 0.5), base)                       # view order
+    torch.testing.assert_close(nt_xent_loss(z1[perm], z2[perm], 0.5), base)  # item order
+    torch.testing.assert_close(nt_xent_loss(z2, z1, 0.5), base)  # view order
     q, _ = torch.linalg.qr(torch.randn(8, 8, generator=g))
-    torch.testing.assert_close(nt_xent_loss(z1 @ q, z2 @ q, 0.5), base)               # rotation
+    torch.testing.assert_close(nt_xent_loss(z1 @ q, z2 @ q, 0.5), base)  # rotation
     assert float(nt_xent_loss(z1, z1, 0.5)) < float(base)  # agreeing views lower it
     with pytest.raises(ValueError, match="two views of the same N items"):
         nt_xent_loss(z1, z2[:5], 0.5)
@@ -70,8 +71,14 @@ def _simclr(t=0.5):
     torch.manual_seed(0)
     enc = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU())
     enc.feature_dim = 16
-    return METHODS.build("simclr", encoder=enc, projector=MLPHead(16, 16, 8, last_norm=True, last_bias=False),
-                         predictor=None, ema=EmaConfig(), temperature=t)
+    return METHODS.build(
+        "simclr",
+        encoder=enc,
+        projector=MLPHead(16, 16, 8, last_norm=True, last_bias=False),
+        predictor=None,
+        ema=EmaConfig(),
+        temperature=t,
+    )
 
 
 def test_method_gradients_flow_through_both_views_and_no_target_exists():
@@ -92,8 +99,7 @@ def test_errors():
     with pytest.raises(ValueError, match="simclr has no predictor"):
         enc = nn.Linear(4, 4)
         enc.feature_dim = 4
-        METHODS.build("simclr", encoder=enc, projector=MLPHead(4, 4, 4), predictor=MLPHead(4, 4, 4),
-                      ema=EmaConfig())
+        METHODS.build("simclr", encoder=enc, projector=MLPHead(4, 4, 4), predictor=MLPHead(4, 4, 4), ema=EmaConfig())
     with pytest.raises(ValueError, match="needs 2 views"):
         _simclr()([torch.randn(4, 8)])
 
@@ -117,8 +123,9 @@ DISTINCT_VIEWS = "views.branches=[[{name: identity}], [{name: random_scale, low:
 
 
 def test_two_process_ddp_with_global_negatives_equals_single_process(single_and_ddp):
-    a, b = single_and_ddp([*SIMCLR, "trainer.max_steps=4", "trainer.log_every=2", DISTINCT_VIEWS,
-                           "trainer.sync_batchnorm=true"])
+    a, b = single_and_ddp(
+        [*SIMCLR, "trainer.max_steps=4", "trainer.log_every=2", DISTINCT_VIEWS, "trainer.sync_batchnorm=true"]
+    )
     assert a.keys() == b.keys()
     for k in a:
         if a[k].is_floating_point():

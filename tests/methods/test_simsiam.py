@@ -1,4 +1,5 @@
 """SimSiam on the engine: no target copies, SimSiam's gradients exactly, and the recipe's sizes."""
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -13,8 +14,13 @@ def _simsiam():
     torch.manual_seed(0)
     enc = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU())
     enc.feature_dim = 16
-    return METHODS.build("simsiam", encoder=enc, projector=MLPHead(16, 32, 8, num_layers=3, last_norm=True),
-                         predictor=MLPHead(8, 4, 8), ema=EmaConfig())
+    return METHODS.build(
+        "simsiam",
+        encoder=enc,
+        projector=MLPHead(16, 32, 8, num_layers=3, last_norm=True),
+        predictor=MLPHead(8, 4, 8),
+        ema=EmaConfig(),
+    )
 
 
 def test_no_target_network_and_the_target_is_the_detached_online_projection():

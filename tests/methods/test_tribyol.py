@@ -1,4 +1,5 @@
 """TriBYOL: the loss formula, the two targets drifting apart, policies and gradient flow."""
+
 import pytest
 import torch
 from torch import nn
@@ -16,8 +17,14 @@ def _tribyol(**kw):
     torch.manual_seed(0)
     enc = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU())
     enc.feature_dim = 16
-    return METHODS.build("tribyol", encoder=enc, projector=MLPHead(16, 32, 8), predictor=MLPHead(8, 32, 8),
-                         ema=EmaConfig(tau_base=0.9, schedule="constant"), **kw)
+    return METHODS.build(
+        "tribyol",
+        encoder=enc,
+        projector=MLPHead(16, 32, 8),
+        predictor=MLPHead(8, 32, 8),
+        ema=EmaConfig(tau_base=0.9, schedule="constant"),
+        **kw,
+    )
 
 
 def _views(n=3, b=6):
@@ -100,12 +107,19 @@ def test_gradients_reach_the_online_network_only():
 
 
 def test_tribyol_in_the_trainer_targets_differ(tensor_recipe, tmp_path):
-    recipe = load_recipe(tensor_recipe, [
-        "trainer.tensorboard=false", "trainer.progress=false", "method.name=tribyol", "trainer.max_steps=2",
-        "views.branches=[[{name: random_scale}], [{name: gaussian_noise}], [{name: gaussian_noise}]]"])
+    recipe = load_recipe(
+        tensor_recipe,
+        [
+            "trainer.tensorboard=false",
+            "trainer.progress=false",
+            "method.name=tribyol",
+            "trainer.max_steps=2",
+            "views.branches=[[{name: random_scale}], [{name: gaussian_noise}], [{name: gaussian_noise}]]",
+        ],
+    )
     out = Trainer(recipe, out_dir=tmp_path / "run", quiet=True).fit()
     state = load_checkpoint(out / "checkpoints" / "last.pt")["method"]
-    t0 = {k[len("targets.0."):]: v for k, v in state.items() if k.startswith("targets.0.")}
-    t1 = {k[len("targets.1."):]: v for k, v in state.items() if k.startswith("targets.1.")}
+    t0 = {k[len("targets.0.") :]: v for k, v in state.items() if k.startswith("targets.0.")}
+    t1 = {k[len("targets.1.") :]: v for k, v in state.items() if k.startswith("targets.1.")}
     assert t0.keys() == t1.keys() and t0
     assert any(not torch.equal(t0[k], t1[k]) for k in t0 if t0[k].is_floating_point())

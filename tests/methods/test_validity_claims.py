@@ -1,5 +1,6 @@
 """benchmarks/validity_verdicts.py (issue 17's claims) and the audio-budget bench it reads: the verdict rules on
 hand-made seeds, every claim naming runs the harnesses produce, and the shipped 8-minute recipe being its lever."""
+
 import importlib.util
 import re
 import sys
@@ -20,24 +21,28 @@ def _module(name):
     return mod
 
 
-verdicts, variants, budget, finetune_bench = (_module(n) for n in ("validity_verdicts", "bench_variants",
-                                                                 "bench_audio_budget", "bench_finetune"))
+verdicts, variants, budget, finetune_bench = (
+    _module(n) for n in ("validity_verdicts", "bench_variants", "bench_audio_budget", "bench_finetune")
+)
 BETTER = verdicts.Claim("x", "src", "better", verdicts.IMG, "a", "b")
 SAME = verdicts.Claim("x", "src", "comparable", verdicts.IMG, "a", "b")
 COLLAPSE = verdicts.Claim("x", "src", "collapses", verdicts.IMG, "a")
 
 
-@pytest.mark.parametrize("claim, a, b, expected", [
-    (BETTER, [0.50, 0.52], [0.40, 0.42], "reproduced"),
-    (BETTER, [0.40, 0.42], [0.50, 0.52], "not reproduced at this size"),
-    (BETTER, [0.44, 0.52], [0.42, 0.47], "inconclusive (spreads overlap)"),  # 0.48 ± 0.057 vs 0.445 ± 0.035
-    (SAME, [0.44, 0.46], [0.45, 0.47], "reproduced"),  # |Δ| = 1 point ≤ 3
-    (SAME, [0.30, 0.31], [0.45, 0.46], "not reproduced at this size"),
-    (SAME, [0.30, 0.46], [0.45, 0.46], "inconclusive (spreads overlap)"),  # Δ = −7.5 points, 0.38 ± 0.113
-    (SAME, [0.60, 0.61], [0.45, 0.46], "reproduced and exceeded (A ahead, spreads apart)"),  # +15 points
-    (SAME, [0.45, 0.61], [0.45, 0.46], "inconclusive (spreads overlap)"),  # +7.5 points, 0.53 ± 0.113
-    (BETTER, [0.50], [0.40, 0.42], "pending (1 of 3 and 2 of 3 runs)"),
-])
+@pytest.mark.parametrize(
+    "claim, a, b, expected",
+    [
+        (BETTER, [0.50, 0.52], [0.40, 0.42], "reproduced"),
+        (BETTER, [0.40, 0.42], [0.50, 0.52], "not reproduced at this size"),
+        (BETTER, [0.44, 0.52], [0.42, 0.47], "inconclusive (spreads overlap)"),  # 0.48 ± 0.057 vs 0.445 ± 0.035
+        (SAME, [0.44, 0.46], [0.45, 0.47], "reproduced"),  # |Δ| = 1 point ≤ 3
+        (SAME, [0.30, 0.31], [0.45, 0.46], "not reproduced at this size"),
+        (SAME, [0.30, 0.46], [0.45, 0.46], "inconclusive (spreads overlap)"),  # Δ = −7.5 points, 0.38 ± 0.113
+        (SAME, [0.60, 0.61], [0.45, 0.46], "reproduced and exceeded (A ahead, spreads apart)"),  # +15 points
+        (SAME, [0.45, 0.61], [0.45, 0.46], "inconclusive (spreads overlap)"),  # +7.5 points, 0.53 ± 0.113
+        (BETTER, [0.50], [0.40, 0.42], "pending (1 of 3 and 2 of 3 runs)"),
+    ],
+)
 def test_verdict_rules(claim, a, b, expected):
     assert verdicts.verdict(claim, a, b, []) == expected
 
@@ -51,15 +56,18 @@ def test_collapse_verdict_needs_every_seed_collapsed():
 def test_a_caveat_rides_on_every_verdict_but_pending():
     c = verdicts.Claim("x", "src", "better", verdicts.IMG, "a", "b", caveat="not the paper's formula")
     assert verdicts.with_caveat(c, verdicts.verdict(c, [0.2, 0.21], [0.4, 0.42], [])) == (
-        "not reproduced at this size (not the paper's formula)")
+        "not reproduced at this size (not the paper's formula)"
+    )
     assert verdicts.with_caveat(c, verdicts.verdict(c, [0.2], [0.4, 0.42], [])) == "pending (1 of 3 and 2 of 3 runs)"
     assert verdicts.with_caveat(BETTER, "reproduced") == "reproduced"
     assert [c.caveat != "" for c in verdicts.CLAIMS].count(True) == 1  # stiefel's, README says why
 
 
 def test_every_claim_names_runs_the_harnesses_make():
-    image = {re.sub(r" seed=0$", "", variants._config(path, ov, 0))
-             for _, _, path, ov in variants.plan([*variants.GROUPS, *variants.EXTRA_GROUPS], "image", "full")}
+    image = {
+        re.sub(r" seed=0$", "", variants._config(path, ov, 0))
+        for _, _, path, ov in variants.plan([*variants.GROUPS, *variants.EXTRA_GROUPS], "image", "full")
+    }
     audio = set(budget.VALIDITY_CONFIGS.values())
     finetune = finetune_bench.row_keys("image") | finetune_bench.row_keys("audio")
     for c in verdicts.CLAIMS:
@@ -72,7 +80,8 @@ def test_rows_are_read_by_key_and_metric(tmp_path, monkeypatch):
     monkeypatch.setattr(verdicts, "RESULTS", tmp_path)
     (tmp_path / verdicts.AUD).write_text(
         '{"config": "byola_v1", "seed": 0, "linear": {"emodb": 0.5}, "final_collapse": 0.9}\n'
-        '{"config": "byola_v1", "seed": 1, "linear": {"emodb": 0.7}, "final_collapse": 0.8}\n{"config": "by')
+        '{"config": "byola_v1", "seed": 1, "linear": {"emodb": 0.7}, "final_collapse": 0.8}\n{"config": "by'
+    )
     rows = verdicts.runs(verdicts.AUD)["byola_v1"]  # the line cut short by a kill is skipped
     assert verdicts.values(rows, "linear.emodb") == [0.5, 0.7] and verdicts.values(rows, "linear.knn") == []
 
@@ -92,47 +101,90 @@ def test_paired_differences_use_the_seeds_both_sides_ran(tmp_path, monkeypatch):
     d = verdicts.paired(a, b, "linear")
     assert [round(x, 6) for x in d] == [0.02, 0.01]  # seeds 0 and 1; 2 and 3 have no partner
     assert verdicts.paired(a, [{"seed": 0, "linear": float("nan")}], "linear") == []
-    row = {"claim": "c", "source": "S 2020, t", "kind": "better", "metric": "linear", "a": "x", "b": "y",
-           "a_values": [0.45, 0.39], "b_values": [0.43, 0.38], "a_collapse": [], "paired_differences": d,
-           "verdict": "v"}
+    row = {
+        "claim": "c",
+        "source": "S 2020, t",
+        "kind": "better",
+        "metric": "linear",
+        "a": "x",
+        "b": "y",
+        "a_values": [0.45, 0.39],
+        "b_values": [0.43, 0.38],
+        "a_collapse": [],
+        "paired_differences": d,
+        "verdict": "v",
+    }
     assert "| +1.5 ± 0.7 (n=2) | v | S 2020 |" in verdicts.markdown([row])  # mean 1.5, std 0.71 points
 
 
 def test_a_collapse_row_shows_the_collapse_metric_and_the_accuracy_it_costs():
-    row = {"claim": "c", "source": "S 2020", "kind": "collapses", "metric": "linear", "a": "x", "b": None,
-           "a_values": [0.135, 0.118, 0.119], "b_values": [], "a_collapse": [0.0013, 0.0011, 0.0012],
-           "paired_differences": [], "verdict": "reproduced"}  # std of 13.5, 11.8, 11.9: sqrt(1.82 / 2) = 0.95
+    row = {
+        "claim": "c",
+        "source": "S 2020",
+        "kind": "collapses",
+        "metric": "linear",
+        "a": "x",
+        "b": None,
+        "a_values": [0.135, 0.118, 0.119],
+        "b_values": [],
+        "a_collapse": [0.0013, 0.0011, 0.0012],
+        "paired_differences": [],
+        "verdict": "reproduced",
+    }  # std of 13.5, 11.8, 11.9: sqrt(1.82 / 2) = 0.95
     cell = "| x: collapse 0.001 ± 0.000 (n=3); linear 12.4 ± 1.0 (n=3) |  |  | reproduced |"
     assert cell in verdicts.markdown([row])
 
 
 DROP_ROWS = [  # full and ablated runs of two methods: A drops 2 and 3 points, B 10 and 12 (seed 2: B only)
-    ("byol_cifar10_cpu", 0, 0.45), ("byol_cifar10_cpu", 1, 0.44), ("byol_cifar10_cpu x", 0, 0.43),
-    ("byol_cifar10_cpu x", 1, 0.41), ("simclr_cifar10_cpu", 0, 0.40), ("simclr_cifar10_cpu", 1, 0.42),
-    ("simclr_cifar10_cpu", 2, 0.40), ("simclr_cifar10_cpu x", 0, 0.30), ("simclr_cifar10_cpu x", 1, 0.30)]
+    ("byol_cifar10_cpu", 0, 0.45),
+    ("byol_cifar10_cpu", 1, 0.44),
+    ("byol_cifar10_cpu x", 0, 0.43),
+    ("byol_cifar10_cpu x", 1, 0.41),
+    ("simclr_cifar10_cpu", 0, 0.40),
+    ("simclr_cifar10_cpu", 1, 0.42),
+    ("simclr_cifar10_cpu", 2, 0.40),
+    ("simclr_cifar10_cpu x", 0, 0.30),
+    ("simclr_cifar10_cpu x", 1, 0.30),
+]
 
 
-@pytest.mark.parametrize("a, b, expected", [
-    ([0.02, 0.03], [0.10, 0.12], "reproduced"),
-    ([0.10, 0.12], [0.02, 0.03], "not reproduced at this size"),
-    ([0.02, 0.08], [0.05, 0.07], "inconclusive (spreads overlap)"),
-    ([0.02], [0.10, 0.12], "pending (1 of 3 and 2 of 3 seeds with both runs)"),
-])
+@pytest.mark.parametrize(
+    "a, b, expected",
+    [
+        ([0.02, 0.03], [0.10, 0.12], "reproduced"),
+        ([0.10, 0.12], [0.02, 0.03], "not reproduced at this size"),
+        ([0.02, 0.08], [0.05, 0.07], "inconclusive (spreads overlap)"),
+        ([0.02], [0.10, 0.12], "pending (1 of 3 and 2 of 3 seeds with both runs)"),
+    ],
+)
 def test_drop_rule(a, b, expected):
     assert verdicts.drop_verdict(a, b) == expected
 
 
 def test_drops_are_measured_per_method_on_the_seeds_that_ran_both(tmp_path, monkeypatch):
     monkeypatch.setattr(verdicts, "RESULTS", tmp_path)
-    (tmp_path / verdicts.IMG).write_text("".join(
-        f'{{"key": "{k} seed={seed}", "seed": {seed}, "linear": {v}, "final_collapse": 0.8}}\n'
-        for k, seed, v in DROP_ROWS))
-    claim = verdicts.Claim("c", "s", "smaller drop", verdicts.IMG, "byol_cifar10_cpu x", "simclr_cifar10_cpu x",
-                           a_full="byol_cifar10_cpu", b_full="simclr_cifar10_cpu")
+    (tmp_path / verdicts.IMG).write_text(
+        "".join(
+            f'{{"key": "{k} seed={seed}", "seed": {seed}, "linear": {v}, "final_collapse": 0.8}}\n'
+            for k, seed, v in DROP_ROWS
+        )
+    )
+    claim = verdicts.Claim(
+        "c",
+        "s",
+        "smaller drop",
+        verdicts.IMG,
+        "byol_cifar10_cpu x",
+        "simclr_cifar10_cpu x",
+        a_full="byol_cifar10_cpu",
+        b_full="simclr_cifar10_cpu",
+    )
     monkeypatch.setattr(verdicts, "CLAIMS", [claim])
     (row,) = verdicts.assess()
     assert [round(v, 6) for v in row["a_values"]] == [0.02, 0.03] and [round(v, 6) for v in row["b_values"]] == [
-        0.1, 0.12]
+        0.1,
+        0.12,
+    ]
     assert [round(v, 6) for v in row["paired_differences"]] == [0.08, 0.09] and row["verdict"] == "reproduced"
     assert "| c | byol_cifar10_cpu x: drop 2.5 ± 0.7 (n=2)" in verdicts.markdown([row])
 

@@ -1,4 +1,5 @@
 """Every recipe in recipes/variants validates, builds its method, and steps once on tiny inputs."""
+
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,22 @@ from ssl_toolkit.recipe import load_recipe
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
 VARIANTS = sorted((RECIPES / "variants").rglob("*.yaml"))
-EXPECTED = {"tribyol", "directpred", "directcopy", "ne", "visser", "ns", "ns2", "stiefel", "ccsl", "cssl",
-            "gn_ws", "nonorm", "simsiam", "simclr"}
+EXPECTED = {
+    "tribyol",
+    "directpred",
+    "directcopy",
+    "ne",
+    "visser",
+    "ns",
+    "ns2",
+    "stiefel",
+    "ccsl",
+    "cssl",
+    "gn_ws",
+    "nonorm",
+    "simsiam",
+    "simclr",
+}
 
 
 def test_every_variant_has_an_image_and_an_audio_recipe():

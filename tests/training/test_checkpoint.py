@@ -53,10 +53,13 @@ def test_candidates_newest_first_and_pruning(tmp_path):
         ckpt.atomic_save({}, tmp_path / "checkpoints" / f"step_{step:08d}.pt")
     ckpt.atomic_save({}, tmp_path / "checkpoints" / "last.pt")
     assert [p.name for p in ckpt.checkpoint_candidates(tmp_path)] == [
-        "last.pt", "step_00000015.pt", "step_00000010.pt", "step_00000005.pt"]
+        "last.pt",
+        "step_00000015.pt",
+        "step_00000010.pt",
+        "step_00000005.pt",
+    ]
     ckpt.prune_periodic(tmp_path, keep=2)
-    assert [p.name for p in ckpt.checkpoint_candidates(tmp_path)] == ["last.pt", "step_00000015.pt",
-                                                                     "step_00000010.pt"]
+    assert [p.name for p in ckpt.checkpoint_candidates(tmp_path)] == ["last.pt", "step_00000015.pt", "step_00000010.pt"]
 
 
 def test_an_unreadable_checkpoint_says_permission_denied(tmp_path, deny_reading, monkeypatch):
@@ -84,8 +87,11 @@ def test_encoder_safetensors_beside_encoder_pt_holds_the_same_weights_and_the_ca
     from ssl_toolkit.recipe import load_recipe
     from ssl_toolkit.training.trainer import Trainer
 
-    run = Trainer(load_recipe(tensor_recipe, ["trainer.max_steps=2", "trainer.tensorboard=false",
-                                              "trainer.progress=false"]), out_dir=tmp_path / "run", quiet=True).fit()
+    run = Trainer(
+        load_recipe(tensor_recipe, ["trainer.max_steps=2", "trainer.tensorboard=false", "trainer.progress=false"]),
+        out_dir=tmp_path / "run",
+        quiet=True,
+    ).fit()
     weights, card = ckpt.encoder_file_contents(torch.load(run / "encoder.pt", weights_only=True))
     st_weights, st_card = ckpt.load_encoder_safetensors(run / "encoder.safetensors")
     assert set(st_weights) == set(weights) and all(torch.equal(st_weights[k], weights[k]) for k in weights)

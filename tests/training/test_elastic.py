@@ -1,4 +1,5 @@
 """torchrun --max-restarts: a worker killed mid-run makes the job restart from the last checkpoint."""
+
 import subprocess
 import sys
 import textwrap
@@ -7,8 +8,14 @@ import torch
 
 from ssl_toolkit.checkpoint import load_checkpoint
 
-ARGS = ["trainer.tensorboard=false", "trainer.progress=false", "trainer.max_steps=16",
-        "trainer.checkpoint_every=8", "trainer.sync_batchnorm=true", "data.batch_size=8"]
+ARGS = [
+    "trainer.tensorboard=false",
+    "trainer.progress=false",
+    "trainer.max_steps=16",
+    "trainer.checkpoint_every=8",
+    "trainer.sync_batchnorm=true",
+    "data.batch_size=8",
+]
 
 KILL_RANK1_ONCE = textwrap.dedent("""
     import os, signal, sys
@@ -27,8 +34,16 @@ KILL_RANK1_ONCE = textwrap.dedent("""
 
 
 def torchrun(script_or_module, args, out, max_restarts=0):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "--max-restarts", str(max_restarts)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "--max-restarts",
+        str(max_restarts),
+    ]
     cmd += ["-m", "ssl_toolkit"] if script_or_module is None else [str(script_or_module)]
     return subprocess.run(cmd + ["train", *args, "--out", str(out)], capture_output=True, text=True, timeout=240)
 

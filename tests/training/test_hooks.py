@@ -1,5 +1,6 @@
 """Hooks: the documented call points and their order, a user hook registered under `imports:` and turned on
 by `trainer.hooks`, validated like any component, resuming with its state, and without effect on training."""
+
 import csv
 import textwrap
 
@@ -58,6 +59,7 @@ def plugin(tmp_path, monkeypatch):
 
     sys.modules.pop("hook_plugin", None)
     from ssl_toolkit.registry import HOOKS
+
     for name in ("recorder", "bad_hook"):
         HOOKS._entries.pop(name, None)  # a fresh registration per test
     module = importlib.import_module("hook_plugin")
@@ -70,17 +72,28 @@ def recipe(tensor_recipe, overrides=()):
 
 
 def test_call_points_in_order_and_hook_column(plugin, tensor_recipe, tmp_path):
-    r = recipe(tensor_recipe, ["trainer.hooks=[{name: recorder}]", "trainer.max_steps=10", "trainer.log_every=4",
-                               "trainer.checkpoint_every=6"])
+    r = recipe(
+        tensor_recipe,
+        [
+            "trainer.hooks=[{name: recorder}]",
+            "trainer.max_steps=10",
+            "trainer.log_every=4",
+            "trainer.checkpoint_every=6",
+        ],
+    )
     out = Trainer(r, out_dir=tmp_path / "run", quiet=True).fit()
     calls = plugin.CALLS
     assert calls[0] == ("start", 0) and calls[-1] == ("end", 10)
     steps = [c for c in calls if c[0] == "step"]
     assert steps == [("step", s) for s in range(1, 11)]
     # per step: step → (log at 4, 8 and the last step) → step_end; checkpoints (6, last.pt at 10) in between
-    assert calls[calls.index(("step", 4)):calls.index(("step", 5))] == [("step", 4), ("log", 4), ("step_end", 4)]
-    assert calls[calls.index(("step", 6)):calls.index(("step", 7))] == [  # the built-in checkpoint hook first
-        ("step", 6), ("checkpoint", 6), ("checkpoint", 6), ("step_end", 6)]  # step_00000006.pt, last.pt
+    assert calls[calls.index(("step", 4)) : calls.index(("step", 5))] == [("step", 4), ("log", 4), ("step_end", 4)]
+    assert calls[calls.index(("step", 6)) : calls.index(("step", 7))] == [  # the built-in checkpoint hook first
+        ("step", 6),
+        ("checkpoint", 6),
+        ("checkpoint", 6),
+        ("step_end", 6),
+    ]  # step_00000006.pt, last.pt
     assert ("epoch_end", 0) in calls and calls.index(("epoch_end", 0)) == calls.index(("step_end", 8)) + 1
     assert calls[-4:] == [("log", 10), ("step_end", 10), ("checkpoint", 10), ("end", 10)]
     with open(out / "metrics.csv") as f:
@@ -90,20 +103,29 @@ def test_call_points_in_order_and_hook_column(plugin, tensor_recipe, tmp_path):
 
 def test_hook_state_resumes(plugin, tensor_recipe, tmp_path):
     out = tmp_path / "run"
-    Trainer(recipe(tensor_recipe, ["trainer.hooks=[{name: recorder}]", "trainer.max_steps=6"]), out_dir=out,
-            quiet=True).fit()
+    Trainer(
+        recipe(tensor_recipe, ["trainer.hooks=[{name: recorder}]", "trainer.max_steps=6"]), out_dir=out, quiet=True
+    ).fit()
     plugin.CALLS.clear()
-    Trainer(recipe(tensor_recipe, ["trainer.hooks=[{name: recorder}]", "trainer.max_steps=9"]), out_dir=out,
-            resume="auto", quiet=True).fit()
+    Trainer(
+        recipe(tensor_recipe, ["trainer.hooks=[{name: recorder}]", "trainer.max_steps=9"]),
+        out_dir=out,
+        resume="auto",
+        quiet=True,
+    ).fit()
     assert plugin.CALLS[0] == ("resume", 6) and plugin.CALLS[1] == ("start", 6)
     assert TrainingState.load(out / "checkpoints/last.pt").hooks == {"Recorder": {"seen": 9}}
 
 
 def test_hooks_do_not_change_training(plugin, tensor_recipe, tmp_path):
-    a = Trainer(recipe(tensor_recipe, ["trainer.max_steps=8", "trainer.log_every=1"]), out_dir=tmp_path / "a",
-                quiet=True).fit()
-    b = Trainer(recipe(tensor_recipe, ["trainer.max_steps=8", "trainer.log_every=1",
-                                       "trainer.hooks=[{name: recorder}]"]), out_dir=tmp_path / "b", quiet=True).fit()
+    a = Trainer(
+        recipe(tensor_recipe, ["trainer.max_steps=8", "trainer.log_every=1"]), out_dir=tmp_path / "a", quiet=True
+    ).fit()
+    b = Trainer(
+        recipe(tensor_recipe, ["trainer.max_steps=8", "trainer.log_every=1", "trainer.hooks=[{name: recorder}]"]),
+        out_dir=tmp_path / "b",
+        quiet=True,
+    ).fit()
     loss = [[r["loss"] for r in csv.DictReader(open(d / "metrics.csv"))] for d in (a, b)]
     assert loss[0] == loss[1]
     sa, sb = (TrainingState.load(d / "checkpoints/last.pt").method for d in (a, b))
@@ -151,8 +173,11 @@ def test_log_lines_about_bad_files_and_left_out_batches_are_bounded(tensor_recip
     from ssl_toolkit.training.loop import MAX_LOGGED
 
     real = GaussianClusters.__getitem__
-    monkeypatch.setattr(GaussianClusters, "__getitem__",  # 3 of every 4 items bad: each batch of 4 has one usable
-                        lambda self, i: real(self, i) if i % 4 == 0 else BadItem(f"item{i}.bin", "corrupt"))
+    monkeypatch.setattr(
+        GaussianClusters,
+        "__getitem__",  # 3 of every 4 items bad: each batch of 4 has one usable
+        lambda self, i: real(self, i) if i % 4 == 0 else BadItem(f"item{i}.bin", "corrupt"),
+    )
     recipe = load_recipe(tensor_recipe, [*FAST, "data.batch_size=4", "data.shuffle=false", "data.dataset.size=256"])
     with pytest.raises(TrainingError, match=r"epoch 0 made no optimizer step: 64 batches read, 192 bad file\(s\)"):
         Trainer(recipe, out_dir=tmp_path / "r").fit()

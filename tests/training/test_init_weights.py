@@ -1,5 +1,6 @@
 """model.init_from: the online encoder and every EMA target start from the given weights; resume does not
 re-initialize; mismatches, missing files and a changed file are errors naming the recipe key."""
+
 from pathlib import Path
 
 import pytest
@@ -42,15 +43,24 @@ def test_online_encoder_and_targets_start_from_the_weights(tensor_recipe, source
     assert path.exists() and len(digest) == 64
 
 
-def test_a_run_from_init_from_records_path_and_sha256_and_its_targets_start_as_copies(tensor_recipe, source_run,
-                                                                                     tmp_path):
+def test_a_run_from_init_from_records_path_and_sha256_and_its_targets_start_as_copies(
+    tensor_recipe, source_run, tmp_path
+):
     """τ = 1 keeps the target exactly at its start: after a step it still equals the source weights, so the target
     started as a copy of them; the online encoder moved from them by one optimizer step."""
     source = encoder_weights(source_run / "encoder.pt")
-    run = train(tensor_recipe, tmp_path / "run", ["trainer.max_steps=1", "ema.tau_base=1.0", "ema.schedule=constant",
-                                                  f"model.init_from={source_run / 'encoder.pt'}"])
+    run = train(
+        tensor_recipe,
+        tmp_path / "run",
+        [
+            "trainer.max_steps=1",
+            "ema.tau_base=1.0",
+            "ema.schedule=constant",
+            f"model.init_from={source_run / 'encoder.pt'}",
+        ],
+    )
     state = ckpt.TrainingState.load(run / "checkpoints" / "last.pt")
-    target = {k[len("targets.0.encoder."):]: v for k, v in state.method.items() if k.startswith("targets.0.encoder.")}
+    target = {k[len("targets.0.encoder.") :]: v for k, v in state.method.items() if k.startswith("targets.0.encoder.")}
     params = [k for k in source if "running" not in k and "num_batches" not in k]
     assert all(torch.equal(target[k], source[k]) for k in params)
     online = state.encoder_state()
@@ -89,15 +99,21 @@ def test_missing_file_and_changed_file_name_the_key(tensor_recipe, source_run, t
     with pytest.raises(RecipeError, match=r"key 'model.init_from': .*nope.pt': no such file or folder"):
         train(tensor_recipe, tmp_path / "a", ["trainer.max_steps=1", f"model.init_from={tmp_path / 'nope.pt'}"])
     with pytest.raises(TrainingError, match=r"model.init_sha256: .* has sha256 [0-9a-f]{64}, the recipe expects abc0"):
-        train(tensor_recipe, tmp_path / "b", ["trainer.max_steps=1", f"model.init_from={source_run / 'encoder.pt'}",
-                                              "model.init_sha256=abc0"])
+        train(
+            tensor_recipe,
+            tmp_path / "b",
+            ["trainer.max_steps=1", f"model.init_from={source_run / 'encoder.pt'}", "model.init_sha256=abc0"],
+        )
     assert not (tmp_path / "a" / "checkpoints").exists()
 
 
 def test_mismatch_is_an_error_naming_keys_and_shapes_unless_not_strict(tensor_recipe, source_run):
     wider = build_method(load_recipe(tensor_recipe, ["model.encoder.hidden_dim=48"]))
-    with pytest.raises(InitError, match=r"does not fit the recipe's model.encoder: shape mismatch .*file \(32, 16\) "
-                                        r"vs model \(48, 16\).*init_strict: false"):
+    with pytest.raises(
+        InitError,
+        match=r"does not fit the recipe's model.encoder: shape mismatch .*file \(32, 16\) "
+        r"vs model \(48, 16\).*init_strict: false",
+    ):
         initialize_encoder(wider, str(source_run / "encoder.pt"), True, None, print)
     lines = []
     before = {k: v.clone() for k, v in wider.encoder.state_dict().items()}
@@ -121,8 +137,10 @@ def test_torchvision_resnet_weights_load_without_their_classifier():
     from ssl_toolkit.training.init_weights import fit_to
 
     fitting, left = fit_to(own, state, True, "resnet18.pth")
-    assert set(fitting) == set(own) and left == ["classifier fc.weight (not part of the encoder)",
-                                                 "classifier fc.bias (not part of the encoder)"]
+    assert set(fitting) == set(own) and left == [
+        "classifier fc.weight (not part of the encoder)",
+        "classifier fc.bias (not part of the encoder)",
+    ]
 
 
 def test_official_byola_weights_initialize_audiontt2020(tmp_path):
@@ -130,8 +148,17 @@ def test_official_byola_weights_initialize_audiontt2020(tmp_path):
     if not official.is_file():
         pytest.skip("official BYOL-A fixtures not found (../shared/fixtures/byola)")
     recipe = Path(__file__).resolve().parents[2] / "recipes" / "audio" / "byola_v1.yaml"
-    method = build_method(load_recipe(recipe, ["data.dataset.root=data/demo/fsdd_mini", "model.encoder.feature_d=512",
-                                               "model.projector.hidden_dim=32", "model.predictor.hidden_dim=32"]))
+    method = build_method(
+        load_recipe(
+            recipe,
+            [
+                "data.dataset.root=data/demo/fsdd_mini",
+                "model.encoder.feature_d=512",
+                "model.projector.hidden_dim=32",
+                "model.predictor.hidden_dim=32",
+            ],
+        )
+    )
     initialize_encoder(method, str(official), True, None, lambda _: None)
     want = torch.load(official, weights_only=True)
     got = method.encoder.state_dict()

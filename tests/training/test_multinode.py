@@ -1,5 +1,6 @@
 """Multi-node torchrun on one machine: two agents (2 "nodes" × 1 gloo process) joined by a c10d rendezvous on
 127.0.0.1 equal one process with the same global batch, and resume from the checkpoint after a killed worker."""
+
 import socket
 import subprocess
 import sys
@@ -43,10 +44,30 @@ def two_nodes(program, args, out, max_restarts=0):
     """Two torchrun agents of 1 process each meeting at a c10d rendezvous; returns their exit codes (None: timed out,
     then stopped) and their two logs."""
     port = free_port()
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
-           "--max-restarts", str(max_restarts), "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}",
-           "--rdzv-id", f"multinode-{port}", "--local-addr", "127.0.0.1", *program,
-           "train", *args, "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "2",
+        "--nproc-per-node",
+        "1",
+        "--max-restarts",
+        str(max_restarts),
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        f"127.0.0.1:{port}",
+        "--rdzv-id",
+        f"multinode-{port}",
+        "--local-addr",
+        "127.0.0.1",
+        *program,
+        "train",
+        *args,
+        "--out",
+        str(out),
+    ]
     logs = [out.parent / f"{out.name}.node{i}.log" for i in range(2)]
     agents = []
     for log in logs:
@@ -99,8 +120,21 @@ def uninterrupted(tmp_path_factory):
 def test_two_nodes_equal_one_process_with_the_same_global_batch(uninterrupted, tmp_path):
     nodes, log = uninterrupted
     assert "global batch 16, 2 process(es)" in log
-    single = subprocess.run([sys.executable, "-m", "ssl_toolkit", "train", *MULTINODE_ARGS, "data.batch_size=16",
-                             "--out", str(tmp_path / "single")], capture_output=True, text=True, timeout=TIMEOUT)
+    single = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ssl_toolkit",
+            "train",
+            *MULTINODE_ARGS,
+            "data.batch_size=16",
+            "--out",
+            str(tmp_path / "single"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
     assert single.returncode == 0, single.stderr[-3000:]
     a = load_checkpoint(tmp_path / "single/checkpoints/last.pt")
     b = load_checkpoint(nodes / "checkpoints/last.pt")

@@ -20,9 +20,15 @@ def test_lars_step_matches_hand_computation():
     b = nn.Parameter(torch.tensor([1.0]))
     w.grad = torch.tensor([[0.0, 1.0]])
     b.grad = torch.tensor([2.0])
-    opt = LARS([{"params": [w], "weight_decay": 0.5, "lars_exclude": False},
-                {"params": [b], "weight_decay": 0.0, "lars_exclude": True}], lr=0.1, momentum=0.9,
-               trust_coefficient=0.001)
+    opt = LARS(
+        [
+            {"params": [w], "weight_decay": 0.5, "lars_exclude": False},
+            {"params": [b], "weight_decay": 0.0, "lars_exclude": True},
+        ],
+        lr=0.1,
+        momentum=0.9,
+        trust_coefficient=0.001,
+    )
     opt.step()
     g = torch.tensor([[0.0, 1.0]]) + 0.5 * torch.tensor([[3.0, 4.0]])  # decayed gradient (1.5, 3)
     trust = 0.001 * 5 / g.norm()

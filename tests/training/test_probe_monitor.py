@@ -1,5 +1,6 @@
 """The probe monitor: the ridge probe against its closed form, the hook's columns and random-init scale on an image
 and an audio run, no effect on training, exact resume, DDP, and its errors."""
+
 import csv
 import subprocess
 import sys
@@ -68,13 +69,32 @@ def image_setup(tmp_path):
     npz = tmp_path / "d.npz"
     np.savez(npz, x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
     ev = tmp_path / "probe_eval.yaml"
-    ev.write_text(yaml.safe_dump({"name": "tiny", "knn": {"k": 5, "temperature": 0.1}, "tasks": [
-        {"name": "tiny-task", "kind": "image_classification", "dataset": {"name": "npz", "path": str(npz)}}]}))
+    ev.write_text(
+        yaml.safe_dump(
+            {
+                "name": "tiny",
+                "knn": {"k": 5, "temperature": 0.1},
+                "tasks": [
+                    {"name": "tiny-task", "kind": "image_classification", "dataset": {"name": "npz", "path": str(npz)}}
+                ],
+            }
+        )
+    )
     crop = "{name: random_resized_crop, size: 16, scale: [0.5, 1.0]}"
-    train = [*FAST, f"data.dataset.path={npz}", "data.batch_size=16", "model.encoder.width=0.125",
-             "model.projector.hidden_dim=32", "model.predictor.hidden_dim=32", "model.projector.out_dim=16",
-             "model.predictor.out_dim=16", f"views.branches=[[{crop}], [{crop}]]", "trainer.max_minutes=null",
-             "trainer.log_every=2", "precision=fp32"]
+    train = [
+        *FAST,
+        f"data.dataset.path={npz}",
+        "data.batch_size=16",
+        "model.encoder.width=0.125",
+        "model.projector.hidden_dim=32",
+        "model.predictor.hidden_dim=32",
+        "model.projector.out_dim=16",
+        "model.predictor.out_dim=16",
+        f"views.branches=[[{crop}], [{crop}]]",
+        "trainer.max_minutes=null",
+        "trainer.log_every=2",
+        "precision=fp32",
+    ]
     return ROOT / "recipes/image/byol_cifar10_cpu.yaml", train, ev
 
 
@@ -82,8 +102,11 @@ def test_image_probe_columns_scale_and_no_effect_on_training(image_setup, tmp_pa
     recipe, train, ev = image_setup
     base = [*train, "trainer.epochs=3"]  # 4 steps per epoch
     off = Trainer(load_recipe(recipe, [*base, "trainer.hooks=[]"]), out_dir=tmp_path / "off", quiet=True).fit()
-    on = Trainer(load_recipe(recipe, [*base, f"trainer.hooks=[{{name: probe, recipe: {ev}, every_epochs: 2}}]"]),
-                 out_dir=tmp_path / "on", quiet=True).fit()
+    on = Trainer(
+        load_recipe(recipe, [*base, f"trainer.hooks=[{{name: probe, recipe: {ev}, every_epochs: 2}}]"]),
+        out_dir=tmp_path / "on",
+        quiet=True,
+    ).fit()
     r_off, r_on = rows(off), rows(on)
     assert [r["loss"] for r in r_off] == [r["loss"] for r in r_on]  # bit-identical losses
     a, b = (TrainingState.load(d / "checkpoints/last.pt").method for d in (off, on))
@@ -106,8 +129,11 @@ def test_probe_scores_what_the_features_say(image_setup, tmp_path, monkeypatch):
         return torch.stack([bright, 255 - bright], 1), None
 
     monkeypatch.setattr(rankme, "online_features", fake)
-    out = Trainer(load_recipe(recipe, [*train, "trainer.epochs=1", f"trainer.hooks=[{{name: probe, recipe: {ev}}}]"]),
-                  out_dir=tmp_path / "r", quiet=True).fit()
+    out = Trainer(
+        load_recipe(recipe, [*train, "trainer.epochs=1", f"trainer.hooks=[{{name: probe, recipe: {ev}}}]"]),
+        out_dir=tmp_path / "r",
+        quiet=True,
+    ).fit()
     assert float(rows(out)[0]["monitor_tiny_task_init"]) == 1.0
 
 
@@ -122,8 +148,9 @@ def test_image_probe_resumes_with_the_same_scale_and_values(image_setup, tmp_pat
     # the first part also measured at its own last step (4); every measurement of the straight run is repeated
     ref_v, out_v = ({r["step"]: r["monitor_tiny_task"] for r in rows(d)} for d in (ref, out))
     assert ref_v["8"] and all(out_v[k] == v for k, v in ref_v.items() if v)
-    assert {r["monitor_tiny_task_init"] for r in rows(out) if r["monitor_tiny_task_init"]} == \
-        {r["monitor_tiny_task_init"] for r in rows(ref) if r["monitor_tiny_task_init"]}
+    assert {r["monitor_tiny_task_init"] for r in rows(out) if r["monitor_tiny_task_init"]} == {
+        r["monitor_tiny_task_init"] for r in rows(ref) if r["monitor_tiny_task_init"]
+    }
 
 
 def test_probe_resumes_a_checkpoint_whose_init_is_a_bare_number(image_setup, tmp_path):
@@ -147,15 +174,21 @@ def test_probe_errors_name_the_key_and_what_was_expected(image_setup, tmp_path):
     from ssl_toolkit.recipe import RecipeError
 
     recipe, train, ev = image_setup
-    cases = [(f"{{name: probe, recipe: {ev}, task: nope}}",
-              r"no task 'nope' in .*probe_eval.yaml \(tasks: tiny-task\)"),
-             (f"{{name: probe, recipe: {tmp_path / 'missing.yaml'}}}", "missing.yaml"),
-             (f"{{name: probe, recipe: {ROOT / 'recipes/eval/fsdd_demo.yaml'}}}",
-              "is an audio task, but this run trains an image encoder")]
+    cases = [
+        (f"{{name: probe, recipe: {ev}, task: nope}}", r"no task 'nope' in .*probe_eval.yaml \(tasks: tiny-task\)"),
+        (f"{{name: probe, recipe: {tmp_path / 'missing.yaml'}}}", "missing.yaml"),
+        (
+            f"{{name: probe, recipe: {ROOT / 'recipes/eval/fsdd_demo.yaml'}}}",
+            "is an audio task, but this run trains an image encoder",
+        ),
+    ]
     for i, (hook, message) in enumerate(cases):
         with pytest.raises(ValueError, match=message):
-            Trainer(load_recipe(recipe, [*train, "trainer.max_steps=1", f"trainer.hooks=[{hook}]"]),
-                    out_dir=tmp_path / f"e{i}", quiet=True).fit()
+            Trainer(
+                load_recipe(recipe, [*train, "trainer.max_steps=1", f"trainer.hooks=[{hook}]"]),
+                out_dir=tmp_path / f"e{i}",
+                quiet=True,
+            ).fit()
     with pytest.raises(RecipeError, match=r"trainer.hooks.0.every_epochs"):
         load_recipe(recipe, [*train, f"trainer.hooks=[{{name: probe, recipe: {ev}, every_epochs: 0}}]"])
     with pytest.raises(RecipeError, match=r"trainer.hooks.0.probe"):
@@ -164,10 +197,33 @@ def test_probe_errors_name_the_key_and_what_was_expected(image_setup, tmp_path):
 
 def test_image_probe_under_ddp_rank0_computes(image_setup, tmp_path):
     recipe, train, ev = image_setup
-    args = [str(recipe), *train, "trainer.epochs=2", "data.batch_size=8", "--quiet", "--out", str(tmp_path / "ddp"),
-            f"trainer.hooks=[{{name: probe, recipe: {ev}, every_epochs: 1}}]"]
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           "-m", "ssl_toolkit", "train", *args], capture_output=True, text=True, timeout=300)
+    args = [
+        str(recipe),
+        *train,
+        "trainer.epochs=2",
+        "data.batch_size=8",
+        "--quiet",
+        "--out",
+        str(tmp_path / "ddp"),
+        f"trainer.hooks=[{{name: probe, recipe: {ev}, every_epochs: 1}}]",
+    ]
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "ssl_toolkit",
+            "train",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr  # no deadlock, no error on rank 1
     got = [r["monitor_tiny_task"] for r in rows(tmp_path / "ddp")]
     assert got[-1] and all(0 <= float(v) <= 1 for v in got if v)
@@ -176,11 +232,21 @@ def test_image_probe_under_ddp_rank0_computes(image_setup, tmp_path):
 # ----------------------------------------------------------------------------- an audio run
 def test_audio_probe_on_the_demo_task_does_not_change_training(tmp_path, monkeypatch):
     recipe = ROOT / "recipes/audio/byola_fsdd.yaml"
-    base = [*FAST, "model.encoder.feature_d=64", "model.projector.hidden_dim=32", "model.predictor.hidden_dim=32",
-            "data.batch_size=32", "trainer.max_steps=4", "trainer.log_every=2", "views.input.1.n_stats=64",
-            "trainer.hooks=[]"]
-    probe = (f"trainer.hooks=[{{name: probe, recipe: {ROOT}/recipes/eval/fsdd_demo.yaml, max_train: 40, max_test: 20, "
-             "every_epochs: 1}]")
+    base = [
+        *FAST,
+        "model.encoder.feature_d=64",
+        "model.projector.hidden_dim=32",
+        "model.predictor.hidden_dim=32",
+        "data.batch_size=32",
+        "trainer.max_steps=4",
+        "trainer.log_every=2",
+        "views.input.1.n_stats=64",
+        "trainer.hooks=[]",
+    ]
+    probe = (
+        f"trainer.hooks=[{{name: probe, recipe: {ROOT}/recipes/eval/fsdd_demo.yaml, max_train: 40, max_test: 20, "
+        "every_epochs: 1}]"
+    )
     off = Trainer(load_recipe(recipe, base), out_dir=tmp_path / "off", quiet=True).fit()
     trainer = Trainer(load_recipe(recipe, [*base, probe]), out_dir=tmp_path / "on", quiet=True)
     on = trainer.fit()
@@ -188,6 +254,7 @@ def test_audio_probe_on_the_demo_task_does_not_change_training(tmp_path, monkeyp
     # EVAR pre-normalization: the probe's clips are normalized with the statistics of its own training clips
     # (population mean / std of their log-mel pieces), while the run keeps the statistics of its training data
     from ssl_toolkit.audio.embedding import Pieces, split_frontend
+
     hook = next(h for h in trainer.hooks.hooks if isinstance(h, probe_monitor.ProbeMonitor))
     upstream, probe_norm, _ = split_frontend(hook.frontend)
     _, run_norm, _ = split_frontend(list(trainer.run.learner.views.input.ops))

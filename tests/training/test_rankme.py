@@ -1,5 +1,6 @@
 """RankMe (Garrido et al. 2023, eq. 1) on hand-checkable matrices, and the monitor hook: columns, the
 random-init scale, no effect on training, exact resume."""
+
 import csv
 import math
 
@@ -48,8 +49,11 @@ def rows(out):
 def test_monitor_logs_columns_and_does_not_change_training(tensor_recipe, tmp_path):
     base = [*FAST, "trainer.max_steps=12", "trainer.log_every=2"]
     off = Trainer(load_recipe(tensor_recipe, [*base, "trainer.hooks=[]"]), out_dir=tmp_path / "off", quiet=True).fit()
-    on = Trainer(load_recipe(tensor_recipe, [*base, "trainer.hooks=[{name: rankme, every: 4, pool: 64}]"]),
-                 out_dir=tmp_path / "on", quiet=True).fit()
+    on = Trainer(
+        load_recipe(tensor_recipe, [*base, "trainer.hooks=[{name: rankme, every: 4, pool: 64}]"]),
+        out_dir=tmp_path / "on",
+        quiet=True,
+    ).fit()
     r_off, r_on = rows(off), rows(on)
     assert [r["loss"] for r in r_off] == [r["loss"] for r in r_on]  # bit-identical losses
     a, b = (TrainingState.load(d / "checkpoints/last.pt").method for d in (off, on))
@@ -66,14 +70,24 @@ def test_monitor_resumes_with_the_same_init_scale(tensor_recipe, tmp_path):
     hooks = "trainer.hooks=[{name: rankme, every: 2, pool: 64}]"
     # schedules that do not depend on the run's length, so that 4 + 4 resumed steps equal 8 steps
     FIXED = [*FAST, "schedule.name=constant", "schedule.warmup_epochs=0", "ema.schedule=constant"]
-    out = Trainer(load_recipe(tensor_recipe, [*FIXED, "trainer.max_steps=4", "trainer.log_every=2", hooks]),
-                  out_dir=tmp_path / "r", quiet=True).fit()
+    out = Trainer(
+        load_recipe(tensor_recipe, [*FIXED, "trainer.max_steps=4", "trainer.log_every=2", hooks]),
+        out_dir=tmp_path / "r",
+        quiet=True,
+    ).fit()
     first = rows(out)[0]["rankme_init"]
-    Trainer(load_recipe(tensor_recipe, [*FIXED, "trainer.max_steps=8", "trainer.log_every=2", hooks]),
-            out_dir=out, resume="auto", quiet=True).fit()
+    Trainer(
+        load_recipe(tensor_recipe, [*FIXED, "trainer.max_steps=8", "trainer.log_every=2", hooks]),
+        out_dir=out,
+        resume="auto",
+        quiet=True,
+    ).fit()
     assert {r["rankme_init"] for r in rows(out)} == {first}
-    ref = Trainer(load_recipe(tensor_recipe, [*FIXED, "trainer.max_steps=8", "trainer.log_every=2", hooks]),
-                  out_dir=tmp_path / "ref", quiet=True).fit()
+    ref = Trainer(
+        load_recipe(tensor_recipe, [*FIXED, "trainer.max_steps=8", "trainer.log_every=2", hooks]),
+        out_dir=tmp_path / "ref",
+        quiet=True,
+    ).fit()
     assert [r["loss"] for r in rows(ref)] == [r["loss"] for r in rows(out)]
     assert [r["rankme"] for r in rows(ref)] == [r["rankme"] for r in rows(out)]
 
@@ -89,8 +103,15 @@ def test_monitor_parameters_are_checked(tensor_recipe, tmp_path):
 
 def test_monitor_under_ddp_rank0_computes_and_training_matches_one_process(single_and_ddp, tmp_path):
     views = "views.branches=[[{name: identity}], [{name: random_scale, low: 1.0, high: 1.0}]]"
-    a, b = single_and_ddp(["trainer.max_steps=6", "trainer.log_every=2", views, "trainer.sync_batchnorm=true",
-                           "trainer.hooks=[{name: rankme, every: 3, pool: 64}]"])  # deadlock-free: it returned
+    a, b = single_and_ddp(
+        [
+            "trainer.max_steps=6",
+            "trainer.log_every=2",
+            views,
+            "trainer.sync_batchnorm=true",
+            "trainer.hooks=[{name: rankme, every: 3, pool: 64}]",
+        ]
+    )  # deadlock-free: it returned
     for k in a:
         if a[k].is_floating_point():
             assert torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-5), k

@@ -9,6 +9,7 @@ any other machine the first EARLY_STEPS steps (initialization, augmentation, for
 and EMA updates) must agree to EARLY_TOLERANCE with the first record, and a warning asks for this machine's
 record. Re-record only for an intended change of the math, on every machine you keep:
 ``python tests/training/test_reference_losses.py --record`` (adds or replaces this machine's record)."""
+
 import csv
 import json
 import sys
@@ -27,8 +28,15 @@ RECIPES = {
     "simsiam_cifar10_cpu": "recipes/variants/image/simsiam_cifar10_cpu.yaml",
     "ccsl_fsdd": "recipes/variants/audio/ccsl_fsdd.yaml",
 }
-OVERRIDES = ["precision=fp32", "seed=7", "trainer.log_every=1", "trainer.max_steps=20", "trainer.max_minutes=null",
-             "trainer.tensorboard=false", "trainer.progress=false"]
+OVERRIDES = [
+    "precision=fp32",
+    "seed=7",
+    "trainer.log_every=1",
+    "trainer.max_steps=20",
+    "trainer.max_minutes=null",
+    "trainer.tensorboard=false",
+    "trainer.progress=false",
+]
 EARLY_STEPS = 2
 EARLY_TOLERANCE = 2e-4
 NEEDS_SHARED = {"byol_cifar10_cpu", "tribyol_cifar10_cpu", "ns2_cifar10_cpu", "simsiam_cifar10_cpu"}
@@ -88,13 +96,17 @@ def test_recipe_reproduces_reference_losses(name, tmp_path):
     if not same_machine:
         import warnings
 
-        warnings.warn(f"no reference losses recorded on this machine ({fingerprint()}): only the first "
-                      f"{EARLY_STEPS} steps are compared; record them with {Path(__file__).name} --record")
+        warnings.warn(
+            f"no reference losses recorded on this machine ({fingerprint()}): only the first "
+            f"{EARLY_STEPS} steps are compared; record them with {Path(__file__).name} --record"
+        )
     for key in ("loss", "collapse"):
         worst = max(abs(a - b) for a, b in zip(got[key][:steps], expected[key][:steps]))
-        assert worst <= tolerance, (f"{name}: {key} of the first {steps} steps differs from the reference by "
-                                    f"{worst:.3g} ({'this machine' if same_machine else 'another machine'}'s "
-                                    "record)")
+        assert worst <= tolerance, (
+            f"{name}: {key} of the first {steps} steps differs from the reference by "
+            f"{worst:.3g} ({'this machine' if same_machine else 'another machine'}'s "
+            "record)"
+        )
 
 
 if __name__ == "__main__" and "--record" in sys.argv:

@@ -1,4 +1,5 @@
 """The trainer on the tensor recipe: outputs, exact resume, kill/resume, bad input."""
+
 import csv
 import signal
 import subprocess
@@ -47,14 +48,18 @@ def test_run_writes_everything_and_learns(tensor_recipe, tmp_path):
     encoder_file = torch.load(out / "encoder.pt", weights_only=True)
     assert encoder_file["card"]["encoder"] == {"name": "mlp_encoder", "in_dim": 16, "hidden_dim": 32}
     enc = encoder_file["state_dict"]
-    assert set(enc) == {k.removeprefix("online.encoder.") for k in load_checkpoint(out / "checkpoints/last.pt")
-                        ["method"] if k.startswith("online.encoder.")}
+    assert set(enc) == {
+        k.removeprefix("online.encoder.")
+        for k in load_checkpoint(out / "checkpoints/last.pt")["method"]
+        if k.startswith("online.encoder.")
+    }
     assert load_recipe(out / "recipe.yaml").trainer.epochs == 5  # the stored recipe is complete and valid
 
 
 def test_max_steps_overrides_epochs_and_accumulation(tensor_recipe, tmp_path):
-    out = train(tensor_recipe, tmp_path / "run", ["trainer.max_steps=6", "trainer.grad_accum_steps=2",
-                                                  "trainer.log_every=3"])
+    out = train(
+        tensor_recipe, tmp_path / "run", ["trainer.max_steps=6", "trainer.grad_accum_steps=2", "trainer.log_every=3"]
+    )
     assert [int(x["step"]) for x in rows(out)] == [3, 6]
     assert load_checkpoint(out / "checkpoints/last.pt")["step"] == 6
 
@@ -64,8 +69,9 @@ def test_max_minutes_ends_the_run_at_the_first_log_step_past_the_budget(tensor_r
     assert [int(x["step"]) for x in rows(out)] == [3]
     assert load_checkpoint(out / "checkpoints/last.pt")["step"] == 3
     assert (out / "encoder.pt").exists()
-    generous = train(tensor_recipe, tmp_path / "long", ["trainer.max_minutes=60", "trainer.max_steps=9",
-                                                        "trainer.log_every=3"])
+    generous = train(
+        tensor_recipe, tmp_path / "long", ["trainer.max_minutes=60", "trainer.max_steps=9", "trainer.log_every=3"]
+    )
     assert [int(x["step"]) for x in rows(generous)] == [3, 6, 9]
 
 
@@ -81,8 +87,7 @@ def test_elapsed_time_and_the_max_minutes_budget_carry_over_a_resume(tensor_reci
     state.elapsed_s = 120.0
     state.save(out / "checkpoints/last.pt")
     (out / "encoder.pt").unlink()
-    train(tensor_recipe, out, ["trainer.max_steps=40", "trainer.log_every=2", "trainer.max_minutes=1"],
-          resume="auto")
+    train(tensor_recipe, out, ["trainer.max_steps=40", "trainer.log_every=2", "trainer.max_minutes=1"], resume="auto")
     assert [int(r["step"]) for r in rows(out)] == [4, 8, 12, 14] and float(rows(out)[-1]["elapsed_s"]) >= 120
     assert load_checkpoint(out / "checkpoints/last.pt")["elapsed_s"] >= 120 and (out / "encoder.pt").exists()
 
@@ -117,12 +122,18 @@ KILL_SCRIPT = textwrap.dedent("""
 
 def test_sigkill_then_resume_ends_with_the_same_weights(tensor_recipe, tmp_path):
     args = [str(tensor_recipe), *FAST, "trainer.max_steps=20", "trainer.checkpoint_every=10"]
-    killed = subprocess.run([sys.executable, "-c", KILL_SCRIPT, "train", *args, "--out", str(tmp_path / "k"),
-                             "--quiet"], capture_output=True, text=True)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_SCRIPT, "train", *args, "--out", str(tmp_path / "k"), "--quiet"],
+        capture_output=True,
+        text=True,
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert not (tmp_path / "k" / "encoder.pt").exists()
-    resumed = subprocess.run([sys.executable, "-m", "ssl_toolkit", "train", *args, "--out", str(tmp_path / "k"),
-                              "--resume", "auto"], capture_output=True, text=True)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "ssl_toolkit", "train", *args, "--out", str(tmp_path / "k"), "--resume", "auto"],
+        capture_output=True,
+        text=True,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from" in resumed.stderr and "(step 10)" in resumed.stderr
     train(tensor_recipe, tmp_path / "ref", ["trainer.max_steps=20", "trainer.checkpoint_every=10"])
@@ -133,8 +144,9 @@ def test_sigkill_then_resume_ends_with_the_same_weights(tensor_recipe, tmp_path)
 def test_preemption_signal_checkpoints_exits_zero_and_resumes_exactly(tensor_recipe, tmp_path, sig):
     args = [str(tensor_recipe), *FAST, "trainer.max_steps=1000", "trainer.checkpoint_every=100000"]
     out = tmp_path / "pre"
-    proc = subprocess.Popen([sys.executable, "-m", "ssl_toolkit", "train", *args, "--out", str(out)],
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ssl_toolkit", "train", *args, "--out", str(out)], stderr=subprocess.PIPE, text=True
+    )
     deadline = time.time() + 60
     while not (out / "metrics.csv").exists() and time.time() < deadline:
         time.sleep(0.05)
@@ -144,8 +156,11 @@ def test_preemption_signal_checkpoints_exits_zero_and_resumes_exactly(tensor_rec
     assert f"received signal {sig.name}" in err and "--resume auto" in err
     step = load_checkpoint(out / "checkpoints/last.pt")["step"]
     assert 0 < step < 1000 and not (out / "encoder.pt").exists()
-    resumed = subprocess.run([sys.executable, "-m", "ssl_toolkit", "train", *args, "--out", str(out),
-                              "--resume", "auto"], capture_output=True, text=True)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "ssl_toolkit", "train", *args, "--out", str(out), "--resume", "auto"],
+        capture_output=True,
+        text=True,
+    )
     assert resumed.returncode == 0 and f"(step {step})" in resumed.stderr, resumed.stderr
     train(tensor_recipe, tmp_path / "ref", ["trainer.max_steps=1000", "trainer.checkpoint_every=100000"])
     assert_same_weights(tmp_path / "ref/checkpoints/last.pt", out / "checkpoints/last.pt")
@@ -168,8 +183,18 @@ def test_missing_data_file_and_empty_dataset_fail_clearly(tensor_recipe, tmp_pat
 def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tensor_recipe, tmp_path):
     out = tmp_path / "nan"
     with pytest.raises(NonFiniteLossError, match=r"NaN/inf at step \d+.*optimizer.lr"):
-        train(tensor_recipe, out, ["optimizer.lr=1e30", "optimizer.name=sgd", "optimizer.options={}",
-                                   "trainer.checkpoint_every=1", "trainer.log_every=1", "schedule.name=constant"])
+        train(
+            tensor_recipe,
+            out,
+            [
+                "optimizer.lr=1e30",
+                "optimizer.name=sgd",
+                "optimizer.options={}",
+                "trainer.checkpoint_every=1",
+                "trainer.log_every=1",
+                "schedule.name=constant",
+            ],
+        )
     last = load_checkpoint(out / "checkpoints/last.pt")
     assert all(torch.isfinite(v).all() for v in last["method"].values() if v.is_floating_point())
 
@@ -192,8 +217,9 @@ def test_same_recipe_and_seed_give_the_same_metrics(tensor_recipe, tmp_path):
     a = rows(train(tensor_recipe, tmp_path / "a", ["trainer.max_steps=12"]))
     b = rows(train(tensor_recipe, tmp_path / "b", ["trainer.max_steps=12"]))
     timing = {"samples_per_s", "elapsed_s"}
-    assert [{k: v for k, v in r.items() if k not in timing} for r in a] == \
-           [{k: v for k, v in r.items() if k not in timing} for r in b]
+    assert [{k: v for k, v in r.items() if k not in timing} for r in a] == [
+        {k: v for k, v in r.items() if k not in timing} for r in b
+    ]
 
 
 def test_method_diagnostics_and_labels_reach_metrics(tensor_recipe, tmp_path):

@@ -1,6 +1,7 @@
 """A data worker killed mid-run (as the kernel's OOM killer does) ends the run with one line naming the likely cause,
 the newest valid checkpoint and the resume command — also when the kill lands while a checkpoint is being written,
 whose write then completes (issue 37). Real runs of byola_fsdd.yaml with data.num_workers=2."""
+
 import os
 import signal
 import subprocess
@@ -11,9 +12,17 @@ from pathlib import Path
 from ssl_toolkit import checkpoint as ckpt
 
 ROOT = Path(__file__).resolve().parents[2]
-ARGS = ["train", "recipes/audio/byola_fsdd.yaml", "data.num_workers=2", "trainer.progress=false", "trainer.hooks=[]",
-        "trainer.tensorboard=false", "model.encoder.feature_d=64", "model.projector.hidden_dim=32",
-        "model.predictor.hidden_dim=32"]
+ARGS = [
+    "train",
+    "recipes/audio/byola_fsdd.yaml",
+    "data.num_workers=2",
+    "trainer.progress=false",
+    "trainer.hooks=[]",
+    "trainer.tensorboard=false",
+    "model.encoder.feature_d=64",
+    "model.projector.hidden_dim=32",
+    "model.predictor.hidden_dim=32",
+]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"}
 
 
@@ -27,8 +36,10 @@ def children(pid: int) -> list[int]:
 def check_error(proc: subprocess.CompletedProcess, run: Path) -> None:
     err = proc.stderr.strip().splitlines()
     assert proc.returncode == 1, proc.stderr
-    assert err[-1].startswith("error: a data loader worker died (DataLoader worker (pid") and "Traceback" not in \
-        proc.stderr, proc.stderr
+    assert (
+        err[-1].startswith("error: a data loader worker died (DataLoader worker (pid")
+        and "Traceback" not in proc.stderr
+    ), proc.stderr
     assert "out-of-memory killer" in err[-1] and f"--out {run} --resume auto" in err[-1]
     newest = ckpt.checkpoint_candidates(run)[0]
     step = ckpt.TrainingState.load(newest).step  # valid, and the one the message names
@@ -37,8 +48,13 @@ def check_error(proc: subprocess.CompletedProcess, run: Path) -> None:
 
 def test_a_killed_worker_is_one_line_and_the_run_resumes(tmp_path):
     run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "ssl_toolkit", *ARGS, "trainer.checkpoint_every=2",
-                             "--out", str(run)], cwd=ROOT, env=ENV, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ssl_toolkit", *ARGS, "trainer.checkpoint_every=2", "--out", str(run)],
+        cwd=ROOT,
+        env=ENV,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not (run / "checkpoints" / "step_00000002.pt").exists():
         time.sleep(0.2)
@@ -50,9 +66,26 @@ def test_a_killed_worker_is_one_line_and_the_run_resumes(tmp_path):
     os.kill(workers[0], signal.SIGKILL)
     _, stderr = proc.communicate(timeout=120)
     check_error(subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr), run)
-    resumed = subprocess.run([sys.executable, "-m", "ssl_toolkit", "train", str(run / "recipe.yaml"), "--out",
-                              str(run), "--resume", "auto", "trainer.max_steps=8", "--allow-recipe-change"],
-                             cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ssl_toolkit",
+            "train",
+            str(run / "recipe.yaml"),
+            "--out",
+            str(run),
+            "--resume",
+            "auto",
+            "trainer.max_steps=8",
+            "--allow-recipe-change",
+        ],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert ckpt.TrainingState.load(run / "checkpoints" / "last.pt").step == 8
 
@@ -80,8 +113,14 @@ sys.exit(main(sys.argv[1:]))
 
 def test_a_worker_killed_during_a_checkpoint_write_costs_no_checkpoint(tmp_path):
     run = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-c", KILL_DURING_WRITE, *ARGS, "trainer.checkpoint_every=2",
-                           "--out", str(run)], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILL_DURING_WRITE, *ARGS, "trainer.checkpoint_every=2", "--out", str(run)],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert "killed" in proc.stderr and "while writing" in proc.stderr, proc.stderr
     check_error(proc, run)
     written = Path(proc.stderr.split("while writing ")[1].split()[0])

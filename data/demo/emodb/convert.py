@@ -4,6 +4,7 @@ Every clip is decoded and resampled to 16 kHz by ssl_toolkit's own reader (the r
 the corpus's original rate), written as 16-bit FLAC, and metadata.csv is copied with file names, num_samples and
 sample_rate updated.
 """
+
 import csv
 import sys
 from pathlib import Path
