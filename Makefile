@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 
-.PHONY: install test demo bench bench-env clean
+.PHONY: install test lint docs demo bench bench-env clean
 
 install: $(STAMP)
 
@@ -20,6 +20,12 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# Lint, import order and formatting (ruff; pyproject.toml) and types (mypy: the modules pyproject.toml lists).
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # BYOL-A on the speech shipped in data/demo (labels unused), then EmoDB emotion recognition of 2 unseen speakers:
 # model vs random init vs log-mel, 3 linear-probe seeds. About 4 minutes on 2 CPU cores after the install.

@@ -71,7 +71,7 @@ def train(
     return Path(
         Trainer(
             r,
-            out_dir=out,
+            out_dir=None if out is None else os.fspath(out),
             resume=None if resume is None else str(resume),
             quiet=quiet,
             overwrite=overwrite,
@@ -95,7 +95,9 @@ def evaluate(
     from .eval.schema import EvalRecipe, load_eval_recipe
 
     r = _recipe(eval_recipe, EvalRecipe, load_eval_recipe, overrides, "evaluate", "eval_recipe")
-    return run_eval(r, os.fspath(_path(checkpoint, "checkpoint")), out_dir=out, quiet=quiet)
+    return run_eval(
+        r, os.fspath(_path(checkpoint, "checkpoint")), out_dir=None if out is None else os.fspath(out), quiet=quiet
+    )
 
 
 def export(

@@ -81,7 +81,7 @@ def checkpoint_candidates(run_dir: str | os.PathLike) -> list[Path]:
         return []
     periodic = sorted(
         (p for p in folder.glob("step_*.pt") if _STEP.search(p.name)),
-        key=lambda p: int(_STEP.search(p.name).group(1)),
+        key=lambda p: int(_STEP.search(p.name).group(1)),  # type: ignore[union-attr]  # filtered above
         reverse=True,
     )
     last = folder / "last.pt"
@@ -116,7 +116,7 @@ def state_dict_mismatch(own: dict, state: dict, limit: int = 4) -> str:
 # ----------------------------------------------------------------------------- RNG states
 def rng_state() -> dict:
     """The global RNG states (torch, CUDA, numpy, Python) as tensors and plain containers."""
-    np_state = np.random.get_state()
+    np_state: tuple = np.random.get_state(legacy=True)  # type: ignore[assignment]  # the tuple form (legacy=True)
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],

@@ -110,7 +110,7 @@ class BootstrapMethod(nn.Module):
         """The online encoder: the representation the run produces."""
         return self.online.encoder
 
-    def forward(self, views: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(self, views: Sequence[torch.Tensor]) -> dict:
         if len(views) < self.num_views:
             raise ValueError(f"this method needs {self.num_views} views, got {len(views)}")
         online_views = sorted({p.online_view for p in self.pairs})

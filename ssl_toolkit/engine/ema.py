@@ -37,7 +37,7 @@ def ema_update_(target: nn.Module, online: nn.Module, tau: float, buffers: str =
     if len(t_params) != len(o_params):
         raise ValueError("target and online networks have different parameter lists")
     if t_params:
-        torch._foreach_lerp_(t_params, o_params, 1.0 - tau)
+        torch._foreach_lerp_(list[torch.Tensor](t_params), list[torch.Tensor](o_params), 1.0 - tau)
     t_bufs, o_bufs = list(target.buffers()), list(online.buffers())
     floats_t = [t for t, o in zip(t_bufs, o_bufs) if t.is_floating_point()]
     floats_o = [o for t, o in zip(t_bufs, o_bufs) if t.is_floating_point()]

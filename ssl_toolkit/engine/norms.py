@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 NORMS = ("bn", "gn", "gn_ws", "none")
-Norm = Literal[NORMS]
+Norm = Literal["bn", "gn", "gn_ws", "none"]  # = NORMS
 """The ``norm`` parameter of encoders and heads."""
 GN_GROUPS = 16
 GN_MIN_CHANNELS = 4

@@ -151,6 +151,10 @@ class ClosedFormPredictor(nn.Module):
 
     uses_targets = False
     """True when the weight needs the cross-correlation Ĉ with the target projections."""
+    weight: torch.Tensor  # buffers (registered in __init__)
+    sigma: torch.Tensor
+    cross: torch.Tensor
+    num_updates: torch.Tensor
 
     def __init__(self, in_dim: int, rho: float = 0.3, freq: int = 1, normalize: bool = False):
         super().__init__()

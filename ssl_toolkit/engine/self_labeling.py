@@ -112,6 +112,8 @@ class SelfLabelingMethod(BootstrapMethod):
             raise ValueError(f"ramp must be a fraction of training in [0, 1], got {ramp}")
         self.mode, self.lam, self.gamma = mode, float(lam), float(gamma)
         self.temperature, self.ramp = float(temperature), float(ramp)
+        self.steps_done: torch.Tensor
+        self.total_steps: torch.Tensor
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
         self.register_buffer("total_steps", torch.zeros((), dtype=torch.long))
 

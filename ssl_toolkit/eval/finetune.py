@@ -166,7 +166,9 @@ def finetune(
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         enc = trainable_copy(encoder, cfg.freeze_bn).to(device)
-        head = TaskHead(int(encoder.feature_dim), num_classes, torch.Generator().manual_seed(seed)).to(device)
+        head = TaskHead(int(getattr(encoder, "feature_dim")), num_classes, torch.Generator().manual_seed(seed)).to(
+            device
+        )
         augment = [AUGMENTATIONS.build(c.name, **dict(c.params)).to(device) for c in cfg.augment]
         opt = torch.optim.SGD(
             list(enc.parameters()) + list(head.parameters()),
@@ -210,6 +212,7 @@ def finetune(
                 stale += 1
                 if cfg.patience and stale >= cfg.patience:
                     break
+        assert best_state is not None  # set after the first epoch
         enc.load_state_dict(best_state[0])
         head.load_state_dict(best_state[1])
         enc.eval()

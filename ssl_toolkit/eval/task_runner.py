@@ -43,7 +43,7 @@ def draw_subsets(view: TaskView, fractions: list, seed: int) -> tuple[dict, dict
         except ValueError as e:
             raise task_error(view.name, f"label_fraction: {u.name}: {e}") from None
         chosen[u.name] = {
-            f: (u.train if f == 1.0 else train[f], None if u.valid is None else (u.valid if f == 1.0 else valid[f]))
+            f: (u.train if f == 1.0 else train[f], None if valid is None else (u.valid if f == 1.0 else valid[f]))
             for f in fractions
         }
         record[u.name] = subset_record(view.names, train, valid)
@@ -278,10 +278,11 @@ def run_task(
             entries[key].update(coverage)
             if getattr(view.data, "skipped", None):
                 entries[key]["skipped_files"] = dict(view.data.skipped)
-            e = entries[key]
+            got_entry = entries[key]
             say(
-                f"  {sys_name:>7} {protocol:>8}{'' if f == 1.0 else ' @' + fraction_tag(f):>6}: {e['metric']} "
-                f"{100 * e['mean']:.2f} ± {100 * e['std']:.2f}  ({e['elapsed_s']:.1f} s"
+                f"  {sys_name:>7} {protocol:>8}{'' if f == 1.0 else ' @' + fraction_tag(f):>6}: "
+                f"{got_entry['metric']} {100 * got_entry['mean']:.2f} ± {100 * got_entry['std']:.2f}  "
+                f"({got_entry['elapsed_s']:.1f} s"
                 f"{', cached' if all(cached) and protocol in FROZEN else ''})"
             )
         results[sys_name] = entries

@@ -9,7 +9,7 @@ relative to the task's audio folder, or ``<split>/<index>`` of an image split.
 from __future__ import annotations
 
 import copy
-from typing import Optional
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
@@ -28,7 +28,8 @@ from .schema import AudioTask, ImageTask
 
 
 class TaskView:
-    task: object
+    task: Union[AudioTask, ImageTask]
+    data: Any
     labels: np.ndarray
     classes: list
     units: list[Unit]
@@ -66,6 +67,8 @@ class TaskView:
 
 
 class AudioTaskView(TaskView):
+    task: AudioTask
+
     def __init__(self, task: AudioTask, model0: EvalModel, recipe, cache, device, precision, progress: bool):
         data = load_audio_task(task)
         self.sample_rate = frontend_sample_rate(model0.frontend)
@@ -134,6 +137,8 @@ class AudioTaskView(TaskView):
 
 
 class ImageTaskView(TaskView):
+    task: ImageTask
+
     def __init__(self, task: ImageTask, recipe, cache, device, precision, progress: bool):
         self.task = task
         self.data = image_mod.load_task(task)

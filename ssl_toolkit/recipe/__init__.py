@@ -10,6 +10,7 @@ Parts: :mod:`.loading` (files → one merged tree), :mod:`.schema` (the training
 from __future__ import annotations
 
 import os
+from typing import Sequence
 
 from ..registry import ALL_REGISTRIES, RegistryError, did_you_mean
 from .errors import RecipeError  # noqa: F401
@@ -37,7 +38,7 @@ from .schema import (  # noqa: F401
 from .validation import Validator, import_components, import_tree_components, validate  # noqa: F401
 
 
-def load_recipe(path: str | os.PathLike, overrides: list[str] = (), check_files: bool = True) -> Recipe:
+def load_recipe(path: str | os.PathLike, overrides: Sequence[str] = (), check_files: bool = True) -> Recipe:
     """Load, inherit, override and validate a training recipe. Every parameter that names a file, a folder or
     another recipe is checked to exist (and to be of the right kind) unless ``check_files`` is False."""
     tree, origins = load_resolved_tree(path, overrides)

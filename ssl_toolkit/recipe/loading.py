@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 
@@ -242,7 +242,7 @@ def _keep_only_command_line(section: dict, prefix: tuple, origins: Origins) -> N
             del section[k]
 
 
-def load_resolved_tree(path: str | os.PathLike, overrides: list[str] = ()) -> tuple[dict, Origins]:
+def load_resolved_tree(path: str | os.PathLike, overrides: Sequence[str] = ()) -> tuple[dict, Origins]:
     """The mapping of a recipe file after ``base:`` inheritance and ``a.b=c`` overrides (not yet
     validated), with where each key came from; ``name`` defaults to the file's stem."""
     origins = Origins()

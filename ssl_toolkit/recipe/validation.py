@@ -10,7 +10,7 @@ import importlib
 import inspect
 import types
 import typing
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 from ..params import Range, declaration, reference_of
 from ..quoting import short_repr
@@ -69,7 +69,7 @@ class Validator:
                 return None
             inner = [a for a in args if a is not type(None)]
             return self.value(inner[0], value, path, meta)
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             return self.dataclass(tp, value, path)
         if tp is Component:
             return self.component(value, path, meta)
@@ -186,7 +186,7 @@ class Validator:
         return Component(value)
 
 
-def import_components(modules: list[str] = ()) -> None:
+def import_components(modules: Sequence[str] = ()) -> None:
     """Import the built-in component modules (they register themselves) and any user modules."""
     for mod in ("ssl_toolkit.components", *modules):
         try:

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import torch
 from torch import nn
 from torch.profiler import record_function
+
+if TYPE_CHECKING:
+    from ..engine.bootstrap import BootstrapMethod
 
 
 @dataclass
@@ -23,8 +26,9 @@ class Learner:
     """What a step works on: the (possibly DDP/compiled) model, the method it wraps, the view maker,
     the optimizer (param groups carry ``base_lr``), the GradScaler (fp16) and the lr schedule."""
 
-    model: nn.Module
-    method: nn.Module
+    model: Any
+    """The method, or the DistributedDataParallel / torch.compile module around it."""
+    method: BootstrapMethod
     views: nn.Module
     optimizer: torch.optim.Optimizer
     lr_factor: Callable[[int], float]
