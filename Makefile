@@ -21,6 +21,10 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider
 
+# The documentation site (MkDocs + mkdocstrings, mkdocs.yml) into site/, strictly: a broken link fails.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+
 # Lint, import order and formatting (ruff; pyproject.toml) and types (mypy: the modules pyproject.toml lists).
 lint: install
 	$(VENV)/bin/ruff check .

@@ -36,7 +36,7 @@ latents too; raw latents with the paper's best ridge α = 0.3 make P 4.8× the r
 metric stays flat at 0.21–0.24. ns2 and the trained linear predictor end at 0.43 and 0.46 in the same setting. The
 ridge-to-P ratio explains the shipped recipe's collapse; the paper's settings slow it but do not bring stiefel to the
 other predictors' level at this size (one seed, no linear eval). At the full size, where the linear probe runs, the
-paper's setting learns despite a collapse metric of about 0.3 (README, the papers' claims).
+paper's setting learns despite a collapse metric of about 0.3 (docs/variants.md, the papers' claims).
 """
 
 

@@ -139,7 +139,7 @@ def stiefel_weight(sigma: torch.Tensor, n: int = 9) -> torch.Tensor:
     for a PSD Σ, the identity for an SPD one. Only the eigenvalues too small for ``n`` steps to
     converge (z grows at most 1.5× per step) are damped. 1/‖B‖_F (≤ λ_min(Σ) once converged) is far
     below the heads' ridge α = 0.01 for L2-normalized projections (about 1e-4 at d = 256), so with
-    the ridge the predictor is ≈ α·I, the identity predictor that lets BYOL collapse (README).
+    the ridge the predictor is ≈ α·I, the identity predictor that lets BYOL collapse (docs/variants.md).
     """
     b = newton_schulz(sigma.T @ sigma, n)[1]
     return b @ sigma.T / b.norm().clamp(min=1e-12)

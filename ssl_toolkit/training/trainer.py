@@ -152,7 +152,7 @@ def build_learner(
 
 
 class Trainer:
-    """Runs one recipe into one run directory (see the README for its contents)."""
+    """Runs one recipe into one run directory (docs/CONTRACTS.md, "Files a run writes", lists its contents)."""
 
     def __init__(
         self,
