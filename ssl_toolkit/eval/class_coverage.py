@@ -1,7 +1,7 @@
 """Items per class in each split of an evaluation task, and what missing items make impossible.
 
-The rule (docs/recipes.md, "What is checked"): a class that has test items but no training items in a unit (the split, or
-one fold of k-fold) can never be predicted by a probe fitted on that unit, so the task's score cannot reach 100 %:
+The rule (docs/recipes.md, "What is checked"): a class that has test items but no training items in a unit (the split,
+or one fold of k-fold) can never be predicted by a probe fitted on that unit, so the task's score cannot reach 100 %:
 evaluation warns, naming the class and its counts per split, and records the warning in results.json
 (``warnings``) and results.md. Likewise a class with no validation items when a validation split drives early
 stopping (an audio task's valid split, an image task's ``valid_split``): the stopping score never sees it. It is a
