@@ -49,15 +49,15 @@ $(BENCH_STAMP): benchmarks/constraints-peers.txt
 
 # Every benchmark table in benchmarks/results/ (about an hour on 2 CPU cores; run it on a quiet machine).
 bench: install bench-env
-	$(PY) benchmarks/bench_utilization.py
-	$(PY) benchmarks/bench_peers.py
-	$(PY) benchmarks/bench_audio_peers.py --precision fp32
-	$(PY) benchmarks/bench_audio_peers.py --precision bf16
-	$(PY) benchmarks/bench_quality.py
-	$(PY) benchmarks/bench_eval.py
-	$(PY) benchmarks/bench_monitor_cost.py
-	$(PY) benchmarks/profile_step.py --recipe image
-	$(PY) benchmarks/profile_step.py --recipe audio
+	$(PY) benchmarks/speed/bench_utilization.py
+	$(PY) benchmarks/speed/bench_peers.py
+	$(PY) benchmarks/speed/bench_audio_peers.py --precision fp32
+	$(PY) benchmarks/speed/bench_audio_peers.py --precision bf16
+	$(PY) benchmarks/quality/bench_quality.py
+	$(PY) benchmarks/speed/bench_eval.py
+	$(PY) benchmarks/speed/bench_monitor_cost.py
+	$(PY) benchmarks/speed/profile_step.py --recipe image
+	$(PY) benchmarks/speed/profile_step.py --recipe audio
 
 clean:
 	rm -rf runs/ .pytest_cache

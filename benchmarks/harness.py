@@ -1,7 +1,8 @@
 """What the benchmark scripts share: timing, the BYOL training step, the machine record, JSON + markdown.
 
-Scripts in this folder run as ``python benchmarks/<name>.py`` and import it as ``harness`` (their folder
-is first on sys.path); importing it also puts the repository root on sys.path.
+Scripts run as ``python benchmarks/<folder>/<name>.py``, put ``benchmarks/`` on sys.path and import this module as
+``harness``; importing it also puts the repository root and every benchmark folder on sys.path (scripts import each
+other by module name: ``from bench_peers import ...``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from pathlib import Path
 from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+FOLDERS = ("speed", "quality", "claims", "diagnoses", "monitors")
+"""The benchmark folders, by purpose (benchmarks/README.md)."""
+sys.path[:0] = [str(ROOT), *(str(ROOT / "benchmarks" / f) for f in FOLDERS)]
 
 import torch  # noqa: E402
 

@@ -5,13 +5,13 @@ ends (a stage has its own time budget, run in a child process that is killed at 
 2. ``cuda_tests``   ``pytest -m cuda`` (tests/test_cuda.py): the CUDA path's tests
 3. ``peers``        image BYOL throughput side by side, alternated timed windows: ssl_toolkit vs lightly vs
                     byol-pytorch, ResNet-18 and ResNet-50 (CIFAR stem), batch 256, bf16 autocast, the same encoder
-                    module (benchmarks/bench_peers.py on cuda; synthetic CIFAR-shaped uint8 images)
+                    module (benchmarks/speed/bench_peers.py on cuda; synthetic CIFAR-shaped uint8 images)
 4. ``utilization``  the ResNet-50 BYOL step at batch 256, 224 px, bf16 (byol_imagenet.yaml): FLOPs per step
                     (torch.utils.flop_counter) / step time / the measured peak
 5. ``loader``       data-loading headroom at the shipped num_workers: images/s the ImageNet recipe's loader delivers
                     (JPEG decoding, image_folder) vs images/s the stage-4 step consumes
 6. ``byola``        BYOL-A (AudioNTT2020 d=2048, batch 256) vs the official per-sample structure
-                    (benchmarks/bench_audio_peers.py on cuda, the demo speech)
+                    (benchmarks/speed/bench_audio_peers.py on cuda, the demo speech)
 
 Without CUDA it prints "no CUDA device: nothing measured" and exits 0 (a CI test runs it so). ``--smoke`` runs every
 stage here on the CPU at toy sizes (batch 4–8, a 512² matmul, 64 JPEGs): the code paths of the one GPU call,
@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT / "benchmarks" / "speed")]
 sys.path.insert(0, str(ROOT))
 BUDGETS = {"env": 20, "cuda_tests": 90, "peers": 100, "utilization": 25, "loader": 20, "byola": 40}
 """Seconds per stage: under 5 minutes in all (the stage is killed, with its workers, at its budget)."""

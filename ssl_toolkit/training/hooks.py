@@ -95,7 +95,7 @@ class Monitor(Hook):
 
     def __init__(self):
         self.init: dict = {}
-        self.seconds = 0.0  # spent measuring, logged at the end (read by benchmarks/bench_monitor_cost.py)
+        self.seconds = 0.0  # spent measuring, logged at the end (read by benchmarks/speed/bench_monitor_cost.py)
         self.first_row = True
 
     def measure(self, run) -> dict:

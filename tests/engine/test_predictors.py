@@ -126,7 +126,7 @@ def test_stiefel_on_a_rank_deficient_psd_is_a_scaled_orthogonal_projector():
 @pytest.mark.parametrize("scale", [1e-3, 7.0])
 def test_stiefel_weight_scales_with_sigma(scale):
     """P = BΣᵀ/‖B‖_F is homogeneous of degree 1 in Σ (BΣᵀ is scale free, ‖B‖_F ∝ 1/scale): how large P
-    is against a fixed ridge α depends on the latents' magnitude (benchmarks/diagnose_stiefel.py)."""
+    is against a fixed ridge α depends on the latents' magnitude (benchmarks/diagnoses/diagnose_stiefel.py)."""
     a, _, _ = random_spd(5)
     torch.testing.assert_close(stiefel_weight(scale * a, n=15), scale * stiefel_weight(a, n=15), atol=1e-10, rtol=1e-8)
 

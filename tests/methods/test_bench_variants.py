@@ -1,4 +1,4 @@
-"""benchmarks/bench_variants.py: the plan names existing recipes and the summary/markdown are right."""
+"""benchmarks/claims/bench_variants.py: the plan names existing recipes and the summary/markdown are right."""
 
 import importlib.util
 import math
@@ -8,7 +8,7 @@ from ssl_toolkit.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
 
-spec = importlib.util.spec_from_file_location("bench_variants", ROOT / "benchmarks" / "bench_variants.py")
+spec = importlib.util.spec_from_file_location("bench_variants", ROOT / "benchmarks" / "claims" / "bench_variants.py")
 bench = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(bench)
 

@@ -1,4 +1,4 @@
-"""benchmarks/diagnose_stiefel.py: the ridge ratio and eigenvalue range it reports, by hand."""
+"""benchmarks/diagnoses/diagnose_stiefel.py: the ridge ratio and eigenvalue range it reports, by hand."""
 
 import importlib.util
 import math
@@ -8,8 +8,10 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-spec = importlib.util.spec_from_file_location("diagnose_stiefel", ROOT / "benchmarks" / "diagnose_stiefel.py")
+sys.path.insert(0, str(ROOT / "benchmarks" / "diagnoses"))
+spec = importlib.util.spec_from_file_location(
+    "diagnose_stiefel", ROOT / "benchmarks" / "diagnoses" / "diagnose_stiefel.py"
+)
 diag = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(diag)
 

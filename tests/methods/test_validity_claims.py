@@ -1,4 +1,4 @@
-"""benchmarks/validity_verdicts.py (issue 17's claims) and the audio-budget bench it reads: the verdict rules on
+"""benchmarks/claims/validity_verdicts.py (issue 17's claims) and the audio-budget bench it reads: the verdict rules on
 hand-made seeds, every claim naming runs the harnesses produce, and the shipped 8-minute recipe being its lever."""
 
 import importlib.util
@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _module(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    path = next((ROOT / "benchmarks").glob(f"*/{name}.py"))  # benchmarks/<purpose>/<name>.py
+    spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[name] = mod  # dataclasses look their module up there
     spec.loader.exec_module(mod)

@@ -5,15 +5,18 @@ counted with ``torch.utils.flop_counter.FlopCounterMode``; the step (views + for
 optimizer + EMA) is timed (median of several steps after warm-up); achieved FLOP/s is compared with
 the measured peak of a large square matmul in the same precision. Results go to JSON and markdown.
 
-    python benchmarks/bench_utilization.py [--steps 8] [--threads 2] [--out benchmarks/results]
+    python benchmarks/speed/bench_utilization.py [--steps 8] [--threads 2] [--out benchmarks/results]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: harness, contenders
 import torch  # noqa: E402
 from harness import ROOT, byol_training_step, environment, write_results
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402

@@ -9,7 +9,7 @@ Measures, with the recipe recipes/image/byol_cifar10_cpu.yaml on the shared CIFA
      CPU ResNet), in fp32 and under bf16 autocast.
 Results go to JSON and a markdown table.
 
-    python benchmarks/bench_image_throughput.py [--device cpu] [--batch 128] [--steps 10] [--widths 1,0.25]
+    python benchmarks/speed/bench_image_throughput.py [--device cpu] [--batch 128] [--steps 10] [--widths 1,0.25]
                                                 [--threads N] [--out benchmarks/results]
 """
 
@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: harness, contenders
 
 import torch  # noqa: E402
 from harness import ROOT, byol_training_step, environment, time_per_call, trainer_batches, write_results

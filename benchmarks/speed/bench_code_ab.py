@@ -7,7 +7,7 @@ working tree, e.g. ``trainer.hooks=[]`` to time the loop without the monitors it
 median samples/s over the logged windows after the first (the first holds start-up and warm-up).
 Writes results/bench_code_ab.json and .md.
 
-    python benchmarks/bench_code_ab.py --old 631147f --rounds 3
+    python benchmarks/speed/bench_code_ab.py --old 631147f --rounds 3
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: harness, contenders
 import torch  # noqa: E402
 from harness import ROOT, environment, write_results
 

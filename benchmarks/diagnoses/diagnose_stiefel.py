@@ -8,7 +8,7 @@ Ours runs on L2-normalized projections with α = 0.01 (the shared default of the
 P is proportional to Σ's scale (B_n Σᵀ is, ‖B_n‖_F is not), so whether the ridge swamps P depends on the
 latents' magnitude: each case records ‖P‖_F/‖α·I‖_F at the end (P = W − α·I) beside the collapse metric.
 
-    python benchmarks/diagnose_stiefel.py [CASE ...] [--threads 2]
+    python benchmarks/diagnoses/diagnose_stiefel.py [CASE ...] [--threads 2]
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def run(name: str) -> dict:
 
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "# Why the 'stiefel' closed-form predictor collapses (benchmarks/diagnose_stiefel.py)",
+        "# Why the 'stiefel' closed-form predictor collapses (benchmarks/diagnoses/diagnose_stiefel.py)",
         "",
         SIZE_NOTE + " P = W − α·I, the closed-form part of the predictor at the last step.",
         "",

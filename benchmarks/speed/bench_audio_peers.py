@@ -30,8 +30,8 @@ untimed steps fill the pipeline (the workers' start-up burst is consumed, the pr
 steady state). A step is end-to-end: next batch + two views + online/target forward + backward +
 optimizer + EMA. The figure is the median over windows of clips / s; the ratio is ssl_toolkit / per_sample.
 
-    python benchmarks/bench_audio_peers.py                              # d=512 and d=2048, fp32
-    python benchmarks/bench_audio_peers.py --feature-d 512 --precision bf16 --windows 3
+    python benchmarks/speed/bench_audio_peers.py                              # d=512 and d=2048, fp32
+    python benchmarks/speed/bench_audio_peers.py --feature-d 512 --precision bf16 --windows 3
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: harness, contenders
 import torch
 import torch.nn.functional as F
 from harness import ROOT, autocast, byol_training_step, environment, sync, write_results

@@ -8,7 +8,7 @@
 One epoch through a DataLoader (batch 256, collation included, no training), each reader with 0 and 2 workers,
 contenders alternating. Writes benchmarks/results/bench_shards.{json,md}.
 
-    python benchmarks/bench_shards.py [--limit N]
+    python benchmarks/speed/bench_shards.py [--limit N]
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: harness, contenders
 import torch
 from harness import ROOT, environment, write_results
 

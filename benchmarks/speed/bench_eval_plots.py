@@ -6,7 +6,7 @@ embeddings with each candidate setting (points drawn, optimization iterations), 
 with those maps. (1500, 1000) was the previous default. Writes
 benchmarks/results/bench_eval_plots.{json,md}.
 
-    python benchmarks/bench_eval_plots.py [--recipes fsdd.yaml emodb.yaml cifar10.yaml] [--checkpoint random]
+    python benchmarks/speed/bench_eval_plots.py [--recipes fsdd.yaml emodb.yaml cifar10.yaml] [--checkpoint random]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: harness, contenders
 from harness import ROOT, environment, write_results
 
 CANDIDATES = [(1500, 1000), (1000, 1000), (1000, 500), (750, 500), (500, 500)]

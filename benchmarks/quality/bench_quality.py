@@ -9,7 +9,8 @@ then evaluate every encoder with the same downstream runner (recipes/eval/cifar1
 
 One contender trains at a time. Writes benchmarks/results/bench_quality.{json,md}.
 
-    python benchmarks/bench_quality.py [--minutes 8] [--precision bf16] [--contenders ssl_toolkit lightly byol_pytorch]
+    python benchmarks/quality/bench_quality.py [--minutes 8] [--precision bf16] \
+        [--contenders ssl_toolkit lightly byol_pytorch]
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: harness, contenders
 import torch  # noqa: E402
 from contenders import CONTENDERS, PEERS_PYTHON, RECIPE, peers_missing  # noqa: E402
 from harness import ROOT, environment, write_results

@@ -7,7 +7,7 @@ spent measuring (their own timers, random-init measurement included) as a share 
 that wall time, which also holds the run-to-run noise of a shared 2-core CPU. Writes
 results/bench_monitor_cost.json and .md.
 
-    python benchmarks/bench_monitor_cost.py --rounds 2
+    python benchmarks/speed/bench_monitor_cost.py --rounds 2
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: harness, contenders
 import torch  # noqa: E402
 from harness import ROOT, environment, write_results
 

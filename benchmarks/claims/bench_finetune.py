@@ -12,10 +12,10 @@ Pretraining, 3 seeds each (the run folders are shared with the other benchmarks,
 The eval seed is the pretraining seed, so fine-tuning draws differ per pretraining seed; one fine-tuning run per
 system and seed (the recipes' ``finetune.runs: 1``): mean ± std over the 3 pretraining seeds.
 
-    python benchmarks/bench_finetune.py --claim image --seeds 0 1 2
-    python benchmarks/bench_finetune.py --claim audio --seeds 0 1 2
-    python benchmarks/bench_finetune.py --sweep image --lrs 0.03 0.1 0.3    # lr on held-out training images
-    python benchmarks/bench_finetune.py --table
+    python benchmarks/claims/bench_finetune.py --claim image --seeds 0 1 2
+    python benchmarks/claims/bench_finetune.py --claim audio --seeds 0 1 2
+    python benchmarks/claims/bench_finetune.py --sweep image --lrs 0.03 0.1 0.3    # lr on held-out training images
+    python benchmarks/claims/bench_finetune.py --table
 
 Each finished (claim, seed) appends lines to ``benchmarks/results/finetune_claims.jsonl`` — one per results row and
 system: ``{"key": "<row> <system>", "seed", "score", "runs", "elapsed_s", "n_train", ...}`` — which
@@ -32,9 +32,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path[:0] = [str(ROOT / "benchmarks" / "quality"), str(ROOT / "benchmarks" / "claims")]
 
 from bench_audio_budget import logged  # noqa: E402  (one reader of the results files' JSON lines)
 
@@ -196,7 +196,7 @@ def table() -> Path:
     lines = [
         "# Fine-tuning and few labels (issue 33)",
         "",
-        "`python benchmarks/bench_finetune.py` — mean ± std over pretraining seeds (one fine-tuning run per "
+        "`python benchmarks/claims/bench_finetune.py` — mean ± std over pretraining seeds (one fine-tuning run per "
         "seed); time: the protocol's own seconds per run on 2 CPU cores (frozen protocols: plus the embedding, "
         "once).",
         "",

@@ -5,9 +5,9 @@ Each lever is ``recipes/audio/byola_v1_cpu_8min.yaml`` plus overrides (the recip
 probe (3 probe seeds) on EmoDB (emotion, speaker independent) and the two FSDD tasks (digits speaker independent,
 speaker ID by take), with the random-init and log-mel rows of the same eval beside it.
 
-    python benchmarks/bench_audio_budget.py --levers reference emodb_too --seeds 0
-    python benchmarks/bench_audio_budget.py --levers v2 --seeds 0 1 2           # byola_cpu_8min.yaml, 3 seeds
-    python benchmarks/bench_audio_budget.py --table                              # only rewrite the table
+    python benchmarks/quality/bench_audio_budget.py --levers reference emodb_too --seeds 0
+    python benchmarks/quality/bench_audio_budget.py --levers v2 --seeds 0 1 2           # byola_cpu_8min.yaml, 3 seeds
+    python benchmarks/quality/bench_audio_budget.py --table                              # only rewrite the table
 
 Every finished run appends one JSON line to ``benchmarks/results/audio_budget.jsonl`` (accuracies as fractions);
 a rerun skips what is logged and resumes an unfinished run from its last checkpoint (a resumed run's wall-clock cap
@@ -27,7 +27,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 RECIPE = "recipes/audio/byola_v1_cpu_8min.yaml"  # the levers change BYOL-A v1 at the budget
@@ -252,7 +252,7 @@ def table(rows: list[dict]) -> str:
     import numpy as np
 
     lines = [
-        "# BYOL-A on a CPU budget (benchmarks/bench_audio_budget.py)",
+        "# BYOL-A on a CPU budget (benchmarks/quality/bench_audio_budget.py)",
         "",
         f"Recipe `{RECIPE}` + each lever's overrides; EVAR linear probe, mean of 3 probe seeds per pretraining",
         "seed, then mean ± std over pretraining seeds (n). Accuracies in %.",

@@ -6,7 +6,7 @@ scored on training images 15,000–19,999 (``runs/cifar10_holdout.npz``, made fr
 One JSON line per finished run in ``results/simclr_temperature_sweep.jsonl`` (a rerun skips them and resumes an
 unfinished run from its checkpoint); ``results/simclr_temperature_sweep.md`` is the table and the choice.
 
-    python benchmarks/sweep_simclr_temperature.py [--temperatures 0.2 0.5 1.0] [--threads 2]
+    python benchmarks/claims/sweep_simclr_temperature.py [--temperatures 0.2 0.5 1.0] [--threads 2]
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks" / "claims")]
 RESULTS = ROOT / "benchmarks" / "results"
 RECIPE = "recipes/variants/image/simclr_cifar10_cpu.yaml"
 SUBSET = ROOT.parent / "shared" / "data" / "cifar10" / "cifar10_subset_20k_5k.npz"

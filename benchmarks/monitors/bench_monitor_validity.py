@@ -8,8 +8,8 @@ and the random-init row of those evals stands at step 0. Each evaluated checkpoi
 Spearman rank correlations of the monitors with the linear score over the checkpoints) and a PNG of the three
 curves.
 
-    python benchmarks/bench_monitor_validity.py --setup demo       # make demo's recipe, ~7 minutes
-    python benchmarks/bench_monitor_validity.py --setup cifar      # byol_cifar10_cpu.yaml, needs ../shared
+    python benchmarks/monitors/bench_monitor_validity.py --setup demo       # make demo's recipe, ~7 minutes
+    python benchmarks/monitors/bench_monitor_validity.py --setup cifar      # byol_cifar10_cpu.yaml, needs ../shared
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
 

@@ -4,7 +4,7 @@
 Each figure is the median of ``--repeats`` fresh Python processes (the first run of each is also reported: the
 coldest the page cache gets here). Writes ``results/api_times.json`` and ``results/api_times.md``.
 
-    python benchmarks/bench_api.py [--repeats 5]
+    python benchmarks/speed/bench_api.py [--repeats 5]
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
 
 

@@ -6,7 +6,7 @@ is patched in for every case but the min4ch ones, which run ssl_toolkit's rule).
 appends its final and minimum collapse metric, loss and collapse curve to benchmarks/results/gn_ws_diagnostics.jsonl
 (run folders in runs/gn_ws_diagnostics/); cases already there are skipped.
 
-    python benchmarks/diagnose_gn_ws.py [CASE ...] [--threads 2]   (the first six cases ran with 1 thread)
+    python benchmarks/diagnoses/diagnose_gn_ws.py [CASE ...] [--threads 2]   (the first six cases ran with 1 thread)
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def run(name: str) -> dict:
 
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "# Where BN-free BYOL collapses (benchmarks/diagnose_gn_ws.py)",
+        "# Where BN-free BYOL collapses (benchmarks/diagnoses/diagnose_gn_ws.py)",
         "",
         SIZE_NOTE + " Group rule: gcd(16, C) groups (1 channel per group in the "
         "16-channel layers) except the min4ch cases (ssl_toolkit's rule: ≥ 4 channels per group).",

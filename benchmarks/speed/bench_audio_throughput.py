@@ -9,13 +9,17 @@ Measures, at batch 64 (0.95 s clips at 16 kHz -> 64x96 log-mels):
 The input batches are real FSDD clips from data/demo/fsdd_mini, decoded and cut beforehand, so
 data loading is not part of the numbers. Results go to JSON and a markdown table.
 
-    python benchmarks/bench_audio_throughput.py [--device cpu] [--batch 64] [--steps 10] [--out benchmarks/results]
+    python benchmarks/speed/bench_audio_throughput.py [--device cpu] [--batch 64] [--steps 10] \
+        [--out benchmarks/results]
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: harness, contenders
 
 import torch  # noqa: E402
 from harness import ROOT, byol_training_step, environment, time_per_call, write_results

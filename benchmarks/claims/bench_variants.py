@@ -19,14 +19,14 @@ The seed papers' claims (issue 34; not in the default set):
   batch          BYOL and SimCLR at batch 32 × 4 accumulated micro-batches (the optimizer batch of 128, one target
                  update per optimizer step) vs batch 128: BYOL Fig. 3a / Table 16
 
-    python benchmarks/bench_variants.py                 # the full comparison: hours on a CPU
-    python benchmarks/bench_variants.py --size quick    # a smoke-sized version (2,048 images, 2 epochs, 2 seeds)
-    python benchmarks/bench_variants.py --size medium   # 5,000 images × 3 epochs, 3 seeds (about 1.5 CPU-hours)
-    python benchmarks/bench_variants.py --size quick --modality audio --groups predictors norm
-    python benchmarks/bench_variants.py --size medium --shard 0/2 &  # two processes share the runs,
-    python benchmarks/bench_variants.py --size medium --shard 1/2    # then one more call without --shard
+    python benchmarks/claims/bench_variants.py                 # the full comparison: hours on a CPU
+    python benchmarks/claims/bench_variants.py --size quick    # a smoke-sized version (2,048 images, 2 epochs, 2 seeds)
+    python benchmarks/claims/bench_variants.py --size medium   # 5,000 images × 3 epochs, 3 seeds (about 1.5 CPU-hours)
+    python benchmarks/claims/bench_variants.py --size quick --modality audio --groups predictors norm
+    python benchmarks/claims/bench_variants.py --size medium --shard 0/2 &  # two processes share the runs,
+    python benchmarks/claims/bench_variants.py --size medium --shard 1/2    # then one more call without --shard
                                                                      # assembles the table from the run folders
-    python benchmarks/bench_variants.py --size full --batches 64 --jsonl benchmarks/results/validity_image.jsonl
+    python benchmarks/claims/bench_variants.py --size full --batches 64 --jsonl benchmarks/results/validity_image.jsonl
                                           # the claims at the 8-minute recipe's size (stop and rerun at will)
 
 Every run is the ordinary trainer on a shipped recipe plus command-line style overrides; runs that are
@@ -48,7 +48,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402

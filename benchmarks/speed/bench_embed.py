@@ -7,7 +7,7 @@
 
 Each in fp32 and bf16, alternating. Writes benchmarks/results/bench_embed.{json,md}.
 
-    python benchmarks/bench_embed.py [--limit N]
+    python benchmarks/speed/bench_embed.py [--limit N]
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: harness, contenders
 import torch
 from harness import ROOT, environment, write_results
 

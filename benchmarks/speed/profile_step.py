@@ -1,7 +1,7 @@
 """Where a training step spends its time: torch.profiler over a few end-to-end steps of the shipped CPU
 recipes (views + forward + backward + optimizer + EMA), grouped into phases and by operator.
 
-    python benchmarks/profile_step.py [--recipe image|audio] [--steps 5] [--set KEY=VALUE ...]
+    python benchmarks/speed/profile_step.py [--recipe image|audio] [--steps 5] [--set KEY=VALUE ...]
                                       [--out benchmarks/results]
 
 The step is harness.byol_training_step (the one the throughput benchmarks time). Writes
@@ -15,6 +15,9 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: harness, contenders
 
 import torch  # noqa: E402
 from harness import ROOT, byol_training_step, environment, write_results

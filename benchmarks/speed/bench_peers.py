@@ -9,8 +9,8 @@ optimizer + EMA update). Before each timed window a worker whose DataLoader pref
 (lightly: workers × prefetch_factor batches) first runs that many untimed steps, so its queue is in its
 steady state rather than full. The figure is the median over windows of images / s.
 
-    python benchmarks/bench_peers.py                       # ResNet-18 fp32, width/4 fp32 and bf16, batch 128
-    python benchmarks/bench_peers.py --settings w4-bf16 --windows 3
+    python benchmarks/speed/bench_peers.py                       # ResNet-18 fp32, width/4 fp32 and bf16, batch 128
+    python benchmarks/speed/bench_peers.py --settings w4-bf16 --windows 3
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ import json
 import statistics
 import subprocess
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: harness, contenders
 
 import torch  # noqa: E402
 from contenders import CONTENDERS, PEERS_PYTHON, peers_missing  # noqa: E402

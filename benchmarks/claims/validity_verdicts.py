@@ -29,7 +29,7 @@ Verdicts, on the claim's metric (linear accuracy unless named), mean ± sample s
   0), *not reproduced at this size* otherwise;
 - fewer than 2 seeds of either side (every member and outsider of a plateau): *pending* (and how many runs exist).
 
-    python benchmarks/validity_verdicts.py
+    python benchmarks/claims/validity_verdicts.py
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
 TOLERANCE = 0.03  # "comparable": within 3 points
 
@@ -510,7 +510,7 @@ def _a_cell(r: dict) -> str:
 
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "# The seed papers' claims at a size where BYOL learns (benchmarks/validity_verdicts.py)",
+        "# The seed papers' claims at a size where BYOL learns (benchmarks/claims/validity_verdicts.py)",
         "",
         "Images: `byol_cifar10_cpu.yaml` (narrow ResNet-18, 20k CIFAR-10 images × 12 epochs, bf16), every "
         "variant at equal epochs, converged linear probe of `recipes/eval/cifar10.yaml` (accuracy %). Audio: "

@@ -9,8 +9,8 @@ Measures, on real FSDD clips from data/demo/fsdd_mini (decoded beforehand, 1 s p
   4. whole eval recipes (FSDD digits + speaker, EmoDB): seconds for ``ssl-toolkit eval`` cold (decode, embed,
      3-seed linear probes) and warm (embeddings from the cache: the evaluation alone).
 
-    python benchmarks/bench_eval.py [--device cpu] [--batch 64] [--tasks fsdd.yaml emodb.yaml] [--checkpoint random]
-                                    [--out benchmarks/results]
+    python benchmarks/speed/bench_eval.py [--device cpu] [--batch 64] [--tasks fsdd.yaml emodb.yaml] \
+        [--checkpoint random] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 
 import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: harness, contenders
 import torch  # noqa: E402
 from harness import ROOT, environment, sync, write_results
 
