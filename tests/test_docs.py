@@ -6,21 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from test_readme import FAST  # the tiny training run of the README snippet's test
+
 import ssl_toolkit as sslt
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = [
-    "trainer.tensorboard=false",
-    "trainer.progress=false",
-    "trainer.hooks=[]",
-    "trainer.max_steps=2",
-    "model.encoder.feature_d=64",
-    "model.projector.hidden_dim=32",
-    "model.predictor.hidden_dim=32",
-    "data.batch_size=16",
-    "views.branches.0.0.n_memory=16",
-    "views.branches.1.0.n_memory=16",
-]
 
 
 def test_docs_site_builds_strictly(tmp_path):
