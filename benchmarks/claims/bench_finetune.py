@@ -125,6 +125,7 @@ def rows_of(claim: str, seed: int, results: dict) -> list[dict]:
                     "n_train": e["n_train"],
                     "n_valid": e["n_valid"],
                     "n_test": e["n_test"],
+                    "lr": e.get("lr"),
                     "elapsed_s": e.get("elapsed_s"),
                     "embed_s": e.get("embed_s"),
                     "best_epochs": e.get("best_epochs"),
@@ -162,7 +163,7 @@ def run_sweep(claim: str, lrs: list[float], seed: int = 0) -> None:
         for path in CLAIMS[claim]["evals"]:
             t0 = time.perf_counter()
             n_tasks = len(load_eval_recipe(ROOT / path, check_files=False).parsed_tasks)
-            extra = [f"finetune.lr={lr}", "plots.enabled=false", "baselines=[random]"]
+            extra = [f"finetune.lr={lr}", f"finetune.baseline_lr={lr}", "plots.enabled=false", "baselines=[random]"]
             extra += [f"tasks.{i}.protocols=[finetune]" for i in range(n_tasks)]
             res = evaluate(claim, seed, run_dir, path, extra, tag=f"-sweep-lr{lr}")
             systems = {"byol": res["tasks"], **{k: v["tasks"] for k, v in res["baselines"].items()}}
@@ -173,6 +174,7 @@ def run_sweep(claim: str, lrs: list[float], seed: int = 0) -> None:
                     "seed": seed,
                     "key": f"{key} {system}",
                     "valid": [max(c["valid"]) for c in e["curves"]],
+                    "n_valid": e["n_valid"],
                     "best_epochs": e["best_epochs"],
                     "elapsed_s": e["elapsed_s"],
                 }
@@ -185,6 +187,24 @@ def run_sweep(claim: str, lrs: list[float], seed: int = 0) -> None:
                 + ", ".join(f"{r['key']} valid {100 * sum(r['valid']) / len(r['valid']):.1f}" for r in rows),
                 flush=True,
             )
+
+
+def pooled_valid(claim: str) -> dict[str, dict[float, float]]:
+    """{system: {lr: validation accuracy over all held-out items of every label fraction}}: each item counts once,
+    so the 20 items of a 1 % split do not weigh as much as the 200 of a 10 % one."""
+    hits: dict[str, dict[float, list[float]]] = {}
+    for r in logged(SWEEP_FILE):
+        if r["claim"] == claim:
+            h = hits.setdefault(r["key"].rsplit(" ", 1)[1], {}).setdefault(r["lr"], [0.0, 0.0])
+            h[0] += r["n_valid"] * sum(r["valid"]) / len(r["valid"])
+            h[1] += r["n_valid"]
+    return {system: {lr: h[0] / h[1] for lr, h in sorted(by_lr.items())} for system, by_lr in hits.items()}
+
+
+def chosen_lrs(claim: str) -> dict[str, float]:
+    """The lr of each system with the best pooled validation accuracy (the recipe's ``finetune.lr`` for the
+    pretrained encoder, ``finetune.baseline_lr`` for random init)."""
+    return {system: max(by_lr, key=by_lr.get) for system, by_lr in pooled_valid(claim).items()}
 
 
 def table() -> Path:
@@ -225,6 +245,23 @@ def table() -> Path:
             f"{r['elapsed_s']:.0f} |"
             for r in sweep
         ]
+        for claim in sorted({r["claim"] for r in sweep}):
+            pooled, chosen = pooled_valid(claim), chosen_lrs(claim)
+            lrs = sorted({lr for by_lr in pooled.values() for lr in by_lr})
+            lines += [
+                "",
+                f"{claim}: validation accuracy over every held-out item of both fractions (each item counts once) "
+                "per lr, and the lr chosen per system:",
+                "",
+                "| system | " + " | ".join(f"lr {lr}" for lr in lrs) + " | chosen |",
+                "|---|" + "---:|" * (len(lrs) + 1),
+            ]
+            lines += [
+                f"| {system} | "
+                + " | ".join(f"{100 * by_lr[lr]:.1f}" if lr in by_lr else "–" for lr in lrs)
+                + f" | {chosen[system]} |"
+                for system, by_lr in pooled.items()
+            ]
     out = RESULTS / "finetune_claims.md"
     out.write_text("\n".join(lines) + "\n")
     return out

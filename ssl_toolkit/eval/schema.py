@@ -82,6 +82,9 @@ class FinetuneConfig:
     lr: float = 0.01
     """For the loss as stated (cross-entropy averaged over the batch, summed over classes; EVAR's ``loss_nll`` also
     averages over the classes, so EVAR's lr L equals lr L / num_classes here)."""
+    baseline_lr: Optional[float] = None
+    """The lr of the random-init baseline (= supervised from scratch), which usually wants a larger one than a
+    pretrained encoder; null: ``lr``."""
     batch_size: int = 256
     """min(batch_size, number of training items)."""
     momentum: float = 0.9
@@ -278,6 +281,7 @@ def validate_eval_tree(tree: dict, origins: Origins, check_files: bool = True) -
         ("runs", ft.runs >= 1),
         ("batch_size", ft.batch_size >= 2),
         ("lr", ft.lr > 0),
+        ("baseline_lr", ft.baseline_lr is None or ft.baseline_lr > 0),
         ("warmup_epochs", 0 <= ft.warmup_epochs <= ft.epochs),
         ("momentum", 0 <= ft.momentum < 1),
         ("weight_decay", ft.weight_decay >= 0),

@@ -9,6 +9,7 @@ several, ``@<percent>`` for a fraction below 1 (``cifar10/finetune@1%``).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Optional
 
@@ -103,8 +104,14 @@ def _knn(x, labels, train, test, view, recipe, device):
     return [{"score": score(out, labels[test], False), "outputs": out, "n_train": len(train), "n_valid": 0}]
 
 
-def _finetune(view, model, unit, info, labels, train, valid, test, recipe, device, precision, desc, progress):
-    ft, out = recipe.finetune, []
+def finetune_config(recipe, system: str):
+    """The ``finetune`` settings of ``system``: the random-init baseline trains at ``baseline_lr`` when it is set."""
+    ft = recipe.finetune
+    return dataclasses.replace(ft, lr=ft.baseline_lr) if system == "random" and ft.baseline_lr else ft
+
+
+def _finetune(view, model, unit, info, labels, train, valid, test, recipe, system, device, precision, desc, progress):
+    ft, out = finetune_config(recipe, system), []
     inputs = view.finetune_inputs(model, unit, info, recipe.batch_size)
     ft_precision = precision if ft.precision == "auto" else ft.precision
     for r in range(ft.runs):
@@ -165,7 +172,7 @@ class _Row:
         self.seconds += seconds
 
 
-def _entry(view: TaskView, protocol: str, fraction: float, row: _Row, common: dict, recipe) -> dict:
+def _entry(view: TaskView, system: str, protocol: str, fraction: float, row: _Row, common: dict, recipe) -> dict:
     runs = [float(np.mean(s)) for s in row.per_seed]
     mean, std = summarize(runs)
     e = {
@@ -187,7 +194,7 @@ def _entry(view: TaskView, protocol: str, fraction: float, row: _Row, common: di
     elif protocol == "knn":
         e.update(k=recipe.knn.k, temperature=recipe.knn.temperature)
     else:
-        e.update(best_epochs=row.best_epochs, curves=row.curves)
+        e.update(lr=finetune_config(recipe, system).lr, best_epochs=row.best_epochs, curves=row.curves)
     if row.folds:
         e["folds"] = row.folds
     e["elapsed_s"] = round(row.seconds, 2)
@@ -261,6 +268,7 @@ def run_task(
                             valid,
                             test,
                             recipe,
+                            sys_name,
                             device,
                             precision,
                             desc,
@@ -273,7 +281,13 @@ def run_task(
         for (protocol, f), row in rows.items():
             key = result_key(task.name, protocols, protocol, f)
             entries[key] = _entry(
-                view, protocol, f, row, {**common, "cached": all(cached), "embed_s": round(t_embed, 2)}, recipe
+                view,
+                sys_name,
+                protocol,
+                f,
+                row,
+                {**common, "cached": all(cached), "embed_s": round(t_embed, 2)},
+                recipe,
             )
             entries[key].update(coverage)
             if getattr(view.data, "skipped", None):

@@ -18,7 +18,9 @@ from ssl_toolkit.eval.finetune import FinetuneInputs, TaskHead, finetune, lr_at
 from ssl_toolkit.eval.models import build_encoder
 from ssl_toolkit.eval.runner import check_protocols, run_eval
 from ssl_toolkit.eval.schema import FinetuneConfig, eval_recipe_from_dict
+from ssl_toolkit.eval.task_runner import finetune_config
 from ssl_toolkit.recipe import Component
+from ssl_toolkit.recipe.errors import RecipeError
 
 FAST = {"epochs": 4, "warmup_epochs": 1, "lr": 0.05, "batch_size": 8, "runs": 2}
 
@@ -188,6 +190,25 @@ def test_eval_finetune_rows_beside_linear_deterministic_with_curves(tone_csv, tm
     assert "accuracy (fine-tuned)" in md and "fine-tuning (encoder + BatchNorm/Linear head): SGD lr 0.05" in md
     saved = json.loads((tmp_path / "a" / "results.json").read_text())
     assert saved["protocol"]["finetune"]["mixup"] == 0.3
+
+
+def test_baseline_lr_trains_the_random_init_system_only(tone_csv, tmp_path):
+    """``finetune.baseline_lr`` is the lr of the random-init system (supervised from scratch); a pretrained encoder
+    keeps ``lr``; the lr used is written beside each fine-tuning row."""
+    recipe = eval_recipe_from_dict({**audio_recipe(tone_csv, tmp_path), "finetune": dict(FAST, baseline_lr=0.5)})
+    assert finetune_config(recipe, "random").lr == 0.5 and finetune_config(recipe, "model").lr == 0.05
+    assert finetune_config(recipe, "random").epochs == FAST["epochs"] and recipe.finetune.lr == 0.05  # a copy
+    tree = audio_recipe(tone_csv, tmp_path, protocols=["finetune"])
+    runs = {}
+    for tag, ft in (("same", FAST), ("lr", dict(FAST, lr=0.5)), ("baseline", dict(FAST, baseline_lr=0.5))):
+        res = run_eval(eval_recipe_from_dict({**tree, "finetune": ft}), "random", out_dir=tmp_path / tag, quiet=True)
+        e = res["tasks"]["tones"]
+        runs[tag] = (e["lr"], e["curves"][0]["lr"], e["curves"][0]["train_loss"])
+    assert runs["baseline"] == runs["lr"] and runs["baseline"][0] == 0.5  # "random" is the random-init system
+    assert runs["same"][0] == 0.05 and np.allclose(runs["baseline"][1], np.multiply(runs["same"][1], 10), rtol=1e-3)
+    assert runs["same"][2] != runs["baseline"][2]
+    with pytest.raises(RecipeError, match="key .finetune.baseline_lr.: out of range: 0"):
+        eval_recipe_from_dict({**tree, "finetune": dict(FAST, baseline_lr=0)})
 
 
 def test_a_tiny_finetune_on_real_speech_beats_chance(tmp_path):
