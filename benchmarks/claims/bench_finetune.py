@@ -15,13 +15,16 @@ system and seed (the recipes' ``finetune.runs: 1``): mean ± std over the 3 pret
     python benchmarks/claims/bench_finetune.py --claim image --seeds 0 1 2
     python benchmarks/claims/bench_finetune.py --claim audio --seeds 0 1 2
     python benchmarks/claims/bench_finetune.py --sweep image --lrs 0.03 0.1 0.3    # lr on held-out training images
+    python benchmarks/claims/bench_finetune.py --apply-sweep image                 # the best lr into the recipes
     python benchmarks/claims/bench_finetune.py --table
 
 Each finished (claim, seed) appends lines to ``benchmarks/results/finetune_claims.jsonl`` — one per results row and
 system: ``{"key": "<row> <system>", "seed", "score", "runs", "elapsed_s", "n_train", ...}`` — which
 ``validity_verdicts.py`` reads; a rerun skips what is logged and resumes a pretraining run from its checkpoint.
 ``--sweep`` logs the best validation score of each lr (held-out training items: never the test split) to
-``finetune_lr_sweep.jsonl``. ``--table`` writes ``finetune_claims.md`` (scores and the time of each protocol).
+``finetune_lr_sweep.jsonl``; ``--apply-sweep`` writes the lr with the best validation accuracy over all held-out
+items, per task and system, into the eval recipes (``finetune.lr``; ``finetune.baseline_lr`` for random init), so
+the claim runs the recipes as shipped. ``--table`` writes ``finetune_claims.md`` (scores and the time of each protocol).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from bench_audio_budget import logged  # noqa: E402  (one reader of the results 
 RESULTS = ROOT / "benchmarks" / "results"
 CLAIMS_FILE = RESULTS / "finetune_claims.jsonl"
 SWEEP_FILE = RESULTS / "finetune_lr_sweep.jsonl"
+SYSTEMS = ("byol", "random")  # the fine-tuned systems: the checkpoint and random init
 COMMON = ["trainer.progress=false", "trainer.tensorboard=false", "device=cpu"]
 CLAIMS = {
     "image": {
@@ -189,22 +193,56 @@ def run_sweep(claim: str, lrs: list[float], seed: int = 0) -> None:
             )
 
 
-def pooled_valid(claim: str) -> dict[str, dict[float, float]]:
-    """{system: {lr: validation accuracy over all held-out items of every label fraction}}: each item counts once,
-    so the 20 items of a 1 % split do not weigh as much as the 200 of a 10 % one."""
-    hits: dict[str, dict[float, list[float]]] = {}
+def pooled_valid(claim: str) -> dict[tuple[str, str], dict[float, float]]:
+    """{(task, system): {lr: validation accuracy over all held-out items of every label fraction}}: each item counts
+    once, so the 20 items of a 1 % split do not weigh as much as the 200 of a 10 % one."""
+    hits: dict[tuple[str, str], dict[float, list[float]]] = {}
     for r in logged(SWEEP_FILE):
         if r["claim"] == claim:
-            h = hits.setdefault(r["key"].rsplit(" ", 1)[1], {}).setdefault(r["lr"], [0.0, 0.0])
+            row, system = r["key"].rsplit(" ", 1)
+            h = hits.setdefault((row.split("@")[0].split("/")[0], system), {}).setdefault(r["lr"], [0.0, 0.0])
             h[0] += r["n_valid"] * sum(r["valid"]) / len(r["valid"])
             h[1] += r["n_valid"]
-    return {system: {lr: h[0] / h[1] for lr, h in sorted(by_lr.items())} for system, by_lr in hits.items()}
+    return {k: {lr: h[0] / h[1] for lr, h in sorted(by_lr.items())} for k, by_lr in hits.items()}
 
 
-def chosen_lrs(claim: str) -> dict[str, float]:
-    """The lr of each system with the best pooled validation accuracy (the recipe's ``finetune.lr`` for the
-    pretrained encoder, ``finetune.baseline_lr`` for random init)."""
-    return {system: max(by_lr, key=by_lr.get) for system, by_lr in pooled_valid(claim).items()}
+def chosen_lrs(claim: str) -> dict[tuple[str, str], float]:
+    """The lr with the best pooled validation accuracy per task and system: the eval recipe's ``finetune.lr`` for
+    the pretrained encoder, ``finetune.baseline_lr`` for random init."""
+    return {k: max(by_lr, key=by_lr.get) for k, by_lr in pooled_valid(claim).items()}
+
+
+def recipe_lrs(claim: str) -> dict[tuple[str, str], float]:
+    """{(task, system): lr} as the claim's eval recipes set them."""
+    from ssl_toolkit.eval.schema import load_eval_recipe
+    from ssl_toolkit.eval.task_runner import finetune_config
+
+    out = {}
+    for path in CLAIMS[claim]["evals"]:
+        recipe = load_eval_recipe(ROOT / path, check_files=False)
+        for t in recipe.parsed_tasks:
+            out |= {(t.name, s): finetune_config(recipe, "random" if s == "random" else "model").lr for s in SYSTEMS}
+    return out
+
+
+def apply_sweep(claim: str) -> None:
+    """Write the swept choice into the claim's eval recipes (their ``finetune.lr`` / ``baseline_lr`` lines)."""
+    import re
+
+    chosen = chosen_lrs(claim)
+    for path in CLAIMS[claim]["evals"]:
+        text = (ROOT / path).read_text()
+        for (task, system), lr in chosen.items():
+            if f"- name: {task}\n" not in text:
+                continue
+            key = "baseline_lr" if system == "random" else "lr"
+            line = f"  {key}: {lr}"
+            if re.search(rf"^  {key}: .*$", text, flags=re.M):
+                text = re.sub(rf"^  {key}: .*$", line, text, flags=re.M)
+            else:  # baseline_lr goes under lr
+                text = re.sub(r"^(  lr: .*)$", rf"\1\n{line}", text, flags=re.M)
+        (ROOT / path).write_text(text)
+        print(f"{path}: {', '.join(f'{k} {v}' for k, v in chosen.items() if f'- name: {k[0]}' in text)}")
 
 
 def table() -> Path:
@@ -250,17 +288,17 @@ def table() -> Path:
             lrs = sorted({lr for by_lr in pooled.values() for lr in by_lr})
             lines += [
                 "",
-                f"{claim}: validation accuracy over every held-out item of both fractions (each item counts once) "
-                "per lr, and the lr chosen per system:",
+                f"{claim}: validation accuracy over every held-out item of all fractions (each item counts once) "
+                "per lr, and the lr chosen per task and system (`--apply-sweep` writes it into the eval recipes):",
                 "",
-                "| system | " + " | ".join(f"lr {lr}" for lr in lrs) + " | chosen |",
-                "|---|" + "---:|" * (len(lrs) + 1),
+                "| task | system | " + " | ".join(f"lr {lr}" for lr in lrs) + " | chosen |",
+                "|---|---|" + "---:|" * (len(lrs) + 1),
             ]
             lines += [
-                f"| {system} | "
+                f"| {task} | {system} | "
                 + " | ".join(f"{100 * by_lr[lr]:.1f}" if lr in by_lr else "–" for lr in lrs)
-                + f" | {chosen[system]} |"
-                for system, by_lr in pooled.items()
+                + f" | {chosen[task, system]} |"
+                for (task, system), by_lr in pooled.items()
             ]
     out = RESULTS / "finetune_claims.md"
     out.write_text("\n".join(lines) + "\n")
@@ -273,6 +311,7 @@ def main() -> int:
     ap.add_argument("--sweep", choices=sorted(CLAIMS))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--lrs", type=float, nargs="+", default=[0.03, 0.1, 0.3])
+    ap.add_argument("--apply-sweep", choices=sorted(CLAIMS), help="write the swept lr choice into the eval recipes")
     ap.add_argument("--table", action="store_true")
     args = ap.parse_args()
     import torch
@@ -280,6 +319,8 @@ def main() -> int:
     torch.set_num_threads(2)
     if args.sweep:
         run_sweep(args.sweep, args.lrs)
+    if args.apply_sweep:
+        apply_sweep(args.apply_sweep)
     if args.claim:
         run_claim(args.claim, args.seeds)
     print(table())

@@ -2,6 +2,7 @@
 hand-made seeds, every claim naming runs the harnesses produce, and the shipped 8-minute recipe being its lever."""
 
 import importlib.util
+import json
 import re
 import sys
 from pathlib import Path
@@ -209,3 +210,45 @@ def test_the_claim_table_names_the_ablations_in_words():
     assert verdicts.short_key(key) == "simclr_cifar10_cpu crop only"
     assert verdicts.short_key(verdicts._img("byol", *verdicts.SMALL_BATCH)) == "byol_cifar10_cpu bs 32×4"
     assert variants.CROP_ONLY == list(verdicts.CROP_ONLY) and variants.NO_COLOUR == list(verdicts.NO_COLOUR)
+
+
+def test_the_fine_tuning_recipes_hold_the_swept_lr_of_each_system():
+    """The lr of every fine-tuned system in the claims' eval recipes is the one the logged sweep chose (the best
+    validation accuracy over all held-out items; never the test split)."""
+    for claim in finetune_bench.CLAIMS:
+        chosen = finetune_bench.chosen_lrs(claim)
+        shipped = finetune_bench.recipe_lrs(claim)
+        assert {k: shipped[k] for k in chosen} == chosen, claim
+
+
+def test_the_sweep_choice_is_pooled_over_items_and_written_into_the_recipe(tmp_path, monkeypatch):
+    sweep = tmp_path / "sweep.jsonl"
+    lines = [  # 1 %: 20 valid items favour lr 0.1; 10 %: 200 items favour lr 0.01 -> pooled, 0.01 wins for byol
+        ("t@1% byol", 0.1, 0.9, 20),
+        ("t@1% byol", 0.01, 0.5, 20),
+        ("t byol", 0.1, 0.40, 200),
+        ("t byol", 0.01, 0.50, 200),
+        ("t@1% random", 0.1, 0.5, 20),
+        ("t random", 0.1, 0.5, 200),
+        ("t@1% random", 0.3, 0.6, 20),
+        ("t random", 0.3, 0.6, 200),
+    ]
+    sweep.write_text(
+        "".join(
+            json.dumps({"claim": "x", "key": k, "lr": lr, "valid": [v], "n_valid": n, "seed": 0}) + "\n"
+            for k, lr, v, n in lines
+        )
+    )
+    recipe = tmp_path / "t.yaml"
+    recipe.write_text("finetune:\n  epochs: 3\n  lr: 0.5\n  runs: 1\ntasks:\n  - name: t\n")
+    monkeypatch.setattr(finetune_bench, "SWEEP_FILE", sweep)
+    monkeypatch.setattr(finetune_bench, "ROOT", tmp_path)
+    monkeypatch.setitem(finetune_bench.CLAIMS, "x", {"evals": ["t.yaml"]})
+    assert finetune_bench.pooled_valid("x")["t", "byol"] == pytest.approx({0.01: 0.5, 0.1: (18 + 80) / 220})
+    assert finetune_bench.chosen_lrs("x") == {("t", "byol"): 0.01, ("t", "random"): 0.3}
+    finetune_bench.apply_sweep("x")
+    assert (
+        recipe.read_text() == "finetune:\n  epochs: 3\n  lr: 0.01\n  baseline_lr: 0.3\n  runs: 1\ntasks:\n  - name: t\n"
+    )
+    finetune_bench.apply_sweep("x")  # idempotent
+    assert recipe.read_text().count("lr:") == 2
