@@ -13,6 +13,7 @@ Files are written to a temporary file in the same folder, flushed and fsynced, t
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import pickle
 import random
@@ -249,3 +250,15 @@ def encoder_file_contents(obj: Any) -> Optional[tuple[dict, Optional[dict]]]:
     if is_state_dict(obj):
         return dict(obj), None
     return None
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """The SHA-256 of a file's bytes, read in chunks (what results, manifests and exports record)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()

@@ -1,6 +1,6 @@
 """``ssl-toolkit embed CHECKPOINT INPUT --out OUT``: the representation of a user's own files.
 
-CHECKPOINT is anything ``eval --checkpoint`` accepts (:mod:`ssl_toolkit.eval.models`). INPUT is a folder,
+CHECKPOINT is anything ``eval --checkpoint`` accepts (:mod:`ssl_toolkit.eval.checkpoints`). INPUT is a folder,
 searched recursively for the files of the encoder's modality (audio or image, by extension), or an EVAR-style
 metadata CSV (a ``file_name`` column, relative to the CSV's folder or to ``--root``). OUT, a new folder, receives:
 

@@ -383,7 +383,8 @@ def read_encoder(
     """:func:`ssl_toolkit.load_encoder` for an entry point whose errors name the checkpoint as ``label``
     (``--checkpoint`` for the commands)."""
     from .devices import resolve_device
-    from .eval.models import make_models, resolve_checkpoint, training_unit_sec
+    from .eval.checkpoints import resolve_checkpoint
+    from .eval.models import make_models, training_unit_sec
     from .eval.schema import ModelSpec
     from .recipe import Component, import_components
 

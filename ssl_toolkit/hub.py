@@ -23,6 +23,7 @@ import yaml
 
 from . import __version__
 from .atomic import atomic_write_text
+from .checkpoint import sha256_file
 
 EXPORT_FORMAT = "ssl_toolkit.export/1"
 FILES = ("config.json", "model.safetensors", "README.md", "recipe.yaml")
@@ -30,14 +31,6 @@ FILES = ("config.json", "model.safetensors", "README.md", "recipe.yaml")
 
 class ExportError(RuntimeError):
     """An export that cannot be made, naming the run, the file or the option at fault."""
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _weights_file(run: Path, checkpoint: Optional[str | os.PathLike]) -> Path:
@@ -178,7 +171,7 @@ def export_run(
             "method": ((recipe.get("method") or {}).get("name")),
             "recipe_name": enc.recipe_name,
             "recipe_sha256": hashlib.sha256(recipe_text.encode()).hexdigest(),
-            "weights_sha256": _sha256(tmp / "model.safetensors"),
+            "weights_sha256": sha256_file(tmp / "model.safetensors"),
             "training": facts,
             "card": card.to_plain(),
         }

@@ -17,7 +17,8 @@ from ssl_toolkit.cli import main
 from ssl_toolkit.eval.audio_embedder import AudioEmbedder
 from ssl_toolkit.eval.audio_tasks import load_task
 from ssl_toolkit.eval.cache import EmbeddingCache
-from ssl_toolkit.eval.models import make_models, resolve_checkpoint, write_random_checkpoint
+from ssl_toolkit.eval.checkpoints import resolve_checkpoint
+from ssl_toolkit.eval.models import make_models, write_random_checkpoint
 from ssl_toolkit.eval.schema import eval_recipe_from_dict
 from ssl_toolkit.recipe import load_recipe
 

@@ -11,6 +11,7 @@ import yaml
 
 import ssl_toolkit as sslt
 import ssl_toolkit.hub as hub
+from ssl_toolkit.checkpoint import sha256_file
 from ssl_toolkit.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +59,7 @@ def test_export_writes_the_hub_layout_and_a_model_card(run, tmp_path):
     assert config["feature_dim"] == 64 and config["sample_rate"] == 16000 and config["architecture"] == "audiontt2020"
     assert config["card"]["frontend_state"][1]["mean"] == pytest.approx(sslt.load_encoder(run).prenorm["mean"])
     assert config["training"]["steps"] == 2 and config["training"]["data_items"] == 200
-    assert config["weights_sha256"] == hub._sha256(out / "model.safetensors")
+    assert config["weights_sha256"] == sha256_file(out / "model.safetensors")
     recipe_text = (out / "recipe.yaml").read_text()
     assert yaml.safe_load(recipe_text)["name"] == "byola_fsdd"
     card = (out / "README.md").read_text()

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from ssl_toolkit import checkpoint as ckpt
-from ssl_toolkit.eval.models import make_models, resolve_checkpoint
+from ssl_toolkit.eval.checkpoints import resolve_checkpoint
+from ssl_toolkit.eval.models import make_models
 from ssl_toolkit.recipe import import_components, load_recipe
 from ssl_toolkit.registry import AUGMENTATIONS
 from ssl_toolkit.training.trainer import Trainer

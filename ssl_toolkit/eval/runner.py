@@ -24,8 +24,9 @@ from ..devices import resolve_device
 from ..recipe import expand_path
 from ..run_dir import RunDirError, check_output_location, held_lock
 from .cache import EmbeddingCache
+from .checkpoints import resolve_checkpoint
 from .errors import EvalError
-from .models import make_models, resolve_checkpoint
+from .models import make_models
 from .schema import AudioTask, EvalRecipe
 from .task_runner import run_task
 from .task_views import AudioTaskView, ImageTaskView

@@ -1,6 +1,6 @@
 """``model.init_from``: start pretraining from given weights instead of random ones.
 
-The file is read as ``eval --checkpoint`` reads it (:func:`ssl_toolkit.eval.models.resolve_checkpoint`: official
+The file is read as ``eval --checkpoint`` reads it (:func:`ssl_toolkit.eval.checkpoints.resolve_checkpoint`: official
 BYOL-A v1/v2 files, an ``encoder.pt`` / ``.safetensors``, a run directory or training checkpoint, a bare state
 dict such as torchvision's ResNet weights). Its encoder tensors go into the online encoder before step 0 and every
 EMA target's encoder is set to the same values (BYOL's targets start as copies of the online network); heads,
@@ -29,8 +29,8 @@ class InitError(ValueError):
 
 def read_init_weights(spec: str, expected_sha256: str | None = None) -> tuple[dict, Path, str]:
     """(encoder state dict, resolved path, sha256) of what ``model.init_from`` names."""
+    from ..eval.checkpoints import resolve_checkpoint
     from ..eval.errors import EvalError
-    from ..eval.models import resolve_checkpoint
 
     try:
         source = resolve_checkpoint(spec)

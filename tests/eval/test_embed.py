@@ -12,13 +12,15 @@ from evalhelpers import ROOT, audio_recipe
 import ssl_toolkit.embed as embed_module
 import ssl_toolkit.hear as hear
 from ssl_toolkit.audio.dataset import load_audio
+from ssl_toolkit.checkpoint import sha256_file
 from ssl_toolkit.cli import main
 from ssl_toolkit.embed import EmbedSettings, run_embed
 from ssl_toolkit.eval.audio_embedder import AudioEmbedder
 from ssl_toolkit.eval.audio_tasks import load_task
 from ssl_toolkit.eval.cache import EmbeddingCache
+from ssl_toolkit.eval.checkpoints import resolve_checkpoint
 from ssl_toolkit.eval.errors import EvalError
-from ssl_toolkit.eval.models import make_models, resolve_checkpoint, sha256_file
+from ssl_toolkit.eval.models import make_models
 from ssl_toolkit.eval.schema import eval_recipe_from_dict
 
 QUIET = dict(progress=False)

@@ -4,8 +4,9 @@ import pytest
 import torch
 import yaml
 
+from ssl_toolkit.eval.checkpoints import infer_audiontt, resolve_checkpoint
 from ssl_toolkit.eval.errors import EvalError
-from ssl_toolkit.eval.models import infer_audiontt, make_models, resolve_checkpoint
+from ssl_toolkit.eval.models import make_models
 from ssl_toolkit.eval.schema import ModelSpec
 from ssl_toolkit.recipe import Component
 from ssl_toolkit.registry import ENCODERS

@@ -82,7 +82,8 @@ def test_encoder_safetensors_beside_encoder_pt_holds_the_same_weights_and_the_ca
     header; eval reads it (also as a run directory's last resort) and embeds exactly as from encoder.pt."""
     from safetensors import safe_open
 
-    from ssl_toolkit.eval.models import make_models, resolve_checkpoint
+    from ssl_toolkit.eval.checkpoints import resolve_checkpoint
+    from ssl_toolkit.eval.models import make_models
     from ssl_toolkit.eval.schema import ModelSpec
     from ssl_toolkit.recipe import load_recipe
     from ssl_toolkit.training.trainer import Trainer

@@ -72,7 +72,7 @@ def test_a_run_from_init_from_records_path_and_sha256_and_its_targets_start_as_c
 
 
 def ckpt_sha256(path: Path) -> str:
-    from ssl_toolkit.eval.models import sha256_file
+    from ssl_toolkit.checkpoint import sha256_file
 
     return sha256_file(path)
 
