@@ -50,7 +50,7 @@ def autocast(device: torch.device, precision: str):
 
 def trainer_batches(recipe, device: torch.device):
     """Endless uint8/float batches from the trainer's own loader (``build_loader``), epoch after epoch."""
-    from ssl_toolkit.training.trainer import build_loader
+    from ssl_toolkit.training.builders import build_loader
 
     dataset, sampler, loader = build_loader(recipe, device)
     for epoch in itertools.count():
@@ -69,8 +69,8 @@ def byol_training_step(recipe, device: torch.device, precision: str, global_batc
     counter) around the step."""
     import dataclasses
 
+    from ssl_toolkit.training.builders import build_learner
     from ssl_toolkit.training.step import train_step
-    from ssl_toolkit.training.trainer import build_learner
 
     recipe = dataclasses.replace(recipe, precision=precision)
     learner, _ = build_learner(recipe, device, global_batch, total_steps=10_000, steps_per_epoch=1_000)

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .eval.errors import EvalError
-from .quoting import first_line
+from .input_files import list_inputs, read_images, read_waves, wave_batch
 from .views import Pipeline
 from .weights_card import WeightsCard
 
@@ -174,7 +174,7 @@ class Encoder(nn.Module):
         if self.modality == "audio":
             from .audio.embedding import embed_clips
 
-            waves, names = self._waves(inputs)
+            waves, names = read_waves(inputs, self.sample_rate)
             self._need_prenorm("embed")
             with self._eval_mode():
                 return embed_clips(
@@ -193,7 +193,7 @@ class Encoder(nn.Module):
         if self.modality == "image":
             from .eval.image import embed_images
 
-            images = self._images(inputs, image_size)
+            images = read_images(inputs, image_size)
             with self._eval_mode():
                 return embed_images(
                     images, list(self.frontend.ops), self.backbone, self.device, batch_size, precision, self.feature_dim
@@ -212,7 +212,7 @@ class Encoder(nn.Module):
         self._need_modality("audio", "embed_frames")
         self._check_options(1, precision, "chunks")
         self._need_prenorm("embed_frames")
-        batch = self._wave_batch(waves)
+        batch = wave_batch(waves, self.sample_rate).to(self.device)
         with self._eval_mode(), torch.inference_mode(), precision_autocast(self.device, precision):
             frames, ts = get_timestamp_embeddings(batch, hear_model(self, "embed_frames"))
         return frames.float(), ts
@@ -239,7 +239,7 @@ class Encoder(nn.Module):
             raise EvalError(
                 f"fit_prenorm: the front end ({' → '.join(s['name'] for s in self.frontend_spec)}) has no pre_norm op"
             )
-        waves, names = self._waves(waves)
+        waves, names = read_waves(waves, self.sample_rate)
         check_waveforms(waves, names, what="fit_prenorm")
         pieces = Pieces.cut(waves, float(unit_sec or self.unit_sec), self.sample_rate, long_clips)
         upstream, _, _ = split_frontend(list(self.frontend.ops))
@@ -251,8 +251,6 @@ class Encoder(nn.Module):
     def list_files(self, folder: str | os.PathLike) -> list[Path]:
         """The files of this encoder's modality in ``folder`` (recursive, by extension, sorted), or the rows of an
         EVAR metadata CSV: what ``embed`` reads for a folder or CSV and ``ssl-toolkit embed`` lists in ``files``."""
-        from .input_files import list_inputs
-
         return list(list_inputs(folder, str(self.modality)).paths)
 
     # ------------------------------------------------------------------ helpers
@@ -288,70 +286,6 @@ class Encoder(nn.Module):
 
     def _eval_mode(self):
         return _EvalMode(self)
-
-    def _items(self, inputs) -> list:
-        """``inputs`` as a list of items (paths or arrays); a folder becomes its files."""
-        if isinstance(inputs, (str, os.PathLike)):
-            path = Path(inputs).expanduser()
-            return self.list_files(path) if path.is_dir() or path.suffix.lower() == ".csv" else [path]
-        batch_ndim = 2 if self.modality == "audio" else 4
-        if isinstance(inputs, (np.ndarray, torch.Tensor)):
-            return list(inputs) if inputs.ndim == batch_ndim else [inputs]
-        if isinstance(inputs, (list, tuple)):
-            return list(inputs)
-        raise TypeError(f"embed: expected paths, a folder, arrays or a list of them; got {type(inputs).__name__}")
-
-    def _waves(self, inputs) -> tuple[list, list[str]]:
-        """(float32 mono arrays at sample_rate, a name per clip for errors)."""
-        from .audio.dataset import load_audio
-
-        waves, names = [], []
-        for i, item in enumerate(self._items(inputs)):
-            if isinstance(item, (str, os.PathLike)):
-                try:
-                    waves.append(load_audio(item, self.sample_rate))
-                except Exception as e:  # noqa: BLE001 - any decoder failure names the file
-                    raise EvalError(f"cannot read {item}: {first_line(e)}") from None
-                names.append(str(item))
-            else:
-                wave = item.detach().cpu().numpy() if isinstance(item, torch.Tensor) else np.asarray(item)
-                waves.append(wave)
-                names.append(f"clip {i}")
-        return waves, names
-
-    def _wave_batch(self, waves) -> torch.Tensor:
-        if isinstance(waves, (np.ndarray, torch.Tensor)) and waves.ndim in (1, 2):
-            batch = torch.as_tensor(waves)
-            batch = batch[None] if batch.ndim == 1 else batch
-        else:
-            items, _ = self._waves(waves)
-            if len({len(w) for w in items}) > 1:
-                raise ValueError(
-                    "embed_frames: the waves have different lengths; pass them one at a time "
-                    "(or pad them to one length)"
-                )
-            batch = torch.stack([torch.as_tensor(w) for w in items])
-        return batch.to(self.device)
-
-    def _images(self, inputs, image_size: Optional[int]) -> list[torch.Tensor]:
-        from .image.datasets import decode_image
-
-        images = []
-        for i, item in enumerate(self._items(inputs)):
-            if isinstance(item, (str, os.PathLike)):
-                try:
-                    images.append(decode_image(Path(item), image_size))
-                except Exception as e:  # noqa: BLE001 - any decoder failure names the file
-                    raise EvalError(f"cannot read {item}: {first_line(e)}") from None
-                continue
-            img = torch.as_tensor(np.asarray(item)) if not isinstance(item, torch.Tensor) else item
-            if img.ndim != 3 or img.shape[0] not in (1, 3) or img.dtype != torch.uint8:
-                raise ValueError(
-                    f"embed: image {i} is a {tuple(img.shape)} {img.dtype} array; expected uint8 "
-                    "(3, H, W) (channels first, as torchvision.io.decode_image gives)"
-                )
-            images.append(img)
-        return images
 
 
 class _EvalMode:

@@ -1,13 +1,19 @@
-"""The files an input names, in a fixed order: a folder (searched recursively for one modality's files, by
-extension) or an EVAR-style metadata CSV. Read by ``ssl-toolkit embed`` and ``Encoder.embed`` / ``list_files``."""
+"""What the embedding entry points read: the files an input names, in a fixed order (a folder searched recursively
+for one modality's files, by extension, or an EVAR-style metadata CSV; ``ssl-toolkit embed``, ``Encoder.list_files``),
+and ``Encoder.embed``'s inputs — paths, a folder, a CSV, arrays or tensors — as float32 waves or uint8 images."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
+import torch
+
 from .eval.errors import EvalError
+from .quoting import first_line
 
 
 @dataclass
@@ -46,3 +52,71 @@ def list_inputs(spec: str | Path, modality: str, root: Optional[str | Path] = No
         return Inputs(base, [base / n for n in names], names, "csv")
     what = "not a folder or a .csv file" if path.exists() else "no such file or directory"
     raise EvalError(f"embed: INPUT {spec}: {what} (give a folder of files or an EVAR-style metadata CSV)")
+
+
+def input_items(inputs, modality: str) -> list:
+    """``inputs`` as a list of items (paths or arrays): a folder or CSV becomes its files, a batch array its rows
+    (audio: 2-D; images: 4-D)."""
+    if isinstance(inputs, (str, os.PathLike)):
+        path = Path(inputs).expanduser()
+        return list(list_inputs(path, modality).paths) if path.is_dir() or path.suffix.lower() == ".csv" else [path]
+    batch_ndim = 2 if modality == "audio" else 4
+    if isinstance(inputs, (np.ndarray, torch.Tensor)):
+        return list(inputs) if inputs.ndim == batch_ndim else [inputs]
+    if isinstance(inputs, (list, tuple)):
+        return list(inputs)
+    raise TypeError(f"embed: expected paths, a folder, arrays or a list of them; got {type(inputs).__name__}")
+
+
+def read_waves(inputs, sample_rate: int) -> tuple[list, list[str]]:
+    """(float32 mono arrays at ``sample_rate``, a name per clip for errors)."""
+    from .audio.dataset import load_audio
+
+    waves, names = [], []
+    for i, item in enumerate(input_items(inputs, "audio")):
+        if isinstance(item, (str, os.PathLike)):
+            try:
+                waves.append(load_audio(item, sample_rate))
+            except Exception as e:  # noqa: BLE001 - any decoder failure names the file
+                raise EvalError(f"cannot read {item}: {first_line(e)}") from None
+            names.append(str(item))
+        else:
+            wave = item.detach().cpu().numpy() if isinstance(item, torch.Tensor) else np.asarray(item)
+            waves.append(wave)
+            names.append(f"clip {i}")
+    return waves, names
+
+
+def wave_batch(waves, sample_rate: int) -> torch.Tensor:
+    """Equal-length waves as one (B, T) tensor (a 1-D wave is a batch of one)."""
+    if isinstance(waves, (np.ndarray, torch.Tensor)) and waves.ndim in (1, 2):
+        batch = torch.as_tensor(waves)
+        return batch[None] if batch.ndim == 1 else batch
+    items, _ = read_waves(waves, sample_rate)
+    if len({len(w) for w in items}) > 1:
+        raise ValueError(
+            "embed_frames: the waves have different lengths; pass them one at a time (or pad them to one length)"
+        )
+    return torch.stack([torch.as_tensor(w) for w in items])
+
+
+def read_images(inputs, image_size: Optional[int]) -> list[torch.Tensor]:
+    """uint8 (C, H, W) tensors; paths decoded (with ``image_size``: shorter side resized, centre-cropped)."""
+    from .image.datasets import decode_image
+
+    images = []
+    for i, item in enumerate(input_items(inputs, "image")):
+        if isinstance(item, (str, os.PathLike)):
+            try:
+                images.append(decode_image(Path(item), image_size))
+            except Exception as e:  # noqa: BLE001 - any decoder failure names the file
+                raise EvalError(f"cannot read {item}: {first_line(e)}") from None
+            continue
+        img = torch.as_tensor(np.asarray(item)) if not isinstance(item, torch.Tensor) else item
+        if img.ndim != 3 or img.shape[0] not in (1, 3) or img.dtype != torch.uint8:
+            raise ValueError(
+                f"embed: image {i} is a {tuple(img.shape)} {img.dtype} array; expected uint8 "
+                "(3, H, W) (channels first, as torchvision.io.decode_image gives)"
+            )
+        images.append(img)
+    return images

@@ -145,7 +145,7 @@ def test_exact_resume_after_a_kill_with_deterministic_algorithms(tmp_path):
 
 
 def test_pinned_memory_and_non_blocking_transfers(images):
-    from ssl_toolkit.training.trainer import build_loader
+    from ssl_toolkit.training.builders import build_loader
 
     recipe = load_recipe(
         CIFAR,

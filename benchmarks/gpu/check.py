@@ -242,7 +242,7 @@ def stage_loader(out: Path, args) -> dict:
     from torchvision.io import encode_jpeg
 
     from ssl_toolkit.recipe import load_recipe
-    from ssl_toolkit.training.trainer import build_loader
+    from ssl_toolkit.training.builders import build_loader
 
     s = sizes(args)
     folder = Path(args.work) / f"jpegs{s['jpegs']}" / "train" / "x"

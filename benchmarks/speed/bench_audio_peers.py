@@ -9,7 +9,7 @@ batch 64, 0.95 s segments at 16 kHz (64 × 96 log-mels), fixed pre-norm statisti
 timed), waves decoded and resampled once into memory, and the same precision.
 
 - ``ssl_toolkit``: the trainer's data path: the recipe's ``audio_folder`` dataset (raw wave segments)
-  through the trainer's own loader (``ssl_toolkit.training.trainer.build_loader``), then
+  through the trainer's own loader (``ssl_toolkit.training.builders.build_loader``), then
   ``harness.byol_training_step``: the views made batched on the device (log-mel,
   pre-norm, mixup, random resize crop, post-norm), forward/backward, Adam (foreach) and the EMA update.
 - ``per_sample``: the structure of the official BYOL-A v1 code (Niizumi et al. 2021,
@@ -94,7 +94,7 @@ class SslToolkit:
     name = "ssl_toolkit"
 
     def __init__(self, recipe, device: torch.device, precision: str):
-        from ssl_toolkit.training.trainer import build_loader
+        from ssl_toolkit.training.builders import build_loader
 
         self.device = device
         self.dataset, self.sampler, self.loader = build_loader(recipe, device)

@@ -15,9 +15,10 @@ Follows EVAR's ``finetune.py`` (the BYOL-A authors' evaluation package) and, for
   resize crop, EVAR's order), the encoder (trainable, BatchNorm in train mode unless ``freeze_bn``) under
   bf16 autocast, the head in fp32;
 - after each epoch the validation score (accuracy or mAP) of the eval-mode network; the epoch with the best score
-  (strictly better, EVAR's rule) is restored for the test. Unlike EVAR, which scores the test split as its
-  validation set when a task has none, the validation items here are always training items or the task's valid
-  split: the test split is read once, at the end.
+  (strictly better, EVAR's rule) is restored for the test, or with ``select_epoch: last`` the last epoch is tested
+  (BYOL App. C.1: fixed epochs, the held-out items choose hyperparameters only). Unlike EVAR, which scores the
+  test split as its validation set when a task has none, the validation items here are always training items or
+  the task's valid split: the test split is read once, at the end.
 
 Each run is deterministic per seed: the head's initialization, dropout (the global RNG, forked), the batch order,
 crops and mixup (a NumPy generator) and the augmentations (a torch generator) all derive from it.
@@ -89,7 +90,7 @@ class FinetuneResult:
     curve: dict = field(default_factory=dict)
     """Per epoch: train_loss (mean over its steps), valid (score), lr (at the epoch's end)."""
     encoder: Optional[nn.Module] = None
-    """The fine-tuned encoder (the restored best epoch, eval mode) and its head."""
+    """The fine-tuned encoder (the selected epoch, eval mode) and its head."""
     head: Optional[TaskHead] = None
 
 
@@ -205,16 +206,18 @@ def finetune(
             curve["train_loss"].append(float(loss_sum) / len(starts))
             curve["valid"].append(float(v))
             curve["lr"].append(lr)
-            if v > best or best_state is None:  # EVAR: strictly better
+            if cfg.select_epoch == "last":  # BYOL App. C.1: a fixed number of epochs
+                best, best_epoch = v, epoch
+            elif v > best or best_state is None:  # EVAR: strictly better
                 best, best_epoch, stale = v, epoch, 0
                 best_state = (copy.deepcopy(enc.state_dict()), copy.deepcopy(head.state_dict()))
             else:
                 stale += 1
                 if cfg.patience and stale >= cfg.patience:
                     break
-        assert best_state is not None  # set after the first epoch
-        enc.load_state_dict(best_state[0])
-        head.load_state_dict(best_state[1])
+        if best_state is not None:
+            enc.load_state_dict(best_state[0])
+            head.load_state_dict(best_state[1])
         enc.eval()
         out = _outputs(head, inputs.features(enc, test), device)
     return FinetuneResult(

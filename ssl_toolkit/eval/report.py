@@ -89,12 +89,14 @@ def markdown(results: dict) -> str:
     ft = proto.get("finetune") or {}
     if any(e.get("protocol") == "finetune" for e in entries):
         aug = ", ".join(a.get("name", "?") for a in ft.get("augment") or []) or "none"
+        scratch_lr = "" if ft.get("baseline_lr") is None else f" (random init: {ft['baseline_lr']})"
         lines.append(
-            f"- fine-tuning (encoder + BatchNorm/Linear head): SGD lr {ft.get('lr')} (momentum "
+            f"- fine-tuning (encoder + BatchNorm/Linear head): SGD lr {ft.get('lr')}{scratch_lr} (momentum "
             f"{ft.get('momentum')}{', Nesterov' if ft.get('nesterov') else ''}, weight decay "
             f"{ft.get('weight_decay')}), {ft.get('warmup_epochs')} warm-up + cosine over {ft.get('epochs')} "
-            f"epochs, batch {ft.get('batch_size')}, mixup α {ft.get('mixup')}, augmentations {aug}; the best "
-            f"validation epoch is tested; {ft.get('runs')} seeds"
+            f"epochs, batch {ft.get('batch_size')}, mixup α {ft.get('mixup')}, augmentations {aug}; the "
+            f"{'last' if ft.get('select_epoch') == 'last' else 'best validation'} epoch is tested; "
+            f"{ft.get('runs')} seeds"
         )
     if any(e.get("label_fraction", 1.0) != 1.0 for e in entries):
         lines.append(

@@ -98,6 +98,9 @@ class FinetuneConfig:
     random_resized_crop, horizontal_flip, which commute with normalize)."""
     patience: int = 0
     """Stop after this many epochs without a better validation score (0: run every epoch; EVAR: -1)."""
+    select_epoch: Literal["best", "last"] = "best"
+    """The epoch tested: ``best`` validation score (EVAR) or ``last`` (BYOL App. C.1's fixed epochs; for validation
+    sets too small to choose an epoch, e.g. 20 items at 1 % of the labels)."""
     runs: int = 3
     """Seeds (seed, seed+1, ...) per system and label fraction."""
     valid_fraction: float = 0.1
@@ -291,6 +294,8 @@ def validate_eval_tree(tree: dict, origins: Origins, check_files: bool = True) -
     ):
         if not ok:
             validator.fail(("finetune", key), f"out of range: {getattr(ft, key)!r}")
+    if ft.patience and ft.select_epoch == "last":
+        validator.fail(("finetune", "patience"), "early stopping needs select_epoch: best (last runs every epoch)")
     if recipe.knn.k < 1 or not recipe.knn.temperature > 0:
         validator.fail(("knn",), "k must be >= 1 and temperature > 0")
     if recipe.batch_size < 1:

@@ -144,6 +144,26 @@ def test_finetune_is_deterministic_per_seed_and_seeds_differ():
     assert a.curve["train_loss"] != c.curve["train_loss"]
 
 
+def test_select_epoch_last_tests_the_final_weights_and_best_restores_the_best_epoch(tone_csv, tmp_path):
+    """Same seed, same training: ``best`` tests the epoch of the highest validation score (restored), ``last`` the
+    weights after the final epoch (BYOL App. C.1); a noisy lr makes the two differ."""
+    encoder, inputs, y, _ = _toy()
+    args = (encoder, inputs, y, np.arange(0, 36), np.arange(36, 48), np.arange(48, 60))
+    kw = dict(num_classes=3, multi_label=False, seed=3, device=torch.device("cpu"), precision="fp32")
+    best = finetune(*args, cfg=_cfg(epochs=8, lr=2.0, select_epoch="best"), **kw)
+    last = finetune(*args, cfg=_cfg(epochs=8, lr=2.0, select_epoch="last"), **kw)
+    assert best.curve == last.curve  # the choice changes nothing of the training
+    assert last.best_epoch == 7 and last.valid_score == last.curve["valid"][-1]
+    assert best.best_epoch == int(np.argmax(best.curve["valid"])) and best.valid_score == max(best.curve["valid"])
+    last.head.eval()
+    with torch.no_grad():  # the returned (final) weights give the tested outputs
+        final = last.head(torch.from_numpy(inputs.features(last.encoder, np.arange(48, 60)))).numpy()
+    assert np.allclose(final, last.test_outputs, atol=1e-5)
+    assert best.best_epoch != 7 and not np.allclose(best.test_outputs, last.test_outputs)
+    with pytest.raises(RecipeError, match="finetune.patience.*early stopping needs select_epoch: best"):
+        eval_recipe_from_dict({**audio_recipe(tone_csv, tmp_path), "finetune": {"patience": 3, "select_epoch": "last"}})
+
+
 def test_freeze_bn_keeps_the_encoders_batchnorm_statistics():
     encoder, inputs, y, _ = _toy()
     stats = {k: v.clone() for k, v in encoder.state_dict().items() if "running" in k}

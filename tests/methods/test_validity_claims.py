@@ -221,34 +221,37 @@ def test_the_fine_tuning_recipes_hold_the_swept_lr_of_each_system():
         assert {k: shipped[k] for k in chosen} == chosen, claim
 
 
-def test_the_sweep_choice_is_pooled_over_items_and_written_into_the_recipe(tmp_path, monkeypatch):
+def test_the_sweep_choice_is_pooled_over_items_at_the_tested_epoch_and_written_into_the_recipe(tmp_path, monkeypatch):
     sweep = tmp_path / "sweep.jsonl"
-    lines = [  # 1 %: 20 valid items favour lr 0.1; 10 %: 200 items favour lr 0.01 -> pooled, 0.01 wins for byol
-        ("t@1% byol", 0.1, 0.9, 20),
-        ("t@1% byol", 0.01, 0.5, 20),
-        ("t byol", 0.1, 0.40, 200),
-        ("t byol", 0.01, 0.50, 200),
-        ("t@1% random", 0.1, 0.5, 20),
-        ("t random", 0.1, 0.5, 200),
-        ("t@1% random", 0.3, 0.6, 20),
-        ("t random", 0.3, 0.6, 200),
+    lines = [  # (row, lr, validation curve, items): best epoch — 1 %: 20 items favour lr 0.1; 10 %: 200 favour 0.01
+        ("t@1% byol", 0.1, [0.9, 0.5], 20),
+        ("t@1% byol", 0.01, [0.5, 0.5], 20),
+        ("t byol", 0.1, [0.40, 0.40], 200),
+        ("t byol", 0.01, [0.50, 0.30], 200),  # ... but at the last epoch, 0.1 is ahead
+        ("t@1% random", 0.1, [0.5, 0.5], 20),
+        ("t random", 0.1, [0.5, 0.5], 200),
+        ("t@1% random", 0.3, [0.6, 0.6], 20),
+        ("t random", 0.3, [0.6, 0.6], 200),
     ]
     sweep.write_text(
         "".join(
-            json.dumps({"claim": "x", "key": k, "lr": lr, "valid": [v], "n_valid": n, "seed": 0}) + "\n"
+            json.dumps({"claim": "x", "key": k, "lr": lr, "valid": [max(v)], "valid_curves": [v], "n_valid": n}) + "\n"
             for k, lr, v, n in lines
         )
     )
+    task = "tasks:\n  - name: t\n    kind: image_classification\n    dataset: {name: npz, path: d.npz}\n"
     recipe = tmp_path / "t.yaml"
-    recipe.write_text("finetune:\n  epochs: 3\n  lr: 0.5\n  runs: 1\ntasks:\n  - name: t\n")
+    recipe.write_text("name: t\nfinetune:\n  epochs: 30\n  lr: 0.5\n  runs: 1\n" + task)
     monkeypatch.setattr(finetune_bench, "SWEEP_FILE", sweep)
     monkeypatch.setattr(finetune_bench, "ROOT", tmp_path)
     monkeypatch.setitem(finetune_bench.CLAIMS, "x", {"evals": ["t.yaml"]})
     assert finetune_bench.pooled_valid("x")["t", "byol"] == pytest.approx({0.01: 0.5, 0.1: (18 + 80) / 220})
     assert finetune_bench.chosen_lrs("x") == {("t", "byol"): 0.01, ("t", "random"): 0.3}
     finetune_bench.apply_sweep("x")
-    assert (
-        recipe.read_text() == "finetune:\n  epochs: 3\n  lr: 0.01\n  baseline_lr: 0.3\n  runs: 1\ntasks:\n  - name: t\n"
-    )
+    want = "name: t\nfinetune:\n  epochs: 30\n  lr: 0.01\n  baseline_lr: 0.3\n  runs: 1\n" + task
+    assert recipe.read_text() == want
     finetune_bench.apply_sweep("x")  # idempotent
-    assert recipe.read_text().count("lr:") == 2
+    assert recipe.read_text() == want
+    recipe.write_text(want.replace("  runs: 1", "  runs: 1\n  select_epoch: last"))  # the last epoch's scores
+    assert finetune_bench.pooled_valid("x")["t", "byol"] == pytest.approx({0.01: (10 + 60) / 220, 0.1: (10 + 80) / 220})
+    assert finetune_bench.chosen_lrs("x")["t", "byol"] == 0.1
