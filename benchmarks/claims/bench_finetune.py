@@ -270,6 +270,7 @@ def table() -> Path:
         "seed); time: the protocol's own seconds per run on 2 CPU cores, the median over seeds (frozen protocols: "
         "plus the embedding, once). Fine-tuning lr per system from the sweep below.",
         "",
+        "<!-- --8<-- [start:table] -->",
         "| row | system | lr | score (%) | seeds | train / valid / test | time per run (s) |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
@@ -281,11 +282,12 @@ def table() -> Path:
             f"| {row} | {system} | {rows[0].get('lr') or '–'} | {100 * m:.1f} ± {100 * s:.1f} | {len(rows)} | "
             f"{rows[0]['n_train']} / {rows[0]['n_valid']} / {rows[0]['n_test']} | {t:.0f} |"
         )
+    lines.append("<!-- --8<-- [end:table] -->")  # docs/evaluation.md includes the table
     sweep = logged(SWEEP_FILE)
     if sweep:
         lines += [
             "",
-            "## lr sweep (best validation score on held-out training items; never the test split)",
+            "## lr sweep (validation accuracy on held-out training items at the best epoch; never the test split)",
             "",
             "| claim | lr | row | valid (%) | time (s) |",
             "|---|---:|---|---:|---:|",

@@ -520,6 +520,7 @@ def markdown(rows: list[dict]) -> str:
         "ran, mean ± std (points); for a 'loses less' claim the cells are the drops full − ablated and the "
         "same-seed column is B's drop − A's drop; the verdict rules are in the script's docstring.",
         "",
+        "<!-- --8<-- [start:table] -->",
         "| claim | ours: A | ours: B | A − B, same seed | verdict | source |",
         "|---|---|---|---|---|---|",
     ]
@@ -542,7 +543,8 @@ def markdown(rows: list[dict]) -> str:
             f"| {r['claim']} | {short_key(r['a'])}: {a} | {b} | "
             f"{delta} | {r['verdict']} | {short_source(r['source'])} |"
         )
-    lines += ["", "## Sources", ""] + [f"- {r['claim']}: {r['source']}" for r in rows]
+    lines += ["<!-- --8<-- [end:table] -->", "", "## Sources", ""]  # the docs include the table (docs/variants.md)
+    lines += [f"- {r['claim']}: {r['source']}" for r in rows]
     return "\n".join(lines) + "\n"
 
 
