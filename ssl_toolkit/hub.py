@@ -23,7 +23,6 @@ import yaml
 
 from . import __version__
 from .atomic import atomic_write_text
-from .checkpoint import sha256_file
 
 EXPORT_FORMAT = "ssl_toolkit.export/1"
 FILES = ("config.json", "model.safetensors", "README.md", "recipe.yaml")
@@ -116,7 +115,7 @@ def export_run(
     """Write the export folder ``out`` from run directory ``run`` (its finished encoder, or ``checkpoint``);
     returns ``out``. ExportError for a run without a finished encoder, an existing ``out`` (unless ``overwrite``)
     or a bad ``results`` file."""
-    from .checkpoint import save_encoder_safetensors
+    from .checkpoint import save_encoder_safetensors, sha256_file
     from .encoder import read_encoder
 
     run, out = Path(run).expanduser(), Path(out).expanduser()

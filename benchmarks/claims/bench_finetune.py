@@ -160,14 +160,15 @@ def run_sweep(claim: str, lrs: list[float], seed: int = 0) -> None:
     """Fine-tuning only, at each lr: the best validation score per fraction and system (held-out items)."""
     from ssl_toolkit.eval.schema import load_eval_recipe
 
-    done = {(r["claim"], r["lr"]) for r in logged(SWEEP_FILE)}
+    done = {(r["claim"], r["lr"], task_of(r["key"])) for r in logged(SWEEP_FILE)}
     run_dir = pretrained(claim, seed)
     for lr in lrs:
-        if (claim, lr) in done:
-            continue
         for path in CLAIMS[claim]["evals"]:
+            tasks = [t.name for t in load_eval_recipe(ROOT / path, check_files=False).parsed_tasks]
+            if all((claim, lr, t) in done for t in tasks):  # an interrupted sweep resumes per eval recipe
+                continue
             t0 = time.perf_counter()
-            n_tasks = len(load_eval_recipe(ROOT / path, check_files=False).parsed_tasks)
+            n_tasks = len(tasks)
             extra = [f"finetune.lr={lr}", f"finetune.baseline_lr={lr}", "plots.enabled=false", "baselines=[random]"]
             extra += [f"tasks.{i}.protocols=[finetune]" for i in range(n_tasks)]
             res = evaluate(claim, seed, run_dir, path, extra, tag=f"-sweep-lr{lr}")
@@ -195,6 +196,11 @@ def run_sweep(claim: str, lrs: list[float], seed: int = 0) -> None:
             )
 
 
+def task_of(key: str) -> str:
+    """The task of a logged row key ``<task>[/<protocol>][@<p>%] <system>``."""
+    return key.rsplit(" ", 1)[0].split("@")[0].split("/")[0]
+
+
 def pooled_valid(claim: str) -> dict[tuple[str, str], dict[float, float]]:
     """{(task, system): {lr: validation accuracy over all held-out items of every label fraction}} at the epoch the
     claim's eval recipe tests (``finetune.select_epoch``: the best, or the last): each item counts once, so the 20
@@ -209,8 +215,7 @@ def pooled_valid(claim: str) -> dict[tuple[str, str], dict[float, float]]:
     hits: dict[tuple[str, str], dict[float, list[float]]] = {}
     for r in logged(SWEEP_FILE):
         if r["claim"] == claim:
-            row, system = r["key"].rsplit(" ", 1)
-            task = row.split("@")[0].split("/")[0]
+            task, system = task_of(r["key"]), r["key"].rsplit(" ", 1)[1]
             scores = [c[-1] for c in r["valid_curves"]] if last.get(task) else r["valid"]
             h = hits.setdefault((task, system), {}).setdefault(r["lr"], [0.0, 0.0])
             h[0] += r["n_valid"] * sum(scores) / len(scores)
@@ -221,7 +226,7 @@ def pooled_valid(claim: str) -> dict[tuple[str, str], dict[float, float]]:
 def chosen_lrs(claim: str) -> dict[tuple[str, str], float]:
     """The lr with the best pooled validation accuracy per task and system (a tie: the smaller lr): the eval
     recipe's ``finetune.lr`` for the pretrained encoder, ``finetune.baseline_lr`` for random init."""
-    return {k: max(by_lr, key=by_lr.get) for k, by_lr in pooled_valid(claim).items()}
+    return {k: max(by_lr, key=lambda lr: (round(by_lr[lr], 9), -lr)) for k, by_lr in pooled_valid(claim).items()}
 
 
 def recipe_lrs(claim: str) -> dict[tuple[str, str], float]:
@@ -237,24 +242,45 @@ def recipe_lrs(claim: str) -> dict[tuple[str, str], float]:
     return out
 
 
+def set_finetune_keys(text: str, values: dict[str, float], where: str) -> str:
+    """``text`` (an eval recipe) with ``values`` written into its top-level ``finetune:`` block, in order (a missing
+    key goes under the one before it, or first in the block); nothing outside the block changes."""
+    lines = text.split("\n")
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == "finetune:"), None)
+    if start is None:
+        raise SystemExit(f"{where}: no top-level 'finetune:' block to write the swept lr into")
+    end = next((i for i in range(start + 1, len(lines)) if lines[i] and not lines[i].startswith(" ")), len(lines))
+    after = start
+    for key, value in values.items():
+        line = f"  {key}: {f'{value:.10f}'.rstrip('0').rstrip('.')}"
+        at = next((i for i in range(start + 1, end) if lines[i].startswith(f"  {key}:")), None)
+        if at is None:
+            at, end = after + 1, end + 1
+            lines.insert(at, line)
+        else:
+            lines[at] = line
+        after = at
+    return "\n".join(lines)
+
+
 def apply_sweep(claim: str) -> None:
-    """Write the swept choice into the claim's eval recipes (their ``finetune.lr`` / ``baseline_lr`` lines)."""
-    import re
+    """Write the swept choice into the claim's eval recipes (``finetune.lr``, ``finetune.baseline_lr``)."""
+    from ssl_toolkit.eval.schema import load_eval_recipe
 
     chosen = chosen_lrs(claim)
     for path in CLAIMS[claim]["evals"]:
-        text = (ROOT / path).read_text()
-        for (task, system), lr in chosen.items():
-            if f"- name: {task}\n" not in text:
-                continue
-            key = "baseline_lr" if system == "random" else "lr"
-            line = f"  {key}: {lr}"
-            if re.search(rf"^  {key}: .*$", text, flags=re.M):
-                text = re.sub(rf"^  {key}: .*$", line, text, flags=re.M)
-            else:  # baseline_lr goes under lr
-                text = re.sub(r"^(  lr: .*)$", rf"\1\n{line}", text, flags=re.M)
-        (ROOT / path).write_text(text)
-        print(f"{path}: {', '.join(f'{k} {v}' for k, v in chosen.items() if f'- name: {k[0]}' in text)}")
+        tasks = [t.name for t in load_eval_recipe(ROOT / path, check_files=False).parsed_tasks]
+        picks = {k: v for k, v in chosen.items() if k[0] in tasks}
+        if not picks:
+            continue
+        values = {"lr": picks.get((tasks[0], "byol")), "baseline_lr": picks.get((tasks[0], "random"))}
+        if any(
+            picks.get((t, s)) != values[key] for t in tasks for s, key in (("byol", "lr"), ("random", "baseline_lr"))
+        ):
+            raise SystemExit(f"{path}: its tasks swept to different lrs ({picks}); one recipe holds one lr")
+        values = {k: v for k, v in values.items() if v is not None}
+        (ROOT / path).write_text(set_finetune_keys((ROOT / path).read_text(), values, path))
+        print(f"{path}: " + ", ".join(f"finetune.{k} {v}" for k, v in values.items()))
 
 
 def table() -> Path:

@@ -1,4 +1,5 @@
-"""What ``--checkpoint`` names, turned into a frozen encoder plus its deterministic front end.
+"""What ``--checkpoint`` names, read into a :class:`ModelSource`: the weights, their checksum, the weights card or
+the recipe that describes them (:mod:`ssl_toolkit.eval.models` builds the encoder and front end from it).
 
 Accepted: a run directory (its newest valid ``checkpoints/*.pt``, else ``encoder.pt``, else
 ``encoder.safetensors``), a folder written by ``ssl-toolkit export`` (its ``model.safetensors`` and
@@ -8,9 +9,8 @@ in the header) or any ``.safetensors`` state dict, an official BYOL-A weight fil
 the AudioNTT encoder is inferred from the tensor shapes), or the word ``random`` (the eval recipe's
 ``model`` with random initialization).
 
-The encoder and its front end come from the file's weights card (:mod:`ssl_toolkit.weights_card`); files
-written before cards existed get theirs from the recipe they carry or that lies beside them. An eval
-recipe's ``model`` section supplies them when the file has neither, or always with ``override: true``.
+The card comes from the file (:mod:`ssl_toolkit.weights_card`); files written before cards existed get one derived
+from the recipe they carry or that lies beside them.
 """
 
 from __future__ import annotations

@@ -156,8 +156,9 @@ def finetune(
     progress: bool = False,
     desc: str = "fine-tuning",
 ) -> FinetuneResult:
-    """Fine-tune a copy of ``encoder`` (``encoder`` itself is untouched) on rows ``train`` of ``labels``, select
-    the epoch on ``valid``, score ``test``. ``cfg``: the eval recipe's ``finetune`` section."""
+    """Fine-tune a copy of ``encoder`` (``encoder`` itself is untouched) on rows ``train`` of ``labels``, score
+    ``valid`` after each epoch, test the best epoch (or the last: ``cfg.select_epoch``) on ``test``. ``cfg``: the
+    eval recipe's ``finetune`` section."""
     from tqdm.auto import tqdm
 
     if len(train) < 2 or len(valid) == 0:

@@ -278,7 +278,7 @@ def finetune_curves(results: dict, key: str, out: Path) -> Optional[Path]:
             kw = {"color": f"C{i}", "alpha": 0.8, "lw": 1.2, "label": label if j == 0 else None}
             axes[0].plot(epochs, c["train_loss"], **kw)
             axes[1].plot(epochs, 100 * np.asarray(c["valid"], dtype=float), **kw)
-            best = int(np.nanargmax(c["valid"]))
+            best = int(e["best_epochs"][j])  # the tested epoch (the best, or the last with select_epoch: last)
             axes[1].plot(best + 1, 100 * c["valid"][best], "o", color=f"C{i}", ms=4)
     axes[0].set_ylabel("training loss (epoch mean)")
     axes[1].set_ylabel(f"validation {systems[0][1].get('metric')} (%)")

@@ -13,7 +13,8 @@ results.json (format ``ssl_toolkit.eval.results/1``)::
     ENTRY = {"task", "kind", "protocol": linear|knn|finetune, "label_fraction", "metric": accuracy|mAP, "mean",
              "std", "runs": [per seed], "n_train", "n_valid", "n_test", "num_classes", "embedding_dim",
              "elapsed_s" (the protocol), "embed_s" (the frozen embeddings), ... ,
-             "curves": [per run: {"seed", "unit", "train_loss", "valid", "lr"} per epoch] (finetune),
+             "lr", "best_epochs" (the tested epoch per run), "curves": [per run: {"seed", "unit", "train_loss",
+             "valid", "lr"} per epoch] (finetune),
              "folds": {<fold>: [per seed]} (k-fold tasks),
              "class_counts": {"classes": [...], "units": {<split | fold>: {"train", "valid", "test": [per class]}}},
              "warnings": [a class the probe cannot learn or early stopping cannot see (eval/class_coverage.py)]}

@@ -75,7 +75,8 @@ class KnnConfig:
 class FinetuneConfig:
     """The ``finetune`` protocol (eval/finetune.py): encoder + a new head (BatchNorm1d without affine + Linear,
     as EVAR's ``finetune.py``) trained end to end with SGD, linear warm-up then cosine decay per step (EVAR's timm
-    ``CosineLRScheduler``: from 0, to 1e-7), the best epoch on the validation items restored for the test."""
+    ``CosineLRScheduler``: from 0, to 1e-7); the best epoch on the validation items is restored for the test, or
+    the last one is tested (``select_epoch``)."""
 
     epochs: int = 100
     warmup_epochs: float = 5.0

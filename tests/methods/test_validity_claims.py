@@ -241,17 +241,20 @@ def test_the_sweep_choice_is_pooled_over_items_at_the_tested_epoch_and_written_i
     )
     task = "tasks:\n  - name: t\n    kind: image_classification\n    dataset: {name: npz, path: d.npz}\n"
     recipe = tmp_path / "t.yaml"
-    recipe.write_text("name: t\nfinetune:\n  epochs: 30\n  lr: 0.5\n  runs: 1\n" + task)
+    recipe.write_text("name: t\nlinear:\n  lr: 0.0003\nfinetune:\n  epochs: 30\n  lr: 0.5\n  runs: 1\n" + task)
     monkeypatch.setattr(finetune_bench, "SWEEP_FILE", sweep)
     monkeypatch.setattr(finetune_bench, "ROOT", tmp_path)
     monkeypatch.setitem(finetune_bench.CLAIMS, "x", {"evals": ["t.yaml"]})
     assert finetune_bench.pooled_valid("x")["t", "byol"] == pytest.approx({0.01: 0.5, 0.1: (18 + 80) / 220})
     assert finetune_bench.chosen_lrs("x") == {("t", "byol"): 0.01, ("t", "random"): 0.3}
     finetune_bench.apply_sweep("x")
-    want = "name: t\nfinetune:\n  epochs: 30\n  lr: 0.01\n  baseline_lr: 0.3\n  runs: 1\n" + task
+    want = "name: t\nlinear:\n  lr: 0.0003\nfinetune:\n  epochs: 30\n  lr: 0.01\n  baseline_lr: 0.3\n  runs: 1\n" + task
     assert recipe.read_text() == want
     finetune_bench.apply_sweep("x")  # idempotent
     assert recipe.read_text() == want
     recipe.write_text(want.replace("  runs: 1", "  runs: 1\n  select_epoch: last"))  # the last epoch's scores
     assert finetune_bench.pooled_valid("x")["t", "byol"] == pytest.approx({0.01: (10 + 60) / 220, 0.1: (10 + 80) / 220})
     assert finetune_bench.chosen_lrs("x")["t", "byol"] == 0.1
+    monkeypatch.setattr(finetune_bench, "pooled_valid", lambda claim: {("t", "random"): {0.03: 0.1 + 0.2, 0.01: 0.3}})
+    assert finetune_bench.chosen_lrs("x") == {("t", "random"): 0.01}  # a tie (up to rounding): the smaller lr
+    assert "  lr: 0.00001\n" in finetune_bench.set_finetune_keys("finetune:\n  lr: 1\n", {"lr": 1e-5}, "r")
