@@ -94,14 +94,19 @@ def evaluate(claim: str, seed: int, run_dir: Path, eval_path: str, extra: list[s
     return run_eval(recipe, str(run_dir), out_dir=out, quiet=True)
 
 
+def claim_evals(claim: str) -> list[tuple[str, object]]:
+    """(path, parsed eval recipe without file checks) of each of the claim's eval recipes."""
+    from ssl_toolkit.eval.schema import load_eval_recipe
+
+    return [(path, load_eval_recipe(ROOT / path, check_files=False)) for path in CLAIMS[claim]["evals"]]
+
+
 def row_keys(claim: str) -> set[str]:
     """The ``key`` of every line a claim's runs log (its eval recipes' results keys × systems)."""
-    from ssl_toolkit.eval.schema import load_eval_recipe
     from ssl_toolkit.eval.task_runner import result_key
 
     keys = set()
-    for path in CLAIMS[claim]["evals"]:
-        recipe = load_eval_recipe(ROOT / path, check_files=False)
+    for _, recipe in claim_evals(claim):
         for t in recipe.parsed_tasks:
             for p in t.protocols:
                 for f in t.label_fraction:
@@ -158,13 +163,11 @@ def run_claim(claim: str, seeds: list[int]) -> None:
 
 def run_sweep(claim: str, lrs: list[float], seed: int = 0) -> None:
     """Fine-tuning only, at each lr: the best validation score per fraction and system (held-out items)."""
-    from ssl_toolkit.eval.schema import load_eval_recipe
-
     done = {(r["claim"], r["lr"], task_of(r["key"])) for r in logged(SWEEP_FILE)}
     run_dir = pretrained(claim, seed)
     for lr in lrs:
-        for path in CLAIMS[claim]["evals"]:
-            tasks = [t.name for t in load_eval_recipe(ROOT / path, check_files=False).parsed_tasks]
+        for path, recipe in claim_evals(claim):
+            tasks = [t.name for t in recipe.parsed_tasks]
             if all((claim, lr, t) in done for t in tasks):  # an interrupted sweep resumes per eval recipe
                 continue
             t0 = time.perf_counter()
@@ -205,12 +208,8 @@ def pooled_valid(claim: str) -> dict[tuple[str, str], dict[float, float]]:
     """{(task, system): {lr: validation accuracy over all held-out items of every label fraction}} at the epoch the
     claim's eval recipe tests (``finetune.select_epoch``: the best, or the last): each item counts once, so the 20
     items of a 1 % split do not weigh as much as the 200 of a 10 % one."""
-    from ssl_toolkit.eval.schema import load_eval_recipe
-
     last = {
-        t.name: recipe.finetune.select_epoch == "last"
-        for recipe in (load_eval_recipe(ROOT / p, check_files=False) for p in CLAIMS[claim]["evals"])
-        for t in recipe.parsed_tasks
+        t.name: recipe.finetune.select_epoch == "last" for _, recipe in claim_evals(claim) for t in recipe.parsed_tasks
     }
     hits: dict[tuple[str, str], dict[float, list[float]]] = {}
     for r in logged(SWEEP_FILE):
@@ -231,12 +230,10 @@ def chosen_lrs(claim: str) -> dict[tuple[str, str], float]:
 
 def recipe_lrs(claim: str) -> dict[tuple[str, str], float]:
     """{(task, system): lr} as the claim's eval recipes set them."""
-    from ssl_toolkit.eval.schema import load_eval_recipe
     from ssl_toolkit.eval.task_runner import finetune_config
 
     out = {}
-    for path in CLAIMS[claim]["evals"]:
-        recipe = load_eval_recipe(ROOT / path, check_files=False)
+    for _, recipe in claim_evals(claim):
         for t in recipe.parsed_tasks:
             out |= {(t.name, s): finetune_config(recipe, "random" if s == "random" else "model").lr for s in SYSTEMS}
     return out
@@ -265,11 +262,9 @@ def set_finetune_keys(text: str, values: dict[str, float], where: str) -> str:
 
 def apply_sweep(claim: str) -> None:
     """Write the swept choice into the claim's eval recipes (``finetune.lr``, ``finetune.baseline_lr``)."""
-    from ssl_toolkit.eval.schema import load_eval_recipe
-
     chosen = chosen_lrs(claim)
-    for path in CLAIMS[claim]["evals"]:
-        tasks = [t.name for t in load_eval_recipe(ROOT / path, check_files=False).parsed_tasks]
+    for path, recipe in claim_evals(claim):
+        tasks = [t.name for t in recipe.parsed_tasks]
         picks = {k: v for k, v in chosen.items() if k[0] in tasks}
         if not picks:
             continue
