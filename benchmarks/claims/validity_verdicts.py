@@ -1,11 +1,11 @@
 """The papers' claims against the runs at a size where BYOL learns (issues 17 and 34): one verdict per claim.
 
 Reads ``benchmarks/results/validity_image.jsonl`` (``bench_variants.py --size full --jsonl ...``: the
-``byol_cifar10_cpu.yaml`` size, equal epochs) and ``validity_audio.jsonl`` (written by
-``bench_audio_budget.py`` from its BYOL-A v1 / v2 / TriBYOL runs at the 8-minute budget) and writes
-``validity_claims.{md,json}``, and ``finetune_claims.jsonl`` (``bench_finetune.py``, issue 33: fine-tuning with
-few labels): per claim the source, our mean ± std over pretraining seeds, the differences
-A − B on the seeds both sides ran (shown beside the verdict, which does not use them) and the verdict.
+``byol_cifar10_cpu.yaml`` size, equal epochs), ``validity_audio.jsonl`` (written by ``bench_audio_budget.py`` from
+its BYOL-A runs at the 8-minute size) and ``finetune_claims.jsonl`` (``bench_finetune.py``, issue 33: fine-tuning
+with few labels); writes ``validity_claims.{md,json}`` and the README's table of the seed papers' claims (BYOL,
+BYOL-A): per claim the source, our mean ± std over pretraining seeds, the differences A − B on the seeds both sides
+ran (shown beside the verdict, which does not use them) and the verdict.
 
 Verdicts, on the claim's metric (linear accuracy unless named), mean ± sample std over ≥ 2 seeds:
 
@@ -58,6 +58,7 @@ class Claim:
     caveat: str = ""  # why our runs may not test the paper's method; shown with every verdict but pending
     a_full: str = ""  # smaller drop: the full recipes whose ablations a and b are
     b_full: str = ""
+    drop_word: str = "drop"  # smaller drop: what full − ablated is ("gain" where the ablated run is scratch)
     members: tuple = ()  # plateau: the runs that must agree (a names the first) ...
     outsiders: tuple = ()  # ... and the runs every member must beat
 
@@ -313,6 +314,25 @@ CLAIMS = [
         )
         for pct, ours, theirs in (("1%", "53.2", "25.4"), ("10%", "68.8", "56.4"))
     ],
+    *[
+        Claim(
+            f"BYOL-A fine-tuned beats training from scratch ({key}, {pct} of the labels)",
+            f"{GRILL}, Table 2a's claim (fine-tuned BYOL beats supervised from scratch) carried over to BYOL-A "
+            "(issue 33): no BYOL-A paper compares with training from scratch; ours: byola_cpu_8min.yaml at 320 steps, "
+            f"{task}_finetune.yaml",
+            "better",
+            FT,
+            f"{key}/finetune{tag} byol",
+            f"{key}/finetune{tag} random",
+            "score",
+        )
+        for task, key, pct, tag in (
+            ("emodb", "emodb", "15 %", "@15%"),
+            ("emodb", "emodb", "100 %", ""),
+            ("fsdd", "fsdd_digits", "2 %", "@2%"),
+            ("fsdd", "fsdd_digits", "100 %", ""),
+        )
+    ],
     Claim(
         "BYOL's gain over training from scratch is larger with 1 % of the labels than with 10 %",
         f"{GRILL}, Table 2a: +27.8 points at 1 %, +12.4 at 10 % (the drop compared: BYOL − scratch, per seed)",
@@ -323,6 +343,7 @@ CLAIMS = [
         "score",
         a_full="cifar10/finetune@10% byol",
         b_full="cifar10/finetune@1% byol",
+        drop_word="gain",
     ),
 ]
 
@@ -480,6 +501,7 @@ def assess() -> list[dict]:
                 "a_collapse": collapse,
                 "paired_differences": diffs,
                 "verdict": with_caveat(c, text),
+                "drop_word": c.drop_word,
             }
         )
     return out
@@ -514,11 +536,13 @@ def markdown(rows: list[dict]) -> str:
         "",
         "Images: `byol_cifar10_cpu.yaml` (narrow ResNet-18, 20k CIFAR-10 images × 12 epochs, bf16), every "
         "variant at equal epochs, converged linear probe of `recipes/eval/cifar10.yaml` (accuracy %). Audio: "
-        "BYOL-A at the 8-minute 2-core CPU budget on FSDD (`byola_v1_cpu_8min.yaml` and the v2 / TriBYOL levers "
-        "of `bench_audio_budget.py`, v2 = `byola_cpu_8min.yaml`; equal time, so v2 takes about half the steps), "
-        "EVAR linear probe. Mean ± std over pretraining seeds (n); A − B: the difference on each seed both "
-        "ran, mean ± std (points); for a 'loses less' claim the cells are the drops full − ablated and the "
-        "same-seed column is B's drop − A's drop; the verdict rules are in the script's docstring.",
+        "BYOL-A at the 8-minute 2-core CPU budget (`byola_v1_cpu_8min.yaml` and the v2 / TriBYOL levers "
+        "of `bench_audio_budget.py`, v2 = `byola_cpu_8min.yaml`; equal time, so v2 takes about half the steps; "
+        "the ablation's `byola_v2_320` runs: v2 at 320 fixed steps, one component taken away), EVAR linear probe "
+        "on FSDD digits and EmoDB. Fine-tuning rows: `bench_finetune.py` (test accuracy). Mean ± std over "
+        "pretraining seeds (n); A − B: the difference on each seed both ran, mean ± std (points); for a 'loses "
+        "less' claim the cells are the drops full − ablated (a gain claim: BYOL − scratch) and the same-seed column "
+        "is B's drop − A's drop; the verdict rules are in the script's docstring.",
         "",
         "<!-- --8<-- [start:table] -->",
         "| claim | ours: A | ours: B | A − B, same seed | verdict | source |",
@@ -536,9 +560,10 @@ def markdown(rows: list[dict]) -> str:
                 else f"{100 * d[0]:+.1f} (n=1)"
             )
         )
-        b = f"{short_key(r['b'])}: {_cell(r['b_values'])}" if r["b"] else ""
+        b = _cell(r["b_values"])
         if r["kind"] == "smaller drop":
-            a, b = f"drop {a}", f"drop {b}"
+            a, b = f"{r['drop_word']} {a}", f"{r['drop_word']} {b}"
+        b = f"{short_key(r['b'])}: {b}" if r["b"] else ""
         lines.append(
             f"| {r['claim']} | {short_key(r['a'])}: {a} | {b} | "
             f"{delta} | {r['verdict']} | {short_source(r['source'])} |"
@@ -548,10 +573,40 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+README = ROOT / "README.md"
+README_MARKS = (
+    "<!-- seed-paper claims: start (validity_verdicts.py writes this table) -->",
+    "<!-- seed-paper claims: end -->",
+)
+
+
+def readme_table(rows: list[dict]) -> str:
+    """The README's table: the seed papers' claims (BYOL, BYOL-A), ours and the verdict's first words."""
+    lines = ["| claim | ours: A | ours: B | verdict |", "|---|---|---|---|"]
+    for r in rows:
+        if short_source(r["source"]).split()[0] not in ("Grill", "Niizumi"):
+            continue
+        a, b = _cell(r["a_values"]), _cell(r["b_values"]) if r["b"] else ""
+        if r["kind"] == "smaller drop":
+            a, b = f"{r['drop_word']} {a}", f"{r['drop_word']} {b}"
+        elif r["kind"] == "collapses":
+            a = f"collapse {_cell(r['a_collapse'], 1, 3)}"
+        lines.append(f"| {r['claim']} | {a} | {b} | {r['verdict'].split(' (')[0]} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_readme(rows: list[dict], path: Path = README) -> None:
+    """Replace the table between the README's markers (the rest of the file is left as it is)."""
+    text = path.read_text()
+    start, end = (text.index(m) for m in README_MARKS)
+    path.write_text(text[: start + len(README_MARKS[0])] + "\n" + readme_table(rows) + text[end:])
+
+
 def main() -> int:
     rows = assess()
     (RESULTS / "validity_claims.json").write_text(json.dumps(rows, indent=1) + "\n")
     (RESULTS / "validity_claims.md").write_text(markdown(rows))
+    write_readme(rows)
     print(markdown(rows))
     return 0
 

@@ -212,6 +212,24 @@ def test_the_claim_table_names_the_ablations_in_words():
     assert variants.CROP_ONLY == list(verdicts.CROP_ONLY) and variants.NO_COLOUR == list(verdicts.NO_COLOUR)
 
 
+def test_the_readme_table_holds_the_seed_papers_claims_as_the_committed_runs_give_them(tmp_path):
+    rows = verdicts.assess()
+    table = verdicts.readme_table(rows)
+    assert table in (ROOT / "README.md").read_text(), "README is stale: run benchmarks/claims/validity_verdicts.py"
+    seed_paper = [r["claim"] for r in rows if r["source"].startswith(("Grill", "Niizumi"))]
+    others = [r["claim"] for r in rows if not r["source"].startswith(("Grill", "Niizumi"))]
+    assert seed_paper and others
+    assert all(f"| {c} |" in table for c in seed_paper) and not any(f"| {c} |" in table for c in others)
+    gain = next(r for r in rows if r["claim"].startswith("BYOL's gain"))
+    assert gain["drop_word"] == "gain" and f"| gain {verdicts._cell(gain['a_values'])} |" in table
+    readme = tmp_path / "README.md"  # the writer replaces only what lies between the markers
+    start, end = verdicts.README_MARKS
+    readme.write_text(f"# t\n{start}\nold\n{end}\ntail\n")
+    verdicts.write_readme(rows, readme)
+    verdicts.write_readme(rows, readme)
+    assert readme.read_text() == f"# t\n{start}\n{table}{end}\ntail\n"
+
+
 def test_the_fine_tuning_recipes_hold_the_swept_lr_of_each_system():
     """The lr of every fine-tuned system in the claims' eval recipes is the one the logged sweep chose (the best
     validation accuracy over all held-out items; never the test split)."""
