@@ -4,7 +4,7 @@ trained on, the eval results beside their baselines and the weights' checksum. P
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import yaml
 
@@ -64,7 +64,7 @@ def front_matter(name: str, config: dict, datasets: list[str], results: Optional
     for tag in (config.get("method"), config.get("modality"), config.get("architecture")):
         if tag and str(tag) not in tags:
             tags.append(str(tag))
-    meta = {"library_name": "ssl_toolkit", "tags": tags, "pipeline_tag": "feature-extraction"}
+    meta: dict[str, Any] = {"library_name": "ssl_toolkit", "tags": tags, "pipeline_tag": "feature-extraction"}
     if license:
         meta["license"] = license
     if datasets:

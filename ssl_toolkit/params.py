@@ -36,7 +36,8 @@ class Range:
             raise ValueError(f"empty range {self.interval!r}")
 
     def bounds(self) -> tuple[float, float]:
-        return tuple(float(v) for v in self.interval.strip()[1:-1].split(","))
+        low, high = (float(v) for v in self.interval.strip()[1:-1].split(","))
+        return low, high
 
     def contains(self, value: Any) -> bool:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
@@ -82,7 +83,7 @@ class Reference:
     kind: str
     base: Optional[str] = None
 
-    def resolve(self, value: str, siblings: Optional[dict] = None) -> Path:
+    def resolve(self, value: str | os.PathLike, siblings: Optional[dict] = None) -> Path:
         path = expand_path(value)
         anchor = (siblings or {}).get(self.base) if self.base else None
         if anchor is not None and not path.is_absolute():

@@ -38,7 +38,9 @@ def list_files(source: Path, modality: Optional[str], root: Optional[str], label
         base = source.parent / root if root else source.parent
         names = [r["file_name"] for r in table.rows]
         paths = [base / n for n in names]
-        raw = [r[label_column] for r in table.rows] if label_column in table.columns else [None] * len(names)
+        raw: list[str | None] = (
+            [r[label_column] for r in table.rows] if label_column in table.columns else [None] * len(names)
+        )
         labels, classes = class_ids(raw)
     elif source.is_dir():
         found = sorted(p for p in source.rglob("*") if p.is_file() and not p.name.startswith("."))
@@ -47,7 +49,7 @@ def list_files(source: Path, modality: Optional[str], root: Optional[str], label
         raise ShardError(f"INPUT {source}: {'not a folder or a .csv file' if source.exists() else 'not found'}")
     if modality is None:
         counts = {m: sum(Path(n).suffix.lower() in e for n in names) for m, e in exts.items()}
-        modality = max(counts, key=counts.get)
+        modality = max(counts, key=lambda m: counts[m])
         if counts[modality] == 0:
             raise ShardError(
                 f"INPUT {source}: no audio ({', '.join(AUDIO_EXTENSIONS)}) or image "
@@ -94,7 +96,8 @@ def write_shards(
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("shard-*.tar"):
         old.unlink()
-    start, skipped, counts = time.perf_counter(), [], {}
+    start, skipped = time.perf_counter(), []
+    counts: dict[str, int] = {}
     # an integer mtime: no PAX header per member (a float one needs it: twice the headers to parse when reading),
     # and the same input gives byte-identical shards
     with wds.ShardWriter(str(out / "shard-%06d.tar"), maxcount=max_count, verbose=0, mtime=0) as sink:

@@ -16,6 +16,8 @@ output (``last_norm: true``) and drops the last bias. The ``ema`` section is unu
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -37,9 +39,9 @@ def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int, torch.Tensor |
     from torch.distributed.nn.functional import all_gather
 
     n = torch.tensor([x.shape[0]], device=x.device)
-    sizes = [torch.zeros_like(n) for _ in range(dist.get_world_size())]
-    dist.all_gather(sizes, n)
-    sizes = [int(s) for s in sizes]
+    gathered = [torch.zeros_like(n) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, n)
+    sizes = [int(s) for s in gathered]
     most = max(sizes)
     padded = torch.nn.functional.pad(x, (0, 0, 0, most - x.shape[0]))
     valid = torch.cat([torch.arange(most, device=x.device) < s for s in sizes])
@@ -63,7 +65,7 @@ class SimCLR(nn.Module):
     def encoder(self) -> nn.Module:
         return self.online.encoder
 
-    def forward(self, views) -> dict[str, torch.Tensor]:
+    def forward(self, views) -> dict[str, Any]:
         if len(views) < 2:
             raise ValueError(f"simclr needs 2 views, got {len(views)}")
         z1, z2 = (self.online.projector(self.online.encoder(v)) for v in views[:2])
