@@ -12,7 +12,7 @@ the tensors whose names and shapes match are loaded and the rest is logged.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, cast
 
 import torch
 from torch import nn
@@ -36,7 +36,7 @@ def read_init_weights(spec: str, expected_sha256: str | None = None) -> tuple[di
         source = resolve_checkpoint(spec)
     except EvalError as e:
         raise InitError(f"model.init_from: {str(e).removeprefix('--checkpoint: ').removeprefix('--checkpoint ')}")
-    if source.kind == "random" or source.encoder_state is None:
+    if source.kind == "random" or source.encoder_state is None or source.path is None:
         raise InitError(f"model.init_from: {spec!r} names no weights")
     if expected_sha256 and expected_sha256 != source.checksum:
         raise InitError(
@@ -79,7 +79,7 @@ def initialize_encoder(
     """Load ``spec``'s weights into ``method``'s online encoder and copy them into its EMA targets' encoders;
     returns (resolved path, sha256)."""
     state, path, digest = read_init_weights(spec, expected_sha256)
-    encoder = method.encoder
+    encoder = cast(nn.Module, method.encoder)
     own = encoder.state_dict()
     fitting, left = fit_to(own, state, strict, str(path))
     with torch.no_grad():

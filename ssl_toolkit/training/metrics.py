@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import IO
 
 COLUMNS = ["step", "epoch", "loss", "lr", "tau", "samples_per_s", "collapse", "skipped_files", "elapsed_s"]
 
@@ -24,36 +25,36 @@ class MetricsWriter:
                 reader = csv.DictReader(f)
                 self._kept = [r for r in reader if int(r["step"]) <= resume_step]
                 self._columns = list(reader.fieldnames or []) or None
-        self._file = None
-        self._csv = None
+        self._out: tuple[IO[str], csv.DictWriter] | None = None  # the open file and its writer, from the first row
         self._tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
             self._tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=resume_step)
 
-    def _open(self, row: dict) -> None:
-        if self._columns is None:
-            self._columns = COLUMNS + sorted(k for k in row if k not in COLUMNS)
-        self._file = self.path.open("w", newline="")
-        self._csv = csv.DictWriter(self._file, fieldnames=self._columns, extrasaction="ignore")
-        self._csv.writeheader()
+    def _open(self, row: dict) -> tuple[IO[str], csv.DictWriter]:
+        columns = self._columns or COLUMNS + sorted(k for k in row if k not in COLUMNS)
+        file = self.path.open("w", newline="")
+        writer = csv.DictWriter(file, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
         for kept in self._kept:
-            self._csv.writerow(kept)
+            writer.writerow(kept)
+        return file, writer
 
     def write(self, row: dict) -> None:
-        if self._csv is None:
-            self._open(row)
-        self._csv.writerow({k: row.get(k, "") for k in self._columns})
-        self._file.flush()
+        if self._out is None:
+            self._out = self._open(row)
+        file, writer = self._out
+        writer.writerow({k: row.get(k, "") for k in writer.fieldnames})
+        file.flush()
         if self._tb is not None:
             for k, v in row.items():
                 if k not in ("step", "epoch") and isinstance(v, (int, float)):
                     self._tb.add_scalar(f"train/{k}", v, row["step"])
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
+        if self._out is not None:
+            self._out[0].close()
         if self._tb is not None:
             self._tb.close()
 

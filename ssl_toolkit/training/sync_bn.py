@@ -34,12 +34,13 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         n = total[-1]
         mean = total[:-1] / n
         var = dist_fn.all_reduce(((xf - mean.view(shape)) ** 2).sum(dims)) / n
-        if self.track_running_stats:
+        tracked, running_mean, running_var = self.num_batches_tracked, self.running_mean, self.running_var
+        if self.track_running_stats and tracked is not None and running_mean is not None and running_var is not None:
             with torch.no_grad():
-                self.num_batches_tracked += 1
-                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), m)
-                self.running_var.lerp_((var.detach() * n / (n - 1)).to(self.running_var.dtype), m)
+                tracked.add_(1)
+                m = self.momentum if self.momentum is not None else 1.0 / float(tracked)
+                running_mean.lerp_(mean.detach().to(running_mean.dtype), m)
+                running_var.lerp_((var.detach() * n / (n - 1)).to(running_var.dtype), m)
         y = (xf - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)
