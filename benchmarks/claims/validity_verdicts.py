@@ -530,6 +530,11 @@ def _a_cell(r: dict) -> str:
     return _cell(r["a_values"]) + collapse
 
 
+def _worded(r: dict, a: str, b: str) -> tuple[str, str]:
+    """A 'smaller drop' claim's cells name what they hold (the drops full − ablated, or a gain)."""
+    return (f"{r['drop_word']} {a}", f"{r['drop_word']} {b}") if r["kind"] == "smaller drop" else (a, b)
+
+
 def markdown(rows: list[dict]) -> str:
     lines = [
         "# The seed papers' claims at a size where BYOL learns (benchmarks/claims/validity_verdicts.py)",
@@ -560,9 +565,7 @@ def markdown(rows: list[dict]) -> str:
                 else f"{100 * d[0]:+.1f} (n=1)"
             )
         )
-        b = _cell(r["b_values"])
-        if r["kind"] == "smaller drop":
-            a, b = f"{r['drop_word']} {a}", f"{r['drop_word']} {b}"
+        a, b = _worded(r, a, _cell(r["b_values"]))
         b = f"{short_key(r['b'])}: {b}" if r["b"] else ""
         lines.append(
             f"| {r['claim']} | {short_key(r['a'])}: {a} | {b} | "
@@ -586,10 +589,8 @@ def readme_table(rows: list[dict]) -> str:
     for r in rows:
         if short_source(r["source"]).split()[0] not in ("Grill", "Niizumi"):
             continue
-        a, b = _cell(r["a_values"]), _cell(r["b_values"]) if r["b"] else ""
-        if r["kind"] == "smaller drop":
-            a, b = f"{r['drop_word']} {a}", f"{r['drop_word']} {b}"
-        elif r["kind"] == "collapses":
+        a, b = _worded(r, _cell(r["a_values"]), _cell(r["b_values"]) if r["b"] else "")
+        if r["kind"] == "collapses":
             a = f"collapse {_cell(r['a_collapse'], 1, 3)}"
         lines.append(f"| {r['claim']} | {a} | {b} | {r['verdict'].split(' (')[0]} |")
     return "\n".join(lines) + "\n"
