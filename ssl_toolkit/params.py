@@ -2,7 +2,7 @@
 
 A registered builder annotates each numeric parameter with a range, e.g. ``hidden_dim: PositiveInt`` or
 ``p: Probability``, and each parameter with a fixed set of values with a ``Literal``; a pair like a crop
-``scale: (0.08, 1.0)`` is ``Annotated[list, Pair("(0, 1]")]``. A recipe value outside gets the usual
+``scale: (0.08, 1.0)`` is ``Annotated[Sequence[float], Pair("(0, 1]")]``. A recipe value outside gets the usual
 file/key/expected error before anything is built (tests/test_params.py checks every registered builder
 declares one for every int and float parameter).
 """

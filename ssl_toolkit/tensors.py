@@ -81,7 +81,7 @@ class GaussianNoise(RandomOp):
     def make_params(self, x: torch.Tensor, generator=None) -> dict:
         return self.sample_params(x.shape[0], x.device, generator, tuple(x.shape[1:]), x.dtype)
 
-    def apply(self, x: torch.Tensor, params: dict) -> torch.Tensor:
+    def transform(self, x: torch.Tensor, params: dict) -> torch.Tensor:
         return x + params["std"].view(-1, *[1] * (x.ndim - 1)).to(x.dtype) * params["noise"]
 
 
@@ -96,7 +96,7 @@ class RandomScale(RandomOp):
     def sample_params(self, batch_size: int, device, generator=None) -> dict:
         return {"scale": uniform(batch_size, self.low, self.high, device, generator)}
 
-    def apply(self, x: torch.Tensor, params: dict) -> torch.Tensor:
+    def transform(self, x: torch.Tensor, params: dict) -> torch.Tensor:
         return x * params["scale"].view(-1, *[1] * (x.ndim - 1)).to(x.dtype)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, cast
 
 import torch
 from torch import nn
@@ -56,16 +56,20 @@ def bernoulli(n: int, p: float, device, generator=None) -> torch.Tensor:
 class RandomOp(BatchAugmentation):
     """An augmentation whose randomness is drawn per sample, then applied deterministically.
 
-    Subclasses implement :meth:`sample_params` and :meth:`apply` (and, when the draws depend on the
+    Subclasses implement :meth:`sample_params` and :meth:`transform` (and, when the draws depend on the
     input, :meth:`make_params`; a stateful op, :meth:`update`); ``forward`` is final, so that
-    ``apply(x, sample_params(...))`` is exactly what a pipeline runs.
+    ``transform(x, sample_params(...))`` is exactly what a pipeline runs.
     """
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if "forward" in cls.__dict__:
             raise TypeError(
-                f"{cls.__name__}: RandomOp.forward is final; override sample_params / make_params and apply instead"
+                f"{cls.__name__}: RandomOp.forward is final; override sample_params / make_params and transform instead"
+            )
+        if "apply" in cls.__dict__:  # nn.Module.apply(fn) recurses into children: an op must not shadow it
+            raise TypeError(
+                f"{cls.__name__}: name the deterministic step transform(x, params), not apply (that is nn.Module.apply)"
             )
         if cls.eval_frontend:
             raise TypeError(f"{cls.__name__}: a RandomOp is random per sample, so eval_frontend must be False")
@@ -78,15 +82,15 @@ class RandomOp(BatchAugmentation):
         """The parameters for batch ``x``: :meth:`sample_params` unless the draws need more of ``x``."""
         return self.sample_params(x.shape[0], x.device, generator)
 
-    def apply(self, x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+    def transform(self, x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
         """``x`` transformed with ``params`` (deterministic, batched)."""
         raise NotImplementedError
 
     def update(self, x: torch.Tensor) -> None:
-        """Called with the op's input after :meth:`apply` (a memory bank records it); nothing by default."""
+        """Called with the op's input after :meth:`transform` (a memory bank records it); nothing by default."""
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        out = self.apply(x, self.make_params(x, generator))
+        out = self.transform(x, self.make_params(x, generator))
         self.update(x)
         return out
 
@@ -107,6 +111,8 @@ class PrepareContext:
 class Pipeline(nn.Module):
     """Ops applied in order."""
 
+    ops: nn.ModuleList
+
     def __init__(self, ops: list[nn.Module]):
         super().__init__()
         self.ops = nn.ModuleList(ops)
@@ -123,6 +129,10 @@ def build_pipeline(specs: list[dict]) -> Pipeline:
 
 class ViewMaker(nn.Module):
     """Turns one raw batch into N augmented views (N = number of branches)."""
+
+    input: Pipeline
+    branches: nn.ModuleList
+    joint: Pipeline
 
     def __init__(self, input: Pipeline, branches: list[Pipeline], joint: Pipeline):
         super().__init__()
@@ -155,20 +165,23 @@ class ViewMaker(nn.Module):
         random state a run continues with."""
 
         def upstream_of(prefix: list[nn.Module]):
-            def apply(x):
+            def run_prefix(x):
                 with torch.no_grad():
                     for op in prefix:
                         x = op(x, None)
                 return x
 
-            return apply
+            return run_prefix
 
-        shared = list(self.input.ops)
-        stages = [([], shared)] + [(shared, list(b.ops)) for b in self.branches] + [(shared, list(self.joint.ops))]
+        shared: list[nn.Module] = list(self.input.ops)
+        after_shared = [*cast(list[Pipeline], list(self.branches)), self.joint]
+        stages: list[tuple[list[nn.Module], list[nn.Module]]] = [([], shared)]
+        stages += [(shared, list(p.ops)) for p in after_shared]
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             for prefix, ops in stages:
                 done = list(prefix)
                 for op in ops:
-                    if hasattr(op, "prepare"):
-                        op.prepare(PrepareContext(batches, upstream_of(list(done)), device, run_dir, dataset))
+                    prepare = getattr(op, "prepare", None)
+                    if prepare is not None:
+                        prepare(PrepareContext(batches, upstream_of(list(done)), device, run_dir, dataset))
                     done.append(op)

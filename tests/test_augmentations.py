@@ -70,6 +70,16 @@ def test_random_op_forward_is_final_and_never_frontend():
         type("Bad", (RandomOp,), {"forward": lambda self, x, generator=None: x})
     with pytest.raises(TypeError, match="frontend must be False"):
         type("Bad", (RandomOp,), {"eval_frontend": True})
+    with pytest.raises(TypeError, match="not apply"):
+        type("Bad", (RandomOp,), {"apply": lambda self, x, params: x})
+
+
+def test_module_apply_reaches_every_registered_op():
+    """nn.Module.apply(fn) (weight init, dtype casts) recurses into a pipeline's ops: none may shadow it."""
+    ops = [AUGMENTATIONS.build(name, **BUILD.get(name, {})) for name in AUGMENTATIONS.names()]
+    seen: list[torch.nn.Module] = []
+    torch.nn.Sequential(*ops).apply(seen.append)
+    assert all(any(m is op for m in seen) for op in ops)
 
 
 def test_random_helpers_draw_per_sample():

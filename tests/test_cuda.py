@@ -98,8 +98,8 @@ def test_views_made_on_the_gpu_equal_the_cpu_views():
                 if not isinstance(op, RandomOp) or type(op).__name__ == "Mixup":  # mixup draws from its memory
                     continue
                 params = op.make_params(x, torch.Generator().manual_seed(0))
-                cpu = op.apply(x, params)
-                gpu = op.to("cuda").apply(x.cuda(), {k: v.cuda() for k, v in params.items()})
+                cpu = op.transform(x, params)
+                gpu = op.to("cuda").transform(x.cuda(), {k: v.cuda() for k, v in params.items()})
                 torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=1e-4, msg=type(op).__name__)
                 op.to("cpu")
 

@@ -3,7 +3,7 @@
 Every op maps a batch ``(B, 1, F, T)`` (``log_mel``: waves ``(B, T)``) to a batch, drawing its
 random parameters per sample from the given ``torch.Generator``. Random ops are
 :class:`~ssl_toolkit.views.RandomOp`: ``sample_params(batch_size, device, generator)`` and
-``apply(x, params)``, so that tests can feed known parameters. Pipelines (Niizumi et al.,
+``transform(x, params)``, so that tests can feed known parameters. Pipelines (Niizumi et al.,
 BYOL-A v1 IJCNN 2021 / v2 TASLP 2023):
 
     input:    log_mel → pre_norm
@@ -23,7 +23,7 @@ checkpoints through ``get_extra_state``; a fresh instance's ``load_state_dict`` 
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Sequence
 
 import torch
 
@@ -93,6 +93,8 @@ class PreNorm(BatchAugmentation):
     """
 
     eval_frontend = True
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(
         self,
@@ -238,11 +240,11 @@ class Mixup(RandomOp):
         index = (u * self.count).long().clamp(0, max(self.count - 1, 0))
         return {"alpha": alpha, "index": index}
 
-    def apply(self, x: torch.Tensor, params: dict) -> torch.Tensor:
+    def transform(self, x: torch.Tensor, params: dict) -> torch.Tensor:
         """Mix ``x`` with ``params['partner']`` if given, else with bank entries ``params['index']``."""
         z = params.get("partner")
         if z is None:
-            if self.count == 0:
+            if self.count == 0 or self.bank is None:
                 return x  # empty bank (first batch): nothing to mix with yet
             z = self.bank.to(x.device)[params["index"]]
         alpha = params["alpha"].to(x.dtype)
@@ -298,9 +300,9 @@ class RandomResizeCrop(RandomOp):
 
     def __init__(
         self,
-        virtual_crop_scale: Annotated[list, Pair("[1, inf)")] = (1.0, 1.5),
-        freq_scale: Annotated[list, Pair("(0, inf)")] = (0.6, 1.5),
-        time_scale: Annotated[list, Pair("(0, inf)")] = (0.6, 1.5),
+        virtual_crop_scale: Annotated[Sequence[float], Pair("[1, inf)")] = (1.0, 1.5),
+        freq_scale: Annotated[Sequence[float], Pair("(0, inf)")] = (0.6, 1.5),
+        time_scale: Annotated[Sequence[float], Pair("(0, inf)")] = (0.6, 1.5),
     ):
         super().__init__()
         for name, v in (
@@ -310,9 +312,9 @@ class RandomResizeCrop(RandomOp):
         ):
             if len(v) != 2 or not all(isinstance(e, (int, float)) and e > 0 for e in v):
                 raise ValueError(f"random_resize_crop {name} must be two positive numbers, got {v!r}")
-        self.virtual_crop_scale = tuple(float(v) for v in virtual_crop_scale)
-        self.freq_scale = tuple(float(v) for v in freq_scale)
-        self.time_scale = tuple(float(v) for v in time_scale)
+        self.virtual_crop_scale = (float(virtual_crop_scale[0]), float(virtual_crop_scale[1]))
+        self.freq_scale = (float(freq_scale[0]), float(freq_scale[1]))
+        self.time_scale = (float(time_scale[0]), float(time_scale[1]))
 
     def sample_params(self, batch_size: int, device, generator: torch.Generator | None = None) -> dict:
         """Unit-free draws; :meth:`crop_boxes` turns them into rows/columns for a given input size."""
@@ -338,7 +340,7 @@ class RandomResizeCrop(RandomOp):
         j = torch.minimum((params["j_u"] * (cw - w + 1)).floor().long(), cw - w)
         return i, j, h, w
 
-    def apply(self, x: torch.Tensor, params: dict) -> torch.Tensor:
+    def transform(self, x: torch.Tensor, params: dict) -> torch.Tensor:
         """Crop per sample with ``params`` (draws, or explicit canvas boxes ``i, j, h, w``) and resize back."""
         f, t = x.shape[-2:]
         ch, cw = self.canvas(f, t)
@@ -372,7 +374,7 @@ class RandomLinearFader(RandomOp):
             "tail": uniform(batch_size, -self.gain, self.gain, device, generator),
         }
 
-    def apply(self, x: torch.Tensor, params: dict) -> torch.Tensor:
+    def transform(self, x: torch.Tensor, params: dict) -> torch.Tensor:
         t = x.shape[-1]
         head = params["head"].to(x.device, x.dtype)[:, None]
         tail = params["tail"].to(x.device, x.dtype)[:, None]

@@ -39,7 +39,7 @@ class SpecAugment(RandomOp):
         t0, tw = _band(x.shape[0], x.shape[-1], self.time_mask, x.device, generator)
         return {"f0": f0, "fw": fw, "t0": t0, "tw": tw}
 
-    def apply(self, x: torch.Tensor, params: dict) -> torch.Tensor:
+    def transform(self, x: torch.Tensor, params: dict) -> torch.Tensor:
         f = torch.arange(x.shape[-2], device=x.device)[None, :]
         t = torch.arange(x.shape[-1], device=x.device)[None, :]
         in_f = (f >= params["f0"][:, None]) & (f < (params["f0"] + params["fw"])[:, None])  # (B, F)

@@ -1,7 +1,7 @@
 """Image augmentations for view generation: batched, on the device, per-sample random parameters.
 
 Each random op is a :class:`~ssl_toolkit.views.RandomOp`: ``sample_params(batch_size, device,
-generator)`` (one draw per sample) and ``apply(x, params)`` (deterministic, batched). Nothing loops
+generator)`` (one draw per sample) and ``transform(x, params)`` (deterministic, batched). Nothing loops
 over samples in Python, and no draw is shared by the batch: every image gets its own crop box, flip,
 jitter factors and order, blur sigma...
 
@@ -13,7 +13,7 @@ solarize(p=0.0 | 0.2), then normalize.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal, Optional, Sequence
 
 import torch
 
@@ -70,8 +70,10 @@ class Normalize(BatchAugmentation):
     """Per-channel (x − mean) / std (defaults: ImageNet statistics)."""
 
     eval_frontend = True
+    mean: torch.Tensor
+    std: torch.Tensor
 
-    def __init__(self, mean: list = IMAGENET_MEAN, std: list = IMAGENET_STD):
+    def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
         super().__init__()
         mean, std = [float(m) for m in mean], [float(s) for s in std]
         if len(mean) != len(std) or any(s <= 0 for s in std):
@@ -104,8 +106,8 @@ class RandomResizedCrop(RandomOp):
     def __init__(
         self,
         size: PositiveInt = 224,
-        scale: Annotated[list, Pair("(0, 1]")] = (0.08, 1.0),
-        ratio: Annotated[list, Pair("(0, inf)")] = (3 / 4, 4 / 3),
+        scale: Annotated[Sequence[float], Pair("(0, 1]")] = (0.08, 1.0),
+        ratio: Annotated[Sequence[float], Pair("(0, inf)")] = (3 / 4, 4 / 3),
         interpolation: Literal["bilinear", "bicubic", "nearest"] = "bilinear",
         antialias: bool = True,
     ):
@@ -162,7 +164,7 @@ class RandomResizedCrop(RandomOp):
         left = torch.where(found, left, torch.full_like(left, (W - fw) // 2))
         return {"top": top.long(), "left": left.long(), "height": h.long(), "width": w.long()}
 
-    def apply(self, x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+    def transform(self, x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
         _check_float(x, "random_resized_crop")
         return IF.resized_crop(
             x,
@@ -190,7 +192,7 @@ class HorizontalFlip(RandomOp):
     def sample_params(self, batch_size, device, generator=None):
         return {"flip": bernoulli(batch_size, self.p, device, generator)}
 
-    def apply(self, x, params):
+    def transform(self, x, params):
         return IF.hflip(x, params["flip"])
 
 
@@ -247,7 +249,7 @@ class ColorJitter(RandomOp):
         params["order"] = torch.rand(batch_size, 4, device=device, generator=generator).argsort(dim=1)
         return params
 
-    def apply(self, x, params):
+    def transform(self, x, params):
         _check_float(x, "color_jitter")
         active = [k for k, name in enumerate(self.OPS) if self.ranges[name] is not None]
         selected = params["apply"].bool()
@@ -276,7 +278,7 @@ class RandomGrayscale(RandomOp):
     def sample_params(self, batch_size, device, generator=None):
         return {"apply": bernoulli(batch_size, self.p, device, generator)}
 
-    def apply(self, x, params):
+    def transform(self, x, params):
         _check_float(x, "grayscale")
         return IF.apply_to(x, params["apply"].bool(), lambda t: IF.grayscale(t).expand_as(t).contiguous())
 
@@ -288,7 +290,7 @@ class GaussianBlur(RandomOp):
     def __init__(
         self,
         p: Probability = 0.5,
-        sigma: Annotated[list, Pair("(0, inf)")] = (0.1, 2.0),
+        sigma: Annotated[Sequence[float], Pair("(0, inf)")] = (0.1, 2.0),
         kernel_size: Optional[PositiveInt] = None,
     ):
         super().__init__()
@@ -311,7 +313,7 @@ class GaussianBlur(RandomOp):
             "sigma": uniform(batch_size, self.sigma[0], self.sigma[1], device, generator),
         }
 
-    def apply(self, x, params):
+    def transform(self, x, params):
         _check_float(x, "gaussian_blur")
         k = self.kernel_for(x)
         return IF.apply_to(x, params["apply"].bool(), lambda t, s: IF.gaussian_blur(t, s, k), params["sigma"])
@@ -329,6 +331,6 @@ class RandomSolarize(RandomOp):
     def sample_params(self, batch_size, device, generator=None):
         return {"apply": bernoulli(batch_size, self.p, device, generator)}
 
-    def apply(self, x, params):
+    def transform(self, x, params):
         _check_float(x, "solarize")
         return IF.apply_to(x, params["apply"].bool(), lambda t: IF.solarize(t, self.threshold))

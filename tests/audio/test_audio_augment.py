@@ -41,7 +41,7 @@ def test_rrc_batched_equals_per_sample_interpolate():
     assert (h >= 1).all() and (h <= 64).all() and (w >= 1).all() and (w <= 144).all()
     assert (i + h <= 64).all() and (j + w <= 144).all() and (i >= 0).all() and (j >= 0).all()
     expected = loop_reference_rrc(x, i.tolist(), j.tolist(), h.tolist(), w.tolist())
-    torch.testing.assert_close(op.apply(x, params), expected, atol=2e-5, rtol=1e-5)
+    torch.testing.assert_close(op.transform(x, params), expected, atol=2e-5, rtol=1e-5)
 
 
 def test_rrc_edge_sizes():
@@ -54,10 +54,10 @@ def test_rrc_edge_sizes():
         "w": torch.tensor([1, 1, 96]),
     }
     expected = loop_reference_rrc(x, *[boxes[k].tolist() for k in "ijhw"])
-    torch.testing.assert_close(op.apply(x, boxes), expected, atol=2e-5, rtol=1e-5)
+    torch.testing.assert_close(op.transform(x, boxes), expected, atol=2e-5, rtol=1e-5)
     # the identity box (input area of the canvas, full size) returns the input
     ident = {"i": torch.tensor([0]), "j": torch.tensor([24]), "h": torch.tensor([64]), "w": torch.tensor([96])}
-    torch.testing.assert_close(op.apply(x[:1], ident), x[:1], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(op.transform(x[:1], ident), x[:1], atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["mixup", "random_resize_crop", "random_linear_fader"])
@@ -124,7 +124,7 @@ def test_mixup_alpha_range_and_partner_from_bank():
     x = lms(2, 2, 3, seed=5)
     params = {"alpha": torch.tensor([0.1, 0.2]), "index": torch.tensor([3, 7])}
     expected = torch.stack([A.log_mixup_exp(x[0], bank[3], 0.1), A.log_mixup_exp(x[1], bank[7], 0.2)])
-    torch.testing.assert_close(op.apply(x, params), expected)
+    torch.testing.assert_close(op.transform(x, params), expected)
 
 
 def test_mixup_bank_survives_state_dict_into_a_fresh_instance():

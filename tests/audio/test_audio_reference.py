@@ -59,7 +59,7 @@ def test_random_resize_crop_matches_official(byola_ref):
     cases = byola_ref["params"]["rrc_cases"]
     x = torch.from_numpy(byola_ref["aug_in"])[None].repeat(len(cases), 1, 1, 1)  # (4, 1, 64, 96)
     boxes = {k: torch.tensor([c[k] for c in cases]) for k in "ijhw"}
-    out = A.RandomResizeCrop().apply(x, boxes)
+    out = A.RandomResizeCrop().transform(x, boxes)
     close(out, byola_ref["rrc_out"])
 
 
@@ -84,14 +84,14 @@ def test_log_mixup_exp_matches_official(byola_ref):
     # through the op, with the bank entry as partner and α per sample
     op = A.Mixup(ratio=0.4)
     op.push(z)
-    out = op.apply(x, {"alpha": torch.tensor([alpha]), "index": torch.tensor([0])})
+    out = op.transform(x, {"alpha": torch.tensor([alpha]), "index": torch.tensor([0])})
     close(out[0], byola_ref["log_mixup_exp_out"])
 
 
 def test_random_linear_fader_matches_official(byola_ref):
     f = byola_ref["params"]["fader"]
     x = torch.from_numpy(byola_ref["aug_in"])[None]
-    out = A.RandomLinearFader().apply(x, {"head": torch.tensor([f["head"]]), "tail": torch.tensor([f["tail"]])})
+    out = A.RandomLinearFader().transform(x, {"head": torch.tensor([f["head"]]), "tail": torch.tensor([f["tail"]])})
     close(out[0], byola_ref["fader_out"])
 
 

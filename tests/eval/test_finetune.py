@@ -53,7 +53,7 @@ def test_spec_augment_masks_one_band_and_one_span_per_sample():
         "t0": torch.tensor([5, 0, 29, 1]),
         "tw": torch.tensor([3, 1, 1, 0]),
     }
-    y = op.apply(x, params)
+    y = op.transform(x, params)
     want = torch.zeros_like(x)
     for i in range(4):
         f0, fw, t0, tw = (int(params[k][i]) for k in ("f0", "fw", "t0", "tw"))

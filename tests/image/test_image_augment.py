@@ -124,7 +124,7 @@ def test_resized_crop_matches_torchvision(interpolation, antialias, size):
     x = images(len(BOXES))
     op = RandomResizedCrop(size=size, interpolation=interpolation, antialias=antialias)
     params = {k: torch.tensor([b[i] for b in BOXES]) for i, k in enumerate(("top", "left", "height", "width"))}
-    out = op.apply(x, params)
+    out = op.transform(x, params)
     mode = TF.InterpolationMode.BILINEAR if interpolation == "bilinear" else TF.InterpolationMode.BICUBIC
     err = max_err(
         out, lambda im, b: TF.resized_crop(im, *BOXES[b], [size, size], interpolation=mode, antialias=antialias), x
@@ -136,7 +136,7 @@ def test_resized_crop_downscaling_large_images_matches_torchvision():
     x = torch.rand(3, 3, 120, 90)
     boxes = [(0, 0, 120, 90), (7, 3, 100, 61), (50, 20, 33, 47)]
     params = {k: torch.tensor([b[i] for b in boxes]) for i, k in enumerate(("top", "left", "height", "width"))}
-    out = RandomResizedCrop(size=[24, 28]).apply(x, params)
+    out = RandomResizedCrop(size=[24, 28]).transform(x, params)
     assert out.shape == (3, 3, 24, 28)
     assert max_err(out, lambda im, b: TF.resized_crop(im, *boxes[b], [24, 28], antialias=True), x) < TOL
 
@@ -144,7 +144,7 @@ def test_resized_crop_downscaling_large_images_matches_torchvision():
 def test_flip_matches_torchvision():
     x = images()
     flip = torch.tensor([True, False] * 4)
-    out = HorizontalFlip().apply(x, {"flip": flip})
+    out = HorizontalFlip().transform(x, {"flip": flip})
     assert max_err(out, lambda im, b: TF.horizontal_flip(im) if flip[b] else im, x) == 0
 
 
@@ -167,7 +167,7 @@ def test_each_jitter_component_matches_torchvision(component, tv_fn):
     op = ColorJitter(**kwargs, p=1.0)
     params = op.sample_params(n, "cpu", gen())
     params[component] = factors
-    out = op.apply(x, params)
+    out = op.transform(x, params)
     assert max_err(out, lambda im, b: tv_fn(im, factors[b].item()), x) < TOL
 
 
@@ -187,15 +187,15 @@ def test_jitter_random_order_matches_torchvision_sequence():
             im = fns[k](im, params[names[k]][b].item())
         return im
 
-    assert max_err(op.apply(x, params), reference, x) < TOL
+    assert max_err(op.transform(x, params), reference, x) < TOL
 
 
 def test_grayscale_solarize_normalize_to_float_match_torchvision():
     x = images()
     mask = torch.tensor([True, False, True, True, False, False, True, False])
-    out = RandomGrayscale(p=0.5).apply(x, {"apply": mask})
+    out = RandomGrayscale(p=0.5).transform(x, {"apply": mask})
     assert max_err(out, lambda im, b: TF.rgb_to_grayscale(im, 3) if mask[b] else im, x) < TOL
-    out = RandomSolarize(p=0.5).apply(x, {"apply": mask})
+    out = RandomSolarize(p=0.5).transform(x, {"apply": mask})
     assert max_err(out, lambda im, b: TF.solarize(im, 0.5) if mask[b] else im, x) == 0
     mean, std = [0.4914, 0.4822, 0.4465], [0.247, 0.2435, 0.2616]
     out = Normalize(mean, std)(x)
@@ -208,7 +208,7 @@ def test_grayscale_solarize_normalize_to_float_match_torchvision():
 def test_blur_matches_torchvision(kernel_size):
     x = images()
     sigma = torch.linspace(0.1, 2.0, x.shape[0])
-    out = GaussianBlur(p=1.0, kernel_size=kernel_size).apply(
+    out = GaussianBlur(p=1.0, kernel_size=kernel_size).transform(
         x, {"apply": torch.ones(8, dtype=torch.bool), "sigma": sigma}
     )
     ref = lambda im, b: TF.gaussian_blur(im, [kernel_size] * 2, [sigma[b].item()] * 2)  # noqa: E731
