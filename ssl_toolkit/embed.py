@@ -32,7 +32,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -226,7 +226,7 @@ def _embed_images(enc, inputs: Inputs, settings: EmbedSettings, output: _Output,
 
 
 def _write(output: _Output, dim: int) -> None:
-    arrays = {
+    arrays: dict[str, Any] = {
         "embeddings": np.concatenate(output.rows) if output.rows else np.zeros((0, dim), np.float32),
         "files": np.asarray(output.names, dtype=str),
     }

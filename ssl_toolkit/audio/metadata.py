@@ -15,7 +15,7 @@ import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 
 @dataclass
@@ -64,7 +64,7 @@ def sort_classes(names: Iterable[str]) -> list[str]:
     return names
 
 
-def class_ids(values: list[Optional[str]]) -> tuple[list[int], list[str]]:
+def class_ids(values: Sequence[Optional[str]]) -> tuple[list[int], list[str]]:
     """(class id of each value, classes): the id of a value is its index in ``sort_classes`` of the
     non-empty values, so labels '3', '7', '10' get ids 0, 1, 2; an empty value or None gets −1."""
     classes = sort_classes(v for v in values if v not in (None, ""))

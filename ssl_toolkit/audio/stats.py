@@ -68,7 +68,7 @@ def prenorm_stats(
             total_sq = sq if total_sq is None else total_sq + sq
             items += x.shape[0]
             values += y.numel()
-    if items == 0:
+    if items == 0 or total is None or total_sq is None:
         raise ValueError("pre_norm statistics: the training data yielded no usable items")
     mean = float(total) / values
     var = max(float(total_sq) / values - mean * mean, 0.0)

@@ -17,7 +17,7 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -97,7 +97,7 @@ class EmbeddingCache:
         key = digest(description)
         path = self.path_for(label, key)
         meta = {"format": CACHE_FORMAT, "key": key, "description": description, "extra": extra or {}}
-        arrays = {
+        arrays: dict[str, Any] = {
             "embeddings": np.ascontiguousarray(embeddings, dtype=np.float32),
             "meta": np.array(json.dumps(meta, default=str)),
         }

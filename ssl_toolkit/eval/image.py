@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ EMBED_FORMAT = "image-embed/1"
 @dataclass
 class ImageSplit:
     name: str
-    dataset: object
+    dataset: Any  # a map-style dataset: len() and [i]
     labels: np.ndarray
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Optional, Sequence, Union
 
 from ..params import Reference
 from ..recipe import Component, Origins, Validator, import_tree_components, load_resolved_tree, to_plain
@@ -219,7 +219,8 @@ class EvalRecipe:
 def _check_task_list(tasks: Any, validator: Validator) -> list:
     if not isinstance(tasks, list) or not tasks:
         validator.fail(("tasks",), "expected a non-empty list of tasks")
-    parsed, seen = [], {}
+    parsed: list = []
+    seen: dict[str, int] = {}
     for i, t in enumerate(tasks):
         path = ("tasks", i)
         if not isinstance(t, dict):
@@ -305,7 +306,7 @@ def validate_eval_tree(tree: dict, origins: Origins, check_files: bool = True) -
     return recipe
 
 
-def load_eval_recipe(path: str | os.PathLike, overrides: list[str] = (), check_files: bool = True) -> EvalRecipe:
+def load_eval_recipe(path: str | os.PathLike, overrides: Sequence[str] = (), check_files: bool = True) -> EvalRecipe:
     """Load (with ``base:`` inheritance and ``key=value`` overrides) and validate an eval recipe; every task's files
     (metadata CSV, audio folder, dataset paths) are checked to exist unless ``check_files`` is False."""
     tree, origins = load_resolved_tree(path, overrides)

@@ -235,7 +235,7 @@ def _is_image(p: Path) -> bool:
 
 
 def _walk_images(root: Path) -> list[Path]:
-    out = []
+    out: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         out.extend(Path(dirpath) / f for f in sorted(filenames) if _is_image(Path(f)))

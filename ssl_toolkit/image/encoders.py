@@ -91,6 +91,10 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
+def _2d(v: tuple[int, ...]) -> tuple[int, int]:
+    return v[0], v[1]
+
+
 def _to_ws(module: nn.Module) -> None:
     """Replace every Conv2d below ``module`` by a weight-standardized one (same configuration)."""
     for name, child in module.named_children():
@@ -98,10 +102,10 @@ def _to_ws(module: nn.Module) -> None:
             ws = WSConv2d(
                 child.in_channels,
                 child.out_channels,
-                child.kernel_size,
-                child.stride,
-                child.padding,
-                child.dilation,
+                _2d(child.kernel_size),
+                _2d(child.stride),
+                child.padding if isinstance(child.padding, str) else _2d(child.padding),
+                _2d(child.dilation),
                 child.groups,
                 child.bias is not None,
                 child.padding_mode,
