@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .engine.build import feature_dim_of
 from .eval.errors import EvalError
 from .input_files import list_inputs, read_images, read_waves, wave_batch
 from .views import Pipeline
@@ -94,7 +95,7 @@ class Encoder(nn.Module):
 
     @property
     def feature_dim(self) -> int:
-        return int(self.backbone.feature_dim)
+        return feature_dim_of(self.backbone)
 
     @property
     def sample_rate(self) -> Optional[int]:

@@ -26,8 +26,8 @@ def check_waveforms(waves, names=None, what: str = "audio") -> None:
     """What the embedding entry points accept: each clip a 1-D array (or each row of a 2-D one) of real
     floating-point samples, finite, with peak ≤ MAX_PEAK. ValueError/TypeError names the first clip at fault."""
     if isinstance(waves, torch.Tensor) and waves.ndim == 2 and waves.dtype.is_floating_point and waves.numel():
-        low, high = torch.aminmax(waves)  # NaN propagates, so NaN and ±inf both fail the bound
-        if bool((low >= -MAX_PEAK) & (high <= MAX_PEAK)):
+        batch_low, batch_high = torch.aminmax(waves)  # NaN propagates, so NaN and ±inf both fail the bound
+        if bool((batch_low >= -MAX_PEAK) & (batch_high <= MAX_PEAK)):
             return  # the whole batch in one pass (one host sync on CUDA); otherwise find the clip below
     for i, wave in enumerate(waves):
         name = names[i] if names is not None else f"clip {i}"
@@ -42,11 +42,11 @@ def check_waveforms(waves, names=None, what: str = "audio") -> None:
             raise ValueError(f"{what}: {name} has shape {tuple(wave.shape)}; expected mono samples (n_samples,)")
         if wave.shape[0] == 0:
             continue
-        values = wave if isinstance(wave, torch.Tensor) else torch.from_numpy(np.asarray(wave))
-        low, high = (float(v) for v in torch.aminmax(values))
+        samples = wave if isinstance(wave, torch.Tensor) else torch.from_numpy(np.asarray(wave))
+        low, high = (float(v) for v in torch.aminmax(samples))
         if low >= -MAX_PEAK and high <= MAX_PEAK:
             continue
-        if not bool(torch.isfinite(values).all()):
+        if not bool(torch.isfinite(samples).all()):
             raise ValueError(f"{what}: {name} contains NaN or inf samples")
         raise ValueError(
             f"{what}: {name} peaks at {max(-low, high):.4g}; expected audio in [-1, 1] (integer PCM? "
@@ -174,11 +174,13 @@ def embed_batches(
         for clip, x in batches:
             with precision_autocast(x.device, precision):
                 y = encoder(x)
-            y = y.float().cpu().numpy().astype(np.float64)
+            y64 = y.float().cpu().numpy().astype(np.float64)
             if out is None:
-                out = np.zeros((n_clips, y.shape[1]), dtype=np.float64)
-            np.add.at(out, clip, y)
+                out = np.zeros((n_clips, y64.shape[1]), dtype=np.float64)
+            np.add.at(out, clip, y64)
             np.add.at(counts, clip, 1.0)
+    if out is None:
+        raise ValueError("embedding: no clips to embed (the batches were empty)")
     return (out / counts[:, None]).astype(np.float32)
 
 

@@ -14,6 +14,7 @@ from typing import Tuple
 import torch
 from torch import Tensor, nn
 
+from ..engine.build import feature_dim_of
 from ..views import Pipeline
 from .embedding import check_waveforms, split_frontend
 
@@ -76,8 +77,7 @@ class HearModel(nn.Module):
         self.frontend = nn.ModuleList(frontend)
         self.sample_rate = int(sample_rate)
         self.hop_length = int(hop_length)
-        self.scene_embedding_size = int(encoder.feature_dim)
-        self.timestamp_embedding_size = int(encoder.feature_dim)
+        self.scene_embedding_size = self.timestamp_embedding_size = feature_dim_of(encoder)
         self.description = description
         self.unit_sec = float(unit_sec)
         self.eval()

@@ -7,6 +7,15 @@ from torch import nn
 from ..registry import ENCODERS, HEADS, METHODS
 
 
+def feature_dim_of(encoder: nn.Module) -> int:
+    """The size of an encoder's pooled output: its ``feature_dim`` attribute (the encoder contract,
+    docs/CONTRACTS.md)."""
+    dim = getattr(encoder, "feature_dim", None)
+    if dim is None:
+        raise ValueError(f"{type(encoder).__name__} has no feature_dim attribute (the size of its pooled output)")
+    return int(dim)
+
+
 def build_method(recipe) -> nn.Module:
     """Encoder → heads → method, exactly as the recipe (a :class:`~ssl_toolkit.recipe.Recipe`) names them."""
     m = recipe.model

@@ -65,7 +65,7 @@ class AudioTaskData:
 # ----------------------------------------------------------------------------- metadata
 def _range_values(values) -> set[str]:
     """['0-9', 12, 'x'] → {'0', ..., '9', '12', 'x'}."""
-    out = set()
+    out: set[str] = set()
     for v in values if isinstance(values, (list, tuple)) else [values]:
         s = str(v).strip()
         m = re.fullmatch(r"(-?\d+)\s*-\s*(-?\d+)", s)
@@ -104,7 +104,7 @@ def load_task(task: AudioTask) -> AudioTaskData:
         raise task_error(task.name, str(e)) from None
     columns, rows = table.columns, table.rows
     for i, r in enumerate(rows):
-        r[" line"] = i + 2  # the CSV line, for messages
+        r[" line"] = str(i + 2)  # the CSV line, for messages
     if not rows:
         raise task_error(task.name, f"{csv_path} has no rows")
     _column(task, csv_path, columns, task.label_column, "label_column")
@@ -244,11 +244,12 @@ def drop_rows(data: AudioTaskData, bad: set[int]) -> AudioTaskData:
 
 
 # ----------------------------------------------------------------------------- decoding
-def decode_all(data: AudioTaskData, sample_rate: int, progress: bool = True) -> list[np.ndarray]:
-    """Every clip as float32 mono at ``sample_rate`` (bad files: error or dropped per on_bad_file)."""
+def decode_all(data: AudioTaskData, sample_rate: int, progress: bool = True) -> list[Optional[np.ndarray]]:
+    """Every clip as float32 mono at ``sample_rate`` (a bad file: an error, or None per on_bad_file: skip)."""
     from tqdm.auto import tqdm
 
-    waves, bad = [], {}
+    waves: list[Optional[np.ndarray]] = []
+    bad: dict[int, str] = {}
     for p in tqdm(data.files, desc=f"{data.task.name}: decoding", unit="clip", disable=not progress, leave=False):
         try:
             waves.append(load_audio(p, sample_rate))

@@ -18,6 +18,7 @@ import yaml
 from torch import nn
 
 from .. import checkpoint as ckpt
+from ..engine.build import feature_dim_of
 from ..recipe import Component, import_components
 from ..registry import AUGMENTATIONS, DATASETS, ENCODERS, RegistryError
 from ..weights_card import WeightsCard, card_from_recipe
@@ -41,7 +42,7 @@ class EvalModel:
 
     @property
     def feature_dim(self) -> int:
-        return int(self.encoder.feature_dim)
+        return feature_dim_of(self.encoder)
 
     def to(self, device) -> "EvalModel":
         self.encoder.to(device)
@@ -272,7 +273,7 @@ def write_random_checkpoint(recipe, path: str | os.PathLike, seed: int = 0) -> P
     method = build_method(recipe)
     views = ViewMaker.from_config(recipe.views)
     tree = recipe.to_dict()
-    card = card_from_recipe(tree, views.state_dict(), int(method.encoder.feature_dim))
+    card = card_from_recipe(tree, views.state_dict(), feature_dim_of(method.encoder))
     state = ckpt.TrainingState(
         recipe=tree,
         step=0,

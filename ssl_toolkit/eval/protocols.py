@@ -185,7 +185,7 @@ def _linear_probe(
     xt_t, xv_t, xs_t = (torch.from_numpy(a).to(device) for a in (xt, xv, xs))
     if multi_label:
         yt_t = torch.from_numpy(np.asarray(y_train, dtype=np.float32)).to(device)
-        loss_fn = nn.BCEWithLogitsLoss()
+        loss_fn: nn.Module = nn.BCEWithLogitsLoss()
     else:
         yt_t = torch.from_numpy(np.asarray(y_train, dtype=np.int64)).to(device)
         loss_fn = nn.CrossEntropyLoss()
@@ -224,7 +224,8 @@ def _linear_probe(
             stale += 1
             if stale >= patience:
                 break
-    layer.load_state_dict(best_state)
+    if best_state is not None:  # always set after the first epoch
+        layer.load_state_dict(best_state)
     out = evaluate(xs_t)
     return ProbeResult(
         score(out, y_test, multi_label) if len(y_test) else float("nan"), float(best_score), best_epoch, epoch + 1, out

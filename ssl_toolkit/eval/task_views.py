@@ -16,6 +16,7 @@ import torch
 
 from ..audio.embedding import embed_clips, frontend_sample_rate, split_frontend
 from ..data import BadItem
+from ..engine.build import feature_dim_of
 from . import image as image_mod
 from .audio_embedder import AudioEmbedder
 from .audio_tasks import Unit
@@ -191,7 +192,7 @@ class ImageTaskView(TaskView):
                 device,
                 batch_size,
                 self.precision,
-                int(encoder.feature_dim),
+                feature_dim_of(encoder),
             )
 
         return FinetuneInputs(train_batch, features, list(model.frontend))

@@ -16,7 +16,7 @@ keys ``net.*``). Both libraries are imported only when such an encoder is built 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -124,7 +124,7 @@ def timm_encoder(
             "(timm.list_models() lists them)"
         )
     try:
-        net = timm.create_model(model, pretrained=False, num_classes=0, in_chans=in_chans, **kwargs)
+        net: Any = timm.create_model(model, pretrained=False, num_classes=0, in_chans=in_chans, **kwargs)
     except (TypeError, ValueError) as e:
         raise ValueError(f"encoder 'timm': cannot build {model!r} with options {kwargs}: {e}") from None
     if pretrained_path is not None:

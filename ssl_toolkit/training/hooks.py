@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import signal
 import time
+from typing import Callable
 
 import torch
 
@@ -61,6 +62,15 @@ class Hooks:
     """The hooks of a run, called in order; a hook's checkpoint state is kept under its ``state_key``."""
 
     POINTS = ("on_resume", "on_start", "on_step", "on_log", "on_step_end", "on_epoch_end", "on_checkpoint", "on_end")
+    # one caller per point, set in __init__: each calls that point of every hook that overrides it, in order
+    on_resume: Callable[..., None]
+    on_start: Callable[..., None]
+    on_step: Callable[..., None]
+    on_log: Callable[..., None]
+    on_step_end: Callable[..., None]
+    on_epoch_end: Callable[..., None]
+    on_checkpoint: Callable[..., None]
+    on_end: Callable[..., None]
 
     def __init__(self, hooks: list[Hook]):
         self.hooks = sorted(hooks, key=lambda h: h.order)

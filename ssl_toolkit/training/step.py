@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import torch
-from torch import nn
 from torch.profiler import record_function
 
 if TYPE_CHECKING:
     from ..engine.bootstrap import BootstrapMethod
+    from ..views import ViewMaker
 
 
 @dataclass
@@ -29,7 +29,7 @@ class Learner:
     model: Any
     """The method, or the DistributedDataParallel / torch.compile module around it."""
     method: BootstrapMethod
-    views: nn.Module
+    views: ViewMaker
     optimizer: torch.optim.Optimizer
     lr_factor: Callable[[int], float]
     total_steps: int

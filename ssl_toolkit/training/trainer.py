@@ -24,6 +24,7 @@ from torch import nn
 
 from .. import checkpoint as ckpt
 from ..data import preparation_batches
+from ..engine.build import feature_dim_of
 from ..recipe import Recipe, to_plain
 from ..run_dir import (
     RunDirLock,
@@ -104,7 +105,7 @@ class Trainer:
         raise TrainingError("no usable checkpoint to resume from:\n  " + "\n  ".join(errors))
 
     def _card(self, recipe_tree: dict, views_state: dict) -> dict:
-        return card_from_recipe(recipe_tree, views_state, int(self.method.encoder.feature_dim)).to_dict()
+        return card_from_recipe(recipe_tree, views_state, feature_dim_of(self.method.encoder)).to_dict()
 
     def _save(self, pos: Position, name: str) -> Path | None:
         """checkpoints/<name>: the hooks see (and may refuse) it on every rank; rank 0 writes it."""
