@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ssl_toolkit.audio.embedding import check_waveforms, embed_clips, piece_spans
+from ssl_toolkit.audio.embedding import check_waveforms, embed_batches, embed_clips, piece_spans
 
 
 def mean_encoder(x):
@@ -43,3 +43,12 @@ def test_zero_clips_and_names_in_errors():
     with pytest.raises(ValueError, match="my.wav contains NaN"):
         check_waveforms([np.array([np.nan], np.float32)], names=["my.wav"])
     check_waveforms([np.zeros(0, np.float32), torch.zeros(5)])  # empty and torch clips are fine
+
+
+def test_embed_batches_averages_pieces_per_clip_and_names_an_empty_input():
+    clips = [np.array([0, 0, 1]), np.array([1])]  # the owner clip of each piece
+    xs = [torch.tensor([[1.0, 2.0], [3.0, 4.0], [10.0, 0.0]]), torch.tensor([[20.0, 2.0]])]
+    out = embed_batches(zip(clips, xs), lambda x: x, n_clips=2)
+    np.testing.assert_allclose(out, [[2.0, 3.0], [15.0, 1.0]])
+    with pytest.raises(ValueError, match="no clips to embed"):
+        embed_batches([], lambda x: x, n_clips=0)

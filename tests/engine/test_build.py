@@ -1,0 +1,33 @@
+"""engine/build.py: the encoder contract's feature_dim, read in one place."""
+
+import pytest
+from torch import nn
+
+import ssl_toolkit.components  # noqa: F401
+from ssl_toolkit.engine.build import feature_dim_of
+from ssl_toolkit.registry import ENCODERS
+from ssl_toolkit.tensors import MLPEncoder
+
+
+def test_feature_dim_of_reads_the_contract_attribute():
+    assert feature_dim_of(MLPEncoder(in_dim=5, hidden_dim=7)) == 7
+    enc = nn.Linear(3, 4)
+    enc.feature_dim = 4.0  # a float that is a whole number is read as int
+    assert feature_dim_of(enc) == 4 and isinstance(feature_dim_of(enc), int)
+
+
+def test_feature_dim_of_names_an_encoder_without_one():
+    with pytest.raises(ValueError, match="Linear has no feature_dim"):
+        feature_dim_of(nn.Linear(3, 4))
+
+
+def test_every_registered_encoder_with_defaults_has_a_feature_dim():
+    checked = []
+    for name in ENCODERS.names():
+        try:
+            enc = ENCODERS.build(name)
+        except (TypeError, ValueError, ImportError):  # needs arguments (a library model name, ...)
+            continue
+        assert feature_dim_of(enc) > 0, name
+        checked.append(name)
+    assert {"resnet18", "audiontt2022", "mlp_encoder"} <= set(checked), checked
