@@ -6,8 +6,8 @@ its BYOL-A runs at the 8-minute size) and ``finetune_claims.jsonl`` (``bench_fin
 with few labels); writes ``validity_claims.{md,json}`` and the README's table of the seed papers' claims (BYOL,
 BYOL-A): per claim the source, our mean ± std over pretraining seeds, the differences A − B on the seeds both sides
 ran (shown beside the verdict, which does not use them) and the verdict (in the README, a verdict that carries a
-caveat is marked with an asterisk and the caveat is read in the claims table). ``plot_seed_claims.py`` draws the seed papers'
-figures from the same runs.
+caveat is marked with an asterisk and the caveat is read in the claims table). ``plot_seed_claims.py`` draws the
+seed papers' figures from the same runs.
 
 Verdicts, on the claim's metric (linear accuracy unless named), mean ± sample std over ≥ 2 seeds:
 
