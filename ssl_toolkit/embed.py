@@ -133,6 +133,8 @@ def _measure_prenorm(enc, inputs: Inputs, settings: EmbedSettings, unit_sec: flo
     from .views import Pipeline
 
     upstream, prenorm, _ = split_frontend(list(enc.frontend.ops))
+    if prenorm is None:
+        raise EvalError("embed: the encoder's front end has no pre_norm to measure statistics for")
     chosen = np.sort(np.random.default_rng(0).permutation(len(inputs.paths))[:MAX_STATS_FILES])
     sample_rate = enc.sample_rate
 

@@ -111,11 +111,11 @@ def markdown(results: dict) -> str:
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join(["---"] * 2 + ["---:"] * (len(systems)) + ["---:", "---:"]) + "|")
     keys = list(results["tasks"])
-    for _, _, entries in systems[1:]:
-        keys += [k for k in entries if k not in keys]
+    for _, _, system_entries in systems[1:]:
+        keys += [k for k in system_entries if k not in keys]
     for key in keys:
-        ref = next((e[key] for _, _, e in systems if key in e), {})
-        metric = ref.get("metric", "?") + {"knn": " (kNN)", "finetune": " (fine-tuned)"}.get(ref.get("protocol"), "")
+        ref: dict = next((e[key] for _, _, e in systems if key in e), {})
+        metric = ref.get("metric", "?") + {"knn": " (kNN)", "finetune": " (fine-tuned)"}.get(ref.get("protocol", ""), "")
         cells = [key, metric] + [_pct(e.get(key)) for _, _, e in systems]
         sizes = f"{ref.get('n_train', '?')} / {ref.get('n_valid', '?')} / {ref.get('n_test', '?')}"
         if "folds" in ref:
@@ -129,7 +129,7 @@ def markdown(results: dict) -> str:
     )
     if results.get("warnings"):
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in results["warnings"]]
-    first = {}  # an image task's protocols share one entry's counts
+    first: dict[str, dict] = {}  # an image task's protocols share one entry's counts
     for k, e in results["tasks"].items():
         first.setdefault(e.get("task", k), e)
     tables = [line for task, e in first.items() for line in markdown_table(task, e)]
@@ -173,7 +173,7 @@ def write_reports(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    plots: list[str] = []
+    plots: list[Path] = []
     if plot_cfg is None or plot_cfg.enabled:
         from . import plots as plotting
 
@@ -181,8 +181,7 @@ def write_reports(
             plots = plotting.eval_plots(results, artifacts, out / "plots", plot_cfg, progress=progress)
         except Exception as e:  # noqa: BLE001 - a plot must never lose the numbers
             log.warning("plots failed (%s: %s); results are written without them", type(e).__name__, e)
-        plots = [str(Path(p).relative_to(out)) for p in plots]
-    results["plots"] = plots
+    results["plots"] = [str(Path(p).relative_to(out)) for p in plots]
     if start is not None:
         results["elapsed_s"] = round(time.perf_counter() - start, 2)
     atomic_write_text(out / "results.json", json.dumps(_finite(results), indent=2) + "\n")

@@ -26,7 +26,7 @@ from ..run_dir import RunDirError, check_output_location, held_lock
 from .cache import EmbeddingCache
 from .checkpoints import resolve_checkpoint
 from .errors import EvalError
-from .models import make_models
+from .models import EvalModel, make_models
 from .schema import AudioTask, EvalRecipe
 from .task_runner import run_task
 from .task_views import AudioTaskView, ImageTaskView
@@ -125,7 +125,7 @@ def run_eval(
         rnd.to(device)
     cache = EmbeddingCache(expand_path(recipe.cache_dir) if recipe.cache_dir else None, recipe.cache)
     first = "random" if source.kind == "random" else "model"
-    systems = [(first, model, "encoder")]
+    systems: list[tuple[str, Optional[EvalModel], str]] = [(first, model, "encoder")]  # log-mel has no model
     if rnd is not None:
         systems.append(("random", rnd, "encoder"))
     if "logmel" in recipe.baselines:

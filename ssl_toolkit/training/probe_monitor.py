@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import copy
 import re
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import numpy as np
 import torch
@@ -115,6 +115,11 @@ class ProbeMonitor(Monitor):
 
     order = 41
     label = "probe"
+    # the probe's items, set when the run starts: audio clips (a list of waveforms) or a uint8 image tensor, and labels
+    x_train: Any
+    x_test: Any
+    y_train: np.ndarray
+    y_test: np.ndarray
 
     def __init__(
         self,
