@@ -9,7 +9,7 @@ the log-mel frames its embedding pools.
 from __future__ import annotations
 
 import warnings
-from typing import Tuple
+from typing import Any, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -57,6 +57,8 @@ def window_spans(n_mel: int, stride: int, window: int, margin: int) -> list[tupl
 
 class HearModel(nn.Module):
     """Front end + encoder with the attributes the HEAR API asks for."""
+
+    encoder: Any  # an audio encoder: forward_frames and frame_stride beyond nn.Module (checked in __init__)
 
     def __init__(
         self,
@@ -117,15 +119,16 @@ class HearModel(nn.Module):
 
     def _clip_stats(self, audio: Tensor, upstream: list, spans: list, n_mel: int, stride: int) -> tuple:
         """(mean, unbiased std) of each clip's whole log-mel, accumulated window by window in float64."""
-        total = total_sq = 0.0
+        total: Tensor | float = 0.0
+        total_sq: Tensor | float = 0.0
         count = 0
         for j, (k0, k1, g0, g1) in enumerate(spans):
             end = n_mel if j == len(spans) - 1 else k1 * stride  # the last window keeps the unpooled tail
             y = self._window(audio, g0, g1, upstream)[..., k0 * stride - g0 : end - g0].double()
             total, total_sq = total + y.sum(dim=(1, 2, 3)), total_sq + (y * y).sum(dim=(1, 2, 3))
             count += y[0].numel()
-        mean = total / count
-        std = ((total_sq - count * mean * mean) / (count - 1)).clamp_min(0).sqrt()
+        mean, sum_sq = torch.as_tensor(total) / count, torch.as_tensor(total_sq)
+        std = ((sum_sq - count * mean * mean) / (count - 1)).clamp_min(0).sqrt()
         return mean.float().view(-1, 1, 1, 1), std.float().view(-1, 1, 1, 1)
 
     @torch.no_grad()

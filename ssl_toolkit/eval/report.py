@@ -115,7 +115,8 @@ def markdown(results: dict) -> str:
         keys += [k for k in system_entries if k not in keys]
     for key in keys:
         ref: dict = next((e[key] for _, _, e in systems if key in e), {})
-        metric = ref.get("metric", "?") + {"knn": " (kNN)", "finetune": " (fine-tuned)"}.get(ref.get("protocol", ""), "")
+        protocol = {"knn": " (kNN)", "finetune": " (fine-tuned)"}.get(ref.get("protocol", ""), "")
+        metric = ref.get("metric", "?") + protocol
         cells = [key, metric] + [_pct(e.get(key)) for _, _, e in systems]
         sizes = f"{ref.get('n_train', '?')} / {ref.get('n_valid', '?')} / {ref.get('n_test', '?')}"
         if "folds" in ref:
