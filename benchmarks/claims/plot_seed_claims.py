@@ -97,12 +97,18 @@ def plot_target(runs: dict[str, list[dict]], out: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 4))
-    xs = range(len(TAU_POINTS))
+    xs = list(range(len(TAU_POINTS)))
+    taus = len(TAU_POINTS) - 1  # the τ_base points are joined by lines; "no predictor" (last) stands apart
     paper = [PAPER_TAU.get(label, float("nan")) for label, _ in TAU_POINTS]
-    ax.plot(xs, paper, "s--", color="gray", label="paper: ImageNet top-1 (τ_base 0.97 not run)")
+    ax.plot(xs[:taus], paper[:taus], "s--", color="gray", label="paper: ImageNet top-1 (τ_base 0.97 not run)")
+    ax.plot(xs[taus:], paper[taus:], "s", color="gray")
     means = [sum(v) / len(v) if v else float("nan") for _, v in ours]
     errs = [vv.mean_std(v)[1] if len(v) > 1 else 0.0 for _, v in ours]
-    ax.errorbar(xs, means, yerr=errs, fmt="o-", color=COLOURS["BYOL"], capsize=3, label="ours: CIFAR-10 linear")
+    style = dict(color=COLOURS["BYOL"], capsize=3)
+    ax.errorbar(xs[:taus], means[:taus], yerr=errs[:taus], fmt="o-", label="ours: CIFAR-10 linear", **style)
+    ax.errorbar(xs[taus:], means[taus:], yerr=errs[taus:], fmt="o", **style)
+    ax.axhline(10, color="gray", linestyle=":", linewidth=1, label="CIFAR-10 chance (ImageNet: 0.1 %)")
+    ax.axvline(taus - 0.5, color="lightgray", linewidth=1)
     for x, (_, v) in zip(xs, ours):
         ax.scatter([x] * len(v), v, s=10, color="black", zorder=3)
     ax.set_xticks(list(xs), [label if label == "no predictor" else f"τ_base {label}" for label, _ in TAU_POINTS])
