@@ -455,8 +455,13 @@ def plateau_verdict(members: list[list[float]], outsiders: list[list[float]]) ->
     return "not reproduced at this size"
 
 
+def shown_caveat(claim: Claim, text: str) -> str:
+    """The claim's caveat, once its verdict is more than pending."""
+    return claim.caveat if not text.startswith("pending") else ""
+
+
 def with_caveat(claim: Claim, text: str) -> str:
-    return f"{text} ({claim.caveat})" if claim.caveat and not text.startswith("pending") else text
+    return f"{text} ({caveat})" if (caveat := shown_caveat(claim, text)) else text
 
 
 def _cell(v: list[float], scale: float = 100, digits: int = 1) -> str:
@@ -505,7 +510,7 @@ def assess() -> list[dict]:
                 "a_collapse": collapse,
                 "paired_differences": diffs,
                 "verdict": with_caveat(c, text),
-                "caveat": c.caveat if not text.startswith("pending") else "",
+                "caveat": shown_caveat(c, text),
                 "drop_word": c.drop_word,
             }
         )

@@ -7,12 +7,13 @@ from torch import nn
 from ..registry import ENCODERS, HEADS, METHODS
 
 
-def feature_dim_of(encoder: nn.Module) -> int:
+def feature_dim_of(encoder: nn.Module, name: str | None = None) -> int:
     """The size of an encoder's pooled output: its ``feature_dim`` attribute (the encoder contract,
-    docs/CONTRACTS.md)."""
+    docs/CONTRACTS.md); ``name`` says which encoder in the error (default: its class)."""
     dim = getattr(encoder, "feature_dim", None)
     if dim is None:
-        raise ValueError(f"{type(encoder).__name__} has no feature_dim attribute (the size of its pooled output)")
+        what = name or type(encoder).__name__
+        raise ValueError(f"{what} has no feature_dim attribute (the size of its pooled output)")
     return int(dim)
 
 
@@ -20,9 +21,8 @@ def build_method(recipe) -> nn.Module:
     """Encoder → heads → method, exactly as the recipe (a :class:`~ssl_toolkit.recipe.Recipe`) names them."""
     m = recipe.model
     encoder = ENCODERS.build(m.encoder.name, **m.encoder.params)
-    if not hasattr(encoder, "feature_dim"):
-        raise ValueError(f"encoder '{m.encoder.name}' has no feature_dim attribute")
-    projector = HEADS.build(m.projector.name, in_dim=encoder.feature_dim, **m.projector.params)
+    in_dim = feature_dim_of(encoder, f"encoder '{m.encoder.name}'")
+    projector = HEADS.build(m.projector.name, in_dim=in_dim, **m.projector.params)
     predictor = None
     if m.predictor is not None:
         predictor = HEADS.build(m.predictor.name, in_dim=getattr(projector, "out_dim"), **m.predictor.params)

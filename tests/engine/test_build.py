@@ -1,5 +1,7 @@
 """engine/build.py: the encoder contract's feature_dim, read in one place."""
 
+from pathlib import Path
+
 import pytest
 from torch import nn
 
@@ -7,6 +9,8 @@ import ssl_toolkit.components  # noqa: F401
 from ssl_toolkit.engine.build import feature_dim_of
 from ssl_toolkit.registry import ENCODERS
 from ssl_toolkit.tensors import MLPEncoder
+
+RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "tensors" / "byol_gaussian.yaml"
 
 
 def test_feature_dim_of_reads_the_contract_attribute():
@@ -31,3 +35,13 @@ def test_every_registered_encoder_with_defaults_has_a_feature_dim():
         assert feature_dim_of(enc) > 0, name
         checked.append(name)
     assert {"resnet18", "audiontt2022", "mlp_encoder"} <= set(checked), checked
+
+
+def test_build_method_names_the_recipe_encoder_without_a_feature_dim(monkeypatch):
+    from ssl_toolkit.engine import build
+    from ssl_toolkit.recipe import load_recipe
+
+    recipe = load_recipe(RECIPE)
+    monkeypatch.setattr(build.ENCODERS, "build", lambda name, **params: nn.Linear(3, 4))
+    with pytest.raises(ValueError, match=f"encoder '{recipe.model.encoder.name}' has no feature_dim"):
+        build.build_method(recipe)
