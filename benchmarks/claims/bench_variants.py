@@ -50,8 +50,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
+from claim_catalog import CROP_ONLY, NO_COLOUR, SMALL_BATCH  # noqa: E402
 
 PREDICTORS = ("directpred", "directcopy", "ne", "visser", "ns", "ns2", "stiefel")
 STIEFEL_PAPER = ["model.predictor.normalize=false", "model.predictor.alpha=0.3"]  # diagnose_stiefel.py
@@ -59,8 +61,6 @@ GROUPS = ("tribyol", "predictors", "self_labeling", "norm", "simsiam")  # the va
 EXTRA_GROUPS = ("precision", "augmentations", "target", "batch")
 # view-op positions in both branches of byol_cifar10_cpu.yaml and simclr_cifar10_cpu.yaml: crop, flip, jitter,
 # grayscale, solarize
-NO_COLOUR = [f"views.branches.{b}.{op}.p=0.0" for b in (0, 1) for op in (2, 3)]
-CROP_ONLY = [*NO_COLOUR, *(f"views.branches.{b}.{op}.p=0.0" for b in (0, 1) for op in (1, 4))]
 TAUS = ("1.0", "0.999", "0.99", "0.9", "0.0")
 BATCHES = (16, 32, 64, 256)
 
@@ -146,7 +146,7 @@ def plan(groups: list[str], modality: str, size: str, batches=BATCHES) -> list[t
             for name, recipe in (("byol", s["byol"]), ("simclr", v("simclr"))):
                 runs += [
                     (g, name, recipe, bs),
-                    (g, f"{name} bs32x4", recipe, ["data.batch_size=32", "trainer.grad_accum_steps=4"]),
+                    (g, f"{name} bs32x4", recipe, [*SMALL_BATCH]),
                 ]
         elif g == "precision":
             runs += [(g, "bf16 autocast", s["byol"], bs), (g, "fp32", s["byol"], [*bs, "precision=fp32"])]

@@ -20,11 +20,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import claim_catalog as cc  # noqa: E402
 import validity_verdicts as vv  # noqa: E402
 
 # BYOL App. F.3 Table 17 (ImageNet linear top-1 after 300 epochs): all / no colour / crop only
 PAPER_AUGMENTATIONS = {"BYOL": (72.5, 63.4, 59.4), "SimCLR": (67.9, 45.7, 40.3)}
-AUGMENTATION_SETS = (("all", ()), ("no colour", vv.NO_COLOUR), ("crop only", vv.CROP_ONLY))
+AUGMENTATION_SETS = (("all", ()), ("no colour", cc.NO_COLOUR), ("crop only", cc.CROP_ONLY))
 # BYOL Table 5a / 5b: top-1 per τ_base, and without a predictor (the recipe's τ_base is 0.97: not in the paper)
 PAPER_TAU = {"0": 0.3, "0.9": 68.4, "0.99": 72.5, "0.999": 69.8, "1": 18.8, "no predictor": 0.2}
 TAU_POINTS = (
@@ -73,7 +74,7 @@ def plot_augmentations(runs: dict[str, list[dict]], out: Path) -> Path:
     labels = [name for name, _ in AUGMENTATION_SETS]
     _bars(left, labels, {k: list(v) for k, v in PAPER_AUGMENTATIONS.items()}, "top-1 (%)", "paper: ImageNet")
     ours = {
-        name: [_accuracies(runs.get(vv._img(variant, *ov), [])) for _, ov in AUGMENTATION_SETS]
+        name: [_accuracies(runs.get(cc.image_key(variant, *ov), [])) for _, ov in AUGMENTATION_SETS]
         for name, variant in (("BYOL", "byol"), ("SimCLR", "simclr"))
     }
     counts = sorted({len(v) for vals in ours.values() for v in vals})
@@ -88,7 +89,7 @@ def plot_augmentations(runs: dict[str, list[dict]], out: Path) -> Path:
 
 
 def plot_target(runs: dict[str, list[dict]], out: Path) -> Path | None:
-    ours = [(label, _accuracies(runs.get(vv._img("byol", *([ov] if ov else [])), []))) for label, ov in TAU_POINTS]
+    ours = [(label, _accuracies(runs.get(cc.image_key("byol", *([ov] if ov else [])), []))) for label, ov in TAU_POINTS]
     if not any(v for label, v in ours if label != "0.97"):
         return None
     import matplotlib
@@ -128,7 +129,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=vv.RESULTS, help="folder for the PNGs")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    runs = vv.runs(vv.IMG)
+    runs = vv.runs(cc.IMG)
     for path in (plot_augmentations(runs, args.out), plot_target(runs, args.out)):
         if path is not None:
             print(f"wrote {path}")

@@ -23,12 +23,12 @@ def _module(name):
     return mod
 
 
-verdicts, variants, budget, finetune_bench = (
-    _module(n) for n in ("validity_verdicts", "bench_variants", "bench_audio_budget", "bench_finetune")
+catalog, verdicts, variants, budget, finetune_bench = (
+    _module(n) for n in ("claim_catalog", "validity_verdicts", "bench_variants", "bench_audio_budget", "bench_finetune")
 )
-BETTER = verdicts.Claim("x", "src", "better", verdicts.IMG, "a", "b")
-SAME = verdicts.Claim("x", "src", "comparable", verdicts.IMG, "a", "b")
-COLLAPSE = verdicts.Claim("x", "src", "collapses", verdicts.IMG, "a")
+BETTER = catalog.Claim("x", "src", "better", catalog.IMG, "a", "b")
+SAME = catalog.Claim("x", "src", "comparable", catalog.IMG, "a", "b")
+COLLAPSE = catalog.Claim("x", "src", "collapses", catalog.IMG, "a")
 
 
 @pytest.mark.parametrize(
@@ -56,13 +56,13 @@ def test_collapse_verdict_needs_every_seed_collapsed():
 
 
 def test_a_caveat_rides_on_every_verdict_but_pending():
-    c = verdicts.Claim("x", "src", "better", verdicts.IMG, "a", "b", caveat="not the paper's formula")
+    c = catalog.Claim("x", "src", "better", catalog.IMG, "a", "b", caveat="not the paper's formula")
     assert verdicts.with_caveat(c, verdicts.verdict(c, [0.2, 0.21], [0.4, 0.42], [])) == (
         "not reproduced at this size (not the paper's formula)"
     )
     assert verdicts.with_caveat(c, verdicts.verdict(c, [0.2], [0.4, 0.42], [])) == "pending (1 of 3 and 2 of 3 runs)"
     assert verdicts.with_caveat(BETTER, "reproduced") == "reproduced"
-    caveated = [c.name for c in verdicts.CLAIMS if c.caveat]  # stiefel's formula; BYOL not using colour at this size
+    caveated = [c.name for c in catalog.CLAIMS if c.caveat]  # stiefel's formula; BYOL not using colour at this size
     assert len(caveated) == 3 and sum(n.startswith("BYOL loses less than SimCLR when") for n in caveated) == 2
 
 
@@ -73,19 +73,19 @@ def test_every_claim_names_runs_the_harnesses_make():
     }
     audio = set(budget.VALIDITY_CONFIGS.values())
     finetune = finetune_bench.row_keys("image") | finetune_bench.row_keys("audio")
-    for c in verdicts.CLAIMS:
-        names = {verdicts.IMG: image, verdicts.AUD: audio, verdicts.FT: finetune}[c.file]
+    for c in catalog.CLAIMS:
+        names = {catalog.IMG: image, catalog.AUD: audio, catalog.FT: finetune}[c.file]
         assert c.a in names and (c.kind in ("collapses", "plateau") or c.b in names), c.name
         assert all(k in names for k in (*c.members, *c.outsiders) + ((c.a_full, c.b_full) if c.a_full else ())), c
 
 
 def test_rows_are_read_by_key_and_metric(tmp_path, monkeypatch):
     monkeypatch.setattr(verdicts, "RESULTS", tmp_path)
-    (tmp_path / verdicts.AUD).write_text(
+    (tmp_path / catalog.AUD).write_text(
         '{"config": "byola_v1", "seed": 0, "linear": {"emodb": 0.5}, "final_collapse": 0.9}\n'
         '{"config": "byola_v1", "seed": 1, "linear": {"emodb": 0.7}, "final_collapse": 0.8}\n{"config": "by'
     )
-    rows = verdicts.runs(verdicts.AUD)["byola_v1"]  # the line cut short by a kill is skipped
+    rows = verdicts.runs(catalog.AUD)["byola_v1"]  # the line cut short by a kill is skipped
     assert verdicts.values(rows, "linear.emodb") == [0.5, 0.7] and verdicts.values(rows, "linear.knn") == []
 
 
@@ -166,17 +166,17 @@ def test_drop_rule(a, b, expected):
 
 def test_drops_are_measured_per_method_on_the_seeds_that_ran_both(tmp_path, monkeypatch):
     monkeypatch.setattr(verdicts, "RESULTS", tmp_path)
-    (tmp_path / verdicts.IMG).write_text(
+    (tmp_path / catalog.IMG).write_text(
         "".join(
             f'{{"key": "{k} seed={seed}", "seed": {seed}, "linear": {v}, "final_collapse": 0.8}}\n'
             for k, seed, v in DROP_ROWS
         )
     )
-    claim = verdicts.Claim(
+    claim = catalog.Claim(
         "c",
         "s",
         "smaller drop",
-        verdicts.IMG,
+        catalog.IMG,
         "byol_cifar10_cpu x",
         "simclr_cifar10_cpu x",
         a_full="byol_cifar10_cpu",
@@ -207,10 +207,9 @@ def test_worse_without_collapse_and_plateau_rules():
 
 
 def test_the_claim_table_names_the_ablations_in_words():
-    key = verdicts._img("simclr", *verdicts.CROP_ONLY)
+    key = catalog.image_key("simclr", *catalog.CROP_ONLY)
     assert verdicts.short_key(key) == "simclr_cifar10_cpu crop only"
-    assert verdicts.short_key(verdicts._img("byol", *verdicts.SMALL_BATCH)) == "byol_cifar10_cpu bs 32×4"
-    assert variants.CROP_ONLY == list(verdicts.CROP_ONLY) and variants.NO_COLOUR == list(verdicts.NO_COLOUR)
+    assert verdicts.short_key(catalog.image_key("byol", *catalog.SMALL_BATCH)) == "byol_cifar10_cpu bs 32×4"
 
 
 def test_the_readme_table_holds_the_seed_papers_claims_as_the_committed_runs_give_them(tmp_path):
@@ -296,21 +295,21 @@ def test_the_seed_claim_plots_draw_our_runs_beside_the_papers_numbers(tmp_path, 
     results = tmp_path / "results"
     results.mkdir()
     rows = [
-        {"key": f"{plots.vv._img(v, *ov)} seed={s}", "seed": s, "linear": acc + s / 100}
+        {"key": f"{catalog.image_key(v, *ov)} seed={s}", "seed": s, "linear": acc + s / 100}
         for v, base in (("byol", 0.45), ("simclr", 0.59))
         for (_, ov), acc in zip(plots.AUGMENTATION_SETS, (base, base - 0.05, base - 0.1))
         for s in (0, 1)
     ]
-    (results / verdicts.IMG).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (results / catalog.IMG).write_text("".join(json.dumps(r) + "\n" for r in rows))
     monkeypatch.setattr(verdicts, "RESULTS", results)
-    runs = verdicts.runs(verdicts.IMG)
+    runs = verdicts.runs(catalog.IMG)
     assert plots.plot_augmentations(runs, tmp_path).stat().st_size > 10_000
     assert plots.plot_target(runs, tmp_path) is None  # only the recipe's own τ_base ran: nothing to compare
-    runs[plots.vv._img("byol", "ema.tau_base=0.0")] = [{"seed": 0, "linear": 0.1}]
+    runs[catalog.image_key("byol", "ema.tau_base=0.0")] = [{"seed": 0, "linear": 0.1}]
     assert plots.plot_target(runs, tmp_path).name == "seed_claims_target.png"
 
 
 def test_the_plots_quote_the_paper_numbers_the_claims_cite():
-    sources = " ".join(c.source for c in verdicts.CLAIMS if "Table 17" in c.source or "Table 5" in c.source)
+    sources = " ".join(c.source for c in catalog.CLAIMS if "Table 17" in c.source or "Table 5" in c.source)
     for value in [*(v for vs in plots.PAPER_AUGMENTATIONS.values() for v in vs), *plots.PAPER_TAU.values()]:
         assert f"{value}" in sources, value
