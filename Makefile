@@ -25,7 +25,7 @@ test: install
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
-# Lint, import order and formatting (ruff; pyproject.toml) and types (mypy: the modules pyproject.toml lists).
+# Lint, import order and formatting (ruff; pyproject.toml) and types (mypy: the whole package, pyproject.toml).
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -175,15 +175,16 @@ class Encoder(nn.Module):
         if self.modality == "audio":
             from .audio.embedding import embed_clips
 
-            waves, names = read_waves(inputs, self.sample_rate)
+            rate, unit = self._audio_clock("embed", unit_sec)
+            waves, names = read_waves(inputs, rate)
             self._need_prenorm("embed")
             with self._eval_mode():
                 return embed_clips(
                     waves,
                     self.backbone,
                     list(self.frontend.ops),
-                    self.sample_rate,
-                    float(unit_sec or self.unit_sec),
+                    rate,
+                    unit,
                     long_clips,
                     device=self.device,
                     batch_size=batch_size,
@@ -210,10 +211,10 @@ class Encoder(nn.Module):
         from .audio.frames import get_timestamp_embeddings, hear_model
         from .devices import precision_autocast
 
-        self._need_modality("audio", "embed_frames")
+        rate, _ = self._audio_clock("embed_frames")
         self._check_options(1, precision, "chunks")
         self._need_prenorm("embed_frames")
-        batch = wave_batch(waves, self.sample_rate).to(self.device)
+        batch = wave_batch(waves, rate).to(self.device)
         with self._eval_mode(), torch.inference_mode(), precision_autocast(self.device, precision):
             frames, ts = get_timestamp_embeddings(batch, hear_model(self, "embed_frames"))
         return frames.float(), ts
@@ -233,16 +234,16 @@ class Encoder(nn.Module):
         from .audio.embedding import Pieces, check_waveforms, split_frontend
         from .eval.audio_embedder import task_prenorm_stats
 
-        self._need_modality("audio", "fit_prenorm")
+        rate, unit = self._audio_clock("fit_prenorm", unit_sec)
         self._check_options(batch_size, "fp32", long_clips)
         op = self._prenorm_op()
         if op is None:
             raise EvalError(
                 f"fit_prenorm: the front end ({' → '.join(s['name'] for s in self.frontend_spec)}) has no pre_norm op"
             )
-        waves, names = read_waves(waves, self.sample_rate)
+        waves, names = read_waves(waves, rate)
         check_waveforms(waves, names, what="fit_prenorm")
-        pieces = Pieces.cut(waves, float(unit_sec or self.unit_sec), self.sample_rate, long_clips)
+        pieces = Pieces.cut(waves, unit, rate, long_clips)
         upstream, _, _ = split_frontend(list(self.frontend.ops))
         stats = task_prenorm_stats(pieces, np.arange(len(pieces)), upstream, self.device, batch_size, seed)
         op.mean.fill_(stats["mean"])
@@ -252,13 +253,21 @@ class Encoder(nn.Module):
     def list_files(self, folder: str | os.PathLike) -> list[Path]:
         """The files of this encoder's modality in ``folder`` (recursive, by extension, sorted), or the rows of an
         EVAR metadata CSV: what ``embed`` reads for a folder or CSV and ``ssl-toolkit embed`` lists in ``files``."""
-        return list(list_inputs(folder, str(self.modality)).paths)
+        return list(list_inputs(Path(folder), str(self.modality)).paths)
 
     # ------------------------------------------------------------------ helpers
     def _prenorm_op(self):
         from .audio.embedding import split_frontend
 
         return split_frontend(list(self.frontend.ops))[1]
+
+    def _audio_clock(self, what: str, unit_sec: Optional[float] = None) -> tuple[int, float]:
+        """An audio encoder's (sample rate, piece length in s: ``unit_sec`` or the training recipe's); ``what``
+        names the caller in the error a non-audio encoder gets."""
+        from .audio.embedding import frontend_sample_rate
+
+        self._need_modality("audio", what)
+        return frontend_sample_rate(list(self.frontend.ops)), float(unit_sec or self.unit_sec or 1.0)
 
     def _need_modality(self, modality: str, what: str) -> None:
         if self.modality != modality:

@@ -2,9 +2,35 @@
 
 from __future__ import annotations
 
+from typing import Any, Protocol, runtime_checkable
+
 from torch import nn
 
 from ..registry import ENCODERS, HEADS, METHODS
+
+
+@runtime_checkable
+class TrainableMethod(Protocol):
+    """What the trainer uses of a method (docs/CONTRACTS.md, "Add a method"): ``BootstrapMethod`` and ``SimCLR``
+    have it, and any ``nn.Module`` has the state dict methods; ``build_method`` refuses a registered method that
+    lacks a member."""
+
+    online: nn.Module  # an OnlineNetwork: the encoder's weights sit under ``online.encoder.``
+    targets: nn.ModuleList  # empty when there is no target network
+    num_views: int
+
+    @property
+    def encoder(self) -> nn.Module: ...
+
+    def __call__(self, views: Any) -> dict[str, Any]: ...
+
+    def update_targets(self, step: int, total_steps: int) -> float:
+        """Moves the targets after an optimizer step; returns the τ it used."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> Any: ...
 
 
 def feature_dim_of(encoder: nn.Module, name: str | None = None) -> int:
@@ -26,7 +52,7 @@ def build_method(recipe) -> nn.Module:
     predictor = None
     if m.predictor is not None:
         predictor = HEADS.build(m.predictor.name, in_dim=getattr(projector, "out_dim"), **m.predictor.params)
-    return METHODS.build(
+    method: nn.Module = METHODS.build(
         recipe.method.name,
         encoder=encoder,
         projector=projector,
@@ -34,3 +60,10 @@ def build_method(recipe) -> nn.Module:
         ema=recipe.ema,
         **recipe.method.params,
     )
+    if not isinstance(method, TrainableMethod):
+        missing = [n for n in ("online", "targets", "num_views", "encoder", "update_targets") if not hasattr(method, n)]
+        raise ValueError(
+            f"method '{recipe.method.name}' built a {type(method).__name__} without {', '.join(missing)}: "
+            "a method needs online, targets, num_views, encoder and update_targets (docs/CONTRACTS.md, 'Add a method')"
+        )
+    return method

@@ -9,7 +9,7 @@ says ``prenorm: checkpoint`` and the checkpoint has them.
 from __future__ import annotations
 
 import hashlib
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -134,20 +134,30 @@ class AudioEmbedder:
         """(N, D) embeddings of every row for ``unit`` and info (pre_norm statistics, cache hit).
 
         ``feature``: 'encoder' (the model) or 'logmel' (the front end up to pre_norm, pooled)."""
-        frontend = model.frontend if model is not None else frontend
+        if model is not None:
+            frontend, identity, spec = model.frontend, model.identity, model.frontend_spec
+        elif feature == "logmel" and frontend is not None:
+            identity, spec = "front-end", frontend_spec
+        else:
+            raise ValueError(f"embeddings: feature {feature!r} needs a model (or, for 'logmel', a front end)")
         upstream, prenorm, _ = split_frontend(frontend)
+        net: Callable[[torch.Tensor], torch.Tensor]
+        if feature == "encoder" and model is not None:  # (model is None only with 'logmel', checked above)
+            net, ops, precision, name = model.encoder, frontend, self.precision, model.name
+        else:
+            net, ops, precision, name = logmel_features, upstream, "fp32", feature
         task_stats = self.uses_task_stats(model, feature)
         if task_stats:
             train_rows = np.sort(unit.train)  # EVAR: the training split's clips (of this fold)
-            stats_scope = {"mode": "task", "rows": hashlib.sha256(train_rows.astype(np.int64).tobytes()).hexdigest()}
+            stats_scope: dict | None = {
+                "mode": "task",
+                "rows": hashlib.sha256(train_rows.astype(np.int64).tobytes()).hexdigest(),
+            }
         elif feature == "encoder" and prenorm is not None:
             stats_scope = {"mode": "checkpoint", "mean": float(prenorm.mean), "std": float(prenorm.std)}
         else:
             stats_scope = None
-        identity = model.identity if model is not None else "front-end"
-        spec = model.frontend_spec if model is not None else frontend_spec
         desc = self._description(feature, identity, spec, stats_scope)
-        name = feature if feature != "encoder" else model.name
 
         def compute():
             extra: dict = {}
@@ -163,15 +173,11 @@ class AudioEmbedder:
                 extra["prenorm"] = stats
             elif stats_scope is not None:
                 extra["prenorm"] = {k: v for k, v in stats_scope.items() if k != "mode"}
-            if feature == "encoder":
-                encoder, ops, precision = model.encoder, frontend, self.precision
-            else:
-                encoder, ops, precision = logmel_features, upstream, "fp32"
             text = f"{self.data.task.name}: {name}" + ("" if unit.name == "split" else f" ({unit.name})")
             task = self.data.task
             emb = embed_clips(
                 self.waves(),
-                encoder,
+                net,
                 ops,
                 self.sample_rate,
                 task.unit_sec,

@@ -11,14 +11,14 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, cast
 
 import torch
 import yaml
 from torch import nn
 
 from .. import checkpoint as ckpt
-from ..engine.build import feature_dim_of
+from ..engine.build import TrainableMethod, build_method, feature_dim_of
 from ..recipe import Component, import_components
 from ..registry import AUGMENTATIONS, DATASETS, ENCODERS, RegistryError
 from ..weights_card import WeightsCard, card_from_recipe
@@ -156,7 +156,7 @@ def resolve_specs(source: ModelSource, model_cfg) -> tuple[dict, list[dict], lis
         if source.kind in ("official", "encoder") and source.encoder_state is not None
         else None
     )
-    if cfg_enc is not None and inferred is not None and not override and not fits(cfg_enc, source.encoder_state):
+    if cfg_enc is not None and inferred is not None and not override and not fits(cfg_enc, source.encoder_state or {}):
         source.notes.append(
             f"the eval recipe's model.encoder {cfg_enc} does not fit these weights; using the "
             f"architecture inferred from them: {inferred} (official front end)"
@@ -266,11 +266,10 @@ def _random_identity(enc_spec: dict, seed: int) -> str:
 def write_random_checkpoint(recipe, path: str | os.PathLike, seed: int = 0) -> Path:
     """Write a training-format checkpoint of a freshly initialized method for ``recipe`` (a Recipe):
     the random-init model as a file (tests, sharing a baseline)."""
-    from ..engine.build import build_method
     from ..views import ViewMaker
 
     torch.manual_seed(seed)
-    method = build_method(recipe)
+    method = cast(TrainableMethod, build_method(recipe))  # build_method checked the contract
     views = ViewMaker.from_config(recipe.views)
     tree = recipe.to_dict()
     card = card_from_recipe(tree, views.state_dict(), feature_dim_of(method.encoder))

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from typing import cast
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
 from ..data import DatasetError, EpochSampler, build_dataset, collate_skipping_bad
-from ..engine.build import build_method
+from ..engine.build import TrainableMethod, build_method
 from ..recipe import Recipe
 from ..registry import SCHEDULES
 from ..views import ViewMaker
@@ -105,7 +106,7 @@ def build_learner(
     autocast = functools.partial(torch.autocast, device.type, dtype=dtype) if dtype else contextlib.nullcontext
     learner = Learner(
         model=method,
-        method=method,
+        method=cast(TrainableMethod, method),  # build_method checked the contract
         views=views,
         optimizer=optimizer,
         lr_factor=lr_factor,

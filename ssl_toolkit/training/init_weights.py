@@ -12,12 +12,14 @@ the tensors whose names and shapes match are loaded and the rest is logged.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, cast
+from typing import TYPE_CHECKING, Callable
 
 import torch
-from torch import nn
 
 from ..checkpoint import state_dict_mismatch
+
+if TYPE_CHECKING:
+    from ..engine.build import TrainableMethod
 
 CLASSIFIER_PREFIXES = ("fc.", "classifier.", "head.", "heads.")
 """Classifier keys of image-classification files, dropped when the encoder has no module of that name."""
@@ -74,18 +76,18 @@ def fit_to(own: dict, state: dict, strict: bool, where: str) -> tuple[dict, list
 
 
 def initialize_encoder(
-    method: nn.Module, spec: str, strict: bool, expected_sha256: str | None, log: Callable[[str], None]
+    method: TrainableMethod, spec: str, strict: bool, expected_sha256: str | None, log: Callable[[str], None]
 ) -> tuple[Path, str]:
     """Load ``spec``'s weights into ``method``'s online encoder and copy them into its EMA targets' encoders;
     returns (resolved path, sha256)."""
     state, path, digest = read_init_weights(spec, expected_sha256)
-    encoder = cast(nn.Module, method.encoder)
+    encoder = method.encoder
     own = encoder.state_dict()
     fitting, left = fit_to(own, state, strict, str(path))
     with torch.no_grad():
         encoder.load_state_dict(fitting, strict=set(fitting) == set(own))
-        for target in getattr(method, "targets", ()):
-            target.encoder.load_state_dict(encoder.state_dict())
+        for target in method.targets:
+            target.get_submodule("encoder").load_state_dict(encoder.state_dict())
     log(f"model.init_from: {len(fitting)} of {len(own)} encoder tensors from {path} (sha256 {digest[:12]}…)")
     for line in left[:10]:
         log(f"  not loaded: {line}")

@@ -17,7 +17,7 @@ import torch
 from torch.profiler import record_function
 
 if TYPE_CHECKING:
-    from ..engine.bootstrap import BootstrapMethod
+    from ..engine.build import TrainableMethod
     from ..views import ViewMaker
 
 
@@ -28,7 +28,7 @@ class Learner:
 
     model: Any
     """The method, or the DistributedDataParallel / torch.compile module around it."""
-    method: BootstrapMethod
+    method: TrainableMethod
     views: ViewMaker
     optimizer: torch.optim.Optimizer
     lr_factor: Callable[[int], float]

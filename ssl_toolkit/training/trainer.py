@@ -96,6 +96,11 @@ class Trainer:
         for path in candidates:
             try:
                 state = ckpt.TrainingState.load(path, map_location=self.device)
+                if state.rng is None:
+                    raise ckpt.CheckpointError(
+                        f"{path}: no RNG state, so it cannot resume exactly (model.init_from "
+                        "starts a run from its weights)"
+                    )
             except ckpt.CheckpointError as e:
                 errors.append(str(e))
                 self._log(f"warning: {e}; trying an older checkpoint")
@@ -286,7 +291,8 @@ class Trainer:
         if state is not None:
             self._load_states(state)
             pos = Position(state.step, state.epoch, state.batches_done, dict(map(tuple, state.skipped)))
-            ckpt.set_rng_state(state.rng)
+            if state.rng is not None:  # always: _find_resume_checkpoint refuses a checkpoint without one
+                ckpt.set_rng_state(state.rng)
         self._wrap(learner)
         self.model = learner.model
 
@@ -336,8 +342,9 @@ class Trainer:
                 import signal
 
                 path = self._save(self.run.pos, "last.pt")
+                signum = self.run.interrupt
                 self._log(
-                    f"received signal {signal.Signals(self.run.interrupt).name}: saved {path} at step "
+                    f"received signal {signal.Signals(signum).name if signum else '?'}: saved {path} at step "
                     f"{self.run.pos.step}; continue with: ssl-toolkit train RECIPE --out {self.run_dir} "
                     "--resume auto"
                 )

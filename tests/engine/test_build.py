@@ -1,4 +1,4 @@
-"""engine/build.py: the encoder contract's feature_dim, read in one place."""
+"""engine/build.py: the encoder contract's feature_dim, read in one place, and the method contract the trainer uses."""
 
 from pathlib import Path
 
@@ -45,3 +45,39 @@ def test_build_method_names_the_recipe_encoder_without_a_feature_dim(monkeypatch
     monkeypatch.setattr(build.ENCODERS, "build", lambda name, **params: nn.Linear(3, 4))
     with pytest.raises(ValueError, match=f"encoder '{recipe.model.encoder.name}' has no feature_dim"):
         build.build_method(recipe)
+
+
+def test_build_method_refuses_a_method_without_the_trainer_contract(monkeypatch):
+    """A registered method missing what the trainer uses (update_targets, ...) is named at build time, not at step 1."""
+    from ssl_toolkit.engine import build
+    from ssl_toolkit.recipe import load_recipe
+
+    recipe = load_recipe(RECIPE)
+    real_build = build.METHODS.build
+
+    class NoTargets(nn.Module):  # has online/encoder/targets/num_views, lacks update_targets
+        def __init__(self, method):
+            super().__init__()
+            self.online, self.targets, self.num_views = method.online, method.targets, method.num_views
+
+        @property
+        def encoder(self):
+            return self.online.encoder
+
+    monkeypatch.setattr(build.METHODS, "build", lambda name, **kw: NoTargets(real_build(name, **kw)))
+    with pytest.raises(ValueError, match=f"method '{recipe.method.name}' built a NoTargets without update_targets"):
+        build.build_method(recipe)
+    monkeypatch.setattr(build.METHODS, "build", real_build)
+    assert isinstance(build.build_method(recipe), build.TrainableMethod)
+
+
+def test_every_registered_method_meets_the_trainer_contract():
+    from ssl_toolkit.engine.build import TrainableMethod, build_method
+    from ssl_toolkit.recipe import load_recipe
+    from ssl_toolkit.registry import METHODS
+
+    no_predictor = {"simclr"}  # a method without a predictor refuses one
+    for name in METHODS.names():
+        overrides = [f"method.name={name}", *(["model.predictor=null"] if name in no_predictor else [])]
+        assert isinstance(build_method(load_recipe(RECIPE, overrides)), TrainableMethod), name
+    assert {"byol", "simclr", "simsiam", "tribyol", "ccsl", "cssl"} <= set(METHODS.names())

@@ -231,3 +231,22 @@ def test_method_diagnostics_and_labels_reach_metrics(tensor_recipe, tmp_path):
     # resumed runs keep the same columns
     train(tensor_recipe, out, ["method.name=ccsl", "method.gamma=0.5", "trainer.max_steps=12"], resume="auto")
     assert list(rows(out)[0]) == list(r[0]) and len(rows(out)) == 3
+
+
+def test_resume_refuses_a_checkpoint_without_rng_state(tensor_recipe, tmp_path, capsys):
+    """A checkpoint that cannot resume exactly (no RNG state) is skipped like a corrupt one, with the reason."""
+    out = train(tensor_recipe, tmp_path / "r", ["trainer.max_steps=20", "trainer.checkpoint_every=10"])
+
+    def drop_rng():
+        state = TrainingState.load(out / "checkpoints/last.pt")
+        state.rng = None
+        state.save(out / "checkpoints/last.pt")
+
+    drop_rng()
+    recipe = load_recipe(tensor_recipe, [*FAST, "trainer.max_steps=20", "trainer.checkpoint_every=10"])
+    Trainer(recipe, out_dir=out, resume="auto").fit()
+    err = capsys.readouterr().err
+    assert "last.pt: no RNG state, so it cannot resume exactly" in err and "step_00000010.pt (step 10)" in err
+    drop_rng()  # the resumed run wrote a new last.pt
+    with pytest.raises(TrainingError, match="no RNG state"):
+        Trainer(recipe, out_dir=out, resume=str(out / "checkpoints/last.pt")).fit()
