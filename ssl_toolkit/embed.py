@@ -213,7 +213,7 @@ def _embed_audio(enc, inputs: Inputs, settings: EmbedSettings, output: _Output, 
 
 
 def _embed_images(enc, inputs: Inputs, settings: EmbedSettings, output: _Output, bar) -> dict:
-    from .image.datasets import decode_image
+    from .image.decode import decode_image
 
     for rows in _chunks(len(inputs.paths), settings.chunk):
         images, kept = _read(

@@ -29,7 +29,7 @@ def list_inputs(spec: str | Path, modality: str, root: Optional[str | Path] = No
     resolve against ``root`` (relative to the CSV's folder; default: that folder)."""
     from .audio.dataset import AUDIO_EXTENSIONS
     from .audio.metadata import read_metadata_csv
-    from .image.datasets import IMAGE_EXTENSIONS
+    from .image.decode import IMAGE_EXTENSIONS
 
     path = Path(spec).expanduser()
     if path.is_dir():
@@ -102,7 +102,7 @@ def wave_batch(waves, sample_rate: int) -> torch.Tensor:
 
 def read_images(inputs, image_size: Optional[int]) -> list[torch.Tensor]:
     """uint8 (C, H, W) tensors; paths decoded (with ``image_size``: shorter side resized, centre-cropped)."""
-    from .image.datasets import decode_image
+    from .image.decode import decode_image
 
     images = []
     for i, item in enumerate(input_items(inputs, "image")):

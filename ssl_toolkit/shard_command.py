@@ -27,7 +27,7 @@ def list_files(source: Path, modality: Optional[str], root: Optional[str], label
     """(modality, paths, names, labels, classes) of a folder or a metadata CSV."""
     from .audio.dataset import AUDIO_EXTENSIONS
     from .audio.metadata import class_ids, read_metadata_csv
-    from .image.datasets import IMAGE_EXTENSIONS
+    from .image.decode import IMAGE_EXTENSIONS
 
     exts = {"audio": AUDIO_EXTENSIONS, "image": IMAGE_EXTENSIONS}
     if source.is_file() and source.suffix.lower() == ".csv":

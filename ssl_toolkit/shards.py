@@ -242,7 +242,7 @@ class WebDatasetImages(ShardStream):
         self.size = size
 
     def decode(self, data: bytes, ext: str, seed: tuple) -> torch.Tensor:
-        from .image.datasets import decode_image_bytes
+        from .image.decode import decode_image_bytes
 
         return decode_image_bytes(data, self.size)
 

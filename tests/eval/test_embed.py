@@ -168,7 +168,7 @@ def test_images_take_eval_s_front_end_and_are_batched_by_size(tmp_path):
 
     from ssl_toolkit.eval.image import encode_batch
     from ssl_toolkit.eval.models import write_random_checkpoint
-    from ssl_toolkit.image.datasets import decode_image
+    from ssl_toolkit.image.decode import decode_image
     from ssl_toolkit.recipe import load_recipe
 
     recipe = load_recipe(
