@@ -38,40 +38,9 @@ from .metadata import class_ids, read_metadata_csv
 
 log = logging.getLogger("ssl_toolkit.audio")
 
-AUDIO_EXTENSIONS = (
-    ".wav",
-    ".flac",
-    ".ogg",
-    ".oga",
-    ".opus",
-    ".mp3",
-    ".aiff",
-    ".aif",
-    ".aifc",
-    ".au",
-    ".w64",
-    ".rf64",
-    ".caf",
-    ".m4a",
-    ".aac",
-    ".wma",
-    ".webm",
-)
-_SOUNDFILE_FIRST = {
-    ".wav",
-    ".flac",
-    ".ogg",
-    ".oga",
-    ".opus",
-    ".mp3",
-    ".aiff",
-    ".aif",
-    ".aifc",
-    ".au",
-    ".w64",
-    ".rf64",
-    ".caf",
-}
+_SOUNDFILE_FIRST = tuple(".wav .flac .ogg .oga .opus .mp3 .aiff .aif .aifc .au .w64 .rf64 .caf".split())
+"""What libsndfile reads: tried with soundfile first, then librosa."""
+AUDIO_EXTENSIONS = (*_SOUNDFILE_FIRST, ".m4a", ".aac", ".wma", ".webm")
 
 
 class AudioDecodeError(ValueError):

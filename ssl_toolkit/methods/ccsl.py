@@ -8,14 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from ..engine.bootstrap import Pair
 from ..engine.self_labeling import SelfLabelingMethod
 from ..params import NonNegativeFloat, Probability, Range
 from ..registry import METHODS
-
-
-def byol_pairs(symmetric: bool) -> list[Pair]:
-    return [Pair(0, 0, 1)] + ([Pair(1, 0, 0)] if symmetric else [])
+from .byol import byol_pairs
 
 
 @METHODS.register("ccsl")

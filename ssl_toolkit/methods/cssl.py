@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from ..engine.self_labeling import SelfLabelingMethod
 from ..params import NonNegativeFloat, PositiveFloat, Probability, Range
 from ..registry import METHODS
-from .ccsl import byol_pairs
+from .byol import byol_pairs
 
 
 @METHODS.register("cssl")
