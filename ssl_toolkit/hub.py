@@ -113,8 +113,8 @@ def export_run(
     overwrite: bool = False,
 ) -> Path:
     """Write the export folder ``out`` from run directory ``run`` (its finished encoder, or ``checkpoint``);
-    returns ``out``. ExportError for a run without a finished encoder, an existing ``out`` (unless ``overwrite``)
-    or a bad ``results`` file."""
+    returns ``out``. ExportError for a run without a finished encoder, an existing ``out`` (``overwrite`` replaces
+    an earlier export or an empty folder, never other files) or a bad ``results`` file."""
     from .checkpoint import save_encoder_safetensors, sha256_file
     from .encoder import read_encoder
 
@@ -132,6 +132,11 @@ def export_run(
         raise ExportError(
             f"export: OUT {out} is the run directory {run} or holds it; an export never replaces "
             "the run it reads: choose another folder"
+        )
+    if (out.exists() or out.is_symlink()) and not _replaceable(out):
+        raise ExportError(
+            f"export: OUT {out} is not an earlier export (no config.json of format {EXPORT_FORMAT}) nor an empty "
+            "folder; --overwrite replaces only those: choose a new folder"
         )
     weights = _weights_file(run, checkpoint)
     enc = read_encoder(weights, "export:")
@@ -188,6 +193,18 @@ def export_run(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _replaceable(out: Path) -> bool:
+    """Whether ``--overwrite`` may replace ``out``: an empty folder or an earlier export, never other files."""
+    if not out.is_dir():
+        return False
+    if not any(out.iterdir()):
+        return True
+    try:
+        return json.loads((out / "config.json").read_text()).get("format") == EXPORT_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _move_into_place(tmp: Path, out: Path) -> None:

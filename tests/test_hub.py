@@ -151,3 +151,21 @@ def test_an_export_never_replaces_the_run_it_reads(run, tmp_path):
         with pytest.raises(sslt.ExportError, match="is the run directory .* or holds it"):
             sslt.export(run, out, overwrite=True)
     assert (run / "encoder.pt").is_file() and (run / "checkpoints" / "last.pt").is_file()
+
+
+def test_overwrite_replaces_only_an_earlier_export_or_an_empty_folder(run, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("years of work")
+    (tmp_path / "notes.txt").write_text("a file")
+    other_json = tmp_path / "other"
+    other_json.mkdir()
+    (other_json / "config.json").write_text('{"format": "someone-else/1"}')
+    for out in (mine, tmp_path / "notes.txt", other_json):
+        with pytest.raises(sslt.ExportError, match="is not an earlier export .* --overwrite replaces only those"):
+            sslt.export(run, out, overwrite=True)
+    assert (mine / "thesis.txt").read_text() == "years of work" and (tmp_path / "notes.txt").is_file()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert (sslt.export(run, empty, overwrite=True) / "model.safetensors").is_file()
+    assert (sslt.export(run, empty, overwrite=True) / "config.json").is_file()  # an earlier export: replaced
