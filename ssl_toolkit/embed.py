@@ -48,7 +48,8 @@ log = logging.getLogger("ssl_toolkit.embed")
 MANIFEST_FORMAT = "ssl_toolkit.embeddings/1"
 OUTPUT_FILES = ("embeddings.npz", "manifest.json", "skipped.csv")
 MAX_STATS_FILES = 1000
-"""pre_norm statistics measured on the input use the pieces of at most this many files (random, seed 0)."""
+"""pre_norm statistics measured on the input use the pieces of at most this many files, read in a random order
+(seed 0) until MAX_STATS_PIECES pieces."""
 
 
 @dataclass
@@ -135,7 +136,8 @@ def _measure_prenorm(enc, inputs: Inputs, settings: EmbedSettings, unit_sec: flo
     upstream, prenorm, _ = split_frontend(list(enc.frontend.ops))
     if prenorm is None:
         raise EvalError("embed: the encoder's front end has no pre_norm to measure statistics for")
-    chosen = np.sort(np.random.default_rng(0).permutation(len(inputs.paths))[:MAX_STATS_FILES])
+    # random order, not path order: the piece cap must not fill up with the first folders' (classes') files
+    chosen = np.random.default_rng(0).permutation(len(inputs.paths))[:MAX_STATS_FILES]
     sample_rate = enc.sample_rate
 
     def batches():  # bad files are left out here; the embedding pass records them

@@ -271,3 +271,30 @@ def test_the_streaming_write_spools_frames_to_disk(tone_csv, tiny_audio_checkpoi
         str(tiny_audio_checkpoint()), tone_csv, tmp_path / "o", EmbedSettings(frames=True, chunk=5, **QUIET), root="wav"
     )
     assert len(seen) == 1 and str(seen[0]).endswith(".frames.f32.tmp") and not seen[0].exists()
+
+
+def test_measured_statistics_draw_files_at_random_not_in_path_order(tiny_audio_checkpoint, tmp_path, monkeypatch):
+    """With more pieces than the cap, the first folders (often the first classes) must not fill it alone."""
+    import soundfile as sf
+
+    from ssl_toolkit import load_encoder
+    from ssl_toolkit.input_files import list_inputs
+
+    rng = np.random.default_rng(0)
+    for folder, gain in (("a_loud", 0.5), ("b_quiet", 0.005)):
+        (tmp_path / "in" / folder).mkdir(parents=True)
+        for i in range(20):
+            sf.write(tmp_path / "in" / folder / f"{i:02d}.wav", gain * rng.standard_normal(1600), 16000)
+    monkeypatch.setattr("ssl_toolkit.eval.audio_embedder.MAX_STATS_PIECES", 10)  # 10 of the 40 one-piece files
+    enc = load_encoder(str(tiny_audio_checkpoint()))
+    settings = EmbedSettings(unit_sec=0.1, **QUIET)
+
+    def mean_of(folder):
+        return embed_module._measure_prenorm(enc, list_inputs(folder, "audio"), settings, 0.1)["mean"]
+
+    loud, quiet, both = (
+        mean_of(tmp_path / "in" / "a_loud"),
+        mean_of(tmp_path / "in" / "b_quiet"),
+        mean_of(tmp_path / "in"),
+    )
+    assert quiet + 0.2 * (loud - quiet) < both < loud - 0.2 * (loud - quiet), (loud, quiet, both)
