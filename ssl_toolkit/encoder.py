@@ -336,6 +336,12 @@ def read_encoder(
         raise TypeError(f"load_encoder: checkpoint must be a path or 'random', got {type(checkpoint).__name__}")
     if encoder is not None and not isinstance(encoder, dict):
         raise TypeError(f"load_encoder: encoder must be a mapping like {{'name': 'audiontt2020'}}, got {encoder!r}")
+    if frontend is not None and not (
+        isinstance(frontend, (list, tuple)) and all(isinstance(c, dict) for c in frontend)
+    ):
+        raise TypeError(
+            f"load_encoder: frontend must be a list of op specs like [{{'name': 'log_mel'}}], got {frontend!r}"
+        )
     try:
         dev = resolve_device(device)
     except ValueError as e:
@@ -347,6 +353,13 @@ def read_encoder(
     )
     try:
         source = resolve_checkpoint(os.fspath(checkpoint))
+        differ = source.card.disagreements(encoder, frontend) if source.card is not None else []
+        if differ:
+            given = "--encoder / --frontend" if label == "--checkpoint" else "encoder= / frontend="
+            raise EvalError(
+                f"{label} {os.fspath(checkpoint)}: the weights carry their architecture, and {'; '.join(differ)}: "
+                f"{given} are for weights without one (a bare state dict); drop them"
+            )
         model, _ = make_models(source, spec, seed=seed, want_random=False, prenorm="checkpoint")
     except EvalError as e:
         message = re.sub(r"^--checkpoint:? ", f"{label} ", str(e))

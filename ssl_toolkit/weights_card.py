@@ -12,6 +12,7 @@ files written before cards existed get theirs from the recipe and views state th
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import re
 from typing import Any, Optional
 
@@ -56,6 +57,28 @@ class WeightsCard:
             )
         return card
 
+    def disagreements(self, encoder: Optional[dict], frontend: Optional[list]) -> list[str]:
+        """What the specs ``encoder`` / ``frontend`` give that differs from this card's architecture (a parameter
+        the card leaves out counts as its builder's default): ``["encoder feature_d=128 (the weights': 64)"]``."""
+        out = [
+            f"encoder {k}={v!r} (the weights': {mine!r})"
+            for k, v in (encoder or {}).items()
+            if (mine := _with_defaults(ENCODERS, self.encoder).get(k)) != _plain(v)
+        ]
+        if frontend is None:
+            return out
+        names, mine_names = [_spec(op).get("name") for op in frontend], [op.get("name") for op in self.frontend]
+        if names != mine_names:
+            return [*out, f"frontend {names} (the weights': {mine_names})"]
+        for given, stored in zip(frontend, self.frontend):
+            full = _with_defaults(AUGMENTATIONS, stored)
+            out += [
+                f"frontend {k}={v!r} (the weights': {full.get(k)!r})"
+                for k, v in given.items()
+                if full.get(k) != _plain(v)
+            ]
+        return out
+
     def without_state(self) -> "WeightsCard":
         """The same card with fresh front-end ops (e.g. pre_norm statistics measured per task)."""
         return dataclasses.replace(self, frontend_state=[{} for _ in self.frontend])
@@ -83,6 +106,23 @@ def tensor_state(state: dict) -> dict:
             v = float(m.group(1))
         out[k] = torch.tensor(v) if isinstance(v, (int, float, list)) and not isinstance(v, bool) else v
     return out
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, recursively: a spec's values as YAML and the card hold them."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _with_defaults(registry, spec: dict) -> dict:
+    """``spec`` with the registered builder's defaults for the parameters it leaves out (values plain)."""
+    try:
+        params = registry.get(spec["name"]).parameters()
+    except (RegistryError, KeyError):
+        params = {}
+    defaults = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
+    return {k: _plain(v) for k, v in {**defaults, **spec}.items()}
 
 
 def _spec(op: Any) -> dict:

@@ -129,6 +129,18 @@ def test_train_and_evaluate_return_the_run_dir_and_the_results(audio_run, tmp_pa
         (lambda r: sslt.load_encoder("random"), "EvalError", "'random' needs an encoder"),
         (lambda r: sslt.load_encoder(r, device="gpu7"), "EvalError", "'gpu7' is not a device"),
         (lambda r: sslt.load_encoder(3), "TypeError", "checkpoint must be a path"),
+        (lambda r: sslt.load_encoder(r, frontend=["log_mel"]), "TypeError", "frontend must be a list of op specs"),
+        (lambda r: sslt.load_encoder(r, frontend={"name": "log_mel"}), "TypeError", "frontend must be a list of op"),
+        (
+            lambda r: sslt.load_encoder(r, encoder={"feature_d": 999}),
+            "EvalError",
+            r"carry their architecture, and encoder feature_d=999 \(the weights': \d+\).*drop them",
+        ),
+        (
+            lambda r: sslt.load_encoder(r, frontend=[{"name": "log_mel", "n_mels": 7}]),
+            "EvalError",
+            r"frontend \[\'log_mel\'\] \(the weights': \[.*\]\)",
+        ),
         (
             lambda r: sslt.evaluate(ROOT / "recipes/eval/fsdd_demo.yaml", None),
             "TypeError",
@@ -146,6 +158,20 @@ def test_python_entry_points_raise_typed_errors_not_systemexit(audio_run, call, 
     with pytest.raises(expected, match=words) as info:
         call(audio_run)
     assert "\n" not in str(info.value).strip() or error == "RecipeError"
+
+
+def test_specs_that_agree_with_the_weights_card_are_accepted(audio_run):
+    card = sslt.load_encoder(audio_run).card
+    enc = sslt.load_encoder(audio_run, encoder=dict(card.encoder), frontend=[dict(op) for op in card.frontend])
+    assert enc.feature_dim == sslt.load_encoder(audio_run).feature_dim
+    log_mel = next(op for op in card.frontend if op["name"] == "log_mel")
+    n_mels = log_mel.get("n_mels", 64)  # the card leaves out what the recipe left at its default
+    same = [dict(op, n_mels=n_mels) if op["name"] == "log_mel" else dict(op) for op in card.frontend]
+    sslt.load_encoder(audio_run, frontend=same)
+    with pytest.raises(sslt.EvalError, match=f"frontend n_mels={n_mels + 1} "):
+        sslt.load_encoder(
+            audio_run, frontend=[dict(op, n_mels=n_mels + 1) if op["name"] == "log_mel" else op for op in same]
+        )
 
 
 def test_random_encoder_with_a_spec_is_seeded():
