@@ -38,7 +38,7 @@ def load_encoder(
     every encoder parameter requires a gradient and the encoder is in train mode (BatchNorm too, unless
     ``freeze_bn``); the front end stays deterministic and gradient-free either way. ``encoder`` / ``frontend``
     (recipe-style specs) name the architecture of weights that carry none (a bare state dict)."""
-    from .encoder import read_encoder
+    from .encoder_source import read_encoder
 
     return read_encoder(
         checkpoint,

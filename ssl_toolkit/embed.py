@@ -157,19 +157,6 @@ def _measure_prenorm(enc, inputs: Inputs, settings: EmbedSettings, unit_sec: flo
     return {"source": "measured on the input", "mean": stats["mean"], "std": stats["std"], "n_pieces": stats["n_items"]}
 
 
-def _check_unit(enc, unit_sec: float) -> None:
-    """A piece of ``unit_sec`` must give the encoder at least one frame (a clear error instead of a crash)."""
-    probe = torch.zeros(1, max(1, int(round(unit_sec * enc.sample_rate))), device=enc.device)
-    try:
-        with torch.inference_mode():
-            enc.backbone(enc.frontend(probe))
-    except (RuntimeError, ValueError, IndexError) as e:
-        raise EvalError(
-            f"embed: --unit-sec {unit_sec}: a piece this short does not fit the encoder "
-            f"({str(e).splitlines()[0]}); use a longer unit"
-        ) from None
-
-
 def _embed_audio(enc, inputs: Inputs, settings: EmbedSettings, output: _Output, bar) -> dict:
     """Scene embeddings (and frames) of the input through ``enc.embed`` / ``enc.embed_frames``, a chunk at a time."""
     from .audio.dataset import load_audio
@@ -181,7 +168,7 @@ def _embed_audio(enc, inputs: Inputs, settings: EmbedSettings, output: _Output, 
         stats = {"source": "checkpoint", **enc.prenorm}
     else:
         stats = _measure_prenorm(enc, inputs, settings, unit_sec)
-    _check_unit(enc, unit_sec)
+    enc.check_unit_sec(unit_sec, "embed: --unit-sec")
     for rows in _chunks(len(inputs.paths), settings.chunk):
         waves, kept = _read(
             inputs, rows, lambda p: load_audio(p, enc.sample_rate), settings.on_bad_file, output.skipped
@@ -272,7 +259,7 @@ def run_embed(
     from tqdm.auto import tqdm
 
     from .devices import resolve_device
-    from .encoder import read_encoder
+    from .encoder_source import read_encoder
 
     out = Path(out).expanduser()
     _check_out(out, overwrite)

@@ -18,8 +18,9 @@ training clips instead (EVAR); ``fit_prenorm(train_waves)`` does the same here.
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
-import re
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -178,6 +179,8 @@ class Encoder(nn.Module):
             rate, unit = self._audio_clock("embed", unit_sec)
             waves, names = read_waves(inputs, rate)
             self._need_prenorm("embed")
+            if not waves:
+                return np.zeros((0, self.feature_dim), dtype=np.float32)
             with self._eval_mode():
                 return embed_clips(
                     waves,
@@ -195,6 +198,10 @@ class Encoder(nn.Module):
         if self.modality == "image":
             from .eval.image import embed_images
 
+            if image_size is not None and (
+                isinstance(image_size, bool) or not isinstance(image_size, numbers.Integral) or image_size < 1
+            ):
+                raise ValueError(f"image_size: expected a positive int (pixels), got {image_size!r}")
             images = read_images(inputs, image_size)
             with self._eval_mode():
                 return embed_images(
@@ -263,11 +270,34 @@ class Encoder(nn.Module):
 
     def _audio_clock(self, what: str, unit_sec: Optional[float] = None) -> tuple[int, float]:
         """An audio encoder's (sample rate, piece length in s: ``unit_sec`` or the training recipe's); ``what``
-        names the caller in the error a non-audio encoder gets."""
+        names the caller in the errors."""
         from .audio.embedding import frontend_sample_rate
 
         self._need_modality("audio", what)
-        return frontend_sample_rate(list(self.frontend.ops)), float(unit_sec or self.unit_sec or 1.0)
+        rate = frontend_sample_rate(list(self.frontend.ops))
+        if unit_sec is None:
+            return rate, float(self.unit_sec or 1.0)
+        return rate, self.check_unit_sec(unit_sec, f"{what}: unit_sec")
+
+    def check_unit_sec(self, unit_sec, name: str = "unit_sec") -> float:
+        """``unit_sec`` as a float, once it is a positive number of seconds whose piece gives this audio encoder at
+        least one frame; else a ValueError / EvalError that names it as ``name``."""
+        if isinstance(unit_sec, bool) or not isinstance(unit_sec, numbers.Real) or not 0 < float(unit_sec) < math.inf:
+            raise ValueError(f"{name}: expected a positive number of seconds, got {unit_sec!r}")
+        from .audio.embedding import frontend_sample_rate
+
+        rate = frontend_sample_rate(list(self.frontend.ops))
+        probe = torch.zeros(1, max(1, int(round(float(unit_sec) * rate))), device=self.device)
+        shapes_only = FrontEnd([op for op in self.frontend.ops if op is not self._prenorm_op()])  # stats or not
+        try:
+            with torch.inference_mode(), self._eval_mode():
+                self.backbone(shapes_only(probe))
+        except (RuntimeError, ValueError, IndexError) as e:
+            raise EvalError(
+                f"{name} {unit_sec}: a piece this short does not fit the encoder ({str(e).splitlines()[0]}); "
+                "use a longer unit"
+            ) from None
+        return float(unit_sec)
 
     def _need_modality(self, modality: str, what: str) -> None:
         if self.modality != modality:
@@ -287,7 +317,7 @@ class Encoder(nn.Module):
 
     @staticmethod
     def _check_options(batch_size: int, precision: str, long_clips: str) -> None:
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
         if precision not in PRECISIONS:
             raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -311,85 +341,3 @@ class _EvalMode:
     def __exit__(self, *exc):
         for m, mode in self.modes:
             m.training = mode
-
-
-def read_encoder(
-    checkpoint: str | os.PathLike,
-    label: str,
-    *,
-    device: str = "cpu",
-    trainable: bool = False,
-    freeze_bn: bool = False,
-    encoder: Optional[dict] = None,
-    frontend: Optional[list] = None,
-    seed: int = 0,
-) -> Encoder:
-    """:func:`ssl_toolkit.load_encoder` for an entry point whose errors name the checkpoint as ``label``
-    (``--checkpoint`` for the commands)."""
-    from .devices import resolve_device
-    from .eval.checkpoints import resolve_checkpoint
-    from .eval.models import make_models, training_unit_sec
-    from .eval.schema import ModelSpec
-    from .recipe import Component, import_components
-
-    if not isinstance(checkpoint, (str, os.PathLike)):
-        raise TypeError(f"load_encoder: checkpoint must be a path or 'random', got {type(checkpoint).__name__}")
-    if encoder is not None and not isinstance(encoder, dict):
-        raise TypeError(f"load_encoder: encoder must be a mapping like {{'name': 'audiontt2020'}}, got {encoder!r}")
-    if frontend is not None and not (
-        isinstance(frontend, (list, tuple)) and all(isinstance(c, dict) for c in frontend)
-    ):
-        raise TypeError(
-            f"load_encoder: frontend must be a list of op specs like [{{'name': 'log_mel'}}], got {frontend!r}"
-        )
-    try:
-        dev = resolve_device(device)
-    except ValueError as e:
-        raise EvalError(f"{label} {e}") from None
-    import_components()
-    spec = ModelSpec(
-        encoder=Component(encoder) if encoder else None,
-        frontend=[Component(c) for c in frontend] if frontend is not None else None,
-    )
-    try:
-        source = resolve_checkpoint(os.fspath(checkpoint))
-        differ = source.card.disagreements(encoder, frontend) if source.card is not None else []
-        if differ:
-            given = "--encoder / --frontend" if label == "--checkpoint" else "encoder= / frontend="
-            raise EvalError(
-                f"{label} {os.fspath(checkpoint)}: the weights carry their architecture, and {'; '.join(differ)}: "
-                f"{given} are for weights without one (a bare state dict); drop them"
-            )
-        model, _ = make_models(source, spec, seed=seed, want_random=False, prenorm="checkpoint")
-    except EvalError as e:
-        message = re.sub(r"^--checkpoint:? ", f"{label} ", str(e))
-        if label != "--checkpoint" and ": name the encoder" in message:  # the commands' hint names recipe keys
-            message = (
-                message.split(": name the encoder")[0] + ": pass encoder={'name': ..., ...} (a registry name "
-                "and its parameters, as a recipe's model.encoder), or a run directory / checkpoint"
-            )
-        raise EvalError(message) from None
-    card = source.card
-    enc = Encoder(
-        model.encoder,
-        model.frontend,
-        encoder_spec=model.encoder_spec,
-        frontend_spec=model.frontend_spec,
-        unit_sec=training_unit_sec(source.recipe),
-        imports=card.imports if card else (),
-        recipe_name=(card.recipe_name if card else "") or str((source.recipe or {}).get("name") or ""),
-        recipe=source.recipe,
-        source={
-            "spec": os.fspath(checkpoint),
-            "kind": source.kind,
-            "path": str(source.path) if source.path else None,
-            "sha256": source.checksum or None,
-            "card_origin": model.source,
-            "notes": list(source.notes),
-        },
-        freeze_bn=freeze_bn,
-    )
-    for p in enc.backbone.parameters():
-        p.requires_grad_(trainable)
-    enc.train(trainable)
-    return enc.to(dev)

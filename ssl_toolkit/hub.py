@@ -116,7 +116,7 @@ def export_run(
     returns ``out``. ExportError for a run without a finished encoder, an existing ``out`` (``overwrite`` replaces
     an earlier export or an empty folder, never other files) or a bad ``results`` file."""
     from .checkpoint import save_encoder_safetensors, sha256_file
-    from .encoder import read_encoder
+    from .encoder_source import read_encoder
 
     run, out = Path(run).expanduser(), Path(out).expanduser()
     if not run.is_dir():

@@ -256,6 +256,10 @@ def test_image_checkpoint_through_api_embed_and_eval(tmp_path):
     np.testing.assert_allclose(z["embeddings"], api, rtol=RTOL, atol=ATOL)
     # eval's image_folder takes one size: resize to 32 (the 48-pixel files are resized) in all three
     api32 = enc.embed(files, image_size=32)
+    assert enc.embed(files, image_size=np.int64(32)).shape == api32.shape
+    for bad in (0, -1, 16.5, True):
+        with pytest.raises(ValueError, match=f"image_size: expected a positive int \\(pixels\\), got {bad}"):
+            enc.embed(files, image_size=bad)
     assert not np.allclose(api32, api, rtol=1e-3)
     assert main(["embed", str(ckpt), str(train), "--out", str(tmp_path / "e32"), "--image-size", "32", "--quiet"]) == 0
     np.testing.assert_allclose(np.load(tmp_path / "e32" / "embeddings.npz")["embeddings"], api32, rtol=RTOL, atol=ATOL)
@@ -335,11 +339,31 @@ def test_frames_are_hear_s_timestamp_embeddings(clips, audio_checkpoint):
         (lambda e: e.embed([np.zeros(100, np.float32)], batch_size=0), ValueError, "batch_size: expected a positive"),
         (lambda e: e.embed([np.zeros(100, np.float32)], long_clips="all"), ValueError, "long_clips: expected one of"),
         (lambda e: e.embed(3), TypeError, "expected paths, a folder, arrays"),
+        (
+            lambda e: e.embed([np.zeros(800, np.float32)], unit_sec=0),
+            ValueError,
+            "unit_sec: expected a positive number",
+        ),
+        (lambda e: e.embed([np.zeros(800, np.float32)], unit_sec=-1), ValueError, "unit_sec: expected a positive"),
+        (lambda e: e.embed([np.zeros(800, np.float32)], unit_sec="1"), ValueError, "unit_sec: expected a positive"),
+        (lambda e: e.embed([np.zeros(800, np.float32)], unit_sec=1e-6), sslt.EvalError, "a piece this short does"),
+        (lambda e: e.fit_prenorm([np.zeros(800, np.float32)], unit_sec=0.0), ValueError, "fit_prenorm: unit_sec"),
     ],
 )
 def test_bad_arguments_name_what_was_given_and_what_was_expected(audio_checkpoint, call, error, words):
     with pytest.raises(error, match=words):
         call(sslt.load_encoder(audio_checkpoint))
+
+
+def test_numpy_integers_empty_input_and_a_given_unit(audio_checkpoint):
+    enc = sslt.load_encoder(audio_checkpoint)
+    wave = 0.1 * np.sin(np.arange(16000, dtype=np.float32) / 9)
+    assert enc.embed([wave], batch_size=np.int64(4)).shape == (1, 64)
+    assert enc.embed([]).shape == (0, 64) and enc.embed([]).dtype == np.float32
+    np.testing.assert_array_equal(enc.embed([wave], unit_sec=np.float32(UNIT)), enc.embed([wave]))
+    bare = sslt.load_encoder(audio_checkpoint)
+    bare._prenorm_op().mean.fill_(float("nan"))  # no statistics: the unit check must not need them
+    assert bare.fit_prenorm([wave], unit_sec=0.5)["n_pieces"] == 2
 
 
 def test_wrong_modality_is_refused(tmp_path, tensor_recipe):
