@@ -242,6 +242,8 @@ class Encoder(nn.Module):
         from .eval.audio_embedder import task_prenorm_stats
 
         rate, unit = self._audio_clock("fit_prenorm", unit_sec)
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+            raise ValueError(f"fit_prenorm: seed must be a non-negative int, got {seed!r}")
         self._check_options(batch_size, "fp32", long_clips)
         op = self._prenorm_op()
         if op is None:
@@ -260,7 +262,12 @@ class Encoder(nn.Module):
     def list_files(self, folder: str | os.PathLike) -> list[Path]:
         """The files of this encoder's modality in ``folder`` (recursive, by extension, sorted), or the rows of an
         EVAR metadata CSV: what ``embed`` reads for a folder or CSV and ``ssl-toolkit embed`` lists in ``files``."""
-        return list(list_inputs(Path(folder), str(self.modality)).paths)
+        if self.modality not in ("audio", "image"):
+            raise EvalError(
+                f"list_files: encoder {self.encoder_spec.get('name')!r} takes {self.modality or 'unknown'} input; "
+                "files are listed for audio and image encoders"
+            )
+        return list(list_inputs(Path(folder), self.modality).paths)
 
     # ------------------------------------------------------------------ helpers
     def _prenorm_op(self):

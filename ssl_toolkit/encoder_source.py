@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 import re
 from typing import Optional
@@ -33,6 +34,11 @@ def read_encoder(
 
     if not isinstance(checkpoint, (str, os.PathLike)):
         raise TypeError(f"load_encoder: checkpoint must be a path or 'random', got {type(checkpoint).__name__}")
+    for flag, value in (("trainable", trainable), ("freeze_bn", freeze_bn)):
+        if not isinstance(value, bool):
+            raise TypeError(f"load_encoder: {flag} must be True or False, got {value!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"load_encoder: seed must be a non-negative int, got {seed!r}")
     if encoder is not None and not isinstance(encoder, dict):
         raise TypeError(f"load_encoder: encoder must be a mapping like {{'name': 'audiontt2020'}}, got {encoder!r}")
     if frontend is not None and not (

@@ -23,6 +23,7 @@ import yaml
 
 from . import __version__
 from .atomic import atomic_write_text
+from .eval.errors import EvalError
 
 EXPORT_FORMAT = "ssl_toolkit.export/1"
 FILES = ("config.json", "model.safetensors", "README.md", "recipe.yaml")
@@ -118,6 +119,9 @@ def export_run(
     from .checkpoint import save_encoder_safetensors, sha256_file
     from .encoder_source import read_encoder
 
+    for name, value in (("run", run), ("out", out)):
+        if not isinstance(value, (str, os.PathLike)):
+            raise TypeError(f"export: {name} must be a path, got {type(value).__name__}")
     run, out = Path(run).expanduser(), Path(out).expanduser()
     if not run.is_dir():
         raise ExportError(
@@ -139,7 +143,10 @@ def export_run(
             "folder; --overwrite replaces only those: choose a new folder"
         )
     weights = _weights_file(run, checkpoint)
-    enc = read_encoder(weights, "export:")
+    try:
+        enc = read_encoder(weights, "export:")
+    except EvalError as e:  # weights it cannot read: an export error, as the caller catches it
+        raise ExportError(str(e)) from None
     recipe = enc.recipe or {}
     state = _training_state(run, weights)
     facts = {

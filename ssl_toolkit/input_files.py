@@ -35,8 +35,12 @@ def list_inputs(spec: str | Path, modality: str, root: Optional[str | Path] = No
     if path.is_dir():
         exts = AUDIO_EXTENSIONS if modality == "audio" else IMAGE_EXTENSIONS
         paths = sorted(
-            p for p in path.rglob("*") if p.suffix.lower() in exts and p.is_file() and not p.name.startswith(".")
-        )
+            p
+            for p in path.rglob("*")
+            if p.suffix.lower() in exts
+            and p.is_file()
+            and not any(n.startswith(".") for n in p.relative_to(path).parts)
+        )  # hidden files and folders (.ipynb_checkpoints, .git) are left out, as image_folder leaves them out
         if not paths:
             raise EvalError(f"embed: no {modality} files ({', '.join(exts)}) found in {path}")
         return Inputs(path, paths, [p.relative_to(path).as_posix() for p in paths], "folder")
@@ -54,6 +58,15 @@ def list_inputs(spec: str | Path, modality: str, root: Optional[str | Path] = No
     raise EvalError(f"embed: INPUT {spec}: {what} (give a folder of files or an EVAR-style metadata CSV)")
 
 
+MAX_CHANNELS = 8
+"""A 2-D audio array whose rows have at most this many samples is (samples, channels) audio, not clips."""
+
+
+def _not_a_folder(item) -> None:
+    if Path(item).expanduser().is_dir():
+        raise EvalError(f"embed: {item} is a folder inside a list; pass the folder itself (or its files)")
+
+
 def input_items(inputs, modality: str) -> list:
     """``inputs`` as a list of items (paths or arrays): a folder or CSV becomes its files, a batch array its rows
     (audio: 2-D; images: 4-D)."""
@@ -62,6 +75,11 @@ def input_items(inputs, modality: str) -> list:
         return list(list_inputs(path, modality).paths) if path.is_dir() or path.suffix.lower() == ".csv" else [path]
     batch_ndim = 2 if modality == "audio" else 4
     if isinstance(inputs, (np.ndarray, torch.Tensor)):
+        if modality == "audio" and inputs.ndim == 2 and inputs.shape[1] <= MAX_CHANNELS < inputs.shape[0]:
+            raise ValueError(
+                f"embed: a {tuple(inputs.shape)} array is read as {inputs.shape[0]} clips of {inputs.shape[1]} "
+                "samples; for (samples, channels) audio pass a mono wave (x.mean(1)), for a batch (clips, samples)"
+            )
         return list(inputs) if inputs.ndim == batch_ndim else [inputs]
     if isinstance(inputs, (list, tuple)):
         return list(inputs)
@@ -75,6 +93,7 @@ def read_waves(inputs, sample_rate: int) -> tuple[list, list[str]]:
     waves, names = [], []
     for i, item in enumerate(input_items(inputs, "audio")):
         if isinstance(item, (str, os.PathLike)):
+            _not_a_folder(item)
             try:
                 waves.append(load_audio(item, sample_rate))
             except Exception as e:  # noqa: BLE001 - any decoder failure names the file
@@ -82,6 +101,8 @@ def read_waves(inputs, sample_rate: int) -> tuple[list, list[str]]:
             names.append(str(item))
         else:
             wave = item.detach().cpu().numpy() if isinstance(item, torch.Tensor) else np.asarray(item)
+            if wave.size == 0:
+                raise ValueError(f"embed: clip {i} has no samples")
             waves.append(wave)
             names.append(f"clip {i}")
     return waves, names
@@ -93,6 +114,8 @@ def wave_batch(waves, sample_rate: int) -> torch.Tensor:
         batch = torch.as_tensor(waves)
         return batch[None] if batch.ndim == 1 else batch
     items, _ = read_waves(waves, sample_rate)
+    if not items:
+        raise ValueError("embed_frames: no waves given")
     if len({len(w) for w in items}) > 1:
         raise ValueError(
             "embed_frames: the waves have different lengths; pass them one at a time (or pad them to one length)"
@@ -107,6 +130,7 @@ def read_images(inputs, image_size: Optional[int]) -> list[torch.Tensor]:
     images = []
     for i, item in enumerate(input_items(inputs, "image")):
         if isinstance(item, (str, os.PathLike)):
+            _not_a_folder(item)
             try:
                 images.append(decode_image(Path(item), image_size))
             except Exception as e:  # noqa: BLE001 - any decoder failure names the file

@@ -129,6 +129,10 @@ def test_train_and_evaluate_return_the_run_dir_and_the_results(audio_run, tmp_pa
         (lambda r: sslt.load_encoder("random"), "EvalError", "'random' needs an encoder"),
         (lambda r: sslt.load_encoder(r, device="gpu7"), "EvalError", "'gpu7' is not a device"),
         (lambda r: sslt.load_encoder(3), "TypeError", "checkpoint must be a path"),
+        (lambda r: sslt.load_encoder(r, trainable="no"), "TypeError", "trainable must be True or False, got 'no'"),
+        (lambda r: sslt.load_encoder("random", encoder={"name": "mlp_encoder"}, seed=-1), "ValueError", "seed must be"),
+        (lambda r: sslt.export(3, r / "x"), "TypeError", "export: run must be a path, got int"),
+        (lambda r: sslt.export(r, r.parent / "x", checkpoint=r / "recipe.yaml"), "ExportError", "recipe.yaml"),
         (lambda r: sslt.load_encoder(r, frontend=["log_mel"]), "TypeError", "frontend must be a list of op specs"),
         (lambda r: sslt.load_encoder(r, frontend={"name": "log_mel"}), "TypeError", "frontend must be a list of op"),
         (

@@ -348,11 +348,26 @@ def test_frames_are_hear_s_timestamp_embeddings(clips, audio_checkpoint):
         (lambda e: e.embed([np.zeros(800, np.float32)], unit_sec="1"), ValueError, "unit_sec: expected a positive"),
         (lambda e: e.embed([np.zeros(800, np.float32)], unit_sec=1e-6), sslt.EvalError, "a piece this short does"),
         (lambda e: e.fit_prenorm([np.zeros(800, np.float32)], unit_sec=0.0), ValueError, "fit_prenorm: unit_sec"),
+        (lambda e: e.fit_prenorm([0.1 * np.ones(800, np.float32)], seed=-1), ValueError, "seed must be a non-negative"),
+        (lambda e: e.embed(np.zeros((16000, 2), np.float32)), ValueError, r"read as 16000 clips of 2 samples.*x.mean"),
+        (lambda e: e.embed([np.zeros(0, np.float32)]), ValueError, "clip 0 has no samples"),
+        (lambda e: e.embed([ROOT / "recipes"]), sslt.EvalError, "is a folder inside a list; pass the folder itself"),
+        (lambda e: e.embed_frames([]), ValueError, "embed_frames: no waves given"),
     ],
 )
 def test_bad_arguments_name_what_was_given_and_what_was_expected(audio_checkpoint, call, error, words):
     with pytest.raises(error, match=words):
         call(sslt.load_encoder(audio_checkpoint))
+
+
+def test_a_folder_lists_no_hidden_files_or_folders(audio_checkpoint, clips, tmp_path):
+    folder = tmp_path / "clips"
+    wav = next(clips[0].rglob("*.wav"))
+    for rel in ("a.wav", "sub/b.wav", ".hidden.wav", ".ipynb_checkpoints/c.wav", "sub/.git/d.wav"):
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(wav, folder / rel)
+    listed = sslt.load_encoder(audio_checkpoint).list_files(folder)
+    assert [p.relative_to(folder).as_posix() for p in listed] == ["a.wav", "sub/b.wav"]
 
 
 def test_numpy_integers_empty_input_and_a_given_unit(audio_checkpoint):
@@ -373,6 +388,7 @@ def test_wrong_modality_is_refused(tmp_path, tensor_recipe):
         (lambda: enc.embed([np.zeros(3)]), "takes vector input; embed reads audio and images"),
         (lambda: enc.embed_frames(np.zeros(3)), "embed_frames: needs an audio encoder"),
         (lambda: enc.fit_prenorm([np.zeros(3)]), "fit_prenorm: needs an audio encoder"),
+        (lambda: enc.list_files(tmp_path), "list_files: encoder .* takes vector input"),
     ):
         with pytest.raises(sslt.EvalError, match=words):
             call()
