@@ -125,7 +125,7 @@ def test_train_and_evaluate_return_the_run_dir_and_the_results(audio_run, tmp_pa
         ),
         (lambda r: sslt.evaluate(ROOT / "recipes/eval/cifar10.yaml", r), "EvalError", "takes audio input"),
         (lambda r: sslt.load_encoder(r / "nope.pt"), "EvalError", r"^load_encoder: .*nope.pt: no such file"),
-        (lambda r: sslt.load_encoder(r / "recipe.yaml"), "EvalError", r"^load_encoder: .*recipe.yaml"),
+        (lambda r: sslt.load_encoder(r / "recipe.yaml"), "EvalError", r"^load_encoder: .*recipe.yaml: a recipe, not"),
         (lambda r: sslt.load_encoder("random"), "EvalError", "'random' needs an encoder"),
         (lambda r: sslt.load_encoder(r, device="gpu7"), "EvalError", "'gpu7' is not a device"),
         (lambda r: sslt.load_encoder(3), "TypeError", "checkpoint must be a path"),
