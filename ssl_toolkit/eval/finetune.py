@@ -3,7 +3,8 @@
 Follows EVAR's ``finetune.py`` (the BYOL-A authors' evaluation package) and, for images, BYOL's App. C.1:
 
 - head: ``BatchNorm1d(affine=False)`` then ``Linear`` initialized N(0, 0.01²), bias 0 (EVAR's ``TaskHead``);
-- SGD, momentum 0.9 (Nesterov for images, BYOL), weight decay 0; the learning rate rises linearly from 0 over
+- SGD, momentum 0.9 (``nesterov`` as the recipe says; BYOL's images use it), weight decay 0; the learning rate
+  rises linearly from 0 over
   ``warmup_epochs`` then follows a cosine to 1e-7 at ``epochs``, updated every step (EVAR's timm
   ``CosineLRScheduler(t_initial=epochs, lr_min=1e-7, warmup_t=warmup_epochs, warmup_lr_init=0)``, see
   :func:`lr_at`);
@@ -88,7 +89,7 @@ class FinetuneResult:
     epochs_run: int
     test_outputs: np.ndarray
     curve: dict = field(default_factory=dict)
-    """Per epoch: train_loss (mean over its steps), valid (score), lr (at the epoch's end)."""
+    """Per epoch: train_loss (mean over its steps), valid (score), lr (of its last step)."""
     encoder: Optional[nn.Module] = None
     """The fine-tuned encoder (the selected epoch, eval mode) and its head."""
     head: Optional[TaskHead] = None

@@ -1,13 +1,13 @@
 """Few-label evaluation: the labelled subsets of a task's training (and validation) items per ``label_fraction``.
 
-The rule (VISSL's and mmselfsup's 1 % / 10 % ImageNet subsets, solo-learn's ``data.fraction``): per class,
-the items are put in one random order drawn with a fixed seed, and fraction ``f`` keeps the first
-``round(f · n_c)`` of them. So the subsets are stratified, are the same for every system and protocol of an
-evaluation, and are nested (the 1 % subset lies inside the 10 % one). A fraction that would keep no item of a
-class present in the pool (``round(f · n_c) = 0``) is an error naming the class and a fraction that keeps one
-(``1 / n_c``), rather than a silently larger subset: every class keeps at least one item. Multi-label tasks draw
-one order over all items; ``f`` keeps its first ``max(1, round(f · n))`` items plus, for a class those leave out,
-its first item in that order (also nested).
+The rule (VISSL's and mmselfsup's 1 % / 10 % ImageNet subsets, solo-learn's ``data.fraction``): per class, the items
+are put in one random order drawn with a fixed seed, and fraction ``f`` keeps the first ``round(f · n_c)`` of them
+(Python's round, halves to even). So the subsets are stratified, are the same for every system and protocol of an
+evaluation, and are nested (the 1 % subset lies inside the 10 % one). A fraction that would keep no item of a class
+present in the pool (``round(f · n_c) = 0``) is an error naming the class and a fraction that keeps one
+(``1 / n_c``), rather than a silently larger subset: every class keeps at least one item. Multi-label tasks draw one
+order over all items; ``f`` keeps its first ``max(1, round(f · n))`` items plus, for a class those leave out, its
+first item in that order (also nested).
 The chosen items are written to the evaluation folder (:func:`subset_record`).
 """
 
@@ -29,7 +29,11 @@ def fraction_list(value) -> list[float]:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < float(v) <= 1:
             raise ValueError(f"{v!r} is not a fraction in (0, 1] (1.0 = every label; 0.01 = 1 % of them)")
         out.append(float(v))
-    return sorted(set(out))
+    out = sorted(set(out))
+    for a, b in zip(out, out[1:]):  # sorted: equal tags are neighbours
+        if fraction_tag(a) == fraction_tag(b):
+            raise ValueError(f"{a!r} and {b!r} are both {fraction_tag(a)} in the results' keys: give other fractions")
+    return out
 
 
 def fraction_tag(fraction: float) -> str:

@@ -72,8 +72,9 @@ def confusion_matrix(y: np.ndarray, pred: np.ndarray, num_classes: int) -> np.nd
 def holdout_split(
     y: np.ndarray, fraction: float, seed: int, multi_label: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(train indices, valid indices): ``fraction`` of the items held out, stratified by class
-    (single-label; classes with one item stay in train), at least one item held out."""
+    """(train indices, valid indices): ``fraction`` of each class's items held out (single-label: stratified, at
+    least one from each class of two or more items, so a tiny label subset holds out more than ``fraction``;
+    a class of one item stays in train), at least one item in all."""
     n = len(y)
     rng = np.random.default_rng(seed)
     if n < 2:
@@ -90,7 +91,12 @@ def holdout_split(
         idx = rng.permutation(idx)
         k = min(max(1, int(round(fraction * len(idx)))), len(idx) - 1)
         valid.append(idx[:k])
-    valid_idx = np.sort(np.concatenate(valid)) if valid else np.sort(rng.permutation(n)[:1])
+    if not valid:
+        raise ValueError(
+            f"every class has a single training item ({n} items), so none can be held out for validation without "
+            "losing its class: give the task a valid split or a larger label_fraction"
+        )
+    valid_idx = np.sort(np.concatenate(valid))
     mask = np.ones(n, dtype=bool)
     mask[valid_idx] = False
     return np.flatnonzero(mask), valid_idx

@@ -216,6 +216,22 @@ class EvalRecipe:
         return d
 
 
+def _check_distinct_splits(task: ImageTask, path: tuple, validator: Validator) -> None:
+    """An image task's train, test and (given) valid splits are different splits of its dataset: a valid split that
+    is the test split would pick epochs on the test data (``null`` twice is the whole dataset twice)."""
+    named = [("train_split", task.train_split), ("test_split", task.test_split)]
+    if task.valid_split is not None:
+        named.append(("valid_split", task.valid_split))
+    for i, (key, value) in enumerate(named):
+        for earlier, other in named[:i]:
+            if value == other:
+                validator.fail(
+                    path + (key,),
+                    f"{value!r} is also the task's {earlier}: train, valid and test must be different splits "
+                    "(the test split is read once, at the end)",
+                )
+
+
 def _check_task_list(tasks: Any, validator: Validator) -> list:
     if not isinstance(tasks, list) or not tasks:
         validator.fail(("tasks",), "expected a non-empty list of tasks")
@@ -260,6 +276,8 @@ def _check_task_list(tasks: Any, validator: Validator) -> list:
                     )
                 if task.fold_column is not None:
                     validator.fail(path + ("split_values",), "split_values and fold_column exclude each other")
+        else:
+            _check_distinct_splits(task, path, validator)
         parsed.append(task)
     return parsed
 

@@ -36,13 +36,16 @@ def draw_subsets(view: TaskView, fractions: list, seed: int) -> tuple[dict, dict
     for u in view.units:
         try:
             train = nested_subsets(view.labels, u.train, fractions, seed, view.multi_label, view.classes)
+        except ValueError as e:
+            raise task_error(view.name, f"label_fraction: {u.name}: training items: {e}") from None
+        try:
             valid = (
                 nested_subsets(view.labels, u.valid, fractions, seed + 1, view.multi_label, view.classes)
                 if u.valid is not None and len(u.valid)
                 else None
             )
         except ValueError as e:
-            raise task_error(view.name, f"label_fraction: {u.name}: {e}") from None
+            raise task_error(view.name, f"label_fraction: {u.name}: the valid split's items: {e}") from None
         chosen[u.name] = {
             f: (u.train if f == 1.0 else train[f], None if valid is None else (u.valid if f == 1.0 else valid[f]))
             for f in fractions

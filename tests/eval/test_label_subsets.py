@@ -74,6 +74,8 @@ def test_fraction_list_and_tags():
     assert fraction_list([1.0, 0.1, 0.01, 0.1]) == [0.01, 0.1, 1.0]
     assert fraction_list(1) == [1.0]
     assert [fraction_tag(f) for f in (0.01, 0.1, 0.005, 1.0)] == ["1%", "10%", "0.5%", "100%"]
+    with pytest.raises(ValueError, match="0.123451 and 0.123452 are both 12.35% in the results' keys"):
+        fraction_list([0.123451, 0.123452, 0.5])
 
 
 @pytest.mark.parametrize(
@@ -125,5 +127,5 @@ def test_eval_writes_the_subsets_and_keeps_todays_numbers(tone_csv, tmp_path):
 
 def test_a_fraction_too_small_for_a_class_stops_the_eval_naming_the_key(tone_csv, tmp_path):
     tree = audio_recipe(tone_csv, tmp_path, label_fraction=0.1)  # 4 training clips per class: round(0.4) = 0
-    with pytest.raises(EvalError, match="label_fraction.*keeps no item of class 'class0'"):
+    with pytest.raises(EvalError, match="label_fraction: .*: training items: .*keeps no item of class 'class0'"):
         run_eval(eval_recipe_from_dict(tree), "random", out_dir=tmp_path / "o", quiet=True)

@@ -102,6 +102,10 @@ def test_holdout_is_stratified_disjoint_and_seeded():
     tr2, va2 = holdout_split(y, 0.1, seed=1)
     assert not np.array_equal(va, va2)
     assert np.array_equal(holdout_split(y, 0.1, seed=0)[1], va)
+    _, small = holdout_split(np.repeat(np.arange(3), 4), 0.1, seed=0)  # round(0.4) = 0: one from each class still
+    assert len(small) == 3
+    with pytest.raises(ValueError, match="every class has a single training item .* give the task a valid split"):
+        holdout_split(np.arange(10), 0.1, seed=0)  # a hold-out would take a class out of training
 
 
 def test_standardize_uses_train_statistics():

@@ -79,6 +79,25 @@ def test_unknown_keys_get_did_you_mean_and_the_file(tmp_path):
             },
             ["protocols", "did you mean 'knn'"],
         ),
+        (
+            {
+                "name": "i",
+                "kind": "image_classification",
+                "dataset": {"name": "npz", "path": "x"},
+                "valid_split": "test",
+            },
+            ["tasks.0.valid_split", "'test' is also the task's test_split", "read once, at the end"],
+        ),
+        (
+            {
+                "name": "i",
+                "kind": "image_classification",
+                "dataset": {"name": "npz", "path": "x"},
+                "train_split": None,
+                "test_split": None,
+            },
+            ["tasks.0.test_split", "None is also the task's train_split"],
+        ),
     ],
 )
 def test_task_errors(task, words):
