@@ -205,7 +205,14 @@ class Encoder(nn.Module):
             images = read_images(inputs, image_size)
             with self._eval_mode():
                 return embed_images(
-                    images, list(self.frontend.ops), self.backbone, self.device, batch_size, precision, self.feature_dim
+                    images,
+                    list(self.frontend.ops),
+                    self.backbone,
+                    self.device,
+                    batch_size,
+                    precision,
+                    self.feature_dim,
+                    progress,
                 )
         raise EvalError(
             f"embed: encoder {self.encoder_spec.get('name')!r} takes {self.modality or 'unknown'} input; "

@@ -139,8 +139,8 @@ def read_images(inputs, image_size: Optional[int]) -> list[torch.Tensor]:
         img = torch.as_tensor(np.asarray(item)) if not isinstance(item, torch.Tensor) else item
         if img.ndim != 3 or img.shape[0] not in (1, 3) or img.dtype != torch.uint8:
             raise ValueError(
-                f"embed: image {i} is a {tuple(img.shape)} {img.dtype} array; expected uint8 "
-                "(3, H, W) (channels first, as torchvision.io.decode_image gives)"
+                f"embed: image {i} is a {tuple(img.shape)} {img.dtype} array; expected uint8 (C, H, W), C = 3 "
+                "(or 1 for a one-channel encoder), channels first as torchvision.io.decode_image gives"
             )
         images.append(img)
     return images

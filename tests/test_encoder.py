@@ -257,6 +257,8 @@ def test_image_checkpoint_through_api_embed_and_eval(tmp_path):
     # eval's image_folder takes one size: resize to 32 (the 48-pixel files are resized) in all three
     api32 = enc.embed(files, image_size=32)
     assert enc.embed(files, image_size=np.int64(32)).shape == api32.shape
+    with pytest.raises(ValueError, match=r"image 0 is a \(3, 8, 8\) torch.float32 array; expected uint8 \(C, H, W\)"):
+        enc.embed([np.zeros((3, 8, 8), np.float32)])
     for bad in (0, -1, 16.5, True):
         with pytest.raises(ValueError, match=f"image_size: expected a positive int \\(pixels\\), got {bad}"):
             enc.embed(files, image_size=bad)

@@ -176,19 +176,25 @@ def embed_images(
     batch_size: int,
     precision: str,
     feature_dim: int,
+    progress: bool = False,
 ) -> np.ndarray:
     """(N, feature_dim) float32 features of uint8 (3, H, W) images, in order: images of one size are batched
-    together through :func:`encode_batch` (``ssl-toolkit embed`` and ``Encoder.embed``)."""
+    together through :func:`encode_batch` (``ssl-toolkit embed`` and ``Encoder.embed``); ``progress``: a tqdm bar
+    over the images."""
+    from tqdm.auto import tqdm
+
     by_size: dict[tuple, list[int]] = {}
     for j, img in enumerate(images):
         by_size.setdefault(tuple(img.shape), []).append(j)
     out = np.zeros((len(images), feature_dim), dtype=np.float32)
-    for group in by_size.values():
-        for s in range(0, len(group), batch_size):
-            idx = group[s : s + batch_size]
-            out[idx] = encode_batch(
-                frontend, encoder, torch.stack([images[j] for j in idx]).to(device), device, precision
-            )
+    with tqdm(total=len(images), desc="embedding", unit="image", disable=not progress) as bar:
+        for group in by_size.values():
+            for s in range(0, len(group), batch_size):
+                idx = group[s : s + batch_size]
+                out[idx] = encode_batch(
+                    frontend, encoder, torch.stack([images[j] for j in idx]).to(device), device, precision
+                )
+                bar.update(len(idx))
     return out
 
 
