@@ -233,7 +233,7 @@ CLAIMS = [
                 f"linear.{task}",
             ),
             Claim(
-                f"BYOL-A: pre-normalization matters more than post-normalization ({task})",
+                f"BYOL-A: removing post-normalization costs less than removing pre-normalization ({task})",
                 f"{NIIZUMI}, Table III: without post-norm −0.2, without pre-norm −1.8 to −3.4 points (average)",
                 "smaller drop",
                 AUD,
@@ -303,7 +303,7 @@ CLAIMS = [
         )
     ],
     Claim(
-        "BYOL's gain over training from scratch is larger with 1 % of the labels than with 10 %",
+        "BYOL's gain over training from scratch is smaller with 10 % of the labels than with 1 %",
         f"{GRILL}, Table 2a: +27.8 points at 1 %, +12.4 at 10 % (the drop compared: BYOL − scratch, per seed)",
         "smaller drop",
         FT,

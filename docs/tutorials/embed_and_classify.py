@@ -73,7 +73,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", default="runs/demo", help="run dir, checkpoint, encoder file or exported folder")
     ap.add_argument("--clips", default="data/demo/emodb/wav", help="a folder of EmoDB .flac clips")
-    ap.add_argument("--out", default="docs/tutorials", help="where the map PNG goes")
+    ap.add_argument("--out", default="runs/tutorial", help="where the map PNG goes")
     ap.add_argument("--limit", type=int, default=None, help="embed N evenly spaced clips (a quick try)")
     args = ap.parse_args()
     main(args.run, args.clips, args.out, args.limit)
