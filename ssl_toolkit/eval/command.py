@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import sys
 
-EVAL_HELP = """Evaluate a checkpoint on downstream tasks (linear evaluation, kNN) beside the random-init and
-log-mel baselines. CHECKPOINT: a run directory, a checkpoints/*.pt or encoder.pt file, an official BYOL-A
-weight file, or 'random'. Writes OUT/results.json, OUT/results.md and OUT/plots/."""
+CHECKPOINT_HELP = "run dir | checkpoints/*.pt | encoder.pt / .safetensors | exported folder | official weights | random"
+EVAL_HELP = """Evaluate a checkpoint on downstream tasks (linear evaluation, kNN, fine-tuning) beside the random-init
+and log-mel baselines. CHECKPOINT: a run directory, a checkpoints/*.pt, encoder.pt or encoder.safetensors file, an
+exported folder, an official BYOL-A weight file, or 'random'. Writes OUT/results.json, OUT/results.md and OUT/plots/."""
 
 
 def _cmd_eval(args) -> int:
@@ -51,7 +52,7 @@ def add_eval_parser(subparsers) -> None:
         "--checkpoint",
         "-c",
         required=True,
-        help="run dir | checkpoints/*.pt | encoder.pt | official BYOL-A weights | random",
+        help=CHECKPOINT_HELP,
     )
     p.add_argument("--out", help="output folder (default runs/eval-<recipe>-<checkpoint>-<timestamp>)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
@@ -128,7 +129,7 @@ def _positive(kind):
 
 def add_embed_parser(subparsers) -> None:
     p = subparsers.add_parser("embed", help="embeddings of your own audio or image files", description=EMBED_HELP)
-    p.add_argument("checkpoint", help="run dir | checkpoints/*.pt | encoder.pt | official BYOL-A weights | random")
+    p.add_argument("checkpoint", help=CHECKPOINT_HELP)
     p.add_argument("input", help="a folder of audio or image files, or an EVAR-style metadata CSV")
     p.add_argument("--out", required=True, help="output folder (new, or give --overwrite)")
     p.add_argument("--root", help="CSV input: where file_name resolves (relative to the CSV's folder; default: it)")
