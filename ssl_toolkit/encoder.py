@@ -257,7 +257,7 @@ class Encoder(nn.Module):
             raise EvalError(
                 f"fit_prenorm: the front end ({' → '.join(s['name'] for s in self.frontend_spec)}) has no pre_norm op"
             )
-        waves, names = read_waves(waves, rate)
+        waves, names = read_waves(waves, rate, "fit_prenorm")
         check_waveforms(waves, names, what="fit_prenorm")
         pieces = Pieces.cut(waves, unit, rate, long_clips)
         upstream, _, _ = split_frontend(list(self.frontend.ops))

@@ -58,6 +58,8 @@ def read_encoder(
     )
     try:
         source = resolve_checkpoint(os.fspath(checkpoint))
+        if source.card is not None:
+            import_components(list(source.card.imports))  # the card's own components, with their defaults
         differ = source.card.disagreements(encoder, frontend) if source.card is not None else []
         if differ:
             given = "--encoder / --frontend" if label == "--checkpoint" else "encoder= / frontend="

@@ -139,8 +139,9 @@ def export_run(
         )
     if (out.exists() or out.is_symlink()) and not _replaceable(out):
         raise ExportError(
-            f"export: OUT {out} is not an earlier export (no config.json of format {EXPORT_FORMAT}) nor an empty "
-            "folder; --overwrite replaces only those: choose a new folder"
+            f"export: OUT {out} is neither an empty folder nor an earlier export holding only its files "
+            f"({', '.join(FILES)}; config.json of format {EXPORT_FORMAT}); --overwrite replaces only those: choose "
+            "a new folder"
         )
     weights = _weights_file(run, checkpoint)
     try:
@@ -203,11 +204,14 @@ def export_run(
 
 
 def _replaceable(out: Path) -> bool:
-    """Whether ``--overwrite`` may replace ``out``: an empty folder or an earlier export, never other files."""
+    """Whether ``--overwrite`` may replace ``out``: an empty folder or an earlier export holding only the export's
+    files (not one a user added to: a clone's .git, notes), never other files."""
     if not out.is_dir():
         return False
     if not any(out.iterdir()):
         return True
+    if any(p.name not in FILES for p in out.iterdir()):
+        return False
     try:
         return json.loads((out / "config.json").read_text()).get("format") == EXPORT_FORMAT
     except (OSError, ValueError, AttributeError):

@@ -62,38 +62,44 @@ MAX_CHANNELS = 8
 """A 2-D audio array whose rows have at most this many samples is (samples, channels) audio, not clips."""
 
 
-def _not_a_folder(item) -> None:
+def _not_a_folder(item, what: str) -> None:
     if Path(item).expanduser().is_dir():
-        raise EvalError(f"embed: {item} is a folder inside a list; pass the folder itself (or its files)")
+        raise EvalError(f"{what}: {item} is a folder inside a list; pass the folder itself (or its files)")
 
 
-def input_items(inputs, modality: str) -> list:
+def _not_channels(waves, what: str) -> None:
+    """A 2-D audio array is (clips, samples): refuse one that looks like (samples, channels)."""
+    if waves.ndim == 2 and waves.shape[1] <= MAX_CHANNELS < waves.shape[0]:
+        raise ValueError(
+            f"{what}: a {tuple(waves.shape)} array is read as {waves.shape[0]} clips of {waves.shape[1]} samples; "
+            "for (samples, channels) audio pass a mono wave (x.mean(1)), for a batch (clips, samples)"
+        )
+
+
+def input_items(inputs, modality: str, what: str = "embed") -> list:
     """``inputs`` as a list of items (paths or arrays): a folder or CSV becomes its files, a batch array its rows
-    (audio: 2-D; images: 4-D)."""
+    (audio: 2-D; images: 4-D); ``what`` names the caller in errors."""
     if isinstance(inputs, (str, os.PathLike)):
         path = Path(inputs).expanduser()
         return list(list_inputs(path, modality).paths) if path.is_dir() or path.suffix.lower() == ".csv" else [path]
     batch_ndim = 2 if modality == "audio" else 4
     if isinstance(inputs, (np.ndarray, torch.Tensor)):
-        if modality == "audio" and inputs.ndim == 2 and inputs.shape[1] <= MAX_CHANNELS < inputs.shape[0]:
-            raise ValueError(
-                f"embed: a {tuple(inputs.shape)} array is read as {inputs.shape[0]} clips of {inputs.shape[1]} "
-                "samples; for (samples, channels) audio pass a mono wave (x.mean(1)), for a batch (clips, samples)"
-            )
+        if modality == "audio":
+            _not_channels(inputs, what)
         return list(inputs) if inputs.ndim == batch_ndim else [inputs]
     if isinstance(inputs, (list, tuple)):
         return list(inputs)
-    raise TypeError(f"embed: expected paths, a folder, arrays or a list of them; got {type(inputs).__name__}")
+    raise TypeError(f"{what}: expected paths, a folder, arrays or a list of them; got {type(inputs).__name__}")
 
 
-def read_waves(inputs, sample_rate: int) -> tuple[list, list[str]]:
-    """(float32 mono arrays at ``sample_rate``, a name per clip for errors)."""
+def read_waves(inputs, sample_rate: int, what: str = "embed") -> tuple[list, list[str]]:
+    """(float32 mono arrays at ``sample_rate``, a name per clip for errors); ``what`` names the caller."""
     from .audio.dataset import load_audio
 
     waves, names = [], []
-    for i, item in enumerate(input_items(inputs, "audio")):
+    for i, item in enumerate(input_items(inputs, "audio", what)):
         if isinstance(item, (str, os.PathLike)):
-            _not_a_folder(item)
+            _not_a_folder(item, what)
             try:
                 waves.append(load_audio(item, sample_rate))
             except Exception as e:  # noqa: BLE001 - any decoder failure names the file
@@ -102,7 +108,7 @@ def read_waves(inputs, sample_rate: int) -> tuple[list, list[str]]:
         else:
             wave = item.detach().cpu().numpy() if isinstance(item, torch.Tensor) else np.asarray(item)
             if wave.size == 0:
-                raise ValueError(f"embed: clip {i} has no samples")
+                raise ValueError(f"{what}: clip {i} has no samples")
             waves.append(wave)
             names.append(f"clip {i}")
     return waves, names
@@ -111,9 +117,10 @@ def read_waves(inputs, sample_rate: int) -> tuple[list, list[str]]:
 def wave_batch(waves, sample_rate: int) -> torch.Tensor:
     """Equal-length waves as one (B, T) tensor (a 1-D wave is a batch of one)."""
     if isinstance(waves, (np.ndarray, torch.Tensor)) and waves.ndim in (1, 2):
+        _not_channels(waves, "embed_frames")
         batch = torch.as_tensor(waves)
         return batch[None] if batch.ndim == 1 else batch
-    items, _ = read_waves(waves, sample_rate)
+    items, _ = read_waves(waves, sample_rate, "embed_frames")
     if not items:
         raise ValueError("embed_frames: no waves given")
     if len({len(w) for w in items}) > 1:
@@ -130,7 +137,7 @@ def read_images(inputs, image_size: Optional[int]) -> list[torch.Tensor]:
     images = []
     for i, item in enumerate(input_items(inputs, "image")):
         if isinstance(item, (str, os.PathLike)):
-            _not_a_folder(item)
+            _not_a_folder(item, "embed")
             try:
                 images.append(decode_image(Path(item), image_size))
             except Exception as e:  # noqa: BLE001 - any decoder failure names the file

@@ -60,10 +60,11 @@ class WeightsCard:
     def disagreements(self, encoder: Optional[dict], frontend: Optional[list]) -> list[str]:
         """What the specs ``encoder`` / ``frontend`` give that differs from this card's architecture (a parameter
         the card leaves out counts as its builder's default): ``["encoder feature_d=128 (the weights': 64)"]``."""
+        stored, where_from = _with_defaults(ENCODERS, self.encoder), init_only_parameters(self.encoder["name"])
         out = [
-            f"encoder {k}={v!r} (the weights': {mine!r})"
+            f"encoder {k}={v!r} (the weights': {stored.get(k)!r})"
             for k, v in (encoder or {}).items()
-            if (mine := _with_defaults(ENCODERS, self.encoder).get(k)) != _plain(v)
+            if k not in where_from and stored.get(k) != _plain(v)  # where first weights came from: not architecture
         ]
         if frontend is None:
             return out

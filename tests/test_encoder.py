@@ -355,6 +355,8 @@ def test_frames_are_hear_s_timestamp_embeddings(clips, audio_checkpoint):
         (lambda e: e.embed([np.zeros(0, np.float32)]), ValueError, "clip 0 has no samples"),
         (lambda e: e.embed([ROOT / "recipes"]), sslt.EvalError, "is a folder inside a list; pass the folder itself"),
         (lambda e: e.embed_frames([]), ValueError, "embed_frames: no waves given"),
+        (lambda e: e.embed_frames(np.zeros((100, 2), np.float32)), ValueError, "embed_frames: a \\(100, 2\\) array is"),
+        (lambda e: e.fit_prenorm(np.zeros((100, 2), np.float32)), ValueError, "fit_prenorm: a \\(100, 2\\) array is"),
     ],
 )
 def test_bad_arguments_name_what_was_given_and_what_was_expected(audio_checkpoint, call, error, words):

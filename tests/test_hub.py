@@ -162,10 +162,14 @@ def test_overwrite_replaces_only_an_earlier_export_or_an_empty_folder(run, tmp_p
     other_json.mkdir()
     (other_json / "config.json").write_text('{"format": "someone-else/1"}')
     for out in (mine, tmp_path / "notes.txt", other_json):
-        with pytest.raises(sslt.ExportError, match="is not an earlier export .* --overwrite replaces only those"):
+        with pytest.raises(sslt.ExportError, match="is neither an empty folder nor an earlier export .* only those"):
             sslt.export(run, out, overwrite=True)
     assert (mine / "thesis.txt").read_text() == "years of work" and (tmp_path / "notes.txt").is_file()
     empty = tmp_path / "empty"
     empty.mkdir()
     assert (sslt.export(run, empty, overwrite=True) / "model.safetensors").is_file()
     assert (sslt.export(run, empty, overwrite=True) / "config.json").is_file()  # an earlier export: replaced
+    (empty / ".git").mkdir()  # an export someone cloned or added to: not only the export's files any more
+    with pytest.raises(sslt.ExportError, match="earlier export holding only its files"):
+        sslt.export(run, empty, overwrite=True)
+    assert (empty / ".git").is_dir()

@@ -136,3 +136,22 @@ def test_init_only_parameters_stay_out_of_the_card():
         assert set(params) <= set(inspect.signature(ENCODERS.get(name).builder).parameters), name
     recipe = {"model": {"encoder": {"name": "timm", "model": "test_vit", "pretrained_path": "/gone/w.safetensors"}}}
     assert card_from_recipe(recipe).encoder == {"name": "timm", "model": "test_vit"}
+
+
+def test_disagreements_count_what_the_card_leaves_out_as_the_builder_default():
+    from ssl_toolkit.weights_card import WeightsCard
+
+    import_components()  # the registered builders, whose defaults fill in what a card leaves out
+    card = WeightsCard(
+        encoder={"name": "resnet18", "width": 0.5},  # norm, cifar_stem... left at their defaults
+        frontend=[{"name": "to_float"}, {"name": "normalize", "mean": [0.5, 0.5, 0.5], "std": [0.2, 0.2, 0.2]}],
+        frontend_state=[{}, {}],
+    )
+    assert card.disagreements({"name": "resnet18", "width": 0.5, "norm": "bn", "cifar_stem": False}, None) == []
+    assert card.disagreements({"norm": "gn"}, None) == ["encoder norm='gn' (the weights': 'bn')"]
+    assert card.disagreements(None, [{"name": "to_float"}, {"name": "normalize", "mean": (0.5, 0.5, 0.5)}]) == []
+    assert card.disagreements(None, [{"name": "to_float"}]) == [
+        "frontend ['to_float'] (the weights': ['to_float', 'normalize'])"
+    ]
+    tv = WeightsCard(encoder={"name": "torchvision", "model": "resnet18"}, frontend=[], frontend_state=[])
+    assert tv.disagreements({"name": "torchvision", "model": "resnet18", "weights_path": "/tmp/r18.pth"}, None) == []

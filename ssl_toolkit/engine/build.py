@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 from torch import nn
 
 from ..registry import ENCODERS, HEADS, METHODS
 
 
-@runtime_checkable
 class TrainableMethod(Protocol):
     """What the trainer uses of a method (docs/CONTRACTS.md, "Add a method"): ``BootstrapMethod`` and ``SimCLR``
     have it, and any ``nn.Module`` has the state dict methods; ``build_method`` refuses a registered method that
-    lacks a member."""
+    lacks a member (:func:`missing_members`)."""
 
     online: nn.Module  # an OnlineNetwork: the encoder's weights sit under ``online.encoder.``
     targets: nn.ModuleList  # empty when there is no target network
@@ -31,6 +30,15 @@ class TrainableMethod(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> Any: ...
+
+
+METHOD_MEMBERS = ("online", "targets", "num_views", "encoder", "update_targets")
+
+
+def missing_members(method: nn.Module) -> list[str]:
+    """The members of :class:`TrainableMethod` that ``method`` lacks (``hasattr``: an ``nn.Module`` holds its
+    submodules behind ``__getattr__``, which a runtime protocol check does not see from Python 3.12 on)."""
+    return [name for name in METHOD_MEMBERS if not hasattr(method, name)]
 
 
 def feature_dim_of(encoder: nn.Module, name: str | None = None) -> int:
@@ -60,10 +68,9 @@ def build_method(recipe) -> nn.Module:
         ema=recipe.ema,
         **recipe.method.params,
     )
-    if not isinstance(method, TrainableMethod):
-        missing = [n for n in ("online", "targets", "num_views", "encoder", "update_targets") if not hasattr(method, n)]
+    if missing := missing_members(method):
         raise ValueError(
             f"method '{recipe.method.name}' built a {type(method).__name__} without {', '.join(missing)}: "
-            "a method needs online, targets, num_views, encoder and update_targets (docs/CONTRACTS.md, 'Add a method')"
+            f"a method needs {', '.join(METHOD_MEMBERS)} (docs/CONTRACTS.md, 'Add a method')"
         )
     return method

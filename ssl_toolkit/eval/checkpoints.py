@@ -109,7 +109,7 @@ def resolve_checkpoint(spec: str) -> ModelSource:
     if path.suffix.lower() in (".yaml", ".yml"):
         raise EvalError(
             f"--checkpoint {spec}: a recipe, not weights; train it (ssl-toolkit train {spec}) and give the run "
-            "directory, or load 'random' weights with encoder={...}"
+            "directory, or start from 'random' weights"
         )
     return _from_state(spec, path, _load(path))
 

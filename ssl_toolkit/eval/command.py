@@ -72,9 +72,9 @@ def _yaml_option(text: str, option: str, kind: type):
         value = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ValueError(f"{option}: not YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(value, kind):
+    if not isinstance(value, kind) or (isinstance(value, list) and not all(isinstance(op, dict) for op in value)):
         raise ValueError(
-            f"{option}: expected a YAML {kind.__name__}, e.g. "
+            f"{option}: expected a YAML {'list of op mappings' if kind is list else kind.__name__}, e.g. "
             + ("'{name: audiontt2020, feature_d: 2048}'" if kind is dict else "'[{name: to_float}]'")
         )
     return value

@@ -55,7 +55,7 @@ def test_build_method_refuses_a_method_without_the_trainer_contract(monkeypatch)
     recipe = load_recipe(RECIPE)
     real_build = build.METHODS.build
 
-    class NoTargets(nn.Module):  # has online/encoder/targets/num_views, lacks update_targets
+    class NoUpdate(nn.Module):  # has online/encoder/targets/num_views, lacks update_targets
         def __init__(self, method):
             super().__init__()
             self.online, self.targets, self.num_views = method.online, method.targets, method.num_views
@@ -64,20 +64,20 @@ def test_build_method_refuses_a_method_without_the_trainer_contract(monkeypatch)
         def encoder(self):
             return self.online.encoder
 
-    monkeypatch.setattr(build.METHODS, "build", lambda name, **kw: NoTargets(real_build(name, **kw)))
-    with pytest.raises(ValueError, match=f"method '{recipe.method.name}' built a NoTargets without update_targets"):
+    monkeypatch.setattr(build.METHODS, "build", lambda name, **kw: NoUpdate(real_build(name, **kw)))
+    with pytest.raises(ValueError, match=f"method '{recipe.method.name}' built a NoUpdate without update_targets"):
         build.build_method(recipe)
     monkeypatch.setattr(build.METHODS, "build", real_build)
-    assert isinstance(build.build_method(recipe), build.TrainableMethod)
+    assert build.missing_members(build.build_method(recipe)) == []
 
 
 def test_every_registered_method_meets_the_trainer_contract():
-    from ssl_toolkit.engine.build import TrainableMethod, build_method
+    from ssl_toolkit.engine.build import build_method, missing_members
     from ssl_toolkit.recipe import load_recipe
     from ssl_toolkit.registry import METHODS
 
     no_predictor = {"simclr"}  # a method without a predictor refuses one
     for name in METHODS.names():
         overrides = [f"method.name={name}", *(["model.predictor=null"] if name in no_predictor else [])]
-        assert isinstance(build_method(load_recipe(RECIPE, overrides)), TrainableMethod), name
+        assert missing_members(build_method(load_recipe(RECIPE, overrides))) == [], name
     assert {"byol", "simclr", "simsiam", "tribyol", "ccsl", "cssl"} <= set(METHODS.names())

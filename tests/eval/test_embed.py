@@ -255,6 +255,8 @@ def test_errors_name_what_is_wrong(tone_csv, tiny_audio_checkpoint, tmp_path, te
     assert np.load(tmp_path / "r" / "embeddings.npz")["embeddings"].shape == (24, 32)
     assert main(["embed", "random", str(tone_csv), "--out", str(tmp_path / "x"), "--encoder", "[1, 2]"]) == 1
     assert "--encoder: expected a YAML dict" in capsys.readouterr().err
+    assert main(["embed", "random", str(tone_csv), "--out", str(tmp_path / "y"), "--frontend", "[log_mel]"]) == 1
+    assert "--frontend: expected a YAML list of op mappings" in capsys.readouterr().err
 
 
 def test_the_streaming_write_spools_frames_to_disk(tone_csv, tiny_audio_checkpoint, tmp_path, monkeypatch):
