@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
 
 import torch
 from torch.utils.data import Sampler, default_collate
@@ -196,3 +198,16 @@ class ConcatDatasets(torch.utils.data.ConcatDataset):
 
     def __repr__(self) -> str:
         return f"ConcatDatasets({', '.join(repr(p) for p in self.datasets)})"
+
+
+def visible_files(root: Path, extensions: Optional[Sequence[str]] = None) -> list[Path]:
+    """The files under ``root``, recursively, in sorted path order, leaving out hidden files and whatever lies in a
+    hidden folder below ``root`` (``.ipynb_checkpoints``, ``.git``); with ``extensions``, only files of those types
+    (lower-case suffixes). The one listing of audio folders, ``embed`` / ``list_files`` inputs and ``shard``."""
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if (extensions is None or p.suffix.lower() in extensions)
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )

@@ -29,18 +29,13 @@ def list_inputs(spec: str | Path, modality: str, root: Optional[str | Path] = No
     resolve against ``root`` (relative to the CSV's folder; default: that folder)."""
     from .audio.dataset import AUDIO_EXTENSIONS
     from .audio.metadata import read_metadata_csv
+    from .data import visible_files
     from .image.decode import IMAGE_EXTENSIONS
 
     path = Path(spec).expanduser()
     if path.is_dir():
         exts = AUDIO_EXTENSIONS if modality == "audio" else IMAGE_EXTENSIONS
-        paths = sorted(
-            p
-            for p in path.rglob("*")
-            if p.suffix.lower() in exts
-            and p.is_file()
-            and not any(n.startswith(".") for n in p.relative_to(path).parts)
-        )  # hidden files and folders (.ipynb_checkpoints, .git) are left out, as image_folder leaves them out
+        paths = visible_files(path, exts)  # hidden files and folders are left out, as image_folder leaves them out
         if not paths:
             raise EvalError(f"embed: no {modality} files ({', '.join(exts)}) found in {path}")
         return Inputs(path, paths, [p.relative_to(path).as_posix() for p in paths], "folder")

@@ -27,6 +27,7 @@ def list_files(source: Path, modality: Optional[str], root: Optional[str], label
     """(modality, paths, names, labels, classes) of a folder or a metadata CSV."""
     from .audio.dataset import AUDIO_EXTENSIONS
     from .audio.metadata import class_ids, read_metadata_csv
+    from .data import visible_files
     from .image.decode import IMAGE_EXTENSIONS
 
     exts = {"audio": AUDIO_EXTENSIONS, "image": IMAGE_EXTENSIONS}
@@ -43,7 +44,7 @@ def list_files(source: Path, modality: Optional[str], root: Optional[str], label
         )
         labels, classes = class_ids(raw)
     elif source.is_dir():
-        found = sorted(p for p in source.rglob("*") if p.is_file() and not p.name.startswith("."))
+        found = visible_files(source)
         paths, names, labels, classes = found, [p.relative_to(source).as_posix() for p in found], [], []
     else:
         raise ShardError(f"INPUT {source}: {'not a folder or a .csv file' if source.exists() else 'not found'}")

@@ -28,7 +28,7 @@ from typing import Annotated, Literal
 import numpy as np
 import torch
 
-from ..data import BadFileError, BadItem
+from ..data import BadFileError, BadItem, visible_files
 from ..devices import torch_threads
 from ..params import AnyPath, NonNegativeInt, PositiveFloat, PositiveInt, Reference
 from ..quoting import first_line
@@ -254,7 +254,7 @@ class AudioFolder(torch.utils.data.Dataset):
     def _from_folder(self, base: Path):
         if not base.is_dir():
             raise FileNotFoundError(f"audio folder not found: {base}")
-        files = sorted(p for p in base.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+        files = visible_files(base, AUDIO_EXTENSIONS)
         rel = [p.relative_to(base) for p in files]
         if files and all(len(r.parts) > 1 for r in rel):
             labels, classes = class_ids([r.parts[0] for r in rel])

@@ -23,6 +23,9 @@ def test_folder_labels_from_subfolders_and_formats(tmp_path, write_wav):
     write_wav(tmp_path / "cat" / "b.flac", sine(1.2, SR), SR)
     write_wav(tmp_path / "cat" / "c.ogg", sine(0.3, 22050), 22050, subtype="VORBIS")
     (tmp_path / "cat" / "notes.txt").write_text("not audio")
+    write_wav(tmp_path / "cat" / ".ipynb_checkpoints" / "b-checkpoint.wav", sine(0.5, SR), SR)  # hidden: left out
+    write_wav(tmp_path / ".trash" / "x.wav", sine(0.5, SR), SR)
+    write_wav(tmp_path / "dog" / ".d.wav", sine(0.5, SR), SR)
     ds = DATASETS.build("audio_folder", root=str(tmp_path), unit_sec=0.5)
     assert len(ds) == 3 and ds.classes == ["cat", "dog"]
     items = [ds[i] for i in range(3)]
