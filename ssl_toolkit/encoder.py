@@ -31,6 +31,7 @@ from torch import nn
 from .engine.build import feature_dim_of
 from .eval.errors import EvalError
 from .input_files import list_inputs, read_images, read_waves, wave_batch
+from .params import is_int_at_least
 from .views import Pipeline
 from .weights_card import WeightsCard
 
@@ -173,6 +174,7 @@ class Encoder(nn.Module):
         ``unit_sec`` (default: the training recipe's), ``long_clips`` chunks | crop | whole; images: with
         ``image_size`` the shorter side is resized and centre-cropped (paths only)."""
         self._check_options(batch_size, precision, long_clips)
+        self._need_file_modality("embed")
         if self.modality == "audio":
             from .audio.embedding import embed_clips
 
@@ -195,29 +197,22 @@ class Encoder(nn.Module):
                     progress=progress,
                     names=names,
                 )
-        if self.modality == "image":
-            from .eval.image import embed_images
+        from .eval.image import embed_images  # an image encoder: _need_file_modality let no other through
 
-            if image_size is not None and (
-                isinstance(image_size, bool) or not isinstance(image_size, numbers.Integral) or image_size < 1
-            ):
-                raise ValueError(f"image_size: expected a positive int (pixels), got {image_size!r}")
-            images = read_images(inputs, image_size)
-            with self._eval_mode():
-                return embed_images(
-                    images,
-                    list(self.frontend.ops),
-                    self.backbone,
-                    self.device,
-                    batch_size,
-                    precision,
-                    self.feature_dim,
-                    progress,
-                )
-        raise EvalError(
-            f"embed: encoder {self.encoder_spec.get('name')!r} takes {self.modality or 'unknown'} input; "
-            "embed reads audio and images (call the encoder on tensors instead)"
-        )
+        if image_size is not None and not is_int_at_least(image_size, 1):
+            raise ValueError(f"image_size: expected a positive int (pixels), got {image_size!r}")
+        images = read_images(inputs, image_size)
+        with self._eval_mode():
+            return embed_images(
+                images,
+                list(self.frontend.ops),
+                self.backbone,
+                self.device,
+                batch_size,
+                precision,
+                self.feature_dim,
+                progress,
+            )
 
     def embed_frames(self, waves, *, precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
         """Audio: ((B, T', D) float32 frame embeddings, (B, T') timestamps in ms) of equal-length waves (B, T) (or
@@ -249,7 +244,7 @@ class Encoder(nn.Module):
         from .eval.audio_embedder import task_prenorm_stats
 
         rate, unit = self._audio_clock("fit_prenorm", unit_sec)
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        if not is_int_at_least(seed, 0):
             raise ValueError(f"fit_prenorm: seed must be a non-negative int, got {seed!r}")
         self._check_options(batch_size, "fp32", long_clips)
         op = self._prenorm_op()
@@ -269,12 +264,8 @@ class Encoder(nn.Module):
     def list_files(self, folder: str | os.PathLike) -> list[Path]:
         """The files of this encoder's modality in ``folder`` (recursive, by extension, sorted), or the rows of an
         EVAR metadata CSV: what ``embed`` reads for a folder or CSV and ``ssl-toolkit embed`` lists in ``files``."""
-        if self.modality not in ("audio", "image"):
-            raise EvalError(
-                f"list_files: encoder {self.encoder_spec.get('name')!r} takes {self.modality or 'unknown'} input; "
-                "files are listed for audio and image encoders"
-            )
-        return list(list_inputs(Path(folder), self.modality).paths)
+        self._need_file_modality("list_files")
+        return list(list_inputs(Path(folder), str(self.modality)).paths)
 
     # ------------------------------------------------------------------ helpers
     def _prenorm_op(self):
@@ -302,7 +293,8 @@ class Encoder(nn.Module):
 
         rate = frontend_sample_rate(list(self.frontend.ops))
         probe = torch.zeros(1, max(1, int(round(float(unit_sec) * rate))), device=self.device)
-        shapes_only = FrontEnd([op for op in self.frontend.ops if op is not self._prenorm_op()])  # stats or not
+        prenorm = self._prenorm_op()
+        shapes_only = FrontEnd([op for op in self.frontend.ops if op is not prenorm])  # with statistics or without
         try:
             with torch.inference_mode(), self._eval_mode():
                 self.backbone(shapes_only(probe))
@@ -312,6 +304,13 @@ class Encoder(nn.Module):
                 "use a longer unit"
             ) from None
         return float(unit_sec)
+
+    def _need_file_modality(self, what: str) -> None:
+        if self.modality not in ("audio", "image"):
+            raise EvalError(
+                f"{what}: encoder {self.encoder_spec.get('name')!r} takes {self.modality or 'unknown'} input; "
+                f"{what} reads audio and images (call the encoder on tensors instead)"
+            )
 
     def _need_modality(self, modality: str, what: str) -> None:
         if self.modality != modality:
@@ -331,7 +330,7 @@ class Encoder(nn.Module):
 
     @staticmethod
     def _check_options(batch_size: int, precision: str, long_clips: str) -> None:
-        if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) or batch_size < 1:
+        if not is_int_at_least(batch_size, 1):
             raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
         if precision not in PRECISIONS:
             raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")

@@ -4,13 +4,13 @@
 
 from __future__ import annotations
 
-import numbers
 import os
 import re
 from typing import Optional
 
 from .encoder import Encoder
 from .eval.errors import EvalError
+from .params import is_int_at_least
 
 
 def read_encoder(
@@ -37,7 +37,7 @@ def read_encoder(
     for flag, value in (("trainable", trainable), ("freeze_bn", freeze_bn)):
         if not isinstance(value, bool):
             raise TypeError(f"load_encoder: {flag} must be True or False, got {value!r}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+    if not is_int_at_least(seed, 0):
         raise ValueError(f"load_encoder: seed must be a non-negative int, got {seed!r}")
     if encoder is not None and not isinstance(encoder, dict):
         raise TypeError(f"load_encoder: encoder must be a mapping like {{'name': 'audiontt2020'}}, got {encoder!r}")

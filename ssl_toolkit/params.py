@@ -10,6 +10,7 @@ declares one for every int and float parameter).
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import types
 import typing
@@ -19,6 +20,12 @@ from typing import Annotated, Any, Callable, Optional
 
 from .paths import expand_path
 from .quoting import short_repr
+
+
+def is_int_at_least(value: Any, low: int) -> bool:
+    """Whether ``value`` is an integer (numpy's too, never a bool) of at least ``low``: an argument check of the
+    Python API, where recipes go through :class:`Range`."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= low
 
 
 @dataclass(frozen=True)

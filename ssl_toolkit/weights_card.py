@@ -17,6 +17,7 @@ import re
 from typing import Any, Optional
 
 from . import __version__
+from .recipe.schema import to_plain
 from .registry import AUGMENTATIONS, ENCODERS, RegistryError
 
 CARD_VERSION = 1
@@ -64,7 +65,7 @@ class WeightsCard:
         out = [
             f"encoder {k}={v!r} (the weights': {stored.get(k)!r})"
             for k, v in (encoder or {}).items()
-            if k not in where_from and stored.get(k) != _plain(v)  # where first weights came from: not architecture
+            if k not in where_from and stored.get(k) != to_plain(v)  # where first weights came from: not architecture
         ]
         if frontend is None:
             return out
@@ -76,7 +77,7 @@ class WeightsCard:
             out += [
                 f"frontend {k}={v!r} (the weights': {full.get(k)!r})"
                 for k, v in given.items()
-                if full.get(k) != _plain(v)
+                if full.get(k) != to_plain(v)
             ]
         return out
 
@@ -109,21 +110,15 @@ def tensor_state(state: dict) -> dict:
     return out
 
 
-def _plain(value: Any) -> Any:
-    """Tuples as lists, recursively: a spec's values as YAML and the card hold them."""
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
 def _with_defaults(registry, spec: dict) -> dict:
-    """``spec`` with the registered builder's defaults for the parameters it leaves out (values plain)."""
+    """``spec`` with the registered builder's defaults for the parameters it leaves out (values plain: tuples as
+    lists, as YAML and the card hold them)."""
     try:
         params = registry.get(spec["name"]).parameters()
     except (RegistryError, KeyError):
         params = {}
     defaults = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
-    return {k: _plain(v) for k, v in {**defaults, **spec}.items()}
+    return {k: to_plain(v) for k, v in {**defaults, **spec}.items()}
 
 
 def _spec(op: Any) -> dict:
