@@ -257,6 +257,16 @@ def test_errors_name_what_is_wrong(tone_csv, tiny_audio_checkpoint, tmp_path, te
     assert "--encoder: expected a YAML dict" in capsys.readouterr().err
     assert main(["embed", "random", str(tone_csv), "--out", str(tmp_path / "y"), "--frontend", "[log_mel]"]) == 1
     assert "--frontend: expected a YAML list of op mappings" in capsys.readouterr().err
+    out = str(tmp_path / "z")
+    assert (
+        main(["embed", str(ckpt), str(tone_csv), "--root", "wav", "--out", out, "--encoder", "{feature_d: 999}"]) == 1
+    )
+    err = capsys.readouterr().err.strip()
+    assert "carry their architecture, and encoder feature_d=999" in err and "--encoder / --frontend are for" in err
+    assert len(err.splitlines()) == 1
+    recipe = str(ROOT / "recipes" / "audio" / "byola_fsdd.yaml")
+    assert main(["embed", recipe, str(tone_csv), "--root", "wav", "--out", out]) == 1
+    assert "byola_fsdd.yaml: a recipe, not weights" in capsys.readouterr().err
 
 
 def test_the_streaming_write_spools_frames_to_disk(tone_csv, tiny_audio_checkpoint, tmp_path, monkeypatch):
