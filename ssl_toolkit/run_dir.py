@@ -156,12 +156,12 @@ def _flatten(tree: Any, prefix: str = "") -> dict:
     return {prefix[:-1]: tree}
 
 
-def recipe_changes(old: dict, new: dict) -> list[tuple[str, Any, Any]]:
-    """``(key, checkpoint value, new value)`` for every key outside SAFE_ON_RESUME that differs."""
+def recipe_changes(old: dict, new: dict, safe: tuple[str, ...] = SAFE_ON_RESUME) -> list[tuple[str, Any, Any]]:
+    """``(key, checkpoint value, new value)`` for every key outside ``safe`` (and below) that differs."""
     a, b = _flatten(old), _flatten(new)
     changed = []
     for key in sorted(set(a) | set(b)):
-        if any(key == s or key.startswith(s + ".") for s in SAFE_ON_RESUME):
+        if any(key == s or key.startswith(s + ".") for s in safe):
             continue
         if a.get(key, "<unset>") != b.get(key, "<unset>"):
             changed.append((key, a.get(key, "<unset>"), b.get(key, "<unset>")))

@@ -30,7 +30,6 @@ the claim runs the recipes as shipped. ``--table`` writes ``finetune_claims.md``
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -38,9 +37,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-sys.path[:0] = [str(ROOT / "benchmarks" / "quality"), str(ROOT / "benchmarks" / "claims")]
+sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT / "benchmarks" / "claims")]
 
-from bench_audio_budget import logged  # noqa: E402  (one reader of the results files' JSON lines)
+from harness import train_or_reuse  # noqa: E402
+from jsonl_log import append_jsonl, read_jsonl  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 CLAIMS_FILE = RESULTS / "finetune_claims.jsonl"
@@ -63,25 +63,13 @@ CLAIMS = {
 }
 
 
-def append(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
-
-
 def pretrained(claim: str, seed: int) -> Path:
     """The pretraining run of ``claim`` and ``seed``, trained (or resumed) when it has no encoder yet."""
     from ssl_toolkit.recipe import load_recipe
-    from ssl_toolkit.training.trainer import Trainer
 
     c = CLAIMS[claim]
     run_dir = ROOT / c["run"].format(seed=seed)
-    if not (run_dir / "encoder.pt").exists():
-        ov = [*COMMON, f"seed={seed}", *c["overrides"]]
-        Trainer(load_recipe(ROOT / c["recipe"], ov), out_dir=run_dir, resume="auto", quiet=True).fit()
-        if not (run_dir / "encoder.pt").exists():
-            raise SystemExit(f"pretraining {run_dir} was interrupted; rerun the same command to finish it")
+    train_or_reuse(load_recipe(ROOT / c["recipe"], [*COMMON, f"seed={seed}", *c["overrides"]]), run_dir)
     return run_dir
 
 
@@ -145,7 +133,7 @@ def rows_of(claim: str, seed: int, results: dict) -> list[dict]:
 
 
 def run_claim(claim: str, seeds: list[int]) -> None:
-    done = {(r["claim"], r["seed"]) for r in logged(CLAIMS_FILE)}
+    done = {(r["claim"], r["seed"]) for r in read_jsonl(CLAIMS_FILE)}
     for seed in seeds:
         if (claim, seed) in done:
             print(f"{claim} seed {seed}: logged, skipped", flush=True)
@@ -155,7 +143,7 @@ def run_claim(claim: str, seeds: list[int]) -> None:
         rows = []
         for path in CLAIMS[claim]["evals"]:
             rows += rows_of(claim, seed, evaluate(claim, seed, run_dir, path, ["plots.tsne=false"]))
-        append(CLAIMS_FILE, rows)
+        append_jsonl(CLAIMS_FILE, rows)
         print(f"{claim} seed {seed}: {len(rows)} rows in {time.perf_counter() - t0:.0f} s", flush=True)
         for r in rows:
             print(f"  {r['key']:<40} {100 * r['score']:.2f}  ({r['elapsed_s']} s)", flush=True)
@@ -163,7 +151,7 @@ def run_claim(claim: str, seeds: list[int]) -> None:
 
 def run_sweep(claim: str, lrs: list[float], seed: int = 0) -> None:
     """Fine-tuning only, at each lr: the best validation score per fraction and system (held-out items)."""
-    done = {(r["claim"], r["lr"], task_of(r["key"])) for r in logged(SWEEP_FILE)}
+    done = {(r["claim"], r["lr"], task_of(r["key"])) for r in read_jsonl(SWEEP_FILE)}
     run_dir = pretrained(claim, seed)
     for lr in lrs:
         for path, recipe in claim_evals(claim):
@@ -191,7 +179,7 @@ def run_sweep(claim: str, lrs: list[float], seed: int = 0) -> None:
                 for system, entries in systems.items()
                 for key, e in entries.items()
             ]
-            append(SWEEP_FILE, rows)
+            append_jsonl(SWEEP_FILE, rows)
             print(
                 f"lr {lr} ({time.perf_counter() - t0:.0f} s): "
                 + ", ".join(f"{r['key']} valid {100 * sum(r['valid']) / len(r['valid']):.1f}" for r in rows),
@@ -212,7 +200,7 @@ def pooled_valid(claim: str) -> dict[tuple[str, str], dict[float, float]]:
         t.name: recipe.finetune.select_epoch == "last" for _, recipe in claim_evals(claim) for t in recipe.parsed_tasks
     }
     hits: dict[tuple[str, str], dict[float, list[float]]] = {}
-    for r in logged(SWEEP_FILE):
+    for r in read_jsonl(SWEEP_FILE):
         if r["claim"] == claim:
             task, system = task_of(r["key"]), r["key"].rsplit(" ", 1)[1]
             scores = [c[-1] for c in r["valid_curves"]] if last.get(task) else r["valid"]
@@ -282,7 +270,7 @@ def table() -> Path:
     from validity_verdicts import mean_std
 
     by_key: dict[str, list[dict]] = {}
-    for r in logged(CLAIMS_FILE):
+    for r in read_jsonl(CLAIMS_FILE):
         by_key.setdefault(r["key"], []).append(r)
     lines = [
         "# Fine-tuning and few labels (issue 33)",
@@ -304,7 +292,7 @@ def table() -> Path:
             f"{rows[0]['n_train']} / {rows[0]['n_valid']} / {rows[0]['n_test']} | {t:.0f} |"
         )
     lines.append("<!-- --8<-- [end:table] -->")  # docs/evaluation.md includes the table
-    sweep = logged(SWEEP_FILE)
+    sweep = read_jsonl(SWEEP_FILE)
     if sweep:
         lines += [
             "",

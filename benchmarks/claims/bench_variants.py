@@ -50,10 +50,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT / "benchmarks")]
 
 import torch  # noqa: E402
 from claim_catalog import CROP_ONLY, NO_COLOUR, SMALL_BATCH  # noqa: E402
+from harness import train_or_reuse  # noqa: E402
+from jsonl_log import append_jsonl, read_jsonl  # noqa: E402
 
 PREDICTORS = ("directpred", "directcopy", "ne", "visser", "ns", "ns2", "stiefel")
 STIEFEL_PAPER = ["model.predictor.normalize=false", "model.predictor.alpha=0.3"]  # diagnose_stiefel.py
@@ -230,32 +232,26 @@ def eval_recipe(modality: str, size: str):
     return validate_eval_tree(tree, origins)
 
 
+def train_overrides(modality: str, size: str, seed: int, overrides: list[str]) -> list[str]:
+    """Everything a run's recipe is loaded with: the bench's common keys, the size's, the run's own."""
+    size_ov = SETTINGS[modality].get(f"{size}_train", [])
+    return ["trainer.progress=false", "trainer.tensorboard=false", f"seed={seed}", "device=cpu", *size_ov, *overrides]
+
+
 def train_and_eval(
     recipe_path: str, overrides: list[str], seed: int, run_dir: Path, modality: str, size: str, label: str
 ) -> dict:
     from ssl_toolkit.eval.runner import run_eval
     from ssl_toolkit.recipe import load_recipe
-    from ssl_toolkit.training.trainer import Trainer
 
-    s = SETTINGS[modality]
-    train_ov = [
-        "trainer.progress=false",
-        "trainer.tensorboard=false",
-        f"seed={seed}",
-        "device=cpu",
-        *s.get(f"{size}_train", []),
-        *overrides,
-    ]
+    train_ov = train_overrides(modality, size, seed, overrides)
     saved = run_dir / "bench_result.json"
     if saved.exists():
         res = json.loads(saved.read_text())
         if res.get("overrides") == train_ov:
             return res
     t0 = time.perf_counter()
-    if not (run_dir / "encoder.pt").exists():  # a run stopped part-way resumes from its last checkpoint
-        Trainer(load_recipe(ROOT / recipe_path, train_ov), out_dir=run_dir, resume="auto", quiet=True).fit()
-        if not (run_dir / "encoder.pt").exists():  # SIGTERM/SIGUSR1: the trainer checkpointed and returned early
-            raise SystemExit(f"training of {run_dir} was interrupted (signal); rerun the same command to redo it")
+    train_or_reuse(load_recipe(ROOT / recipe_path, train_ov), run_dir)
     res = {"recipe": recipe_path, "overrides": train_ov, **_last_metrics(run_dir)}
     ev = run_eval(eval_recipe(modality, size), str(run_dir), out_dir=run_dir / "eval", quiet=True)
     for key, entry in ev["tasks"].items():
@@ -272,16 +268,22 @@ def _config(recipe_path: str, overrides: list[str], seed: int) -> str:
 
 
 def _logged(path) -> dict:
-    """The runs already appended to a results file, by config (a line cut short by a kill is ignored)."""
-    found = {}
-    if path is not None and Path(path).exists():
-        for line in Path(path).read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue
-            found[row["key"]] = row["result"]
-    return found
+    """The runs already appended to a results file, by config (jsonl_log: a last line cut short is not a run)."""
+    return {} if path is None else {row["key"]: row["result"] for row in read_jsonl(path)}
+
+
+def logged_result(
+    logged: dict, path, recipe_path: str, overrides: list[str], seed: int, modality: str, size: str
+) -> dict | None:
+    """The logged result of this run (None: not run yet); a row logged from other settings (another --size) is an
+    error, never a result of this size."""
+    res = logged.get(_config(recipe_path, overrides, seed))
+    if res is not None and res["overrides"] != (want := train_overrides(modality, size, seed, overrides)):
+        raise SystemExit(
+            f"{path}: {_config(recipe_path, overrides, seed)} was logged from a run with overrides "
+            f"{res['overrides']}, --size {size} trains it with {want}; write this size's results to another --jsonl"
+        )
+    return res
 
 
 def _append(path, recipe_path: str, overrides: list[str], seed: int, group: str, label: str, res: dict) -> None:
@@ -313,9 +315,7 @@ def _append(path, recipe_path: str, overrides: list[str], seed: int, group: str,
         "finished": datetime.now().isoformat(timespec="seconds"),
         "result": res,
     }
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
+    append_jsonl(path, [row])
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -462,7 +462,7 @@ def main(argv=None) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-            done[key] = logged.get(_config(recipe_path, overrides, seed))
+            done[key] = logged_result(logged, args.jsonl, recipe_path, overrides, seed, args.modality, args.size)
             if done[key] is None:
                 done[key] = train_and_eval(
                     recipe_path, overrides, seed, out / "runs" / tag, args.modality, args.size, label

@@ -12,7 +12,6 @@ unfinished run from its checkpoint); ``results/simclr_temperature_sweep.md`` is 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from datetime import datetime
@@ -22,7 +21,11 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks" / "claims")]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "benchmarks" / "claims")]
+
+from harness import train_or_reuse  # noqa: E402
+from jsonl_log import append_jsonl, read_jsonl  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results"
 RECIPE = "recipes/variants/image/simclr_cifar10_cpu.yaml"
 SUBSET = ROOT.parent / "shared" / "data" / "cifar10" / "cifar10_subset_20k_5k.npz"
@@ -53,7 +56,6 @@ def run_one(temperature: float, seed: int, out: Path) -> dict:
     from ssl_toolkit.eval.runner import run_eval
     from ssl_toolkit.eval.schema import load_eval_recipe
     from ssl_toolkit.recipe import load_recipe
-    from ssl_toolkit.training.trainer import Trainer
 
     overrides = [
         "trainer.progress=false",
@@ -63,10 +65,7 @@ def run_one(temperature: float, seed: int, out: Path) -> dict:
         f"method.temperature={temperature}",
     ]
     t0 = time.perf_counter()
-    if not (out / "encoder.pt").exists():
-        Trainer(load_recipe(ROOT / RECIPE, overrides), out_dir=out, resume="auto", quiet=True).fit()
-        if not (out / "encoder.pt").exists():
-            raise SystemExit(f"training of {out} was interrupted; rerun to resume it")
+    train_or_reuse(load_recipe(ROOT / RECIPE, overrides), out)
     ev = load_eval_recipe(
         ROOT / "recipes/eval/cifar10.yaml",
         [
@@ -103,21 +102,13 @@ def main() -> None:
     import ssl_toolkit.components  # noqa: F401
 
     log = RESULTS / "simclr_temperature_sweep.jsonl"
-    done = {}
-    if log.exists():
-        for line in log.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue
-            done[(row["temperature"], row["seed"])] = row
+    done = {(row["temperature"], row["seed"]): row for row in read_jsonl(log)}
     for t in args.temperatures:
         if (t, args.seed) in done:
             continue
         print(f"SimCLR T={t} seed {args.seed}", file=sys.stderr, flush=True)
         row = run_one(t, args.seed, ROOT / "runs" / "simclr_sweep" / f"T{t}-s{args.seed}")
-        with open(log, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_jsonl(log, [row])
         done[(t, args.seed)] = row
         print(f"    held-out linear {row['linear']:.4f} knn {row['knn']:.4f}", file=sys.stderr, flush=True)
     rows = sorted(done.values(), key=lambda r: r["temperature"])

@@ -17,52 +17,61 @@ Verdicts, on the claim's metric (linear accuracy unless named), mean ± sample s
   issue's own bar for BN-free BYOL), *not reproduced at this size* when A is behind by more than the tolerance with
   intervals that do not overlap, *reproduced and exceeded* when A is ahead by more than the tolerance with intervals
   that do not overlap (the claim that A does as well holds, with room), else *inconclusive*;
-- a "collapses" claim is *reproduced* when every seed ends with the collapse metric below 0.05;
+- a "collapses" claim is *reproduced* when every seed ends with the collapse metric below 0.05, *not reproduced at
+  this size* when some seed ends at or above it, *inconclusive* when a seed has no final collapse metric (a run
+  that diverged);
 - a "smaller drop" claim (A loses less than B when the same thing is taken away: BYOL vs SimCLR without colour
   distortion, with crops only, at a smaller batch) compares the drops full − ablated, each measured on the seeds
   that ran both the full and the ablated recipe of its method: *reproduced* when the intervals mean ± std of the two
   drops do not overlap and A's drop is the smaller, *not reproduced at this size* when they do not overlap and A's
   is the larger, *inconclusive* when they overlap;
 - a "worse, no collapse" claim (A learns far less than B but does not collapse: BYOL's fixed random target) is
-  *reproduced* when B beats A with intervals apart and every seed of A ends with the collapse metric at or above
-  0.05, *not reproduced at this size* when A collapsed on some seed or is not behind with intervals apart;
-- a "plateau" claim (the members are a broad optimum: τ_base 0.9 … 0.99) is *reproduced* when the members' means
+  *not reproduced at this size* when some seed of A ends with the collapse metric below 0.05 (it collapsed), and
+  otherwise (every seed of A at or above it) *reproduced* when B is ahead with intervals apart, *not reproduced at
+  this size* when A is ahead with intervals apart, *inconclusive* when the intervals overlap or a seed of A has no
+  final collapse metric;
+- a "plateau" claim (the members are a broad optimum: τ_base 0.9 … 0.999) is *reproduced* when the members' means
   lie within the 3-point tolerance of each other and every member's mean is above every outsider's (τ_base 1 and
   0), *not reproduced at this size* otherwise;
 - fewer than 2 seeds of either side (every member and outsider of a plateau): *pending* (and how many runs exist).
 
-    python benchmarks/claims/validity_verdicts.py
+A seed logged twice (a rerun) counts once, with its last row (a warning names it); the results files are read by
+``benchmarks/jsonl_log.py`` (a line that does not parse is an error, except a last line cut short by a kill).
+
+    python benchmarks/claims/validity_verdicts.py           # rewrite validity_claims.{md,json} and the README table
+    python benchmarks/claims/validity_verdicts.py --check   # write nothing; exit 1 when one of them is stale
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import re
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT / "benchmarks")]
 
 from claim_catalog import AUD, CLAIMS, CROP_ONLY, FT, IMG, NO_COLOUR, SMALL_BATCH, Claim  # noqa: E402
+from jsonl_log import read_jsonl  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
 TOLERANCE = 0.03  # "comparable": within 3 points
+COLLAPSED = 0.05  # a final collapse metric below this is a collapsed run
 
 
 def runs(file: str) -> dict[str, list[dict]]:
-    """Rows of one results file by run key without the seed."""
-    out: dict[str, list[dict]] = {}
-    path = RESULTS / file
-    if not path.exists():
-        return out
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:  # a line cut short by a kill
-            continue
+    """Rows of one results file by run key without the seed, one per seed (a rerun's last row)."""
+    by_seed: dict[tuple[str, int], dict] = {}
+    for row in read_jsonl(RESULTS / file):
         key = re.sub(r" seed=\d+$", "", row.get("key") or row["config"])
+        if (key, row["seed"]) in by_seed:
+            print(f"{RESULTS / file}: {key} seed {row['seed']} is logged twice; its last row counts", file=sys.stderr)
+        by_seed[key, row["seed"]] = row
+    out: dict[str, list[dict]] = {}
+    for (key, _), row in by_seed.items():
         out.setdefault(key, []).append(row)
     return out
 
@@ -78,6 +87,15 @@ def values(rows: list[dict], metric: str) -> list[float]:
     return [v for v in (_value(r, metric) for r in rows) if v is not None]
 
 
+def collapse_of_scored(rows: list[dict], metric: str) -> list[float | None]:
+    """The final collapse metric of each seed that has a ``metric`` value (None where it has none)."""
+    return [_value(r, "final_collapse") for r in rows if _value(r, metric) is not None]
+
+
+def _no_collapse_metric(collapse: list[float | None]) -> str:
+    return f"inconclusive ({collapse.count(None)} seed(s) without a final collapse metric)"
+
+
 def paired(rows_a: list[dict], rows_b: list[dict], metric: str) -> list[float]:
     """A − B on each pretraining seed both sides ran (the seed sets both sides' data order and random draws)."""
     b = {r["seed"]: _value(r, metric) for r in rows_b}
@@ -89,11 +107,17 @@ def mean_std(v: list[float]) -> tuple[float, float]:
     return m, (sum((x - m) ** 2 for x in v) / (len(v) - 1)) ** 0.5 if len(v) > 1 else 0.0
 
 
-def verdict(claim: Claim, a: list[float], b: list[float], collapse: list[float]) -> str:
+def verdict(claim: Claim, a: list[float], b: list[float], collapse: list[float | None]) -> str:
+    """A "better", "comparable" or "collapses" claim (``collapse``: each seed's final collapse metric, None where
+    a run has none)."""
     if claim.kind == "collapses":
         if len(collapse) < 2:
             return f"pending ({len(collapse)} of 3 runs)"
-        return "reproduced" if max(collapse) < 0.05 else "not reproduced at this size"
+        if None in collapse:
+            return _no_collapse_metric(collapse)
+        return "reproduced" if max(c for c in collapse if c is not None) < COLLAPSED else "not reproduced at this size"
+    if claim.kind not in ("better", "comparable"):
+        raise ValueError(f"claim {claim.name!r}: verdict() judges better / comparable / collapses, not {claim.kind!r}")
     if len(a) < 2 or len(b) < 2:
         return f"pending ({len(a)} of 3 and {len(b)} of 3 runs)"
     (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
@@ -104,7 +128,7 @@ def verdict(claim: Claim, a: list[float], b: list[float], collapse: list[float])
             if not apart
             else ("reproduced" if ma > mb else "not reproduced at this size")
         )
-    if abs(ma - mb) <= TOLERANCE:
+    if within_tolerance(ma, mb):
         return "reproduced"
     if not apart:
         return "inconclusive (spreads overlap)"
@@ -132,11 +156,19 @@ def drop_verdict(drop_a: list[float], drop_b: list[float]) -> str:
     return "inconclusive (spreads overlap)"
 
 
-def worse_without_collapse_verdict(a: list[float], b: list[float], collapse: list[float]) -> str:
+def within_tolerance(ma: float, mb: float) -> bool:
+    """|ma − mb| ≤ TOLERANCE, with 3 points exactly inside (0.45 − 0.42 is 0.030000000000000027 in floats)."""
+    return abs(ma - mb) <= TOLERANCE + 1e-9
+
+
+def worse_without_collapse_verdict(a: list[float], b: list[float], collapse: list[float | None]) -> str:
+    """``collapse``: the final collapse metric of each seed of ``a`` (None where a run has none)."""
     if len(a) < 2 or len(b) < 2:
         return f"pending ({len(a)} of 3 and {len(b)} of 3 runs)"
-    if min(collapse) < 0.05:
-        return f"not reproduced at this size (collapsed: final collapse metric {min(collapse):.3f})"
+    if (lowest := min((c for c in collapse if c is not None), default=None)) is not None and lowest < COLLAPSED:
+        return f"not reproduced at this size (collapsed: final collapse metric {lowest:.3f})"
+    if None in collapse:
+        return _no_collapse_metric(collapse)
     (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
     if ma + sa < mb - sb:
         return "reproduced"
@@ -149,7 +181,7 @@ def plateau_verdict(members: list[list[float]], outsiders: list[list[float]]) ->
         return f"pending ({sum(min(n, 3) for n in sizes)} of {3 * len(sizes)} runs)"
     inside = [mean_std(v)[0] for v in members]
     outside = [mean_std(v)[0] for v in outsiders]
-    if max(inside) - min(inside) <= TOLERANCE and min(inside) > max(outside):
+    if within_tolerance(max(inside), min(inside)) and min(inside) > max(outside):
         return "reproduced"
     return "not reproduced at this size"
 
@@ -183,19 +215,21 @@ def assess() -> list[dict]:
         a, b = values(rows_a, c.metric), values(rows_b, c.metric)
         collapse = values(rows_a, "final_collapse")
         diffs = paired(rows_a, rows_b, c.metric) if c.b else []
+        groups: dict[str, dict[str, list[float]]] = {}
         if c.kind == "smaller drop":  # A and B are the drops; same seed: B's drop − A's drop
             da, db = drops(got.get(c.a_full, []), rows_a, c.metric), drops(got.get(c.b_full, []), rows_b, c.metric)
             a, b, diffs = list(da.values()), list(db.values()), [db[k] - da[k] for k in da if k in db]
             text = drop_verdict(a, b)
         elif c.kind == "worse, no collapse":
-            text = worse_without_collapse_verdict(a, b, collapse)
+            text = worse_without_collapse_verdict(a, b, collapse_of_scored(rows_a, c.metric))
         elif c.kind == "plateau":
-            text = plateau_verdict(
-                [values(got.get(k, []), c.metric) for k in c.members],
-                [values(got.get(k, []), c.metric) for k in c.outsiders],
-            )
+            groups = {
+                side: {k: values(got.get(k, []), c.metric) for k in keys}
+                for side, keys in (("members", c.members), ("outsiders", c.outsiders))
+            }
+            text = plateau_verdict(list(groups["members"].values()), list(groups["outsiders"].values()))
         else:
-            text = verdict(c, a, b, collapse)
+            text = verdict(c, a, b, [_value(r, "final_collapse") for r in rows_a])
         out.append(
             {
                 "claim": c.name,
@@ -208,6 +242,7 @@ def assess() -> list[dict]:
                 "b_values": b,
                 "a_collapse": collapse,
                 "paired_differences": diffs,
+                **groups,
                 "verdict": with_caveat(c, text),
                 "caveat": shown_caveat(c, text),
                 "drop_word": c.drop_word,
@@ -231,8 +266,20 @@ def short_key(key: str) -> str:
     return key
 
 
+def _group_cell(runs: dict[str, list[float]]) -> str:
+    """A plateau's members (or outsiders), each by its overrides: ``ema.tau_base=0.9: 35.2 (n=1); ...``."""
+    return "; ".join(f"{k.split(' ', 1)[1] if ' ' in k else 'recipe'}: {_cell(v)}" for k, v in runs.items())
+
+
+def _outsiders_cell(r: dict) -> str:
+    return f"outside: {_group_cell(r['outsiders'])}" if r["kind"] == "plateau" else ""
+
+
 def _a_cell(r: dict) -> str:
-    """A's cell: a collapse claim leads with the collapse metric, the others with the claim's metric."""
+    """A's cell: a collapse claim leads with the collapse metric, a plateau lists its members, the others give the
+    claim's metric."""
+    if r["kind"] == "plateau":
+        return _group_cell(r["members"])
     if r["kind"] == "collapses":
         return f"collapse {_cell(r['a_collapse'], 1, 3)}; {r['metric']} {_cell(r['a_values'])}"
     collapse = f"; collapse {mean_std(r['a_collapse'])[0]:.2f}" if r["a_collapse"] else ""
@@ -275,11 +322,9 @@ def markdown(rows: list[dict]) -> str:
             )
         )
         a, b = _worded(r, a, _cell(r["b_values"]))
-        b = f"{short_key(r['b'])}: {b}" if r["b"] else ""
-        lines.append(
-            f"| {r['claim']} | {short_key(r['a'])}: {a} | {b} | "
-            f"{delta} | {r['verdict']} | {short_source(r['source'])} |"
-        )
+        b = f"{short_key(r['b'])}: {b}" if r["b"] else _outsiders_cell(r)
+        a = f"{short_key(r['a'].split(' ')[0] if r['kind'] == 'plateau' else r['a'])}: {a}"
+        lines.append(f"| {r['claim']} | {a} | {b} | {delta} | {r['verdict']} | {short_source(r['source'])} |")
     lines += ["<!-- --8<-- [end:table] -->", "", "## Sources", ""]  # the docs include the table (docs/variants.md)
     lines += [f"- {r['claim']}: {r['source']}" for r in rows]
     return "\n".join(lines) + "\n"
@@ -298,9 +343,11 @@ def readme_table(rows: list[dict]) -> str:
     for r in rows:
         if short_source(r["source"]).split()[0] not in ("Grill", "Niizumi"):
             continue
-        a, b = _worded(r, _cell(r["a_values"]), _cell(r["b_values"]) if r["b"] else "")
+        a, b = _worded(r, _cell(r["a_values"]), _cell(r["b_values"]) if r["b"] else _outsiders_cell(r))
         if r["kind"] == "collapses":
             a = f"collapse {_cell(r['a_collapse'], 1, 3)}"
+        if r["kind"] == "plateau":
+            a = _group_cell(r["members"])
         mark = "\\*" if r["caveat"] else ""
         lines.append(f"| {r['claim']} | {a} | {b} | {r['verdict'].split(' (')[0]}{mark} |")
     if any(r["caveat"] for r in rows):
@@ -308,18 +355,36 @@ def readme_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_readme(rows: list[dict], path: Path = README) -> None:
+def write_readme(rows: list[dict], path: Path | None = None) -> None:
     """Replace the table between the README's markers (the rest of the file is left as it is)."""
-    text = path.read_text()
+    path = path or README
+    path.write_text(outputs(rows, path)[path])
+
+
+def outputs(rows: list[dict], readme: Path | None = None) -> dict[Path, str]:
+    """What each written file holds once the verdicts are in (the README with its table replaced)."""
+    readme = readme or README
+    text = readme.read_text()
     start, end = (text.index(m) for m in README_MARKS)
-    path.write_text(text[: start + len(README_MARKS[0])] + "\n" + readme_table(rows) + text[end:])
+    return {
+        RESULTS / "validity_claims.json": json.dumps(rows, indent=1) + "\n",
+        RESULTS / "validity_claims.md": markdown(rows),
+        readme: text[: start + len(README_MARKS[0])] + "\n" + readme_table(rows) + text[end:],
+    }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--check", action="store_true", help="write nothing; exit 1 when a written file is stale")
+    args = ap.parse_args(argv)
     rows = assess()
-    (RESULTS / "validity_claims.json").write_text(json.dumps(rows, indent=1) + "\n")
-    (RESULTS / "validity_claims.md").write_text(markdown(rows))
-    write_readme(rows)
+    stale = [path for path, text in outputs(rows).items() if not path.exists() or path.read_text() != text]
+    if args.check:
+        for path in stale:
+            print(f"stale: {path.relative_to(ROOT)} (run benchmarks/claims/validity_verdicts.py)", file=sys.stderr)
+        return 1 if stale else 0
+    for path, text in outputs(rows).items():
+        path.write_text(text)
     print(markdown(rows))
     return 0
 

@@ -21,7 +21,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+from harness import train_or_reuse  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results"
 
 # setup: (training recipe, overrides, eval recipe, task)
@@ -54,12 +57,11 @@ SETUPS = {
 
 def train(setup: str, run_dir: Path) -> None:
     from ssl_toolkit.recipe import load_recipe
-    from ssl_toolkit.training.trainer import Trainer
 
     recipe, overrides, *_ = SETUPS[setup]
-    if not (run_dir / "encoder.pt").exists():
-        ov = ["trainer.progress=false", "trainer.tensorboard=false", *overrides]
-        Trainer(load_recipe(ROOT / recipe, ov), out_dir=run_dir, resume="auto").fit()
+    train_or_reuse(
+        load_recipe(ROOT / recipe, ["trainer.progress=false", "trainer.tensorboard=false", *overrides]), run_dir
+    )
 
 
 def evaluate(setup: str, checkpoint: str, out: Path) -> dict:

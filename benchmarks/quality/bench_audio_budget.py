@@ -28,7 +28,10 @@ from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+from harness import train_or_reuse  # noqa: E402
+from jsonl_log import append_jsonl, read_jsonl  # noqa: E402
 
 RECIPE = "recipes/audio/byola_v1_cpu_8min.yaml"  # the levers change BYOL-A v1 at the budget
 RESULTS = ROOT / "benchmarks" / "results" / "audio_budget.jsonl"
@@ -141,7 +144,7 @@ LEVERS.update(
         ),
         "abl_no_rrc": ("abl_full without random resize crop (mixup + fader)", [*_v2_without("rrc"), *ABLATION_STEPS]),
         "abl_no_fader": (
-            "abl_full without the random linear fader (v1's mixup + RRC)",
+            "abl_full without the random linear fader (mixup + RRC, at v2's settings)",
             [*_v2_without("fader"), *ABLATION_STEPS],
         ),
         "abl_no_prenorm": (
@@ -196,17 +199,13 @@ def _eval(run_dir: Path) -> dict:
 
 def run_one(label: str, seed: int, out: Path) -> dict:
     from ssl_toolkit.recipe import load_recipe
-    from ssl_toolkit.training.trainer import Trainer
 
     what, overrides = LEVERS[label]
     run_dir = out / f"{label}-s{seed}"
     train_ov = ["trainer.progress=false", "trainer.tensorboard=false", f"seed={seed}", *overrides]
     t0 = time.perf_counter()
-    if not (run_dir / "encoder.pt").exists():
-        Trainer(load_recipe(ROOT / RECIPE, train_ov), out_dir=run_dir, resume="auto", quiet=True).fit()
-        if not (run_dir / "encoder.pt").exists():
-            raise SystemExit(f"training of {run_dir} was interrupted; rerun the same command to finish it")
     recipe = load_recipe(ROOT / RECIPE, train_ov)
+    train_or_reuse(recipe, run_dir)
     row = {
         "lever": label,
         "what": what,
@@ -226,17 +225,6 @@ def run_one(label: str, seed: int, out: Path) -> dict:
         }
     )
     return row
-
-
-def logged(path: Path = RESULTS) -> list[dict]:
-    rows = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except ValueError:  # a line cut short by a kill
-                continue
-    return rows
 
 
 def _ms(values: list[float]) -> str:
@@ -344,23 +332,27 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(2)
-    done = {(r["lever"], r["seed"]) for r in logged()}
+    done = {(r["lever"], r["seed"]): r["overrides"] for r in read_jsonl(RESULTS)}
     for label in [] if args.table else args.levers:
-        for seed in args.seeds:
+        for seed in dict.fromkeys(args.seeds):
             if (label, seed) in done:
+                if done[label, seed] != LEVERS[label][1]:
+                    raise SystemExit(
+                        f"{RESULTS}: {label} seed {seed} was logged with overrides {done[label, seed]}, the lever "
+                        f"now has {LEVERS[label][1]}; move that line to a superseded file to run it again"
+                    )
                 print(f"{label} seed {seed}: logged, skipped")
                 continue
             row = run_one(label, seed, args.out)
-            RESULTS.parent.mkdir(parents=True, exist_ok=True)
-            with open(RESULTS, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            append_jsonl(RESULTS, [row])
+            done[label, seed] = row["overrides"]
             m = row["scores"]["model"]
             print(
                 f"{label} seed {seed}: {row['steps']} steps, "
                 + ", ".join(f"{t} {100 * sum(m[t]) / len(m[t]):.1f}" for t in TASKS),
                 flush=True,
             )
-    rows = logged()
+    rows = read_jsonl(RESULTS)
     (RESULTS.with_suffix(".md")).write_text(table(rows))
     VALIDITY.write_text("".join(json.dumps(r) + "\n" for r in validity_rows(rows)))
     return 0

@@ -38,6 +38,9 @@ COLLAPSE = catalog.Claim("x", "src", "collapses", catalog.IMG, "a")
         (BETTER, [0.40, 0.42], [0.50, 0.52], "not reproduced at this size"),
         (BETTER, [0.44, 0.52], [0.42, 0.47], "inconclusive (spreads overlap)"),  # 0.48 ± 0.057 vs 0.445 ± 0.035
         (SAME, [0.44, 0.46], [0.45, 0.47], "reproduced"),  # |Δ| = 1 point ≤ 3
+        (SAME, [0.45, 0.45], [0.42, 0.42], "reproduced"),  # 3 points exactly (0.030000000000000027 in floats)
+        (SAME, [0.452, 0.452], [0.42, 0.42], "reproduced and exceeded (A ahead, spreads apart)"),  # 3.2 points
+        (SAME, [0.38, 0.38], [0.42, 0.42], "not reproduced at this size"),  # 4 points behind
         (SAME, [0.30, 0.31], [0.45, 0.46], "not reproduced at this size"),
         (SAME, [0.30, 0.46], [0.45, 0.46], "inconclusive (spreads overlap)"),  # Δ = −7.5 points, 0.38 ± 0.113
         (SAME, [0.60, 0.61], [0.45, 0.46], "reproduced and exceeded (A ahead, spreads apart)"),  # +15 points
@@ -50,9 +53,26 @@ def test_verdict_rules(claim, a, b, expected):
 
 
 def test_collapse_verdict_needs_every_seed_collapsed():
-    assert verdicts.verdict(COLLAPSE, [], [], [0.001, 0.002]) == "reproduced"
-    assert verdicts.verdict(COLLAPSE, [], [], [0.001, 0.6]) == "not reproduced at this size"
+    assert verdicts.verdict(COLLAPSE, [], [], [0.001, 0.049]) == "reproduced"
+    assert verdicts.verdict(COLLAPSE, [], [], [0.001, 0.051]) == "not reproduced at this size"  # threshold 0.05
     assert verdicts.verdict(COLLAPSE, [], [], [0.001]).startswith("pending")
+    # a run without a final collapse metric (diverged) is not counted as collapsed, nor dropped
+    assert verdicts.verdict(COLLAPSE, [], [], [0.001, 0.002, None]) == (
+        "inconclusive (1 seed(s) without a final collapse metric)"
+    )
+
+
+def test_a_claim_of_an_unknown_kind_or_missing_its_runs_is_refused():
+    with pytest.raises(ValueError, match="kind 'beter' is not one of"):
+        catalog.Claim("x", "src", "beter", catalog.IMG, "a", "b")
+    with pytest.raises(ValueError, match="members and outsiders"):
+        catalog.Claim("x", "src", "plateau", catalog.IMG, "a")
+    with pytest.raises(ValueError, match="a_full and b_full"):
+        catalog.Claim("x", "src", "smaller drop", catalog.IMG, "a", "b", a_full="f")
+    with pytest.raises(ValueError, match="not 'plateau'"):
+        verdicts.verdict(
+            catalog.Claim("x", "s", "plateau", catalog.IMG, "a", members=("a",), outsiders=("b",)), [], [], []
+        )
 
 
 def test_a_caveat_rides_on_every_verdict_but_pending():
@@ -87,6 +107,28 @@ def test_rows_are_read_by_key_and_metric(tmp_path, monkeypatch):
     )
     rows = verdicts.runs(catalog.AUD)["byola_v1"]  # the line cut short by a kill is skipped
     assert verdicts.values(rows, "linear.emodb") == [0.5, 0.7] and verdicts.values(rows, "linear.knn") == []
+
+
+def test_a_seed_logged_twice_counts_once_with_its_last_row(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(verdicts, "RESULTS", tmp_path)
+    (tmp_path / catalog.IMG).write_text(
+        "".join(
+            f'{{"key": "{k} seed={s}", "seed": {s}, "linear": {v}}}\n'
+            for k, s, v in (("a", 0, 0.50), ("a", 0, 0.52), ("b", 0, 0.40), ("b", 1, 0.41))
+        )
+    )
+    got = verdicts.runs(catalog.IMG)
+    assert verdicts.values(got["a"], "linear") == [0.52] and len(got["b"]) == 2
+    assert "a seed 0 is logged twice" in capsys.readouterr().err
+    monkeypatch.setattr(verdicts, "CLAIMS", [BETTER])
+    assert verdicts.assess()[0]["verdict"] == "pending (1 of 3 and 2 of 3 runs)"  # one seed of A, not two
+
+
+def test_a_results_line_that_does_not_parse_before_the_last_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(verdicts, "RESULTS", tmp_path)
+    (tmp_path / catalog.AUD).write_text('{"config": "v", "seed": 0}\n{"config": "v", "se\n{"config": "v", "seed": 1}\n')
+    with pytest.raises(ValueError, match=rf"{catalog.AUD}:2: not a JSON line"):
+        verdicts.runs(catalog.AUD)
 
 
 def test_the_shipped_8_minute_recipe_is_the_benchmarked_v2_lever():
@@ -195,8 +237,13 @@ def test_drops_are_measured_per_method_on_the_seeds_that_ran_both(tmp_path, monk
 def test_worse_without_collapse_and_plateau_rules():
     worse = verdicts.worse_without_collapse_verdict
     assert worse([0.20, 0.22], [0.42, 0.45], [0.3, 0.4]) == "reproduced"
-    assert worse([0.20, 0.22], [0.42, 0.45], [0.3, 0.01]).startswith("not reproduced at this size (collapsed")
+    assert worse([0.20, 0.22], [0.42, 0.45], [0.3, 0.049]) == (
+        "not reproduced at this size (collapsed: final collapse metric 0.049)"
+    )
+    assert worse([0.20, 0.22], [0.42, 0.45], [0.3, 0.051]) == "reproduced"  # threshold 0.05
     assert worse([0.40, 0.46], [0.42, 0.45], [0.3, 0.4]) == "inconclusive (spreads overlap)"
+    assert worse([0.50, 0.52], [0.42, 0.45], [0.3, 0.4]) == "not reproduced at this size"  # A ahead, apart
+    assert worse([0.20, 0.22], [0.42, 0.45], [0.3, None]) == "inconclusive (1 seed(s) without a final collapse metric)"
     assert worse([0.20], [0.42, 0.45], [0.3]).startswith("pending")
     plateau = verdicts.plateau_verdict
     inside = [[0.42, 0.44], [0.44, 0.45], [0.43, 0.42]]
@@ -313,3 +360,112 @@ def test_the_plots_quote_the_paper_numbers_the_claims_cite():
     sources = " ".join(c.source for c in catalog.CLAIMS if "Table 17" in c.source or "Table 5" in c.source)
     for value in [*(v for vs in plots.PAPER_AUGMENTATIONS.values() for v in vs), *plots.PAPER_TAU.values()]:
         assert f"{value}" in sources, value
+
+
+def test_a_plateau_row_judges_and_shows_every_member_and_outsider(tmp_path, monkeypatch):
+    monkeypatch.setattr(verdicts, "RESULTS", tmp_path)
+    runs = {"s": (0.44, 0.45), "s t=0.9": (0.42, 0.43), "s t=1": (0.30, 0.31), "s t=0": (0.10, 0.11)}
+    (tmp_path / catalog.IMG).write_text(
+        "".join(
+            f'{{"key": "{k} seed={i}", "seed": {i}, "linear": {v}, "final_collapse": 0.5}}\n'
+            for k, vs in runs.items()
+            for i, v in enumerate(vs)
+        )
+    )
+    claim = catalog.Claim(
+        "p",
+        "Grill et al. 2020",
+        "plateau",
+        catalog.IMG,
+        "s t=0.9",
+        members=("s t=0.9", "s"),
+        outsiders=("s t=1", "s t=0"),
+    )
+    monkeypatch.setattr(verdicts, "CLAIMS", [claim])
+    (row,) = verdicts.assess()
+    assert row["verdict"] == "reproduced"  # members 42.5 and 44.5: 2 points apart, above 30.5 and 10.5
+    cells = "| p | s: t=0.9: 42.5 ± 0.7 (n=2); recipe: 44.5 ± 0.7 (n=2) | outside: t=1: 30.5 ± 0.7 (n=2); t=0: "
+    assert cells in verdicts.markdown([row])
+    assert "| p | t=0.9: 42.5 ± 0.7 (n=2); recipe: 44.5 ± 0.7 (n=2) | outside: t=1: " in verdicts.readme_table([row])
+    runs["s t=0.9"] = (0.40, 0.41)  # now 3.5 points below the recipe's
+    (tmp_path / catalog.IMG).write_text(
+        "".join(
+            f'{{"key": "{k} seed={i}", "seed": {i}, "linear": {v}}}\n'
+            for k, vs in runs.items()
+            for i, v in enumerate(vs)
+        )
+    )
+    assert verdicts.assess()[0]["verdict"] == "not reproduced at this size"
+
+
+def test_check_writes_nothing_and_fails_on_a_stale_output(tmp_path, monkeypatch):
+    monkeypatch.setattr(verdicts, "RESULTS", tmp_path)
+    readme = tmp_path / "README.md"
+    start, end = verdicts.README_MARKS
+    readme.write_text(f"# t\n{start}\nold\n{end}\n")
+    monkeypatch.setattr(verdicts, "README", readme)
+    monkeypatch.setattr(verdicts, "ROOT", tmp_path)
+    monkeypatch.setattr(verdicts, "CLAIMS", [BETTER])
+    assert verdicts.main(["--check"]) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md"] and "old" in readme.read_text()
+    assert verdicts.main([]) == 0
+    assert verdicts.main(["--check"]) == 0
+    assert "pending" in (tmp_path / "validity_claims.md").read_text() and "old" not in readme.read_text()
+
+
+def test_the_audio_bench_runs_a_seed_once_and_refuses_a_logged_run_of_other_overrides(tmp_path, monkeypatch):
+    for name, value in (("RESULTS", tmp_path / "a.jsonl"), ("VALIDITY", tmp_path / "v.jsonl"), ("FSDD", tmp_path)):
+        monkeypatch.setattr(budget, name, value)
+    monkeypatch.setattr(budget, "EMODB", tmp_path)
+    monkeypatch.setattr(budget, "table", lambda rows: "")
+    monkeypatch.setattr(budget, "validity_rows", lambda rows: [])
+    ran = []
+
+    def run_one(label, seed, out):
+        ran.append((label, seed))
+        scores = {"model": {t: [0.5] for t in budget.TASKS}}
+        return {"lever": label, "seed": seed, "overrides": budget.LEVERS[label][1], "steps": 320, "scores": scores}
+
+    monkeypatch.setattr(budget, "run_one", run_one)
+    assert budget.main(["--levers", "abl_no_rrc", "--seeds", "0", "0", "1"]) == 0
+    assert ran == [("abl_no_rrc", 0), ("abl_no_rrc", 1)]
+    assert budget.main(["--levers", "abl_no_rrc", "--seeds", "0", "1"]) == 0 and len(ran) == 2  # logged: skipped
+    rows = [json.loads(line) for line in budget.RESULTS.read_text().splitlines()]
+    rows[0]["overrides"] = ["trainer.max_steps=100"]  # the lever has changed since seed 0 was logged
+    budget.RESULTS.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(SystemExit, match="abl_no_rrc seed 0 was logged with overrides"):
+        budget.main(["--levers", "abl_no_rrc", "--seeds", "0"])
+
+
+def test_a_logged_image_run_of_another_size_is_refused():
+    key = variants._config("recipes/image/byol_cifar10_cpu.yaml", ["ema.tau_base=0.9"], 1)
+    full = {"overrides": variants.train_overrides("image", "full", 1, ["ema.tau_base=0.9"])}
+    args = ({key: full}, "v.jsonl", "recipes/image/byol_cifar10_cpu.yaml", ["ema.tau_base=0.9"], 1, "image")
+    assert variants.logged_result(*args, "full") is full
+    assert variants.logged_result({}, *args[1:], "full") is None
+    with pytest.raises(SystemExit, match="--size medium trains it with"):
+        variants.logged_result(*args, "medium")
+
+
+def test_each_audio_ablation_lever_takes_away_exactly_its_component():
+    def ops(label):
+        r = load_recipe(ROOT / budget.RECIPE, budget.LEVERS[label][1])
+        v = r.to_dict()["views"]
+        names = [[op["name"] for op in branch] for branch in v["branches"]]
+        return names, [op["name"] for op in v["input"]], [op["name"] for op in v["joint"]], r.trainer.max_steps
+
+    full = ops("abl_full")
+    assert full == (
+        [["mixup", "random_resize_crop", "random_linear_fader"]] * 2,
+        ["log_mel", "pre_norm"],
+        ["post_norm"],
+        320,
+    )
+    for label, branch_op in (
+        ("abl_no_mixup", "mixup"),
+        ("abl_no_rrc", "random_resize_crop"),
+        ("abl_no_fader", "random_linear_fader"),
+    ):
+        assert ops(label) == ([[o for o in b if o != branch_op] for b in full[0]], *full[1:])
+    assert ops("abl_no_prenorm") == (full[0], ["log_mel"], *full[2:])
+    assert ops("abl_no_postnorm") == (*full[:2], [], 320)
