@@ -15,7 +15,8 @@ class MLPHead(nn.Sequential):
 
     norm: ``bn`` | ``gn`` | ``gn_ws`` (GroupNorm after weight-standardized Linear layers: batch-independent,
     Richemond et al. 2020) | ``none``; see :mod:`ssl_toolkit.engine.norms`. ``last_bias=False`` drops the last
-    Linear's bias (DeepMind's BYOL MLP has none there).
+    Linear's bias (DeepMind's BYOL MLP has none there), and with ``last_norm`` the output norm's offset β too: the
+    official SimCLR head's last layer has "neither bias nor ReLU", its BatchNorm ``center=False``.
     """
 
     def __init__(
@@ -38,6 +39,6 @@ class MLPHead(nn.Sequential):
             dim = hidden_dim
         layers.append((linear if last_norm else nn.Linear)(dim, out_dim, bias=last_bias))
         if last_norm:
-            layers.append(make_norm(norm, out_dim))
+            layers.append(make_norm(norm, out_dim, shift=last_bias))
         super().__init__(*layers)
         self.out_dim = out_dim

@@ -50,16 +50,22 @@ def group_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(gn_groups(channels), channels)
 
 
-def make_norm(norm: str, channels: int, dims: int = 1) -> nn.Module:
-    """The ``norm`` layer over ``channels``: of features (B, C) for ``dims=1``, of maps (B, C, H, W) for 2."""
+def make_norm(norm: str, channels: int, dims: int = 1, shift: bool = True) -> nn.Module:
+    """The ``norm`` layer over ``channels``: of features (B, C) for ``dims=1``, of maps (B, C, H, W) for 2.
+    ``shift=False`` leaves out the learned offset β (a scale γ only: TensorFlow's ``center=False``, SimCLR's output
+    BatchNorm)."""
     check_norm(norm)
     if dims not in (1, 2):
         raise ValueError(f"make_norm: dims must be 1 or 2, got {dims}")
     if norm == "bn":
-        return nn.BatchNorm1d(channels) if dims == 1 else nn.BatchNorm2d(channels)
-    if norm in ("gn", "gn_ws"):
-        return group_norm(channels)
-    return nn.Identity()
+        layer: nn.Module = nn.BatchNorm1d(channels) if dims == 1 else nn.BatchNorm2d(channels)
+    elif norm in ("gn", "gn_ws"):
+        layer = group_norm(channels)
+    else:
+        return nn.Identity()
+    if not shift:
+        layer.register_parameter("bias", None)  # torch's batch_norm / group_norm take no bias as none
+    return layer
 
 
 def standardize_weight(w: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:

@@ -67,6 +67,27 @@ def test_invariances():
         nt_xent_loss(z1, z2[:5], 0.5)
 
 
+def reference_torch(z1, z2, t):
+    """Eq. 1 anchor by anchor with torch ops in float64 (differentiable): the gradient reference."""
+    z = F.normalize(torch.cat([z1, z2]).double(), dim=-1)
+    n2 = z.shape[0]
+    total = z.new_zeros(())
+    for i in range(n2):
+        others = torch.cat([z[:i], z[i + 1 :]])
+        total = total - (z[i] @ z[(i + n2 // 2) % n2] / t - torch.logsumexp(others @ z[i] / t, 0))
+    return total / n2
+
+
+def test_gradients_through_both_views_and_every_negative_equal_the_reference():
+    """Cutting the gradient through the negatives (or through one view) halves it: the values would not tell."""
+    g = torch.Generator().manual_seed(4)
+    z1, z2 = torch.randn(5, 6, generator=g, requires_grad=True), torch.randn(5, 6, generator=g, requires_grad=True)
+    got = torch.autograd.grad(nt_xent_loss(z1, z2, 0.3), [z1, z2])
+    want = torch.autograd.grad(reference_torch(z1, z2, 0.3), [z1, z2])
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a.double(), b.double(), rtol=1e-4, atol=1e-6)
+
+
 def _simclr(t=0.5):
     torch.manual_seed(0)
     enc = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU())
@@ -95,6 +116,24 @@ def test_method_gradients_flow_through_both_views_and_no_target_exists():
     assert m.update_targets(0, 10) == EmaConfig().tau_base and sorted(m.state_dict())[0].startswith("online.")
 
 
+def test_both_views_pass_as_one_batch_so_batchnorm_sees_all_2n_views():
+    m = _simclr()
+    v = [torch.randn(6, 8), torch.randn(6, 8) + 3.0]
+    bn = m.online.encoder[1]
+    bn.momentum = 1.0  # the running mean becomes this batch's mean
+    out = m(v)
+    with torch.no_grad():
+        pre = m.online.encoder[0](torch.cat(v))
+    torch.testing.assert_close(bn.running_mean, pre.mean(0))  # over the 12 rows, not one view's 6
+    m.eval()  # in eval mode (no batch statistics) the joint pass gives the per-view projections
+    joint = m(v)["projections"]
+    with torch.no_grad():
+        torch.testing.assert_close(joint[1], m.online.projector(m.online.encoder(v[1])))
+    assert out["loss"].requires_grad
+    with pytest.raises(ValueError, match="must have one shape"):
+        m([torch.randn(6, 8), torch.randn(4, 8)])
+
+
 def test_errors():
     with pytest.raises(ValueError, match="simclr has no predictor"):
         enc = nn.Linear(4, 4)
@@ -114,6 +153,9 @@ def test_recipe_builds_simclr_s_head_and_views():
     linears = [x for x in head if isinstance(x, nn.Linear)]
     assert [tuple(x.weight.shape) for x in linears] == [(128, 128), (128, 128)] and linears[-1].bias is None
     assert isinstance(head[-1], nn.BatchNorm1d) and isinstance(head[1], nn.BatchNorm1d)
+    # the last layer has neither bias nor BN offset (official center=False); the BN keeps its scale
+    assert head[-1].bias is None and head[-1].weight is not None and head[1].bias is not None
+    assert r.optimizer.weight_decay == 5e-5 and r.trainer.sync_batchnorm  # the official 1e-4 on twice the loss
     jitter = r.views.branches[0][2]
     assert jitter["saturation"] == 0.4 and jitter["p"] == 0.8 and r.views.branches[1][4]["p"] == 0.0
 
@@ -146,3 +188,46 @@ def test_padded_blocks_of_other_processes_are_masked_and_autocast_keeps_float32(
         low = nt_xent_loss(z1, z2, 0.1)
     assert low.dtype == torch.float32
     torch.testing.assert_close(low, nt_xent_loss(z1, z2, 0.1), rtol=1e-6, atol=1e-6)
+
+
+def _unequal_blocks(rank: int, world: int, init: str, sizes: list[int], weighted: bool, out: str) -> None:
+    """One process of a 2-process gloo group: a shared linear map of this rank's rows, the SimCLR loss over the
+    global batch, backward, and DDP's gradient average; rank 0 saves the averaged gradient."""
+    import torch.distributed as dist
+
+    from ssl_toolkit.methods.simclr import gather_with_grad
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(6, 4, generator=g).requires_grad_()
+    x = [torch.randn(2 * n, 6, generator=g) for n in sizes]  # every rank draws all blocks, keeps its own
+    z = x[rank] @ w
+    z1, z2 = z.chunk(2)
+    keys, offset, valid, weight = gather_with_grad(torch.cat([z1, z2]))
+    loss = (weight if weighted else 1.0) * nt_xent_loss(z1, z2, 0.5, keys, offset, valid)
+    loss.backward()
+    dist.all_reduce(w.grad)
+    if rank == 0:
+        torch.save(w.grad / world, out)
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("weighted", [True, False])
+def test_unequal_blocks_under_ddp_give_the_global_batch_gradient_only_with_the_weight(tmp_path, weighted):
+    """Ranks of 3 and 5 items: DDP averages the two processes' gradients; each process's mean loss is weighted by
+    its share of the anchors, so the average is the gradient of one process's loss over all 8 items."""
+    import torch.multiprocessing as mp
+
+    sizes, out = [3, 5], str(tmp_path / "grad.pt")
+    init = f"file://{tmp_path / 'store'}"
+    mp.spawn(_unequal_blocks, args=(2, init, sizes, weighted, out), nprocs=2, join=True)
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(6, 4, generator=g).requires_grad_()
+    x = [torch.randn(2 * n, 6, generator=g) for n in sizes]
+    halves = [xi.chunk(2) for xi in x]
+    z1, z2 = torch.cat([h[0] for h in halves]) @ w, torch.cat([h[1] for h in halves]) @ w
+    nt_xent_loss(z1, z2, 0.5).backward()
+    if weighted:
+        torch.testing.assert_close(torch.load(out, weights_only=True), w.grad, rtol=1e-5, atol=1e-6)
+    else:  # without the weight the 3-item rank's anchors count 5/3 as much: not the global gradient
+        assert not torch.allclose(torch.load(out, weights_only=True), w.grad, rtol=1e-3, atol=1e-5)
