@@ -64,6 +64,21 @@ def broadcast_object(obj, info: DistInfo):
     return box[0]
 
 
+_HOST_GROUP: list = []
+
+
+def every_rank(flag: bool) -> bool:
+    """Whether ``flag`` holds on every rank: a vote on host values over a gloo group (a NCCL all-reduce would wait
+    for the device's queued work). All ranks must call it at the same point; without DDP it is ``flag``."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    if not _HOST_GROUP:  # created once, by every rank at its first vote
+        _HOST_GROUP.append(None if dist.get_backend() == "gloo" else dist.new_group(backend="gloo"))
+    vote = torch.tensor([int(flag)])
+    dist.all_reduce(vote, op=dist.ReduceOp.MIN, group=_HOST_GROUP[0])
+    return bool(vote)
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

@@ -14,6 +14,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from .distributed import every_rank
 from .step import Learner, train_step
 
 
@@ -85,7 +86,8 @@ def _note_left_out(run: Run, n_items: int, left_out: int) -> None:
     if left_out <= MAX_LOGGED:
         run.log(
             f"note: a batch of {n_items} usable item(s) was left out at step {run.pos.step} (batch statistics "
-            "need 2)" + ("; further ones are counted at the end of the epoch" if left_out == MAX_LOGGED else "")
+            f"need 2{' in every process' if run.world_size > 1 else ''})"
+            + ("; further ones are counted at the end of the epoch" if left_out == MAX_LOGGED else "")
         )
 
 
@@ -103,7 +105,10 @@ def run_loop(run: Run, hooks, loader, sampler, dataset, accum: int, wants_labels
         for x, y, bad in loader:
             run.pos.batches_done += 1
             _record_bad(run, bad, skipped_log)
-            if x is not None and x.shape[0] < 2:  # batch statistics need 2 samples
+            usable = x is not None and x.shape[0] >= 2  # batch statistics need 2 samples
+            if run.world_size > 1:  # under DDP every rank steps or none does (a lone rank's step would hang)
+                usable = every_rank(usable)
+            if x is not None and not usable:
                 left_out += 1
                 _note_left_out(run, x.shape[0], left_out)
                 x = None

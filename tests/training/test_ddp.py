@@ -1,5 +1,9 @@
 """DDP launched by torchrun (gloo, 2 CPU processes) equals one process with the same global batch."""
 
+import os
+import subprocess
+import sys
+
 import torch
 
 DETERMINISTIC_VIEWS = "views.branches=[[{name: identity}], [{name: random_scale, low: 1.0, high: 1.0}]]"
@@ -17,3 +21,46 @@ def test_two_process_ddp_equals_single_process(single_and_ddp, tmp_path):
             assert torch.equal(a[k], b[k]), k
     # only rank 0 wrote: one metrics file, one set of checkpoints
     assert sorted(p.name for p in (tmp_path / "ddp/checkpoints").iterdir()) == ["last.pt"]
+
+
+BAD_ON_RANK_1 = '''
+from ssl_toolkit.data import BadItem
+from ssl_toolkit.registry import DATASETS
+from ssl_toolkit.tensors import GaussianClusters
+
+
+@DATASETS.register("clusters_bad_first_batch_of_rank_1")
+class Clusters(GaussianClusters):
+    """Items 1, 3, 5 unreadable: rank 1's first batch of 4 (items 1, 3, 5, 7) keeps one usable item."""
+
+    def __getitem__(self, i):
+        return BadItem(f"item{i}.bin", "corrupt") if i in (1, 3, 5) else super().__getitem__(i)
+'''
+
+
+def test_a_batch_too_small_on_one_rank_is_left_out_on_every_rank_instead_of_hanging(tensor_recipe, tmp_path):
+    """Rank 1's first batch has 1 usable item (batch statistics need 2), rank 0's has 4: both leave it out (one
+    vote per batch). Without the vote rank 0 stepped on it alone: each step's gradient all-reduce then paired
+    different batches of the two processes, their epochs ended at different steps (where a collective in an
+    epoch-end hook waits or mismatches), and rank 0 logged nothing; with it rank 0 logs the left-out batch."""
+    (tmp_path / "bad_rank1_plugin.py").write_text(BAD_ON_RANK_1)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    ddp = subprocess.run(
+        [
+            *(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"),
+            *("-m", "ssl_toolkit", "train", str(tensor_recipe), "imports=[bad_rank1_plugin]"),
+            "data.dataset={name: clusters_bad_first_batch_of_rank_1, size: 64}",
+            *("data.batch_size=4", "data.shuffle=false", "trainer.epochs=1", "trainer.tensorboard=false"),
+            *("trainer.progress=false", "--out", str(tmp_path / "run")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+    )
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert "a batch of 4 usable item(s) was left out at step 0 (batch statistics need 2 in every process)" in (
+        ddp.stderr + ddp.stdout
+    )
+    steps = [line.split(",")[0] for line in (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1:]]
+    assert steps[-1] == "8"  # 8 steps: the left-out batch is made up from the next epoch
