@@ -112,29 +112,39 @@ def write_results(out_dir: str | Path, name: str, payload: dict, markdown_lines:
 
 
 RESULT_SHAPING = ("trainer.epochs", "trainer.max_steps", "trainer.max_minutes")
-"""Keys a resume may change (run_dir.SAFE_ON_RESUME) that still decide which encoder a finished run holds."""
+"""Keys a resume may change (run_dir.SAFE_ON_RESUME) that still decide which encoder a finished run holds (no
+benchmark starts from other weights: ``model.init_*``, which the trainer rewrites to resolved paths, stay out)."""
 
 
-def train_or_reuse(recipe, run_dir: Path) -> None:
-    """Train ``recipe`` into ``run_dir``, resuming an unfinished run from its last checkpoint; a finished run
-    (``encoder.pt``) is reused only when its ``recipe.yaml`` is this recipe (up to progress, logging, device and
-    other keys that do not change the encoder), so a changed benchmark setting never reuses a stale encoder."""
+def finished_with(recipe, run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a finished run (``encoder.pt``) of ``recipe``, up to progress, logging, device and
+    other keys that do not change the encoder; a finished run of another recipe is an error naming the keys, so a
+    changed benchmark setting (or a changed recipe file) never reuses a stale encoder or its results."""
     import yaml
 
     from ssl_toolkit.recipe.schema import to_plain
     from ssl_toolkit.run_dir import SAFE_ON_RESUME, describe_changes, recipe_changes
+
+    if not (run_dir / "encoder.pt").exists():
+        return False
+    saved = yaml.safe_load((run_dir / "recipe.yaml").read_text())
+    now = yaml.safe_load(yaml.safe_dump(to_plain(recipe.to_dict()), sort_keys=False))
+    safe = (*(k for k in SAFE_ON_RESUME if k not in RESULT_SHAPING), "name")
+    if changes := recipe_changes(saved, now, safe):
+        raise SystemExit(
+            f"{run_dir} holds an encoder trained with another recipe:\n"
+            f"{describe_changes(changes).replace('(checkpoint)', '(that run)')}\n"
+            "move that folder away (or choose another --out) to train this one"
+        )
+    return True
+
+
+def train_or_reuse(recipe, run_dir: Path) -> None:
+    """Train ``recipe`` into ``run_dir``, resuming an unfinished run from its last checkpoint; a finished run is
+    reused only when it is this recipe's (:func:`finished_with`)."""
     from ssl_toolkit.training.trainer import Trainer
 
-    if (run_dir / "encoder.pt").exists():
-        saved = yaml.safe_load((run_dir / "recipe.yaml").read_text())
-        now = yaml.safe_load(yaml.safe_dump(to_plain(recipe.to_dict()), sort_keys=False))
-        safe = (*(k for k in SAFE_ON_RESUME if k not in RESULT_SHAPING), "name")
-        if changes := recipe_changes(saved, now, safe):
-            raise SystemExit(
-                f"{run_dir} holds an encoder trained with another recipe:\n"
-                f"{describe_changes(changes).replace('(checkpoint)', '(that run)')}\n"
-                "move that folder away (or choose another --out) to train this one"
-            )
+    if finished_with(recipe, run_dir):
         return
     Trainer(recipe, out_dir=run_dir, resume="auto", quiet=True).fit()
     if not (run_dir / "encoder.pt").exists():  # SIGTERM/SIGUSR1: the trainer checkpointed and returned early

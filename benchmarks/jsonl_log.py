@@ -13,6 +13,11 @@ import json
 import sys
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: no lock
+    fcntl = None  # type: ignore[assignment]
+
 
 def read_jsonl(path: str | Path) -> list[dict]:
     """The rows of a results file ([] when it does not exist)."""
@@ -44,6 +49,8 @@ def append_jsonl(path: str | Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch()
     with open(path, "r+b") as f:
+        if fcntl is not None:  # processes appending at once (bench_variants --shard) take turns; released on close
+            fcntl.flock(f, fcntl.LOCK_EX)
         data = f.read()
         if data and not data.endswith(b"\n"):
             keep = data.rfind(b"\n") + 1

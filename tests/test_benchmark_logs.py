@@ -98,3 +98,22 @@ def test_a_finished_run_of_another_recipe_is_refused_naming_the_keys(tmp_path, m
     _finished_run(tmp_path / "run", ["seed=1"])
     with pytest.raises(SystemExit, match=rf"holds an encoder trained with another recipe:\n(.|\n)*{named}"):
         harness.train_or_reuse(load_recipe(RECIPE, now), tmp_path / "run")
+
+
+def _append_many(path: str, tag: int) -> None:
+    for i in range(200):
+        jsonl_log.append_jsonl(path, [{"writer": tag, "i": i, "pad": "x" * 500}])
+
+
+def test_processes_appending_at_once_lose_and_glue_no_row(tmp_path):
+    import multiprocessing as mp
+
+    path = str(tmp_path / "r.jsonl")
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_append_many, args=(path, t)) for t in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    rows = jsonl_log.read_jsonl(path)
+    assert sorted((r["writer"], r["i"]) for r in rows) == [(t, i) for t in range(3) for i in range(200)]

@@ -54,7 +54,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT / "benchmarks")]
 
 import torch  # noqa: E402
 from claim_catalog import CROP_ONLY, NO_COLOUR, SMALL_BATCH  # noqa: E402
-from harness import train_or_reuse  # noqa: E402
+from harness import finished_with, train_or_reuse  # noqa: E402
 from jsonl_log import append_jsonl, read_jsonl  # noqa: E402
 
 PREDICTORS = ("directpred", "directcopy", "ne", "visser", "ns", "ns2", "stiefel")
@@ -245,13 +245,14 @@ def train_and_eval(
     from ssl_toolkit.recipe import load_recipe
 
     train_ov = train_overrides(modality, size, seed, overrides)
+    recipe = load_recipe(ROOT / recipe_path, train_ov)
     saved = run_dir / "bench_result.json"
-    if saved.exists():
+    if saved.exists() and finished_with(recipe, run_dir):  # its results, once the recipe is the same
         res = json.loads(saved.read_text())
         if res.get("overrides") == train_ov:
             return res
     t0 = time.perf_counter()
-    train_or_reuse(load_recipe(ROOT / recipe_path, train_ov), run_dir)
+    train_or_reuse(recipe, run_dir)
     res = {"recipe": recipe_path, "overrides": train_ov, **_last_metrics(run_dir)}
     ev = run_eval(eval_recipe(modality, size), str(run_dir), out_dir=run_dir / "eval", quiet=True)
     for key, entry in ev["tasks"].items():

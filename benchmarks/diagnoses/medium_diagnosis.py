@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import torch  # noqa: E402
+from jsonl_log import append_jsonl, read_jsonl  # noqa: E402
 
 MEDIUM = [
     "data.dataset.limit=5000",
@@ -86,14 +87,13 @@ def main(
     if unknown:
         ap.error(f"unknown case(s) {unknown}; cases: {', '.join(cases)}")
     torch.set_num_threads(args.threads)
-    done = {json.loads(line)["case"] for line in results.read_text().splitlines()} if results.exists() else set()
+    done = {r["case"] for r in read_jsonl(results)}
     for name in args.cases or list(cases):
         if name in done:
             continue
         res = run(name)
         print(json.dumps(res), flush=True)
-        with open(results, "a") as f:
-            f.write(json.dumps(res) + "\n")
-    rows = [json.loads(line) for line in results.read_text().splitlines()]
+        append_jsonl(results, [res])
+    rows = read_jsonl(results)
     results.with_suffix(".md").write_text(markdown(rows))
     return 0

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 from pathlib import Path
 
@@ -24,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from harness import train_or_reuse  # noqa: E402
+from jsonl_log import append_jsonl, read_jsonl  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -186,14 +186,7 @@ def main(argv=None) -> int:
     run_dir = args.out / args.setup
     log = RESULTS / f"monitor_validity_{args.setup}.jsonl"
     train(args.setup, run_dir)
-    done = {}
-    if log.exists():
-        for line in log.read_text().splitlines():
-            try:
-                r = json.loads(line)
-                done[r["step"]] = r
-            except ValueError:  # a line cut short by a kill
-                continue
+    done = {r["step"]: r for r in read_jsonl(log)}
     points = [(int(p.stem.split("_")[1]), str(p)) for p in sorted((run_dir / "checkpoints").glob("step_*.pt"))]
     final = int(monitors_steps(run_dir)[-1])
     points = [(0, "random")] + points + ([(final, str(run_dir))] if final not in {p for p, _ in points} else [])
@@ -210,8 +203,7 @@ def main(argv=None) -> int:
             "units": "fraction",
             **(res["random"] if ckpt == "random" else res["model"]),
         }
-        with open(log, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_jsonl(log, [row])
         done[step] = row
         print(f"step {step}: linear {100 * sum(row['linear']) / len(row['linear']):.1f}", flush=True)
     report(args.setup, list(done.values()), monitors(run_dir, task), task)

@@ -44,6 +44,7 @@ def _votes(rank: int, port: int, n: int, out: str) -> None:
         times.append((time.perf_counter() - t0) / n)
     if rank == 0:
         Path(out).write_text(" ".join(str(t) for t in times))
+    dist.barrier()  # both ranks leave together: gloo aborts a process whose peer tears down first
     dist.destroy_process_group()
 
 

@@ -15,8 +15,9 @@ class MLPHead(nn.Sequential):
 
     norm: ``bn`` | ``gn`` | ``gn_ws`` (GroupNorm after weight-standardized Linear layers: batch-independent,
     Richemond et al. 2020) | ``none``; see :mod:`ssl_toolkit.engine.norms`. ``last_bias=False`` drops the last
-    Linear's bias (DeepMind's BYOL MLP has none there), and with ``last_norm`` the output norm's offset β too: the
-    official SimCLR head's last layer has "neither bias nor ReLU", its BatchNorm ``center=False``.
+    Linear's bias (DeepMind's BYOL MLP has none there). ``last_norm`` normalizes the output too (SimCLR, SimSiam);
+    ``last_norm_shift=False`` leaves out that norm's learned offset β (the official SimCLR head's last layer has
+    "neither bias nor ReLU": its BatchNorm has ``center=False``).
     """
 
     def __init__(
@@ -28,6 +29,7 @@ class MLPHead(nn.Sequential):
         norm: Norm = "bn",
         last_norm: bool = False,
         last_bias: bool = True,
+        last_norm_shift: bool = True,
     ):
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
@@ -39,6 +41,6 @@ class MLPHead(nn.Sequential):
             dim = hidden_dim
         layers.append((linear if last_norm else nn.Linear)(dim, out_dim, bias=last_bias))
         if last_norm:
-            layers.append(make_norm(norm, out_dim, shift=last_bias))
+            layers.append(make_norm(norm, out_dim, shift=last_norm_shift))
         super().__init__(*layers)
         self.out_dim = out_dim

@@ -15,8 +15,8 @@ Both views pass the encoder and projector as one batch of 2N, so BatchNorm's sta
 the official code (and, with ``trainer.sync_batchnorm``, the global batch: SimCLR's global BN). Projector (the
 recipe's ``model.projector``): SimCLR's nonlinear head, Linear → BN → ReLU → Linear → BN with the hidden width =
 the encoder's feature dimension and a 128-d output; the last layer has neither bias nor BN offset
-(``last_bias: false``: the official ``center=False``), its BN keeps the scale. The ``ema`` section is unused (the
-logged τ is the schedule's).
+(``last_bias: false``, ``last_norm_shift: false``: the official ``center=False``), its BN keeps the
+scale. The ``ema`` section is unused (the logged τ is the schedule's).
 """
 
 from __future__ import annotations

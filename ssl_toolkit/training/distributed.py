@@ -67,16 +67,16 @@ def broadcast_object(obj, info: DistInfo):
 _HOST_GROUP: list = []
 
 
-def every_rank(flag: bool) -> bool:
-    """Whether ``flag`` holds on every rank: a vote on host values over a gloo group (a NCCL all-reduce would wait
-    for the device's queued work). All ranks must call it at the same point; without DDP it is ``flag``."""
+def every_rank(*flags: bool) -> tuple[bool, ...]:
+    """For each flag, whether it holds on every rank: one vote on host values over a gloo group (a NCCL all-reduce
+    would wait for the device's queued work). All ranks must call it at the same point; without DDP the flags."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return flag
-    if not _HOST_GROUP:  # created once, by every rank at its first vote
+        return flags
+    if not _HOST_GROUP:  # created once, by every rank at its first vote (shutdown() forgets it)
         _HOST_GROUP.append(None if dist.get_backend() == "gloo" else dist.new_group(backend="gloo"))
-    vote = torch.tensor([int(flag)])
+    vote = torch.tensor([int(f) for f in flags])
     dist.all_reduce(vote, op=dist.ReduceOp.MIN, group=_HOST_GROUP[0])
-    return bool(vote)
+    return tuple(bool(v) for v in vote)
 
 
 def barrier(info: DistInfo) -> None:
@@ -89,3 +89,4 @@ def shutdown(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+    _HOST_GROUP.clear()

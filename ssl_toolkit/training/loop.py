@@ -106,8 +106,9 @@ def run_loop(run: Run, hooks, loader, sampler, dataset, accum: int, wants_labels
             run.pos.batches_done += 1
             _record_bad(run, bad, skipped_log)
             usable = x is not None and x.shape[0] >= 2  # batch statistics need 2 samples
-            if run.world_size > 1:  # under DDP every rank steps or none does (a lone rank's step would hang)
-                usable = every_rank(usable)
+            calm = run.interrupt is None
+            if run.world_size > 1:  # under DDP every rank steps or none does, and all stop at the same batch
+                usable, calm = every_rank(usable, calm)
             if x is not None and not usable:
                 left_out += 1
                 _note_left_out(run, x.shape[0], left_out)
@@ -124,7 +125,7 @@ def run_loop(run: Run, hooks, loader, sampler, dataset, accum: int, wants_labels
                 hooks.on_step_end(run)
             if run.done:
                 break
-            if not pending and run.interrupt is not None:
+            if not pending and not (calm if run.world_size > 1 else run.interrupt is None):
                 run.stop = "signal"
                 break
             if run.pos.batches_done >= run.steps_per_epoch * accum:

@@ -42,8 +42,10 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
                 running_mean.lerp_(mean.detach().to(running_mean.dtype), m)
                 running_var.lerp_((var.detach() * n / (n - 1)).to(running_var.dtype), m)
         y = (xf - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
-        if self.affine:
-            y = y * self.weight.view(shape) + self.bias.view(shape)
+        if self.weight is not None:
+            y = y * self.weight.view(shape)
+        if self.bias is not None:  # a norm without offset (make_norm(shift=False)) has none
+            y = y + self.bias.view(shape)
         return y.to(x.dtype)
 
 
@@ -53,6 +55,8 @@ def convert_to_global_bn(module: nn.Module) -> nn.Module:
         new = GlobalBatchNorm(
             module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats
         )
+        if module.affine and module.bias is None:  # scale only (make_norm(shift=False))
+            new.register_parameter("bias", None)
         new.load_state_dict(module.state_dict())
         for p_new, p_old in zip(new.parameters(), module.parameters()):
             p_new.requires_grad_(p_old.requires_grad)

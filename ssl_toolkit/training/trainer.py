@@ -344,7 +344,8 @@ class Trainer:
                 path = self._save(self.run.pos, "last.pt")
                 signum = self.run.interrupt
                 self._log(
-                    f"received signal {signal.Signals(signum).name if signum else '?'}: saved {path} at step "
+                    f"received signal {signal.Signals(signum).name if signum else '(in another process)'}: saved "
+                    f"{path} at step "
                     f"{self.run.pos.step}; continue with: ssl-toolkit train RECIPE --out {self.run_dir} "
                     "--resume auto"
                 )

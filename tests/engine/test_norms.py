@@ -129,3 +129,33 @@ def test_mlp_head_last_bias_switch(last_norm):
     assert [m.bias is not None for m in linears[0]] == [True, True]
     assert [m.bias is not None for m in linears[1]] == [True, False]
     assert without(torch.zeros(2, 4)).shape == (2, 3)
+
+
+@pytest.mark.parametrize("norm", ["bn", "gn", "gn_ws"])
+def test_an_output_norm_without_offset_keeps_its_scale_only(norm):
+    """``last_norm_shift=False``: the output norm has γ and no β (TensorFlow's center=False, SimCLR's head), so a
+    zero-mean output stays zero-mean per feature after training; the default keeps β."""
+    kw = dict(in_dim=4, hidden_dim=8, out_dim=6, norm=norm, last_norm=True)
+    plain, scale_only = HEADS.build("mlp", **kw), HEADS.build("mlp", **kw, last_norm_shift=False)
+    assert plain[-1].bias is not None and scale_only[-1].bias is None and scale_only[-1].weight is not None
+    assert "4.bias" not in scale_only.state_dict() and "4.weight" in scale_only.state_dict()
+    with torch.no_grad():
+        plain[-1].bias.fill_(3.0)
+        scale_only.load_state_dict({k: v for k, v in plain.state_dict().items() if k != "4.bias"})
+    x = torch.randn(16, 4)
+    if norm == "bn":  # batch statistics: every feature of the batch has mean 0 without β, 3 with β = 3
+        torch.testing.assert_close(scale_only(x).mean(0), torch.zeros(6), atol=1e-5, rtol=0)
+        torch.testing.assert_close(plain(x).mean(0), torch.full((6,), 3.0), atol=1e-5, rtol=0)
+    torch.testing.assert_close(plain(x) - scale_only(x), torch.full((16, 6), 3.0), atol=1e-5, rtol=0)
+
+
+def test_global_batchnorm_converts_a_norm_without_offset():
+    """Under DDP on gloo every BatchNorm becomes GlobalBatchNorm: one without β stays without it."""
+    from ssl_toolkit.training.sync_bn import convert_to_global_bn
+
+    head = HEADS.build("mlp", in_dim=4, hidden_dim=8, out_dim=6, last_norm=True, last_norm_shift=False)
+    x = torch.randn(10, 4)
+    want = head(x)
+    converted = convert_to_global_bn(head)
+    assert type(converted[-1]).__name__ == "GlobalBatchNorm" and converted[-1].bias is None
+    torch.testing.assert_close(converted(x), want)  # without a process group it is the plain BatchNorm

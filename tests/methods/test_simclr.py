@@ -95,7 +95,7 @@ def _simclr(t=0.5):
     return METHODS.build(
         "simclr",
         encoder=enc,
-        projector=MLPHead(16, 16, 8, last_norm=True, last_bias=False),
+        projector=MLPHead(16, 16, 8, last_norm=True, last_bias=False, last_norm_shift=False),
         predictor=None,
         ema=EmaConfig(),
         temperature=t,
@@ -160,7 +160,13 @@ def test_recipe_builds_simclr_s_head_and_views():
     assert jitter["saturation"] == 0.4 and jitter["p"] == 0.8 and r.views.branches[1][4]["p"] == 0.0
 
 
-SIMCLR = ["method={name: simclr, temperature: 0.5}", "model.predictor=null"]
+SIMCLR = [  # SimCLR's head: the output BN without offset, global under DDP (GlobalBatchNorm on gloo)
+    "method={name: simclr, temperature: 0.5}",
+    "model.predictor=null",
+    "model.projector.last_norm=true",
+    "model.projector.last_bias=false",
+    "model.projector.last_norm_shift=false",
+]
 DISTINCT_VIEWS = "views.branches=[[{name: identity}], [{name: random_scale, low: 1.5, high: 1.5}]]"
 
 
@@ -209,6 +215,7 @@ def _unequal_blocks(rank: int, world: int, init: str, sizes: list[int], weighted
     dist.all_reduce(w.grad)
     if rank == 0:
         torch.save(w.grad / world, out)
+    dist.barrier()  # both ranks leave together: gloo aborts a process whose peer tears down first
     dist.destroy_process_group()
 
 

@@ -64,3 +64,47 @@ def test_a_batch_too_small_on_one_rank_is_left_out_on_every_rank_instead_of_hang
     )
     steps = [line.split(",")[0] for line in (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1:]]
     assert steps[-1] == "8"  # 8 steps: the left-out batch is made up from the next epoch
+
+
+SIGNAL_ON_RANK_1 = '''
+import signal
+
+import torch.distributed as dist
+
+from ssl_toolkit.registry import HOOKS
+from ssl_toolkit.training.hooks import Hook
+
+
+@HOOKS.register("sigterm_on_rank_1")
+class SigtermOnRank1(Hook):
+    """A preemption signal that reaches rank 1 alone, after its step 3."""
+
+    def on_step_end(self, run):
+        if dist.get_rank() == 1 and run.pos.step == 3:
+            run.interrupt = signal.SIGTERM
+'''
+
+
+def test_a_signal_to_one_process_stops_every_process_at_the_same_step(tensor_recipe, tmp_path):
+    """Rank 1 alone is signalled; the vote carries it, so both ranks stop after step 4 and rank 0 saves last.pt.
+    Without it rank 1 stopped while rank 0 waited in the next step's all-reduce until gloo's timeout."""
+    (tmp_path / "sigterm_rank1_plugin.py").write_text(SIGNAL_ON_RANK_1)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    ddp = subprocess.run(
+        [
+            *(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"),
+            *("-m", "ssl_toolkit", "train", str(tensor_recipe), "imports=[sigterm_rank1_plugin]"),
+            *("trainer.hooks=[{name: sigterm_on_rank_1}]", "trainer.max_steps=20", "trainer.tensorboard=false"),
+            *("trainer.progress=false", "--out", str(tmp_path / "run")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+    )
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert "received signal (in another process): saved" in ddp.stderr + ddp.stdout
+    from ssl_toolkit.checkpoint import load_checkpoint
+
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 4
+    assert not (tmp_path / "run" / "encoder.pt").exists()  # stopped, to be resumed
