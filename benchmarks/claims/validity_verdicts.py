@@ -66,7 +66,9 @@ COLLAPSED = 0.05  # a final collapse metric below this is a collapsed run
 def runs(file: str) -> dict[str, list[dict]]:
     """Rows of one results file by run key without the seed, one per seed (a rerun's last row)."""
     by_seed: dict[tuple[str, int], dict] = {}
-    for row in read_jsonl(RESULTS / file):
+    for i, row in enumerate(read_jsonl(RESULTS / file), 1):
+        if "seed" not in row or not (row.get("key") or row.get("config")):
+            raise ValueError(f"{RESULTS / file}: row {i} has no seed, or neither a key nor a config: {str(row)[:120]}")
         key = re.sub(r" seed=\d+$", "", row.get("key") or row["config"])
         if (key, row["seed"]) in by_seed:
             print(f"{RESULTS / file}: {key} seed {row['seed']} is logged twice; its last row counts", file=sys.stderr)

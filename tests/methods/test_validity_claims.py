@@ -127,6 +127,9 @@ def test_a_results_line_that_does_not_parse_before_the_last_is_an_error(tmp_path
     (tmp_path / catalog.AUD).write_text('{"config": "v", "seed": 0}\n{"config": "v", "se\n{"config": "v", "seed": 1}\n')
     with pytest.raises(ValueError, match=rf"{catalog.AUD}:2: not a JSON line"):
         verdicts.runs(catalog.AUD)
+    (tmp_path / catalog.AUD).write_text('{"config": "v", "seed": 0}\n{"config": "v", "linear": 0.5}\n')
+    with pytest.raises(ValueError, match=rf"{catalog.AUD}: row 2 has no seed"):
+        verdicts.runs(catalog.AUD)
 
 
 def test_paired_differences_use_the_seeds_both_sides_ran(tmp_path, monkeypatch):
