@@ -14,8 +14,9 @@ Groups (``--groups``, default all):
 The seed papers' claims (issue 34; not in the default set):
   augmentations  BYOL and SimCLR with all views' ops, without colour distortion (jitter + grayscale), and with the
                  crop alone (no flip, colour, solarization): BYOL Fig. 3b / Table 17
-  target         BYOL with ema.tau_base 1 (fixed random target), 0.999, 0.99, 0.97 (the recipe's), 0.9, 0 (the online
-                 network as target, under the cosine schedule), and without a predictor: BYOL Table 5
+  target         BYOL with ema.tau_base 1 (fixed random target), 0.999, 0.99, 0.97 (the recipe's), 0.9 (under the
+                 cosine schedule to 1), 0 kept constant (the online network as target: Table 5a's †) and 0 under the
+                 cosine schedule, and without a predictor: BYOL Table 5
   batch          BYOL and SimCLR at batch 32 × 4 accumulated micro-batches (the optimizer batch of 128, one target
                  update per optimizer step) vs batch 128: BYOL Fig. 3a / Table 16
 
@@ -53,7 +54,7 @@ sys.path.insert(0, str(ROOT))
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT / "benchmarks")]
 
 import torch  # noqa: E402
-from claim_catalog import CROP_ONLY, NO_COLOUR, SMALL_BATCH  # noqa: E402
+from claim_catalog import CROP_ONLY, NO_COLOUR, SMALL_BATCH, TAU_0_CONSTANT  # noqa: E402
 from harness import finished_with, train_or_reuse  # noqa: E402
 from jsonl_log import append_jsonl, read_jsonl  # noqa: E402
 
@@ -144,6 +145,7 @@ def plan(groups: list[str], modality: str, size: str, batches=BATCHES) -> list[t
         elif g == "target":
             runs += [(g, "byol", s["byol"], bs), (g, "byol no predictor", s["byol"], [*bs, "model.predictor=null"])]
             runs += [(g, f"byol tau_base {t}", s["byol"], [*bs, f"ema.tau_base={t}"]) for t in TAUS]
+            runs.append((g, "byol tau 0 constant", s["byol"], [*bs, *TAU_0_CONSTANT]))
         elif g == "batch":
             for name, recipe in (("byol", s["byol"]), ("simclr", v("simclr"))):
                 runs += [

@@ -27,9 +27,9 @@ import validity_verdicts as vv  # noqa: E402
 PAPER_AUGMENTATIONS = {"BYOL": (72.5, 63.4, 59.4), "SimCLR": (67.9, 45.7, 40.3)}
 AUGMENTATION_SETS = (("all", ()), ("no colour", cc.NO_COLOUR), ("crop only", cc.CROP_ONLY))
 # BYOL Table 5a / 5b: top-1 per τ_base, and without a predictor (the recipe's τ_base is 0.97: not in the paper)
-PAPER_TAU = {"0": 0.3, "0.9": 68.4, "0.99": 72.5, "0.999": 69.8, "1": 18.8, "no predictor": 0.2}
+PAPER_TAU = {"0 (constant)": 0.3, "0.9": 68.4, "0.99": 72.5, "0.999": 69.8, "1": 18.8, "no predictor": 0.2}
 TAU_POINTS = (
-    ("0", "ema.tau_base=0.0"),
+    ("0 (constant)", " ".join(cc.TAU_0_CONSTANT)),  # Table 5a's †: τ = 0 all along, not rising under the cosine
     ("0.9", "ema.tau_base=0.9"),
     ("0.97", None),  # byol_cifar10_cpu.yaml's own τ_base
     ("0.99", "ema.tau_base=0.99"),

@@ -302,7 +302,7 @@ def test_the_seed_claim_plots_draw_our_runs_beside_the_papers_numbers(tmp_path, 
     runs = verdicts.runs(catalog.IMG)
     assert plots.plot_augmentations(runs, tmp_path).stat().st_size > 10_000
     assert plots.plot_target(runs, tmp_path) is None  # only the recipe's own τ_base ran: nothing to compare
-    runs[catalog.image_key("byol", "ema.tau_base=0.0")] = [{"seed": 0, "linear": 0.1}]
+    runs[catalog.image_key("byol", *catalog.TAU_0_CONSTANT)] = [{"seed": 0, "linear": 0.1}]
     assert plots.plot_target(runs, tmp_path).name == "seed_claims_target.png"
 
 
