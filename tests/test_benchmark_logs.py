@@ -100,20 +100,27 @@ def test_a_finished_run_of_another_recipe_is_refused_naming_the_keys(tmp_path, m
         harness.train_or_reuse(load_recipe(RECIPE, now), tmp_path / "run")
 
 
-def _append_many(path: str, tag: int) -> None:
-    for i in range(200):
-        jsonl_log.append_jsonl(path, [{"writer": tag, "i": i, "pad": "x" * 500}])
+def _append_one(path: str, go) -> None:
+    go.wait(30)
+    jsonl_log.append_jsonl(path, [{"key": "b"}])
 
 
-def test_processes_appending_at_once_lose_and_glue_no_row(tmp_path):
+def test_an_append_waits_for_the_lock_another_process_holds(tmp_path):
+    """Shards append to one file: an append takes the file's lock, so it waits while another process holds it."""
+    import fcntl
     import multiprocessing as mp
+    import time
 
-    path = str(tmp_path / "r.jsonl")
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"key": "a"}\n')
     ctx = mp.get_context("fork")
-    procs = [ctx.Process(target=_append_many, args=(path, t)) for t in range(3)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join()
-    rows = jsonl_log.read_jsonl(path)
-    assert sorted((r["writer"], r["i"]) for r in rows) == [(t, i) for t in range(3) for i in range(200)]
+    go = ctx.Event()
+    child = ctx.Process(target=_append_one, args=(str(path), go))
+    child.start()  # before the lock is taken: a forked child would inherit the locked file
+    with open(path, "r+b") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        go.set()
+        time.sleep(1.0)
+        assert child.is_alive() and path.read_text() == '{"key": "a"}\n'  # waiting, nothing written
+    child.join(timeout=30)  # closing the file released the lock
+    assert child.exitcode == 0 and [r["key"] for r in jsonl_log.read_jsonl(path)] == ["a", "b"]

@@ -1,6 +1,7 @@
 """The cost of the DDP loop's per-batch vote (``training.distributed.every_rank``): every process says whether its
-batch can make a step (≥ 2 usable items), so that all step or none does. One gloo all-reduce of one integer per
-batch, timed here in 2 CPU processes on this machine; a step of the CPU recipes takes 0.1–1 s.
+batch can make a step (≥ 2 usable items) and whether it was signalled to stop, so that all step or none does and
+all stop at one batch. One gloo all-reduce of two integers per batch, timed here in 2 CPU processes on this
+machine; a step of the CPU recipes takes 0.1–1 s.
 
     python benchmarks/speed/bench_rank_vote.py [--votes 2000]
 """
@@ -35,12 +36,12 @@ def _votes(rank: int, port: int, n: int, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)
     for _ in range(50):
-        every_rank(True)
+        every_rank(True, True)
     times = []
     for _ in range(5):
         t0 = time.perf_counter()
         for _ in range(n):
-            every_rank(rank == 0)  # the vote's answer does not change its cost
+            every_rank(rank == 0, True)  # as the loop votes (usable, calm); the answer does not change the cost
         times.append((time.perf_counter() - t0) / n)
     if rank == 0:
         Path(out).write_text(" ".join(str(t) for t in times))

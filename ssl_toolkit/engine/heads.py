@@ -33,6 +33,10 @@ class MLPHead(nn.Sequential):
     ):
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        if not last_norm_shift and not (last_norm and norm != "none"):
+            raise ValueError(
+                "last_norm_shift: false removes the output norm's offset: it needs last_norm: true and a norm"
+            )
         layers: list[nn.Module] = []
         dim = in_dim
         linear = linear_layer(norm)

@@ -128,6 +128,8 @@ def test_mlp_head_last_bias_switch(last_norm):
     linears = [[m for m in h.modules() if isinstance(m, nn.Linear)] for h in (with_bias, without)]
     assert [m.bias is not None for m in linears[0]] == [True, True]
     assert [m.bias is not None for m in linears[1]] == [True, False]
+    if last_norm:  # the output norm keeps its offset: that is last_norm_shift's, not last_bias's
+        assert without[-1].bias is not None
     assert without(torch.zeros(2, 4)).shape == (2, 3)
 
 
@@ -147,6 +149,12 @@ def test_an_output_norm_without_offset_keeps_its_scale_only(norm):
         torch.testing.assert_close(scale_only(x).mean(0), torch.zeros(6), atol=1e-5, rtol=0)
         torch.testing.assert_close(plain(x).mean(0), torch.full((6,), 3.0), atol=1e-5, rtol=0)
     torch.testing.assert_close(plain(x) - scale_only(x), torch.full((16, 6), 3.0), atol=1e-5, rtol=0)
+
+
+def test_an_offset_switch_without_an_output_norm_is_refused():
+    for kw in ({}, {"last_norm": True, "norm": "none"}):
+        with pytest.raises(ValueError, match="last_norm_shift: false .* needs last_norm: true and a norm"):
+            HEADS.build("mlp", in_dim=4, hidden_dim=8, out_dim=6, last_norm_shift=False, **kw)
 
 
 def test_global_batchnorm_converts_a_norm_without_offset():

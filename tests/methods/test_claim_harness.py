@@ -121,3 +121,28 @@ def test_each_audio_ablation_lever_takes_away_exactly_its_component():
         assert ops(label) == ([[o for o in b if o != branch_op] for b in full[0]], *full[1:])
     assert ops("abl_no_prenorm") == (full[0], ["log_mel"], *full[2:])
     assert ops("abl_no_postnorm") == (*full[:2], [], 320)
+
+
+def test_saved_bench_results_count_only_for_a_run_of_the_same_recipe(tmp_path, monkeypatch):
+    """bench_result.json of a finished run is reused when its recipe.yaml is the recipe asked for (overrides alone
+    are not enough: the recipe file may have changed), and a run of another recipe is refused."""
+    import yaml
+
+    from ssl_toolkit.recipe.schema import to_plain
+
+    path, run_dir = "recipes/image/byol_cifar10_cpu.yaml", tmp_path / "run"
+    overrides = variants.train_overrides("image", "full", 0, [])
+    run_dir.mkdir()
+    (run_dir / "encoder.pt").write_bytes(b"")
+    (run_dir / "bench_result.json").write_text(json.dumps({"overrides": overrides, "linear": 0.42}))
+    monkeypatch.setattr(variants, "train_or_reuse", lambda *a: pytest.fail("a finished run must not train"))
+
+    def write_recipe(ov):
+        plain = to_plain(load_recipe(ROOT / path, ov).to_dict())
+        (run_dir / "recipe.yaml").write_text(yaml.safe_dump(plain, sort_keys=False))
+
+    write_recipe(overrides)
+    assert variants.train_and_eval(path, [], 0, run_dir, "image", "full", "byol")["linear"] == 0.42
+    write_recipe([*overrides, "optimizer.weight_decay=0.5"])  # the same overrides over an edited recipe file
+    with pytest.raises(SystemExit, match=r"another recipe:\n  optimizer.weight_decay"):
+        variants.train_and_eval(path, [], 0, run_dir, "image", "full", "byol")
