@@ -81,8 +81,9 @@ class SimCLR(nn.Module):
                 "simclr encodes its 2 views as one batch (BatchNorm statistics over all 2N views, as SimCLR); "
                 f"they must have one shape, got {tuple(views[0].shape)} and {tuple(views[1].shape)}"
             )
-        z1, z2 = self.online.projector(self.online.encoder(torch.cat(views[:2]))).chunk(2)
-        keys, offset, valid, weight = gather_with_grad(torch.cat([z1, z2]))
+        z = self.online.projector(self.online.encoder(torch.cat(views[:2])))  # rows [view 1; view 2]
+        z1, z2 = z.chunk(2)
+        keys, offset, valid, weight = gather_with_grad(z)
         loss = weight * nt_xent_loss(z1, z2, self.temperature, keys, offset, valid)
         return {"loss": loss, "collapse": collapse_metric(z1), "projections": {0: z1, 1: z2}}
 
