@@ -357,21 +357,24 @@ def readme_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_readme(rows: list[dict], path: Path | None = None) -> None:
-    """Replace the table between the README's markers (the rest of the file is left as it is)."""
-    path = path or README
-    path.write_text(outputs(rows, path)[path])
-
-
-def outputs(rows: list[dict], readme: Path | None = None) -> dict[Path, str]:
-    """What each written file holds once the verdicts are in (the README with its table replaced)."""
-    readme = readme or README
-    text = readme.read_text()
+def readme_with_table(rows: list[dict], path: Path) -> str:
+    """The README at ``path`` with the table between its markers replaced (the rest of the file as it is)."""
+    text = path.read_text()
     start, end = (text.index(m) for m in README_MARKS)
+    return text[: start + len(README_MARKS[0])] + "\n" + readme_table(rows) + text[end:]
+
+
+def write_readme(rows: list[dict], path: Path | None = None) -> None:
+    path = path or README
+    path.write_text(readme_with_table(rows, path))
+
+
+def outputs(rows: list[dict]) -> dict[Path, str]:
+    """What each written file holds once the verdicts are in."""
     return {
         RESULTS / "validity_claims.json": json.dumps(rows, indent=1) + "\n",
         RESULTS / "validity_claims.md": markdown(rows),
-        readme: text[: start + len(README_MARKS[0])] + "\n" + readme_table(rows) + text[end:],
+        README: readme_with_table(rows, README),
     }
 
 
@@ -380,12 +383,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true", help="write nothing; exit 1 when a written file is stale")
     args = ap.parse_args(argv)
     rows = assess()
-    stale = [path for path, text in outputs(rows).items() if not path.exists() or path.read_text() != text]
+    files = outputs(rows)
     if args.check:
+        stale = [path for path, text in files.items() if not path.exists() or path.read_text() != text]
         for path in stale:
             print(f"stale: {path.relative_to(ROOT)} (run benchmarks/claims/validity_verdicts.py)", file=sys.stderr)
         return 1 if stale else 0
-    for path, text in outputs(rows).items():
+    for path, text in files.items():
         path.write_text(text)
     print(markdown(rows))
     return 0
