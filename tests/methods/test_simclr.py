@@ -2,6 +2,7 @@
 invariances, gradients through both views, the recipe, and DDP (2 processes, global negatives) = 1 process."""
 
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -217,6 +218,11 @@ def _unequal_blocks(rank: int, world: int, init: str, sizes: list[int], weighted
         torch.save(w.grad / world, out)
     dist.barrier()  # both ranks leave together: gloo aborts a process whose peer tears down first
     dist.destroy_process_group()
+    # About 1 exit in 100 of an mp.spawn'ed gloo process dies of "terminate called without an active exception" in
+    # torch's C++ teardown, after every line above has run (measured: 1/30–1/150, with or without autograd through
+    # the gather). Leave without the interpreter's teardown; spawn still sees exit code 0, and an error above
+    # still reaches it as a traceback.
+    os._exit(0)
 
 
 @pytest.mark.parametrize("weighted", [True, False])
