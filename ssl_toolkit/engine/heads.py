@@ -17,7 +17,8 @@ class MLPHead(nn.Sequential):
     Richemond et al. 2020) | ``none``; see :mod:`ssl_toolkit.engine.norms`. ``last_bias=False`` drops the last
     Linear's bias (DeepMind's BYOL MLP has none there). ``last_norm`` normalizes the output too (SimCLR, SimSiam);
     ``last_norm_shift=False`` leaves out that norm's learned offset β (the official SimCLR head's last layer has
-    "neither bias nor ReLU": its BatchNorm has ``center=False``).
+    "neither bias nor ReLU": its BatchNorm has ``center=False``), ``last_norm_scale=False`` its learned scale γ
+    (both false: the official SimSiam projector's output ``BatchNorm1d(dim, affine=False)``).
     """
 
     def __init__(
@@ -30,13 +31,16 @@ class MLPHead(nn.Sequential):
         last_norm: bool = False,
         last_bias: bool = True,
         last_norm_shift: bool = True,
+        last_norm_scale: bool = True,
     ):
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
-        if not last_norm_shift and not (last_norm and norm != "none"):
-            raise ValueError(
-                "last_norm_shift: false removes the output norm's offset: it needs last_norm: true and a norm"
-            )
+        for key, kept, what in (
+            ("last_norm_shift", last_norm_shift, "offset"),
+            ("last_norm_scale", last_norm_scale, "scale"),
+        ):
+            if not kept and not (last_norm and norm != "none"):
+                raise ValueError(f"{key}: false removes the output norm's {what}: it needs last_norm: true and a norm")
         layers: list[nn.Module] = []
         dim = in_dim
         linear = linear_layer(norm)
@@ -45,6 +49,6 @@ class MLPHead(nn.Sequential):
             dim = hidden_dim
         layers.append((linear if last_norm else nn.Linear)(dim, out_dim, bias=last_bias))
         if last_norm:
-            layers.append(make_norm(norm, out_dim, shift=last_norm_shift))
+            layers.append(make_norm(norm, out_dim, shift=last_norm_shift, scale=last_norm_scale))
         super().__init__(*layers)
         self.out_dim = out_dim

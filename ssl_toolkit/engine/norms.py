@@ -45,26 +45,30 @@ def gn_groups(channels: int, groups: int = GN_GROUPS, min_channels: int = GN_MIN
     return max((g for g in range(1, groups + 1) if channels % g == 0 and channels // g >= min_channels), default=1)
 
 
-def group_norm(channels: int) -> nn.GroupNorm:
+def group_norm(channels: int, affine: bool = True) -> nn.GroupNorm:
     """GroupNorm over ``channels`` with :func:`gn_groups` groups."""
-    return nn.GroupNorm(gn_groups(channels), channels)
+    return nn.GroupNorm(gn_groups(channels), channels, affine=affine)
 
 
-def make_norm(norm: str, channels: int, dims: int = 1, shift: bool = True) -> nn.Module:
+def make_norm(norm: str, channels: int, dims: int = 1, shift: bool = True, scale: bool = True) -> nn.Module:
     """The ``norm`` layer over ``channels``: of features (B, C) for ``dims=1``, of maps (B, C, H, W) for 2.
-    ``shift=False`` leaves out the learned offset β (a scale γ only: TensorFlow's ``center=False``, SimCLR's output
-    BatchNorm)."""
+    ``shift=False`` leaves out the learned offset β (TensorFlow's ``center=False``, SimCLR's output BatchNorm),
+    ``scale=False`` the learned scale γ (``scale=False``); without both the layer has no parameters (torch's
+    ``affine=False``: SimSiam's output BatchNorm)."""
     check_norm(norm)
     if dims not in (1, 2):
         raise ValueError(f"make_norm: dims must be 1 or 2, got {dims}")
+    affine = shift or scale
     if norm == "bn":
-        layer: nn.Module = nn.BatchNorm1d(channels) if dims == 1 else nn.BatchNorm2d(channels)
+        layer: nn.Module = (nn.BatchNorm1d if dims == 1 else nn.BatchNorm2d)(channels, affine=affine)
     elif norm in ("gn", "gn_ws"):
-        layer = group_norm(channels)
+        layer = group_norm(channels, affine)
     else:
         return nn.Identity()
-    if not shift:
-        layer.register_parameter("bias", None)  # torch's batch_norm / group_norm take no bias as none
+    if affine and not shift:
+        layer.register_parameter("bias", None)  # torch's batch_norm / group_norm take a missing β or γ as none
+    if affine and not scale:
+        layer.register_parameter("weight", None)
     return layer
 
 

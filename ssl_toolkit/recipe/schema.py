@@ -89,6 +89,9 @@ class OptimizerConfig:
     weight_decay: float = ranged(0.0, "[0, inf)")
     exclude_bias_and_norm: bool = True
     """Biases and normalization parameters get no weight decay (nor LARS adaptation)."""
+    constant_lr: list[str] = dataclasses.field(default_factory=list)
+    """Parameters whose names begin with one of these (e.g. ``online.predictor``) keep the base lr at every step,
+    outside the schedule's warmup and decay (SimSiam §4.4 and its official ``--fix-pred-lr``: the predictor)."""
     options: dict = dataclasses.field(default_factory=dict)
     """Optimizer-specific keyword arguments (momentum, betas, trust_coefficient, ...)."""
 

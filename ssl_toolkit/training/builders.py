@@ -96,7 +96,10 @@ def build_learner(
         method = method.to(memory_format=torch.channels_last)
     if distributed and t.sync_batchnorm:
         method = nn.SyncBatchNorm.convert_sync_batchnorm(method) if use_cuda else convert_to_global_bn(method)
-    optimizer, lr_rule = build_optimizer(r.optimizer, method, global_batch)
+    try:
+        optimizer, lr_rule = build_optimizer(r.optimizer, method, global_batch)
+    except ValueError as e:
+        raise TrainingError(f"recipe {r.name}: {e}") from None
     lr_factor = SCHEDULES.build(
         r.schedule.name, total_steps=total_steps, steps_per_epoch=steps_per_epoch, **r.schedule.params
     )

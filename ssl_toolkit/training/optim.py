@@ -64,17 +64,35 @@ def is_bias_or_norm(name: str, param: nn.Parameter) -> bool:
     return param.ndim < 2
 
 
-def param_groups(model: nn.Module, weight_decay: float, exclude_bias_and_norm: bool) -> list[dict]:
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if exclude_bias_and_norm and is_bias_or_norm(name, p) else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay, "lars_exclude": False}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0, "lars_exclude": True})
-    return groups
+def param_groups(
+    model: nn.Module, weight_decay: float, exclude_bias_and_norm: bool, constant_lr: tuple[str, ...] = ()
+) -> list[dict]:
+    """The optimizer's parameter groups: weight decay or none (biases and norms, with ``exclude_bias_and_norm``),
+    each split into scheduled parameters and those whose names begin with one of ``constant_lr`` (``scheduled:
+    False``: the step keeps them at the base lr). A prefix that names no parameter is an error."""
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    for prefix in constant_lr:
+        if not any(name == prefix or name.startswith(prefix + ".") for name, _ in named):
+            heads = sorted({".".join(name.split(".")[:2]) for name, _ in named})
+            raise ValueError(
+                f"optimizer.constant_lr: {prefix!r} names no trainable parameter; parameter names begin with "
+                f"{', '.join(heads)}"
+            )
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, p in named:
+        decayed = not (exclude_bias_and_norm and is_bias_or_norm(name, p))
+        scheduled = not any(name == prefix or name.startswith(prefix + ".") for prefix in constant_lr)
+        groups.setdefault((decayed, scheduled), []).append(p)
+    return [
+        {
+            "params": groups.get((decayed, scheduled), []),
+            "weight_decay": weight_decay if decayed else 0.0,
+            "lars_exclude": not decayed,
+            "scheduled": scheduled,
+        }
+        for decayed, scheduled in ((True, True), (False, True), (True, False), (False, False))
+        if (decayed and scheduled) or groups.get((decayed, scheduled))
+    ]
 
 
 @OPTIMIZERS.register("lars")
@@ -141,7 +159,7 @@ def applied_lr(base_lr: float, scaling: str, global_batch: int) -> tuple[float, 
 
 def build_optimizer(cfg, model: nn.Module, global_batch: int) -> tuple[torch.optim.Optimizer, str]:
     lr, rule = applied_lr(cfg.lr, cfg.lr_scaling, global_batch)
-    groups = param_groups(model, cfg.weight_decay, cfg.exclude_bias_and_norm)
+    groups = param_groups(model, cfg.weight_decay, cfg.exclude_bias_and_norm, tuple(cfg.constant_lr))
     opt = OPTIMIZERS.build(cfg.name, groups, lr=lr, **cfg.options)
     for g in opt.param_groups:
         g["base_lr"] = g["lr"]

@@ -79,7 +79,7 @@ def train_step(learner: Learner, batches: list, step: int) -> StepOutput:
     with record_function("optimizer"):
         factor = L.lr_factor(step)
         for group in L.optimizer.param_groups:
-            group["lr"] = group["base_lr"] * factor
+            group["lr"] = group["base_lr"] * (factor if group.get("scheduled", True) else 1.0)
         if L.scaler is not None:
             L.scaler.step(L.optimizer)
             L.scaler.update()

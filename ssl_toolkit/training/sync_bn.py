@@ -44,7 +44,7 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         y = (xf - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
         if self.weight is not None:
             y = y * self.weight.view(shape)
-        if self.bias is not None:  # a norm without offset (make_norm(shift=False)) has none
+        if self.bias is not None:  # a norm without γ or β (make_norm(scale / shift=False)) has none
             y = y + self.bias.view(shape)
         return y.to(x.dtype)
 
@@ -55,8 +55,9 @@ def convert_to_global_bn(module: nn.Module) -> nn.Module:
         new = GlobalBatchNorm(
             module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats
         )
-        if module.affine and module.bias is None:  # scale only (make_norm(shift=False))
-            new.register_parameter("bias", None)
+        for name in ("weight", "bias"):  # γ or β left out (make_norm(scale=False) / make_norm(shift=False))
+            if module.affine and getattr(module, name) is None:
+                new.register_parameter(name, None)
         new.load_state_dict(module.state_dict())
         for p_new, p_old in zip(new.parameters(), module.parameters()):
             p_new.requires_grad_(p_old.requires_grad)

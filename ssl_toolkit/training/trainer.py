@@ -187,7 +187,17 @@ class Trainer:
             changed = [
                 k
                 for k, _, _ in recipe_changes(state.recipe, self.recipe.to_dict())
-                if k.startswith(("model.", "method", "views.", "optimizer.name", "data.dataset"))
+                if k.startswith(
+                    (
+                        "model.",
+                        "method",
+                        "views.",
+                        "optimizer.name",
+                        "optimizer.constant_lr",  # these two change the optimizer's parameter groups
+                        "optimizer.exclude_bias_and_norm",
+                        "data.dataset",
+                    )
+                )
             ]
             detail = ckpt.state_dict_mismatch(self.method.state_dict(), state.method) or str(e).splitlines()[0]
             raise TrainingError(

@@ -151,19 +151,55 @@ def test_an_output_norm_without_offset_keeps_its_scale_only(norm):
     torch.testing.assert_close(plain(x) - scale_only(x), torch.full((16, 6), 3.0), atol=1e-5, rtol=0)
 
 
-def test_an_offset_switch_without_an_output_norm_is_refused():
-    for kw in ({}, {"last_norm": True, "norm": "none"}):
-        with pytest.raises(ValueError, match="last_norm_shift: false .* needs last_norm: true and a norm"):
-            HEADS.build("mlp", in_dim=4, hidden_dim=8, out_dim=6, last_norm_shift=False, **kw)
+@pytest.mark.parametrize("norm", ["bn", "gn", "gn_ws"])
+def test_an_output_norm_without_scale_or_offset_only_standardizes(norm):
+    """``last_norm_scale=False`` drops γ; with ``last_norm_shift=False`` too the norm has no parameters at all
+    (SimSiam's ``BatchNorm1d(dim, affine=False)``) and its output is the standardized input: per feature over the
+    batch (bn, training mode) or per group of features of each item (gn)."""
+    kw = dict(in_dim=4, hidden_dim=8, out_dim=6, norm=norm, last_norm=True)
+    no_scale = HEADS.build("mlp", **kw, last_norm_scale=False)
+    assert no_scale[-1].weight is None and no_scale[-1].bias is not None
+    bare = HEADS.build("mlp", **kw, last_norm_scale=False, last_norm_shift=False)
+    assert list(bare[-1].parameters()) == [] and not any(
+        k.startswith("4.") and "running" not in k and "num_batches" not in k for k in bare.state_dict()
+    )
+    x = torch.randn(32, 4)
+    y = bare(x)
+    before = nn.Sequential(*list(bare)[:-1])(x)
+    if norm == "bn":
+        torch.testing.assert_close(y.mean(0), torch.zeros(6), atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            y.var(0, unbiased=False), before.var(0, unbiased=False) / (before.var(0, unbiased=False) + bare[-1].eps)
+        )
+    else:
+        groups = bare[-1].num_groups
+        g = before.reshape(32, groups, -1)
+        want = (g - g.mean(-1, keepdim=True)) / torch.sqrt(g.var(-1, unbiased=False, keepdim=True) + bare[-1].eps)
+        torch.testing.assert_close(y, want.reshape(32, 6), atol=1e-5, rtol=1e-5)
+    with torch.no_grad():  # γ = 1, β = 0 of a full norm give the same output
+        full = HEADS.build("mlp", **kw)
+        full.load_state_dict(bare.state_dict(), strict=False)
+    torch.testing.assert_close(full(x), y)
 
 
-def test_global_batchnorm_converts_a_norm_without_offset():
-    """Under DDP on gloo every BatchNorm becomes GlobalBatchNorm: one without β stays without it."""
+def test_an_offset_or_scale_switch_without_an_output_norm_is_refused():
+    for switch in ("last_norm_shift", "last_norm_scale"):
+        for kw in ({}, {"last_norm": True, "norm": "none"}):
+            with pytest.raises(ValueError, match=f"{switch}: false .* needs last_norm: true and a norm"):
+                HEADS.build("mlp", in_dim=4, hidden_dim=8, out_dim=6, **{switch: False}, **kw)
+
+
+def test_global_batchnorm_converts_a_norm_without_offset_or_scale():
+    """Under DDP on gloo every BatchNorm becomes GlobalBatchNorm: one without β or γ stays without it."""
     from ssl_toolkit.training.sync_bn import convert_to_global_bn
 
-    head = HEADS.build("mlp", in_dim=4, hidden_dim=8, out_dim=6, last_norm=True, last_norm_shift=False)
-    x = torch.randn(10, 4)
-    want = head(x)
-    converted = convert_to_global_bn(head)
-    assert type(converted[-1]).__name__ == "GlobalBatchNorm" and converted[-1].bias is None
-    torch.testing.assert_close(converted(x), want)  # without a process group it is the plain BatchNorm
+    for scale, shift in ((True, False), (False, True), (False, False)):
+        head = HEADS.build(
+            "mlp", in_dim=4, hidden_dim=8, out_dim=6, last_norm=True, last_norm_shift=shift, last_norm_scale=scale
+        )
+        x = torch.randn(10, 4)
+        want = head(x)
+        converted = convert_to_global_bn(head)
+        assert type(converted[-1]).__name__ == "GlobalBatchNorm"
+        assert (converted[-1].weight is not None, converted[-1].bias is not None) == (scale, shift)
+        torch.testing.assert_close(converted(x), want)  # without a process group it is the plain BatchNorm

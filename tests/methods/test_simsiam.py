@@ -58,3 +58,24 @@ def test_stop_gradient_the_target_branch_gets_no_gradient():
     for gz, gp, v in zip(g, g_through_p, range(2)):
         jvp = torch.autograd.grad(p[v], z[v], grad_outputs=gp, retain_graph=True)[0]
         torch.testing.assert_close(gz, jvp)
+
+
+def test_recipes_build_the_official_heads_and_keep_the_predictor_lr_constant():
+    """The shipped SimSiam recipes: the projector's output BN has no parameters (official
+    ``BatchNorm1d(dim, affine=False)``; the Linear before it has no bias) and the predictor's parameters, only
+    they, sit in the optimizer groups the schedule leaves at the base lr (the official ``--fix-pred-lr``)."""
+    from pathlib import Path
+
+    from ssl_toolkit.engine.build import build_method
+    from ssl_toolkit.recipe import load_recipe
+    from ssl_toolkit.training.optim import build_optimizer
+
+    root = Path(__file__).resolve().parents[2]
+    for path in ("recipes/variants/image/simsiam_cifar10_cpu.yaml", "recipes/variants/audio/simsiam_fsdd.yaml"):
+        recipe = load_recipe(root / path, check_files=False)
+        method = build_method(recipe)
+        out_norm, last_linear = method.online.projector[-1], method.online.projector[-2]
+        assert isinstance(out_norm, nn.BatchNorm1d) and not out_norm.affine and last_linear.bias is None
+        optimizer, _ = build_optimizer(recipe.optimizer, method, global_batch=recipe.data.batch_size)
+        constant = {id(p) for g in optimizer.param_groups if not g["scheduled"] for p in g["params"]}
+        assert constant == {id(p) for p in method.online.predictor.parameters()}, path

@@ -52,3 +52,43 @@ def test_warmup_cosine_values():
     assert f(10) == pytest.approx(1.0) and f(60) == pytest.approx(0.5) and f(110) == pytest.approx(0.0)
     assert warmup_cosine(100, 10, final_ratio=0.1)(100) == pytest.approx(0.1)
     assert constant(100, 10)(50) == 1.0 and constant(100, 10, warmup_steps=4)(1) == 0.5
+
+
+def test_constant_lr_prefixes_split_every_group_and_unknown_prefixes_are_refused():
+    """``optimizer.constant_lr``: the parameters under a named prefix form their own groups (decayed or not, as
+    before) marked ``scheduled: False``; every trainable parameter lands in exactly one group."""
+    model = nn.Sequential()
+    model.add_module("encoder", nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)))
+    model.add_module("predictor", nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)))
+    model.add_module("predictor_extra", nn.Linear(4, 2))  # shares the prefix's text, not its module
+    groups = param_groups(model, 0.1, exclude_bias_and_norm=True, constant_lr=("predictor",))
+    flags = [(g["weight_decay"] > 0, g["scheduled"]) for g in groups]
+    assert flags == [(True, True), (False, True), (True, False), (False, False)]
+    constant = {id(p) for g in groups if not g["scheduled"] for p in g["params"]}
+    assert constant == {id(p) for p in model.predictor.parameters()}
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert sorted(ids) == sorted(id(p) for p in model.parameters())
+    assert [g["scheduled"] for g in param_groups(model, 0.1, False, ())] == [True]
+    with pytest.raises(ValueError, match="constant_lr: 'predictr' names no trainable parameter.*encoder.0"):
+        param_groups(model, 0.1, True, constant_lr=("predictr",))
+
+
+def test_constant_lr_parameters_keep_the_base_lr_through_warmup_and_decay(tensor_recipe, tmp_path):
+    """SimSiam's fixed predictor lr: at the last of 16 steps (1 warmup epoch of 8, then cosine) the scheduled groups
+    are at the schedule's fraction of the base lr, the predictor's at the base lr, in the run's optimizer state."""
+    from ssl_toolkit.checkpoint import load_checkpoint
+    from ssl_toolkit.recipe import load_recipe
+    from ssl_toolkit.training.trainer import Trainer
+
+    overrides = ["optimizer.constant_lr=[online.predictor]", "trainer.epochs=2", "trainer.tensorboard=false"]
+    recipe = load_recipe(tensor_recipe, overrides)
+    Trainer(recipe, out_dir=tmp_path / "run", quiet=True).fit()
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    groups = state["optimizer"]["param_groups"]
+    base = 0.2 * 32 / 256
+    assert [g["scheduled"] for g in groups] == [True, True, False, False]
+    factor = warmup_cosine(total_steps=16, steps_per_epoch=8, warmup_epochs=1)(15)
+    assert 0 < factor < 0.5
+    for g in groups:
+        assert g["base_lr"] == pytest.approx(base)
+        assert g["lr"] == pytest.approx(base * (factor if g["scheduled"] else 1.0))
