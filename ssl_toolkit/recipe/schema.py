@@ -91,7 +91,7 @@ class OptimizerConfig:
     """Biases and normalization parameters get no weight decay (nor LARS adaptation)."""
     constant_lr: list[str] = dataclasses.field(default_factory=list)
     """Parameters whose names begin with one of these (e.g. ``online.predictor``) keep the base lr at every step,
-    outside the schedule's warmup and decay (SimSiam §4.4 and its official ``--fix-pred-lr``: the predictor)."""
+    outside the schedule's warmup and decay (SimSiam's predictor: §4.2, Table 1, the official ``--fix-pred-lr``)."""
     options: dict = dataclasses.field(default_factory=dict)
     """Optimizer-specific keyword arguments (momentum, betas, trust_coefficient, ...)."""
 
