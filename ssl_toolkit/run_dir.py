@@ -157,11 +157,18 @@ def _flatten(tree: Any, prefix: str = "") -> dict:
 
 
 def recipe_changes(old: dict, new: dict, safe: tuple[str, ...] = SAFE_ON_RESUME) -> list[tuple[str, Any, Any]]:
-    """``(key, checkpoint value, new value)`` for every key outside ``safe`` (and below) that differs."""
+    """``(key, checkpoint value, new value)`` for every key outside ``safe`` (and below) that differs. A schema key
+    the checkpoint's recipe lacks (it predates the key) is unchanged when the new value is the key's default: the
+    default keeps the behaviour the run had."""
+    from .recipe.schema import schema_defaults
+
     a, b = _flatten(old), _flatten(new)
+    defaults = schema_defaults()
     changed = []
     for key in sorted(set(a) | set(b)):
         if any(key == s or key.startswith(s + ".") for s in safe):
+            continue
+        if key not in a and key in defaults and b.get(key) == defaults[key]:
             continue
         if a.get(key, "<unset>") != b.get(key, "<unset>"):
             changed.append((key, a.get(key, "<unset>"), b.get(key, "<unset>")))

@@ -159,6 +159,32 @@ def test_recipe_changes_ignore_the_safe_keys():
     assert recipe_changes(a, {**b, "seed": 1}) == [("seed", 0, 1)]
 
 
+def test_a_schema_key_newer_than_the_checkpoint_is_unchanged_at_its_default(tensor_recipe):
+    """A checkpoint written before a schema key existed lacks it: at the key's default the run behaves as it did
+    (no change, for every defaulted schema key); another value is a change like any other."""
+    import copy
+
+    from ssl_toolkit.recipe import load_recipe
+    from ssl_toolkit.recipe.schema import schema_defaults
+
+    now = load_recipe(tensor_recipe).to_dict()
+    defaults = schema_defaults()
+    assert {"optimizer.constant_lr", "trainer.sync_batchnorm", "ema.schedule"} <= set(defaults)
+    for key, default in defaults.items():
+        *path, leaf = key.split(".")
+        new, old = copy.deepcopy(now), copy.deepcopy(now)
+        node_new, node_old = new, old
+        for part in path:
+            node_new, node_old = node_new[part], node_old[part]
+        node_new[leaf] = copy.deepcopy(default)
+        del node_old[leaf]
+        assert recipe_changes(old, new, safe=()) == [], key
+    old, new = copy.deepcopy(now), copy.deepcopy(now)
+    del old["optimizer"]["constant_lr"]
+    new["optimizer"]["constant_lr"] = ["online.predictor"]
+    assert recipe_changes(old, new) == [("optimizer.constant_lr", "<unset>", ["online.predictor"])]
+
+
 def test_a_changed_architecture_on_resume_names_the_recipe_keys(tensor_recipe, tmp_path):
     out = train(tensor_recipe, tmp_path / "run", ["trainer.max_steps=2"])
     with pytest.raises(

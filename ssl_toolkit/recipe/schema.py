@@ -150,6 +150,26 @@ class Recipe:
         return to_plain(self)
 
 
+def schema_defaults(cls: type = Recipe, prefix: str = "") -> dict[str, Any]:
+    """Every schema key that has a plain default, dotted (``optimizer.constant_lr`` → ``[]``), in the form
+    ``to_dict`` writes; nested sections recurse, component defaults (``method: {name: byol}``) are left out."""
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        key, kind = prefix + f.name, hints[f.name]
+        if dataclasses.is_dataclass(kind) and isinstance(kind, type):
+            out.update(schema_defaults(kind, key + "."))
+        elif f.default is not dataclasses.MISSING:
+            out[key] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+            if not isinstance(value, Component):
+                out[key] = to_plain(value)
+    return out
+
+
 def to_plain(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj):
         return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
