@@ -210,6 +210,34 @@ def test_a_changed_architecture_on_resume_names_the_recipe_keys(tensor_recipe, t
     assert TrainingState.load(out / "checkpoints/last.pt").step == 2
 
 
+def test_optimizer_groups_holding_other_parameters_are_refused_on_resume(tensor_recipe, tmp_path):
+    """``optimizer.constant_lr`` moved from the predictor to the projector keeps every group's size on the tensor
+    recipe, so torch would load the predictor's momentum into the projector's parameters: the groups' parameter
+    names tell, and the resume is refused even with --allow-recipe-change; the same groups resume."""
+    out = train(tensor_recipe, tmp_path / "run", ["trainer.max_steps=2", "optimizer.constant_lr=[online.predictor]"])
+    state = TrainingState.load(out / "checkpoints/last.pt")
+    sizes = [len(g["params"]) for g in state.optimizer["param_groups"]]
+    with pytest.raises(
+        TrainingError,
+        match=r"(?s)optimizer group \d holds other parameters.*recipe keys changed since: optimizer.constant_lr",
+    ):
+        train(
+            tensor_recipe,
+            out,
+            ["trainer.max_steps=4", "optimizer.constant_lr=[online.projector]"],
+            resume="auto",
+            allow_recipe_change=True,
+        )
+    from ssl_toolkit.engine.build import build_method
+    from ssl_toolkit.recipe import load_recipe
+    from ssl_toolkit.training.optim import param_groups
+
+    method = build_method(load_recipe(tensor_recipe))
+    assert [len(g["params"]) for g in param_groups(method, 0.0, True, ("online.projector",))] == sizes
+    train(tensor_recipe, out, ["trainer.max_steps=4", "optimizer.constant_lr=[online.predictor]"], resume="auto")
+    assert TrainingState.load(out / "checkpoints/last.pt").step == 4
+
+
 def _cli(*args):
     return subprocess.run([sys.executable, "-m", "ssl_toolkit", *map(str, args)], capture_output=True, text=True)
 

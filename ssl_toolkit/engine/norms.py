@@ -53,8 +53,8 @@ def group_norm(channels: int, affine: bool = True) -> nn.GroupNorm:
 def make_norm(norm: str, channels: int, dims: int = 1, shift: bool = True, scale: bool = True) -> nn.Module:
     """The ``norm`` layer over ``channels``: of features (B, C) for ``dims=1``, of maps (B, C, H, W) for 2.
     ``shift=False`` leaves out the learned offset β (TensorFlow's ``center=False``, SimCLR's output BatchNorm),
-    ``scale=False`` the learned scale γ (``scale=False``); without both the layer has no parameters (torch's
-    ``affine=False``: SimSiam's output BatchNorm)."""
+    ``scale=False`` the learned scale γ (TensorFlow's ``scale=False``); without both the layer has no parameters
+    (torch's ``affine=False``: SimSiam's output BatchNorm). Encoders keep both (their init sets γ and β)."""
     check_norm(norm)
     if dims not in (1, 2):
         raise ValueError(f"make_norm: dims must be 1 or 2, got {dims}")

@@ -162,7 +162,7 @@ def schema_defaults(cls: type = Recipe, prefix: str = "") -> dict[str, Any]:
         if dataclasses.is_dataclass(kind) and isinstance(kind, type):
             out.update(schema_defaults(kind, key + "."))
         elif f.default is not dataclasses.MISSING:
-            out[key] = f.default
+            out[key] = to_plain(f.default)
         elif f.default_factory is not dataclasses.MISSING:
             value = f.default_factory()
             if not isinstance(value, Component):

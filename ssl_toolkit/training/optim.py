@@ -64,28 +64,36 @@ def is_bias_or_norm(name: str, param: nn.Parameter) -> bool:
     return param.ndim < 2
 
 
+def under(name: str, prefix: str) -> bool:
+    """Whether parameter ``name`` lies under module path ``prefix`` (``online.predictor`` holds
+    ``online.predictor.0.weight``, not ``online.predictor_extra.weight``)."""
+    return name == prefix or name.startswith(prefix + ".")
+
+
 def param_groups(
     model: nn.Module, weight_decay: float, exclude_bias_and_norm: bool, constant_lr: tuple[str, ...] = ()
 ) -> list[dict]:
     """The optimizer's parameter groups: weight decay or none (biases and norms, with ``exclude_bias_and_norm``),
-    each split into scheduled parameters and those whose names begin with one of ``constant_lr`` (``scheduled:
-    False``: the step keeps them at the base lr). A prefix that names no parameter is an error."""
+    each split into scheduled parameters and those under one of ``constant_lr`` (``scheduled: False``: the step
+    keeps them at the base lr). A prefix that names no parameter is an error. Each group lists its parameters'
+    names (torch's ``param_names``), so a resume can tell that a group holds other parameters than it did."""
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     for prefix in constant_lr:
-        if not any(name == prefix or name.startswith(prefix + ".") for name, _ in named):
+        if not any(under(name, prefix) for name, _ in named):
             heads = sorted({".".join(name.split(".")[:2]) for name, _ in named})
             raise ValueError(
                 f"optimizer.constant_lr: {prefix!r} names no trainable parameter; parameter names begin with "
                 f"{', '.join(heads)}"
             )
-    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    groups: dict[tuple[bool, bool], list[tuple[str, nn.Parameter]]] = {}
     for name, p in named:
         decayed = not (exclude_bias_and_norm and is_bias_or_norm(name, p))
-        scheduled = not any(name == prefix or name.startswith(prefix + ".") for prefix in constant_lr)
-        groups.setdefault((decayed, scheduled), []).append(p)
+        scheduled = not any(under(name, prefix) for prefix in constant_lr)
+        groups.setdefault((decayed, scheduled), []).append((name, p))
     return [
         {
-            "params": groups.get((decayed, scheduled), []),
+            "params": [p for _, p in groups.get((decayed, scheduled), [])],
+            "param_names": [name for name, _ in groups.get((decayed, scheduled), [])],
             "weight_decay": weight_decay if decayed else 0.0,
             "lars_exclude": not decayed,
             "scheduled": scheduled,

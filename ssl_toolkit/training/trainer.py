@@ -182,6 +182,9 @@ class Trainer:
         try:
             self.method.load_state_dict(state.method)
             self.views.load_state_dict(state.views)
+            for i, (now, saved) in enumerate(zip(self.optimizer.param_groups, state.optimizer.get("param_groups", []))):
+                if saved.get("param_names", now["param_names"]) != now["param_names"]:  # older checkpoints: none
+                    raise ValueError(f"optimizer group {i} holds other parameters than the checkpoint's")
             self.optimizer.load_state_dict(state.optimizer)
         except (RuntimeError, ValueError, KeyError) as e:
             changed = [

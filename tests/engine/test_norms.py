@@ -1,5 +1,7 @@
 """The one norm factory (engine/norms.py): every kind, its group rule, and weight standardization."""
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -159,6 +161,8 @@ def test_an_output_norm_without_scale_or_offset_only_standardizes(norm):
     kw = dict(in_dim=4, hidden_dim=8, out_dim=6, norm=norm, last_norm=True)
     no_scale = HEADS.build("mlp", **kw, last_norm_scale=False)
     assert no_scale[-1].weight is None and no_scale[-1].bias is not None
+    with torch.no_grad():  # β alone: the standardized output shifted by β
+        no_scale[-1].bias.fill_(2.0)
     bare = HEADS.build("mlp", **kw, last_norm_scale=False, last_norm_shift=False)
     assert list(bare[-1].parameters()) == [] and not any(
         k.startswith("4.") and "running" not in k and "num_batches" not in k for k in bare.state_dict()
@@ -180,6 +184,8 @@ def test_an_output_norm_without_scale_or_offset_only_standardizes(norm):
         full = HEADS.build("mlp", **kw)
         full.load_state_dict(bare.state_dict(), strict=False)
     torch.testing.assert_close(full(x), y)
+    no_scale.load_state_dict({**bare.state_dict(), "4.bias": no_scale[-1].bias.detach()})
+    torch.testing.assert_close(no_scale(x), y + 2.0)
 
 
 def test_an_offset_or_scale_switch_without_an_output_norm_is_refused():
@@ -203,3 +209,30 @@ def test_global_batchnorm_converts_a_norm_without_offset_or_scale():
         assert type(converted[-1]).__name__ == "GlobalBatchNorm"
         assert (converted[-1].weight is not None, converted[-1].bias is not None) == (scale, shift)
         torch.testing.assert_close(converted(x), want)  # without a process group it is the plain BatchNorm
+
+
+@pytest.mark.parametrize("scale, shift", [(True, False), (False, True), (False, False)])
+def test_global_batchnorm_s_own_statistics_path_without_scale_or_offset(monkeypatch, scale, shift):
+    """GlobalBatchNorm's all-reduce path (DDP) with one process whose all-reduce is the identity: the plain
+    BatchNorm's output and gradients, for a norm without γ, without β, or without both (SimSiam's)."""
+    from ssl_toolkit.training import sync_bn
+
+    monkeypatch.setattr(sync_bn.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(sync_bn.dist, "get_world_size", lambda *a, **k: 2)
+    monkeypatch.setattr(sync_bn.dist_fn, "all_reduce", lambda t, *a, **k: t)
+    head = HEADS.build(
+        "mlp", in_dim=4, hidden_dim=8, out_dim=6, last_norm=True, last_norm_shift=shift, last_norm_scale=scale
+    )
+    with torch.no_grad():
+        for p in head[-1].parameters():
+            p.uniform_(0.5, 1.5)
+    plain = head[-1]
+    converted = sync_bn.convert_to_global_bn(nn.Sequential(copy.deepcopy(plain)))[0]
+    x = torch.randn(12, 6, requires_grad=True)
+    want = plain(x)
+    (grad_want,) = torch.autograd.grad(want.pow(2).sum(), x)
+    got = converted(x)
+    (grad_got,) = torch.autograd.grad(got.pow(2).sum(), x)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grad_got, grad_want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(converted.running_var, plain.running_var)
